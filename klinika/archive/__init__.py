@@ -1,0 +1,11 @@
+"""The archive: the ONE ingest path, retrieval of what we hold, deletes, metadata caches.
+
+Owns :class:`Archive`. May import: storage, index, dicom, db, errors. Every way an instance
+arrives (DIMSE C-STORE, STOW-RS, upload, ``klinika import``, reports) calls
+:meth:`Archive.store` / :meth:`Archive.store_many`; validation, dedupe, fsync, indexing and
+caches happen there, once.
+"""
+
+from klinika.archive.service import Archive, InstanceRecord, MetadataDocument, StoreOutcome
+
+__all__ = ["Archive", "InstanceRecord", "MetadataDocument", "StoreOutcome"]

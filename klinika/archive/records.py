@@ -1,0 +1,98 @@
+"""Plain records the archive hands out, and how index rows are made from a parsed header."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+from klinika.dicom.attributes import Level, attributes_of
+from klinika.dicom.frames import PixelLocation
+from klinika.index.matching import normalize_name
+
+Status = Literal["stored", "duplicate", "replaced", "rejected"]
+
+
+@dataclass
+class StoreOutcome:
+    """What happened to one instance given to :meth:`Archive.store`.
+
+    ``reason`` is a short code for rejections (``unreadable``, ``missing-attribute``,
+    ``invalid-uid``, ``invalid-charset``, ``unsupported-transfer-syntax``, ``duplicate``,
+    ``storage-full``); ``message`` says it for people.
+    """
+
+    status: Status
+    sop_instance_uid: str | None = None
+    sop_class_uid: str | None = None
+    study_uid: str | None = None
+    series_uid: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> bool:
+        return self.status != "rejected"
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """An instance as the index knows it."""
+
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    blob_key: str
+    blob_size: int
+    number_of_frames: int
+    pixel_location: PixelLocation | None
+    metadata_json: str
+
+
+@dataclass(frozen=True)
+class MetadataDocument:
+    """A ready-to-send DICOM JSON array, with its gzip form and a strong ETag."""
+
+    body: bytes
+    gzipped: bytes
+    etag: str
+
+
+def _value(keyword: str, vr: str, dataset: Dataset) -> Any:
+    value = dataset.get(keyword)
+    if value is None or value == "":
+        return None
+    if isinstance(value, MultiValue | list):
+        return "\\".join(str(v) for v in value)
+    if vr in {"IS", "US", "UL", "SS", "SL"}:
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return None
+    return str(value)
+
+
+def index_values(dataset: Dataset, level: Level) -> dict[str, Any]:
+    """Columns of the level's table, read from the header (derived attributes excluded)."""
+    values: dict[str, Any] = {}
+    for attribute in attributes_of(level):
+        if attribute.derived:
+            continue
+        value = _value(attribute.keyword, attribute.vr, dataset)
+        values[attribute.column] = value
+        if attribute.vr == "PN":
+            values[f"{attribute.column}_norm"] = normalize_name(value) if value else None
+    if level == Level.PATIENT:
+        values["patient_id"] = values["patient_id"] or ""
+        values["issuer_of_patient_id"] = values["issuer_of_patient_id"] or ""
+    return values
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

@@ -1,0 +1,463 @@
+"""The :class:`Archive`: store (the one ingest path), read, delete, metadata documents."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from klinika.archive.records import (
+    InstanceRecord,
+    MetadataDocument,
+    StoreOutcome,
+    index_values,
+    utc_now,
+)
+from klinika.db import Database
+from klinika.dicom.attributes import Level
+from klinika.dicom.frames import PixelLocation, number_of_frames
+from klinika.dicom.header import ParsedInstance, parse_instance
+from klinika.dicom.json import metadata_json
+from klinika.errors import InvalidInstance, NotFound, StorageFull
+from klinika.index import schema
+from klinika.index.query import Query, QueryResult, search
+from klinika.storage import BlobRef, FileStore
+
+StoredListener = Callable[[Sequence[StoreOutcome]], None]
+
+
+@dataclass
+class _Pending:
+    """An instance between validation and commit."""
+
+    parsed: ParsedInstance
+    blob: BlobRef
+    outcome: StoreOutcome
+
+
+class Archive:
+    """The archive of one Klinika installation.
+
+    Parameters
+    ----------
+    database, blobs
+        Where the index and the instance bytes live.
+    duplicate_policy
+        What to do with an instance whose SOP Instance UID is already stored: ``keep`` the
+        stored one and report a duplicate (the default, like most PACS), ``overwrite`` it, or
+        ``reject`` the new one.
+    listeners
+        Called after each committed batch with the outcomes (for audit, caches, forwarding).
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        blobs: FileStore,
+        *,
+        duplicate_policy: str = "keep",
+        metadata_cache_size: int = 256,
+        listeners: Iterable[StoredListener] = (),
+    ) -> None:
+        self.database = database
+        self.blobs = blobs
+        self.duplicate_policy = duplicate_policy
+        self.listeners = list(listeners)
+        self._cache: OrderedDict[tuple[str, str], MetadataDocument] = OrderedDict()
+        self._cache_size = metadata_cache_size
+        self._cache_lock = threading.Lock()
+
+    # ----------------------------------------------------------------- ingest
+    def store(self, data: bytes) -> StoreOutcome:
+        """Validate, write durably and index one Part-10 instance; see :meth:`store_many`."""
+        return self.store_many([data])[0]
+
+    def store_many(self, items: Iterable[bytes]) -> list[StoreOutcome]:
+        """Store several instances with one index transaction.
+
+        Each item is validated on its own: a bad one is rejected with a reason and leaves no
+        trace, the others go on. An outcome other than ``rejected`` is returned only after the
+        blob is fsynced and the index transaction committed.
+        """
+        outcomes: list[StoreOutcome] = []
+        pending: list[_Pending] = []
+        for data in items:
+            try:
+                parsed = parse_instance(data)
+            except InvalidInstance as exc:
+                outcomes.append(StoreOutcome("rejected", reason=exc.reason, message=str(exc)))
+                continue
+            outcome = StoreOutcome(
+                "stored",
+                sop_instance_uid=parsed.sop_instance_uid,
+                sop_class_uid=parsed.sop_class_uid,
+                study_uid=parsed.study_uid,
+                series_uid=parsed.series_uid,
+                warnings=parsed.warnings,
+            )
+            outcomes.append(outcome)
+            if self.duplicate_policy != "overwrite" and self._exists(parsed.sop_instance_uid):
+                self._mark_duplicate(outcome)
+                continue
+            try:
+                blob = self.blobs.put(parsed.part10)
+            except StorageFull as exc:
+                outcome.status, outcome.reason, outcome.message = (
+                    "rejected",
+                    "storage-full",
+                    str(exc),
+                )
+                continue
+            pending.append(_Pending(parsed, blob, outcome))
+        if pending:
+            self._index(pending)
+        committed = [o for o in outcomes if o.status in ("stored", "replaced")]
+        if committed:
+            for listener in self.listeners:
+                listener(committed)
+        return outcomes
+
+    def _mark_duplicate(self, outcome: StoreOutcome) -> None:
+        if self.duplicate_policy == "reject":
+            outcome.status, outcome.reason = "rejected", "duplicate"
+            outcome.message = f"SOP Instance {outcome.sop_instance_uid} is already stored"
+        else:
+            outcome.status = "duplicate"
+
+    def _exists(self, sop_instance_uid: str) -> bool:
+        with self.database.reader.connect() as connection:
+            return (
+                connection.execute(
+                    sa.select(schema.instances.c.pk).where(
+                        schema.instances.c.sop_instance_uid == sop_instance_uid
+                    )
+                ).first()
+                is not None
+            )
+
+    def _index(self, pending: list[_Pending]) -> None:
+        """Index a batch in one transaction, then drop blobs nothing refers to any more."""
+        unreferenced: set[str] = set()
+        with self.database.writer.begin() as connection:
+            touched_series: set[int] = set()
+            touched_studies: set[int] = set()
+            for item in pending:
+                series_pk, study_pk = self._upsert_parents(connection, item.parsed)
+                replaced_key = self._upsert_instance(connection, item, series_pk)
+                if item.outcome.status == "duplicate" or item.outcome.status == "rejected":
+                    unreferenced.add(item.blob.key)
+                    continue
+                if replaced_key and replaced_key != item.blob.key:
+                    unreferenced.add(replaced_key)
+                touched_series.add(series_pk)
+                touched_studies.add(study_pk)
+            for series_pk in touched_series:
+                _refresh_series(connection, series_pk)
+            for study_pk in touched_studies:
+                _refresh_study(connection, study_pk)
+        self._delete_unreferenced(unreferenced)
+
+    def _upsert_parents(self, connection: sa.Connection, parsed: ParsedInstance) -> tuple[int, int]:
+        dataset = parsed.dataset
+        patient = index_values(dataset, Level.PATIENT)
+        patient_pk = _insert_or_get(
+            connection, schema.patients, patient, ("patient_id", "issuer_of_patient_id")
+        )
+        study = index_values(dataset, Level.STUDY) | {
+            "patient_pk": patient_pk,
+            "updated_at": utc_now(),
+            "number_of_study_related_series": 0,
+            "number_of_study_related_instances": 0,
+        }
+        study_pk = _insert_or_get(connection, schema.studies, study, ("study_instance_uid",))
+        series = index_values(dataset, Level.SERIES) | {
+            "study_pk": study_pk,
+            "number_of_series_related_instances": 0,
+        }
+        series_pk = _insert_or_get(connection, schema.series, series, ("series_instance_uid",))
+        return series_pk, study_pk
+
+    def _upsert_instance(
+        self, connection: sa.Connection, item: _Pending, series_pk: int
+    ) -> str | None:
+        """Insert the instance row; on a duplicate apply the policy. Returns a replaced key."""
+        parsed = item.parsed
+        location = parsed.pixel_location
+        pixel_vr = None
+        if location is not None:
+            pixel_vr = "OB" if location.encapsulated else "OW"
+        values = index_values(parsed.dataset, Level.IMAGE) | {
+            "series_pk": series_pk,
+            "available_transfer_syntax_uid": parsed.transfer_syntax,
+            "number_of_frames": number_of_frames(parsed.dataset)
+            if "NumberOfFrames" in parsed.dataset
+            else None,
+            "blob_key": item.blob.key,
+            "blob_size": item.blob.size,
+            "metadata_json": metadata_json(parsed.dataset, pixel_vr),
+            "pixel_location": json.dumps(location.to_json()) if location else None,
+            "received_at": utc_now(),
+        }
+        instances = schema.instances
+        existing = connection.execute(
+            sa.select(instances.c.pk, instances.c.blob_key, instances.c.series_pk).where(
+                instances.c.sop_instance_uid == parsed.sop_instance_uid
+            )
+        ).first()
+        if existing is None:
+            connection.execute(sa.insert(instances).values(values))
+            return None
+        if self.duplicate_policy != "overwrite":
+            self._mark_duplicate(item.outcome)
+            return None
+        connection.execute(sa.update(instances).where(instances.c.pk == existing.pk).values(values))
+        item.outcome.status = "replaced"
+        if existing.series_pk != series_pk:
+            _refresh_series(connection, existing.series_pk)
+        return str(existing.blob_key)
+
+    def _delete_unreferenced(self, keys: set[str]) -> None:
+        if not keys:
+            return
+        with self.database.reader.connect() as connection:
+            used = set(
+                connection.execute(
+                    sa.select(schema.instances.c.blob_key).where(
+                        schema.instances.c.blob_key.in_(keys)
+                    )
+                ).scalars()
+            )
+        for key in keys - used:
+            self.blobs.delete(key)
+
+    # ----------------------------------------------------------------- queries
+    def search(self, query: Query) -> QueryResult:
+        """Run a query through the one query engine."""
+        with self.database.reader.connect() as connection:
+            return search(connection, query)
+
+    def instances(
+        self,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_instance_uid: str | None = None,
+    ) -> list[InstanceRecord]:
+        """The instances of a study, series or one instance, in series and instance order.
+
+        Raises
+        ------
+        NotFound
+            When nothing matches.
+        """
+        instances, series, studies = schema.instances, schema.series, schema.studies
+        statement = (
+            sa.select(
+                studies.c.study_instance_uid,
+                series.c.series_instance_uid,
+                instances.c.sop_instance_uid,
+                instances.c.sop_class_uid,
+                instances.c.available_transfer_syntax_uid,
+                instances.c.blob_key,
+                instances.c.blob_size,
+                instances.c.number_of_frames,
+                instances.c.pixel_location,
+                instances.c.metadata_json,
+            )
+            .select_from(
+                instances.join(series, instances.c.series_pk == series.c.pk).join(
+                    studies, series.c.study_pk == studies.c.pk
+                )
+            )
+            .where(studies.c.study_instance_uid == study_uid)
+            .order_by(
+                series.c.series_number, series.c.pk, instances.c.instance_number, instances.c.pk
+            )
+        )
+        if series_uid is not None:
+            statement = statement.where(series.c.series_instance_uid == series_uid)
+        if sop_instance_uid is not None:
+            statement = statement.where(instances.c.sop_instance_uid == sop_instance_uid)
+        with self.database.reader.connect() as connection:
+            rows = connection.execute(statement).all()
+        if not rows:
+            what = sop_instance_uid or series_uid or study_uid
+            raise NotFound(f"{what} is not in the archive")
+        return [
+            InstanceRecord(
+                study_uid=row[0],
+                series_uid=row[1],
+                sop_instance_uid=row[2],
+                sop_class_uid=row[3],
+                transfer_syntax=row[4],
+                blob_key=row[5],
+                blob_size=row[6],
+                number_of_frames=row[7] or 1,
+                pixel_location=PixelLocation.from_json(json.loads(row[8])) if row[8] else None,
+                metadata_json=row[9],
+            )
+            for row in rows
+        ]
+
+    def series_metadata(self, study_uid: str, series_uid: str) -> MetadataDocument:
+        """The series' DICOM JSON array, assembled from stored per-instance JSON and cached
+        until the series changes (its ``metadata_version``)."""
+        series, studies = schema.series, schema.studies
+        with self.database.reader.connect() as connection:
+            row = connection.execute(
+                sa.select(series.c.pk, series.c.metadata_version)
+                .join(studies, series.c.study_pk == studies.c.pk)
+                .where(
+                    series.c.series_instance_uid == series_uid,
+                    studies.c.study_instance_uid == study_uid,
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"series {series_uid} is not in study {study_uid}")
+            etag = f'"s{row.pk}-v{row.metadata_version}"'
+            key = (study_uid, series_uid)
+            with self._cache_lock:
+                cached = self._cache.get(key)
+                if cached is not None and cached.etag == etag:
+                    self._cache.move_to_end(key)
+                    return cached
+            texts = connection.execute(
+                sa.select(schema.instances.c.metadata_json)
+                .where(schema.instances.c.series_pk == row.pk)
+                .order_by(schema.instances.c.instance_number, schema.instances.c.pk)
+            ).scalars()
+            body = ("[" + ",".join(texts) + "]").encode("utf-8")
+        document = MetadataDocument(body, gzip.compress(body, compresslevel=5, mtime=0), etag)
+        with self._cache_lock:
+            self._cache[key] = document
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return document
+
+    def study_series(self, study_uid: str) -> list[str]:
+        """Series Instance UIDs of a study, in series order."""
+        series, studies = schema.series, schema.studies
+        with self.database.reader.connect() as connection:
+            uids = list(
+                connection.execute(
+                    sa.select(series.c.series_instance_uid)
+                    .join(studies, series.c.study_pk == studies.c.pk)
+                    .where(studies.c.study_instance_uid == study_uid)
+                    .order_by(series.c.series_number, series.c.pk)
+                ).scalars()
+            )
+        if not uids:
+            raise NotFound(f"study {study_uid} is not in the archive")
+        return uids
+
+    def read(self, record: InstanceRecord) -> bytes:
+        """The stored Part-10 bytes of an instance, as received."""
+        return self.blobs.read(record.blob_key)
+
+    # ----------------------------------------------------------------- delete
+    def delete(
+        self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None
+    ) -> int:
+        """Remove a study, series or instance from the index, then its blobs.
+
+        Returns the number of instances removed. Raises :class:`NotFound` when nothing matched.
+        """
+        records = self.instances(study_uid, series_uid, sop_instance_uid)
+        sop_uids = [r.sop_instance_uid for r in records]
+        instances, series, studies = schema.instances, schema.series, schema.studies
+        with self.database.writer.begin() as connection:
+            series_pks = set(
+                connection.execute(
+                    sa.select(instances.c.series_pk).where(
+                        instances.c.sop_instance_uid.in_(sop_uids)
+                    )
+                ).scalars()
+            )
+            study_pks = set(
+                connection.execute(
+                    sa.select(series.c.study_pk).where(series.c.pk.in_(series_pks))
+                ).scalars()
+            )
+            connection.execute(
+                sa.delete(instances).where(instances.c.sop_instance_uid.in_(sop_uids))
+            )
+            for pk in series_pks:
+                _refresh_series(connection, pk)
+            connection.execute(
+                sa.delete(series).where(
+                    series.c.pk.in_(series_pks),
+                    ~sa.exists().where(instances.c.series_pk == series.c.pk),
+                )
+            )
+            for pk in study_pks:
+                _refresh_study(connection, pk)
+            connection.execute(
+                sa.delete(studies).where(
+                    studies.c.pk.in_(study_pks),
+                    ~sa.exists().where(series.c.study_pk == studies.c.pk),
+                )
+            )
+            connection.execute(
+                sa.delete(schema.patients).where(
+                    ~sa.exists().where(studies.c.patient_pk == schema.patients.c.pk)
+                )
+            )
+        self._delete_unreferenced({r.blob_key for r in records})
+        return len(records)
+
+
+def _insert_or_get(
+    connection: sa.Connection, table: sa.Table, values: dict[str, Any], keys: tuple[str, ...]
+) -> int:
+    """Insert a row unless one with the same ``keys`` exists; return its primary key.
+
+    ``INSERT … ON CONFLICT DO NOTHING`` keeps concurrent writers on PostgreSQL from failing;
+    on SQLite the writer already holds the database lock.
+    """
+    where = [table.c[k] == values[k] for k in keys]
+    found = connection.execute(sa.select(table.c.pk).where(*where)).scalar()
+    if found is not None:
+        return int(found)
+    dialect = connection.dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    connection.execute(insert(table).values(values).on_conflict_do_nothing(index_elements=keys))
+    return int(connection.execute(sa.select(table.c.pk).where(*where)).scalar_one())
+
+
+def _refresh_series(connection: sa.Connection, series_pk: int) -> None:
+    instances, series = schema.instances, schema.series
+    count = sa.select(sa.func.count()).where(instances.c.series_pk == series.c.pk).scalar_subquery()
+    connection.execute(
+        sa.update(series)
+        .where(series.c.pk == series_pk)
+        .values(
+            number_of_series_related_instances=count,
+            metadata_version=series.c.metadata_version + 1,
+        )
+    )
+
+
+def _refresh_study(connection: sa.Connection, study_pk: int) -> None:
+    series, studies = schema.series, schema.studies
+    rows = connection.execute(
+        sa.select(series.c.modality, series.c.number_of_series_related_instances).where(
+            series.c.study_pk == study_pk
+        )
+    ).all()
+    modalities = sorted({r.modality for r in rows if r.modality})
+    connection.execute(
+        sa.update(studies)
+        .where(studies.c.pk == study_pk)
+        .values(
+            modalities_in_study="\\".join(modalities) or None,
+            number_of_study_related_series=len(rows),
+            number_of_study_related_instances=sum(r[1] or 0 for r in rows),
+            updated_at=utc_now(),
+        )
+    )

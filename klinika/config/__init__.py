@@ -1,0 +1,120 @@
+"""Settings: one typed object, read once at start from ``KLINIKA_*`` variables and a TOML file.
+
+Owns: :class:`Settings` and :func:`load_settings`. May import: nothing from klinika but errors.
+Precedence: explicit overrides > environment > TOML file (``KLINIKA_CONFIG`` or ``--config``) >
+defaults. Unknown keys in the TOML file are refused so that typos do not pass silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, get_args, get_type_hints
+
+from klinika.errors import ConfigError
+
+DuplicatePolicy = Literal["keep", "overwrite", "reject"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything Klinika can be told. Field names map to ``KLINIKA_<NAME>`` variables."""
+
+    data_dir: Path = Path("klinika-data")
+    database_url: str = ""
+    http_host: str = "127.0.0.1"
+    http_port: int = 8042
+    dimse_host: str = "127.0.0.1"
+    dimse_port: int = 4242
+    ae_title: str = "KLINIKA"
+    duplicate_policy: DuplicatePolicy = "keep"
+    fsync: bool = True
+    qido_default_limit: int = 1000
+    qido_max_limit: int = 10000
+    metadata_cache_series: int = 256
+    public_base_url: str = ""
+
+    def __post_init__(self) -> None:
+        if self.duplicate_policy not in get_args(DuplicatePolicy):
+            raise ConfigError(
+                f"duplicate_policy must be one of {get_args(DuplicatePolicy)}, "
+                f"not {self.duplicate_policy!r}"
+            )
+        if not 1 <= len(self.ae_title) <= 16:
+            raise ConfigError("ae_title must be 1 to 16 characters")
+        for name in ("http_port", "dimse_port"):
+            port = getattr(self, name)
+            if not 0 <= port <= 65535:
+                raise ConfigError(f"{name} must be a TCP port, not {port}")
+        if not self.database_url:
+            db_path = (self.data_dir / "index.sqlite").resolve()
+            object.__setattr__(self, "database_url", f"sqlite:///{db_path}")
+
+    @property
+    def blob_dir(self) -> Path:
+        """Where instance files live."""
+        return self.data_dir / "blobs"
+
+
+def _convert(name: str, raw: Any, type_hint: Any) -> Any:
+    """Turn a TOML or environment value into the field's type, or say which setting is wrong."""
+    try:
+        if type_hint is Path or type_hint == "Path":
+            return Path(raw)
+        if type_hint is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if type_hint is int:
+            return int(raw)
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name} has an invalid value {raw!r}") from exc
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None,
+    toml_path: Path | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the settings from defaults, a TOML file, the environment and explicit overrides.
+
+    Raises
+    ------
+    ConfigError
+        When a value cannot be converted, a key is unknown, or a rule is broken.
+    """
+    env = os.environ if env is None else env
+    hints = get_type_hints(Settings)
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {}
+
+    toml_path = toml_path or (Path(env["KLINIKA_CONFIG"]) if env.get("KLINIKA_CONFIG") else None)
+    if toml_path is not None:
+        try:
+            data = tomllib.loads(Path(toml_path).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {toml_path}: {exc}") from exc
+        unknown = set(data) - fields
+        if unknown:
+            raise ConfigError(f"unknown settings in {toml_path}: {', '.join(sorted(unknown))}")
+        values.update(data)
+
+    for name in fields:
+        key = f"KLINIKA_{name.upper()}"
+        if key in env:
+            values[name] = env[key]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = set(values) - fields
+    if unknown:
+        raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+    converted = {name: _convert(name, raw, hints[name]) for name, raw in values.items()}
+    return Settings(**converted)

@@ -1,0 +1,5 @@
+"""The catalogue of what we hold, and the ONE query engine behind QIDO-RS and C-FIND.
+
+Owns the index tables (``schema``), matching (``matching``) and searching (``query``).
+May import: db, dicom, errors. Queries read only the index; they never open a blob.
+"""

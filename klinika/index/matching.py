@@ -1,0 +1,134 @@
+"""Attribute matching for queries: one rule per kind of value, shared by QIDO-RS and C-FIND.
+
+References
+----------
+PS3.4 C.2.2.2 (single value, list of UID, universal, wild card, range matching);
+PS3.4 C.2.2.2.1 (case-insensitive person names, if the SCP so declares);
+PS3.18 §8.3.4 (QIDO-RS matching, ``fuzzymatching``).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+from klinika.dicom.attributes import IndexedAttribute
+from klinika.errors import InvalidQuery
+
+_DATE = re.compile(r"^\d{8}$")
+_TIME = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
+_DATETIME = re.compile(r"^\d{4,14}(\.\d{1,6})?([+-]\d{4})?$")
+
+
+def normalize_name(value: str) -> str:
+    """Person names compared case-insensitively: NFC, case-folded, trailing carets dropped."""
+    text = unicodedata.normalize("NFC", value).casefold()
+    return "=".join(group.rstrip("^ ") for group in text.split("="))
+
+
+def has_wildcard(value: str) -> bool:
+    return "*" in value or "?" in value
+
+
+def _like_pattern(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+def _wildcard(column: sa.ColumnElement, value: str) -> ColumnElement[bool]:
+    return column.like(_like_pattern(value), escape="\\")
+
+
+def _split_list(value: str) -> list[str]:
+    return [v for v in re.split(r"[\\,]", value) if v]
+
+
+def _range(
+    column: sa.ColumnElement, value: str, pattern: re.Pattern[str], kind: str, pad: int
+) -> ColumnElement[bool]:
+    low, _, high = value.partition("-")
+    for part in (low, high):
+        if part and not pattern.match(part):
+            raise InvalidQuery(f"{value!r} is not a valid {kind} or {kind} range")
+    conditions = []
+    if low:
+        conditions.append(column >= low)
+    if high:
+        conditions.append(column <= high.ljust(pad, "9") if kind != "date" else column <= high)
+    if not conditions:
+        raise InvalidQuery(f"{value!r} is an empty {kind} range")
+    return sa.and_(*conditions)
+
+
+def condition(
+    column: sa.ColumnElement,
+    attribute: IndexedAttribute,
+    value: str,
+    *,
+    norm_column: sa.ColumnElement | None = None,
+    fuzzy: bool = False,
+) -> ColumnElement[bool] | None:
+    """The SQL condition for matching ``attribute`` against ``value``; None means universal.
+
+    Raises
+    ------
+    InvalidQuery
+        When the value cannot be a match key for the attribute's VR.
+    """
+    value = value.strip() if attribute.vr not in ("PN",) else value.strip(" ")
+    if value in ("", "*"):
+        return None
+    vr = attribute.vr
+    if vr == "UI":
+        uids = _split_list(value)
+        return column == uids[0] if len(uids) == 1 else column.in_(uids)
+    if vr == "DA":
+        if "-" in value:
+            return _range(column, value, _DATE, "date", 8)
+        if not _DATE.match(value):
+            raise InvalidQuery(f"{attribute.keyword}={value!r} is not a date (YYYYMMDD)")
+        return column == value
+    if vr == "TM":
+        value = value.replace(":", "")
+        if "-" in value:
+            return _range(column, value, _TIME, "time", 13)
+        if not _TIME.match(value):
+            raise InvalidQuery(f"{attribute.keyword}={value!r} is not a time (HHMMSS.FFFFFF)")
+        return column.like(value + "%")
+    if vr == "DT" and "-" in value[1:]:
+        return _range(column, value, _DATETIME, "datetime", 21)
+    if attribute.is_integer:
+        try:
+            numbers = [int(v) for v in _split_list(value)]
+        except ValueError as exc:
+            raise InvalidQuery(f"{attribute.keyword}={value!r} is not an integer") from exc
+        return column.in_(numbers)
+    if vr == "PN" and norm_column is not None:
+        return _person_name(norm_column, value, fuzzy)
+    if has_wildcard(value):
+        return _wildcard(column, value)
+    return column == value
+
+
+def _person_name(norm_column: sa.ColumnElement, value: str, fuzzy: bool) -> ColumnElement[bool]:
+    """Case-insensitive PN matching; with fuzzy matching each word may start any name part."""
+    needle = normalize_name(value)
+    if fuzzy and not has_wildcard(needle):
+        words = [w for w in re.split(r"[\s^,]+", needle) if w]
+        clauses = []
+        for word in words:
+            pattern = _like_pattern(word)
+            clauses.append(
+                sa.or_(
+                    norm_column.like(pattern + "%", escape="\\"),
+                    norm_column.like("%^" + pattern + "%", escape="\\"),
+                    norm_column.like("% " + pattern + "%", escape="\\"),
+                )
+            )
+        return sa.and_(*clauses)
+    if has_wildcard(needle):
+        return _wildcard(norm_column, needle)
+    return norm_column == needle

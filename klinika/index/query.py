@@ -1,0 +1,233 @@
+"""The ONE query engine: QIDO-RS and C-FIND both describe a :class:`Query` and call :func:`search`.
+
+A query names a level, match keys (keyword -> value as text, ``""`` meaning "return it"),
+extra attributes to include, and paging. Answers are DICOM JSON objects (PS3.18 §F.2), built
+from index columns, or for attributes the index does not hold, from the stored metadata of a
+representative instance. No blob is ever opened.
+
+References
+----------
+PS3.4 C.4.1 (C-FIND), PS3.18 §10.6 (QIDO-RS search transaction).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+
+from klinika.dicom.attributes import (
+    BY_KEYWORD,
+    INDEXED_ATTRIBUTES,
+    IndexedAttribute,
+    Level,
+)
+from klinika.dicom.json import element_json
+from klinika.errors import InvalidQuery
+from klinika.index import schema
+from klinika.index.matching import condition
+
+Include = frozenset[str] | Literal["all"]
+_ORDER = {
+    Level.PATIENT: lambda: [schema.patients.c.patient_name_norm, schema.patients.c.pk],
+    Level.STUDY: lambda: [
+        schema.studies.c.study_date.desc(),
+        schema.studies.c.study_time.desc(),
+        schema.studies.c.pk.desc(),
+    ],
+    Level.SERIES: lambda: [schema.series.c.series_number, schema.series.c.pk],
+    Level.IMAGE: lambda: [schema.instances.c.instance_number, schema.instances.c.pk],
+}
+
+
+@dataclass(frozen=True)
+class Query:
+    """What to find. ``match`` keys are keywords or 8-digit hex tags."""
+
+    level: Level
+    match: dict[str, str] = field(default_factory=dict)
+    include: Include = frozenset()
+    limit: int | None = None
+    offset: int = 0
+    fuzzy: bool = False
+    include_parents: bool = False
+    strict: bool = True
+
+
+@dataclass
+class QueryResult:
+    """DICOM JSON objects in order, and whether more matched beyond ``limit``."""
+
+    matches: list[dict[str, Any]]
+    more: bool
+
+
+def resolve_keyword(key: str) -> str:
+    """A keyword from a keyword or a hex tag (``00100010``); refuses unknown names."""
+    if len(key) == 8 and all(c in "0123456789abcdefABCDEF" for c in key):
+        keyword = keyword_for_tag(int(key, 16))
+        if keyword:
+            return keyword
+    elif tag_for_keyword(key) is not None:
+        return key
+    raise InvalidQuery(f"{key!r} is not a DICOM attribute keyword or tag")
+
+
+def _levels_down_to(level: Level) -> list[Level]:
+    return [lv for lv in Level if lv <= level]
+
+
+def _from_clause(level: Level) -> sa.FromClause:
+    joined: sa.FromClause = schema.TABLES[Level.PATIENT]
+    for lv in _levels_down_to(level)[1:]:
+        table = schema.TABLES[lv]
+        parent = schema.TABLES[schema.PARENT[lv]]
+        joined = joined.join(table, table.c[schema.PARENT_KEY[lv]] == parent.c.pk)
+    return joined
+
+
+def _column(attribute: IndexedAttribute) -> sa.ColumnElement:
+    return schema.TABLES[attribute.level].c[attribute.column]
+
+
+def _match_conditions(query: Query, keywords: dict[str, str]) -> list[sa.ColumnElement[bool]]:
+    conditions = []
+    for keyword, value in keywords.items():
+        attribute = BY_KEYWORD.get(keyword)
+        if attribute is None or attribute.level > query.level:
+            if value not in ("", "*") and query.strict:
+                raise InvalidQuery(f"matching on {keyword} is not supported at this level")
+            continue
+        if keyword == "ModalitiesInStudy":
+            found = _modalities_condition(value)
+        else:
+            norm = None
+            if attribute.vr == "PN":
+                norm = schema.TABLES[attribute.level].c[f"{attribute.column}_norm"]
+            found = condition(
+                _column(attribute), attribute, value, norm_column=norm, fuzzy=query.fuzzy
+            )
+        if found is not None:
+            conditions.append(found)
+    return conditions
+
+
+def _modalities_condition(value: str) -> sa.ColumnElement[bool] | None:
+    """ModalitiesInStudy matches when any series of the study has one of the modalities."""
+    wanted = [v for v in value.replace(",", "\\").split("\\") if v and v != "*"]
+    if not wanted:
+        return None
+    series = schema.series
+    return sa.exists().where(
+        series.c.study_pk == schema.studies.c.pk, series.c.modality.in_(wanted)
+    )
+
+
+def _returned_attributes(query: Query, keywords: dict[str, str]) -> list[IndexedAttribute]:
+    levels = _levels_down_to(query.level) if query.include_parents else [query.level]
+    if query.level == Level.STUDY:
+        levels = [Level.PATIENT, Level.STUDY]
+    chosen = [
+        a
+        for a in INDEXED_ATTRIBUTES
+        if a.level in levels and (a.default_return or query.include == "all")
+    ]
+    extra = set(keywords) | (set() if query.include == "all" else set(query.include))
+    for keyword in extra:
+        attribute = BY_KEYWORD.get(keyword)
+        if attribute and attribute.level <= query.level and attribute not in chosen:
+            chosen.append(attribute)
+    return chosen
+
+
+def search(connection: sa.Connection, query: Query) -> QueryResult:
+    """Run ``query`` against the index.
+
+    Raises
+    ------
+    InvalidQuery
+        For unknown attributes, malformed values, or (when ``strict``) unsupported match keys.
+    """
+    keywords = {resolve_keyword(k): v for k, v in query.match.items()}
+    include: Include = query.include
+    if include != "all":
+        include = frozenset(resolve_keyword(k) for k in include)
+        query = Query(**{**query.__dict__, "include": include})
+    returned = _returned_attributes(query, keywords)
+    table = schema.TABLES[query.level]
+    columns = [_column(a).label(a.column) for a in returned]
+    statement = (
+        sa.select(table.c.pk.label("_pk"), *columns)
+        .select_from(_from_clause(query.level))
+        .where(*_match_conditions(query, keywords))
+        .order_by(*_ORDER[query.level]())
+    )
+    if query.offset:
+        statement = statement.offset(query.offset)
+    if query.limit is not None:
+        statement = statement.limit(query.limit + 1)
+    rows = connection.execute(statement).all()
+    more = query.limit is not None and len(rows) > query.limit
+    rows = rows[: query.limit] if query.limit is not None else rows
+
+    indexed = {a.keyword for a in returned}
+    unindexed = sorted(
+        k
+        for k in (set(keywords) | (set(include) if include != "all" else set()))
+        if k not in indexed
+    )
+    extra = _representative_values(connection, query.level, [r._pk for r in rows], unindexed)
+    matches = []
+    for row in rows:
+        entry = {a.tag_hex: element_json(a.vr, _split(a, row._mapping[a.column])) for a in returned}
+        entry.update(extra.get(row._pk, {}))
+        for keyword in unindexed:
+            tag = f"{tag_for_keyword(keyword):08X}"
+            entry.setdefault(tag, {"vr": dictionary_VR(tag_for_keyword(keyword))})
+        matches.append(dict(sorted(entry.items())))
+    return QueryResult(matches, more)
+
+
+def _split(attribute: IndexedAttribute, value: Any) -> Any:
+    if isinstance(value, str) and "\\" in value and attribute.vr not in ("LT", "ST", "UT"):
+        return value.split("\\")
+    return value
+
+
+def _representative_values(
+    connection: sa.Connection, level: Level, pks: list[int], keywords: list[str]
+) -> dict[int, dict[str, Any]]:
+    """Values of attributes the index lacks, from the first stored instance under each row."""
+    if not pks or not keywords or level == Level.PATIENT:
+        return {}
+    instances, series = schema.instances, schema.series
+    if level == Level.IMAGE:
+        owner = instances.c.pk
+        source = instances
+    elif level == Level.SERIES:
+        owner = instances.c.series_pk
+        source = instances
+    else:
+        owner = series.c.study_pk
+        source = instances.join(series, instances.c.series_pk == series.c.pk)
+    first = (
+        sa.select(owner.label("owner"), sa.func.min(instances.c.pk).label("instance_pk"))
+        .select_from(source)
+        .where(owner.in_(pks))
+        .group_by(owner)
+        .subquery()
+    )
+    rows = connection.execute(
+        sa.select(first.c.owner, instances.c.metadata_json).join(
+            instances, instances.c.pk == first.c.instance_pk
+        )
+    ).all()
+    tags = [f"{tag_for_keyword(k):08X}" for k in keywords]
+    out: dict[int, dict[str, Any]] = {}
+    for owner_pk, text in rows:
+        data = json.loads(text)
+        out[owner_pk] = {tag: data[tag] for tag in tags if tag in data}
+    return out

@@ -38,3 +38,7 @@ class InvalidQuery(KlinikaError):
 
 class NotAcceptable(KlinikaError):
     """The requested representation (media type, transfer syntax) cannot be produced."""
+
+
+class UnsupportedMediaType(KlinikaError):
+    """A request body in a format this resource does not take."""

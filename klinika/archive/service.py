@@ -22,14 +22,15 @@ from klinika.archive.records import (
 )
 from klinika.db import Database
 from klinika.dicom.attributes import Level
-from klinika.dicom.frames import PixelLocation, number_of_frames
+from klinika.dicom.frames import PixelLocation, frame_from_part10, number_of_frames
 from klinika.dicom.header import ParsedInstance, parse_instance
-from klinika.dicom.json import metadata_json
+from klinika.dicom.json import metadata_json, with_base
 from klinika.errors import InvalidInstance, NotFound, StorageFull
 from klinika.index import schema
 from klinika.index.query import Query, QueryResult, search
 from klinika.storage import BlobRef, FileStore
 
+_SLOW_FRAME_SYNTAXES = ("1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
 StoredListener = Callable[[Sequence[StoreOutcome]], None]
 
 
@@ -70,7 +71,7 @@ class Archive:
         self.blobs = blobs
         self.duplicate_policy = duplicate_policy
         self.listeners = list(listeners)
-        self._cache: OrderedDict[tuple[str, str], MetadataDocument] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str, str], MetadataDocument] = OrderedDict()
         self._cache_size = metadata_cache_size
         self._cache_lock = threading.Lock()
 
@@ -79,12 +80,15 @@ class Archive:
         """Validate, write durably and index one Part-10 instance; see :meth:`store_many`."""
         return self.store_many([data])[0]
 
-    def store_many(self, items: Iterable[bytes]) -> list[StoreOutcome]:
+    def store_many(
+        self, items: Iterable[bytes], *, study_uid: str | None = None
+    ) -> list[StoreOutcome]:
         """Store several instances with one index transaction.
 
         Each item is validated on its own: a bad one is rejected with a reason and leaves no
         trace, the others go on. An outcome other than ``rejected`` is returned only after the
-        blob is fsynced and the index transaction committed.
+        blob is fsynced and the index transaction committed. With ``study_uid``, instances of
+        another study are rejected (``study-mismatch``), as STOW-RS to a study URL requires.
         """
         outcomes: list[StoreOutcome] = []
         pending: list[_Pending] = []
@@ -103,6 +107,12 @@ class Archive:
                 warnings=parsed.warnings,
             )
             outcomes.append(outcome)
+            if study_uid is not None and parsed.study_uid != study_uid:
+                outcome.status, outcome.reason = "rejected", "study-mismatch"
+                outcome.message = (
+                    f"the instance belongs to study {parsed.study_uid}, not {study_uid}"
+                )
+                continue
             if self.duplicate_policy != "overwrite" and self._exists(parsed.sop_instance_uid):
                 self._mark_duplicate(outcome)
                 continue
@@ -305,9 +315,12 @@ class Archive:
             for row in rows
         ]
 
-    def series_metadata(self, study_uid: str, series_uid: str) -> MetadataDocument:
+    def series_metadata(self, study_uid: str, series_uid: str, base_url: str) -> MetadataDocument:
         """The series' DICOM JSON array, assembled from stored per-instance JSON and cached
-        until the series changes (its ``metadata_version``)."""
+        until the series changes (its ``metadata_version``).
+
+        ``base_url`` replaces the placeholder base of bulk data URIs.
+        """
         series, studies = schema.series, schema.studies
         with self.database.reader.connect() as connection:
             row = connection.execute(
@@ -321,7 +334,7 @@ class Archive:
             if row is None:
                 raise NotFound(f"series {series_uid} is not in study {study_uid}")
             etag = f'"s{row.pk}-v{row.metadata_version}"'
-            key = (study_uid, series_uid)
+            key = (study_uid, series_uid, base_url)
             with self._cache_lock:
                 cached = self._cache.get(key)
                 if cached is not None and cached.etag == etag:
@@ -332,7 +345,7 @@ class Archive:
                 .where(schema.instances.c.series_pk == row.pk)
                 .order_by(schema.instances.c.instance_number, schema.instances.c.pk)
             ).scalars()
-            body = ("[" + ",".join(texts) + "]").encode("utf-8")
+            body = with_base(("[" + ",".join(texts) + "]").encode("utf-8"), base_url)
         document = MetadataDocument(body, gzip.compress(body, compresslevel=5, mtime=0), etag)
         with self._cache_lock:
             self._cache[key] = document
@@ -359,6 +372,26 @@ class Archive:
     def read(self, record: InstanceRecord) -> bytes:
         """The stored Part-10 bytes of an instance, as received."""
         return self.blobs.read(record.blob_key)
+
+    def read_frame(self, record: InstanceRecord, frame_index: int) -> bytes:
+        """One frame's bytes as stored (0-based index), by byte range when ingest mapped it.
+
+        Raises
+        ------
+        NotFound
+            When the instance has no such frame or no pixel data.
+        """
+        location = record.pixel_location
+        if location is None and record.transfer_syntax not in _SLOW_FRAME_SYNTAXES:
+            raise NotFound(f"instance {record.sop_instance_uid} has no pixel data")
+        if not 0 <= frame_index < record.number_of_frames:
+            raise NotFound(
+                f"instance {record.sop_instance_uid} has {record.number_of_frames} frame(s); "
+                f"frame {frame_index + 1} does not exist"
+            )
+        if location is not None and location.frames is not None:
+            return self.blobs.read_ranges(record.blob_key, location.frames[frame_index])
+        return frame_from_part10(self.read(record), frame_index)
 
     # ----------------------------------------------------------------- delete
     def delete(

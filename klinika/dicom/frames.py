@@ -22,7 +22,7 @@ from pydicom.encaps import parse_basic_offsets, parse_fragments
 from pydicom.uid import UID
 from pydicom.valuerep import VR as VR_ALL
 
-from klinika.errors import InvalidInstance
+from klinika.errors import InvalidInstance, NotFound
 
 _LONG_VRS = (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR")
 _ALL_VRS = {vr.encode() for vr in VR_ALL}
@@ -167,3 +167,27 @@ def _encapsulated_frames(
             grouped[index].append((off, length))
         return tuple(tuple(g) for g in grouped)
     return None
+
+
+def frame_from_part10(part10: bytes, frame_index: int) -> bytes:
+    """One frame's bytes as stored (compressed frames stay compressed), the slow way.
+
+    Used when ingest could not map the frames (bit-packed pixels, big endian, deflate,
+    fragments without an offset table).
+    """
+    import io as _io
+
+    from pydicom import dcmread
+    from pydicom.encaps import get_frame
+
+    from klinika.dicom.transcode import decode_frame, is_native
+
+    dataset = dcmread(_io.BytesIO(part10))
+    if "PixelData" not in dataset:
+        raise NotFound("the instance has no pixel data")
+    transfer_syntax = str(dataset.file_meta.TransferSyntaxUID)
+    if is_native(transfer_syntax):
+        return decode_frame(part10, frame_index)
+    return bytes(
+        get_frame(dataset.PixelData, frame_index, number_of_frames=number_of_frames(dataset))
+    )

@@ -23,6 +23,11 @@ BULK_DATA_THRESHOLD = 1024
 PIXEL_DATA_TAGS = ("7FE00010", "7FE00008", "7FE00009")
 
 
+def with_base(document: bytes, base_url: str) -> bytes:
+    """Stored DICOM JSON with its placeholder base replaced by ``base_url`` (no trailing /)."""
+    return document.replace(BASE_PLACEHOLDER.encode(), base_url.encode())
+
+
 def instance_path(study_uid: str, series_uid: str, sop_uid: str) -> str:
     """The WADO-RS path of an instance, relative to the DICOMweb root (PS3.18 §10.4.1)."""
     return f"/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"
@@ -80,7 +85,7 @@ def element_json(vr: str, value: Any) -> dict[str, Any]:
             groups = str(v).split("=")
             entry = {
                 name: group
-                for name, group in zip(("Alphabetic", "Ideographic", "Phonetic"), groups)
+                for name, group in zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False)
                 if group
             }
             out.append(entry)

@@ -26,7 +26,7 @@ _DATETIME = re.compile(r"^\d{4,14}(\.\d{1,6})?([+-]\d{4})?$")
 def normalize_name(value: str) -> str:
     """Person names compared case-insensitively: NFC, case-folded, trailing carets dropped."""
     text = unicodedata.normalize("NFC", value).casefold()
-    return "=".join(group.rstrip("^ ") for group in text.split("="))
+    return "=".join(group.strip(" ").rstrip("^ ") for group in text.split("="))
 
 
 def has_wildcard(value: str) -> bool:

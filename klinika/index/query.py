@@ -22,6 +22,7 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from klinika.dicom.attributes import (
     BY_KEYWORD,
     INDEXED_ATTRIBUTES,
+    UNIQUE_KEY,
     IndexedAttribute,
     Level,
 )
@@ -127,6 +128,8 @@ def _modalities_condition(value: str) -> sa.ColumnElement[bool] | None:
 
 
 def _returned_attributes(query: Query, keywords: dict[str, str]) -> list[IndexedAttribute]:
+    """Default attributes of the level (and of the levels above for relational queries), the
+    unique keys of the levels above, the match keys and ``includefield``."""
     levels = _levels_down_to(query.level) if query.include_parents else [query.level]
     if query.level == Level.STUDY:
         levels = [Level.PATIENT, Level.STUDY]
@@ -136,7 +139,8 @@ def _returned_attributes(query: Query, keywords: dict[str, str]) -> list[Indexed
         if a.level in levels and (a.default_return or query.include == "all")
     ]
     extra = set(keywords) | (set() if query.include == "all" else set(query.include))
-    for keyword in extra:
+    extra |= {UNIQUE_KEY[lv] for lv in _levels_down_to(query.level) if lv != Level.PATIENT}
+    for keyword in sorted(extra):
         attribute = BY_KEYWORD.get(keyword)
         if attribute and attribute.level <= query.level and attribute not in chosen:
             chosen.append(attribute)

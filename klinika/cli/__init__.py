@@ -1,0 +1,1 @@
+"""The ``klinika`` command. May import everything; builds a Runtime per command."""

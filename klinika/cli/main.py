@@ -1,0 +1,130 @@
+"""``klinika``: serve, import, demo, and the commands other rooms register."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import click
+
+from klinika import __version__
+from klinika.config import Settings, load_settings
+from klinika.errors import ConfigError
+
+
+def settings_from(ctx: click.Context) -> Settings:
+    """The settings of this invocation (config file, environment, command-line overrides)."""
+    return ctx.ensure_object(dict)["settings"]
+
+
+@click.group()
+@click.version_option(__version__, prog_name="klinika")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML settings file (also KLINIKA_CONFIG).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Data folder (also KLINIKA_DATA_DIR).",
+)
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> None:
+    """Klinika PACS."""
+    try:
+        ctx.ensure_object(dict)["settings"] = load_settings(
+            toml_path=config_path, data_dir=data_dir
+        )
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+@cli.command()
+@click.option("--host", help="HTTP address (default 127.0.0.1).")
+@click.option("--port", type=int, help="HTTP port (default 8042).")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Run the HTTP server (DICOMweb, viewer, API) and the DIMSE listener."""
+    from klinika.web.server import run_server
+
+    settings = settings_from(ctx)
+    run_server(settings, host=host or settings.http_host, port=port or settings.http_port)
+
+
+@cli.command(name="import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--jobs", "-j", default=2, show_default=True, help="Parallel workers.")
+@click.pass_context
+def import_command(ctx: click.Context, paths: tuple[Path, ...], jobs: int) -> None:
+    """Store DICOM files, folders and ZIP archives into the archive."""
+    from klinika.cli.ingest import import_paths, iter_sources
+    from klinika.runtime import Runtime
+
+    total = sum(1 for _ in iter_sources(paths))
+    with (
+        Runtime(settings_from(ctx)) as runtime,
+        click.progressbar(length=total, label="Importing", show_pos=True) as bar,
+    ):
+        summary = import_paths(runtime.archive, paths, jobs=jobs, on_progress=bar.update)
+    _print_summary(summary)
+
+
+def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
+    counts = summary.counts
+    click.echo(
+        f"stored {counts['stored'] + counts['replaced']}, duplicate {counts['duplicate']}, "
+        f"rejected {counts['rejected']}"
+    )
+    for name, reason in summary.rejected[:50]:
+        click.echo(f"  rejected {name}: {reason}", err=True)
+
+
+@cli.command()
+@click.option("--ct-slices", default=300, show_default=True, help="Slices in the demo CT.")
+@click.option(
+    "--serve/--no-serve", "then_serve", default=False, help="Start the server after loading."
+)
+@click.pass_context
+def demo(ctx: click.Context, ct_slices: int, then_serve: bool) -> None:
+    """Load the demo data set (CT volume, MR, CR, US cine), generated locally."""
+    from klinika.cli.ingest import import_paths
+    from klinika.demo import demo_file_count, generate_demo
+    from klinika.runtime import Runtime
+
+    settings = settings_from(ctx)
+    workdir = Path(tempfile.mkdtemp(prefix="klinika-demo-"))
+    try:
+        with click.progressbar(length=demo_file_count(ct_slices), label="Generating") as bar:
+            generate_demo(workdir, ct_slices=ct_slices, progress=lambda _n: bar.update(1))
+        with (
+            Runtime(settings) as runtime,
+            click.progressbar(length=demo_file_count(ct_slices), label="Importing") as bar,
+        ):
+            summary = import_paths(runtime.archive, [workdir], on_progress=bar.update)
+        _print_summary(summary)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if then_serve:
+        ctx.invoke(serve)
+
+
+@cli.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command()
+@click.pass_context
+def upgrade(ctx: click.Context) -> None:
+    """Apply the database migrations."""
+    from klinika.runtime import Runtime
+
+    Runtime(settings_from(ctx.find_root())).close()
+    click.echo("database is at the newest schema")
+
+
+def main() -> None:
+    cli(auto_envvar_prefix=None)

@@ -1,0 +1,55 @@
+"""Pieces shared by the DICOMweb routes: base URLs, JSON answers, the permission guard."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import Request, Response
+
+#: ``guard(action)`` returns a FastAPI dependency that admits only principals allowed to do
+#: ``action`` ("dicom:read", "dicom:store", "dicom:delete"). It comes from the auth room.
+Guard = Callable[[str], Any]
+
+DICOM_JSON = "application/dicom+json"
+_GZIP_MIN = 1024
+
+
+def dicomweb_base(request: Request, public_base_url: str = "") -> str:
+    """The absolute URL of the DICOMweb root as the client sees it."""
+    if public_base_url:
+        return public_base_url.rstrip("/") + "/dicom-web"
+    return str(request.base_url).rstrip("/") + "/dicom-web"
+
+
+def wants_gzip(request: Request) -> bool:
+    return "gzip" in request.headers.get("accept-encoding", "").lower()
+
+
+def json_bytes(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def json_response(
+    request: Request,
+    body: bytes,
+    *,
+    gzipped: bytes | None = None,
+    etag: str | None = None,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A DICOM JSON answer, gzip-compressed when the client accepts it (JSON only, never
+    pixel data), with ETag / If-None-Match support."""
+    out_headers = {"Vary": "Accept-Encoding", **(headers or {})}
+    if etag:
+        out_headers["ETag"] = etag
+        out_headers["Cache-Control"] = "private, no-cache"
+        if etag in request.headers.get("if-none-match", ""):
+            return Response(status_code=304, headers=out_headers)
+    if wants_gzip(request) and len(body) >= _GZIP_MIN:
+        out_headers["Content-Encoding"] = "gzip"
+        body = gzipped if gzipped is not None else gzip.compress(body, compresslevel=5, mtime=0)
+    return Response(body, status_code=status_code, media_type=DICOM_JSON, headers=out_headers)

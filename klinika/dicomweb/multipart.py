@@ -1,0 +1,122 @@
+"""multipart/related bodies: streaming encoder for WADO-RS, streaming decoder for STOW-RS.
+
+References
+----------
+RFC 2387 (multipart/related), PS3.18 §8.6.1.2 (DICOMweb multipart payloads).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from python_multipart import MultipartParser
+from python_multipart.exceptions import MultipartParseError
+
+from klinika.dicomweb.negotiation import parse_accept
+from klinika.errors import InvalidQuery, UnsupportedMediaType
+
+
+def new_boundary() -> str:
+    return "klinika-" + secrets.token_hex(12)
+
+
+def content_type(part_type: str, boundary: str, transfer_syntax: str | None = None) -> str:
+    """The multipart/related Content-Type header value."""
+    value = f'multipart/related; type="{part_type}"; boundary={boundary}'
+    if transfer_syntax:
+        value += f"; transfer-syntax={transfer_syntax}"
+    return value
+
+
+def encode_parts(parts: Iterable[tuple[str, bytes]], boundary: str) -> Iterator[bytes]:
+    """Yield a multipart body part by part; each part is ``(Content-Type, payload)``."""
+    delimiter = f"--{boundary}\r\n".encode()
+    for part_type, payload in parts:
+        yield delimiter + f"Content-Type: {part_type}\r\n\r\n".encode() + payload + b"\r\n"
+    yield f"--{boundary}--\r\n".encode()
+
+
+@dataclass
+class _Part:
+    headers: dict[str, str] = field(default_factory=dict)
+    chunks: list[bytes] = field(default_factory=list)
+
+
+class MultipartReader:
+    """Feed a request body in chunks; complete parts come out of :meth:`feed`.
+
+    Raises :class:`InvalidQuery` for a body that is not multipart or is cut short.
+    """
+
+    def __init__(self, content_type_header: str) -> None:
+        ranges = parse_accept(content_type_header)
+        media = ranges[0] if ranges else None
+        if media is None or media.media_type != "multipart/related":
+            raise UnsupportedMediaType("STOW-RS expects a multipart/related body")
+        boundary = media.params.get("boundary")
+        if not boundary:
+            raise InvalidQuery("the multipart/related Content-Type has no boundary")
+        self.part_type = media.params.get("type", "application/dicom").lower()
+        self._done: list[_Part] = []
+        self._current = _Part()
+        self._field = b""
+        self._value = b""
+        self._ended = False
+        self._parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": self._begin,
+                "on_part_data": self._data,
+                "on_part_end": self._end,
+                "on_header_field": self._header_field,
+                "on_header_value": self._header_value,
+                "on_header_end": self._header_end,
+                "on_end": self._finish,
+            },
+        )
+
+    def _begin(self) -> None:
+        self._current = _Part()
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        self._current.chunks.append(data[start:end])
+
+    def _end(self) -> None:
+        self._done.append(self._current)
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._field += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def _header_end(self) -> None:
+        name = self._field.decode("latin-1").strip().lower()
+        self._current.headers[name] = self._value.decode("latin-1").strip()
+        self._field = self._value = b""
+
+    def _finish(self) -> None:
+        self._ended = True
+
+    def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
+        """Parse more of the body; return the parts completed so far as (type, bytes)."""
+        try:
+            self._parser.write(chunk)
+        except MultipartParseError as exc:
+            raise InvalidQuery(f"malformed multipart body: {exc}") from exc
+        done, self._done = self._done, []
+        return [
+            (
+                p.headers.get("content-type", self.part_type).split(";")[0].strip().lower(),
+                b"".join(p.chunks),
+            )
+            for p in done
+        ]
+
+    def close(self) -> None:
+        """Check the body ended with the closing boundary."""
+        self._parser.finalize()
+        if not self._ended:
+            raise InvalidQuery("the multipart body ended before its closing boundary")

@@ -1,0 +1,135 @@
+"""QIDO-RS: search for studies, series and instances (PS3.18 §10.6)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from klinika.archive import Archive
+from klinika.config import Settings
+from klinika.dicom.attributes import Level
+from klinika.dicomweb.common import Guard, dicomweb_base, json_bytes, json_response
+from klinika.dicomweb.negotiation import accepts_json
+from klinika.errors import InvalidQuery
+from klinika.index.query import Query
+
+_CONTROL = {"limit", "offset", "fuzzymatching", "includefield", "orderby"}
+
+
+def parse_query(request: Request, level: Level, settings: Settings, scope: dict[str, str]) -> Query:
+    """Turn QIDO-RS query parameters into a :class:`Query` (values already URL-decoded).
+
+    References
+    ----------
+    PS3.18 §8.3.4 (query parameters), §8.3.4.4 (includefield), §8.3.4.5 (fuzzymatching).
+    """
+    params = request.query_params
+    match: dict[str, str] = {}
+    include: set[str] = set()
+    include_all = False
+    for key in params:
+        values = params.getlist(key)
+        if key == "includefield":
+            for value in values:
+                for field in value.split(","):
+                    field = field.strip()
+                    if field == "all":
+                        include_all = True
+                    elif field:
+                        include.add(field)
+        elif key not in _CONTROL:
+            match[key] = "\\".join(values)
+    match.update(scope)
+    limit = _integer(params.get("limit"), "limit", settings.qido_default_limit)
+    limit = min(limit, settings.qido_max_limit)
+    fuzzy = params.get("fuzzymatching", "false").lower() == "true"
+    return Query(
+        level=level,
+        match=match,
+        include="all" if include_all else frozenset(include),
+        limit=limit,
+        offset=_integer(params.get("offset"), "offset", 0),
+        fuzzy=fuzzy,
+        include_parents=not scope,
+        strict=True,
+    )
+
+
+def _integer(raw: str | None, name: str, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise InvalidQuery(f"{name} must be a whole number, not {raw!r}") from exc
+    if value < 0:
+        raise InvalidQuery(f"{name} must not be negative")
+    return value
+
+
+def create_qido_router(archive: Archive, settings: Settings, guard: Guard) -> APIRouter:
+    """The QIDO-RS resources."""
+    router = APIRouter(dependencies=[Depends(guard("dicom:read"))])
+
+    def answer(request: Request, level: Level, scope: dict[str, str]) -> Response:
+        accepts_json(request.headers.get("accept"))
+        query = parse_query(request, level, settings, scope)
+        result = archive.search(query)
+        base = dicomweb_base(request, settings.public_base_url)
+        for match in result.matches:
+            _add_retrieve_url(match, level, base)
+        headers = {}
+        if result.more:
+            headers["Warning"] = (
+                '299 klinika "There are more results than the limit; '
+                'ask again with a larger offset"'
+            )
+        return json_response(request, json_bytes(result.matches), headers=headers)
+
+    @router.get("/studies", summary="Search for studies")
+    def search_studies(request: Request) -> Response:
+        return answer(request, Level.STUDY, {})
+
+    @router.get("/series", summary="Search for series in all studies")
+    def search_all_series(request: Request) -> Response:
+        return answer(request, Level.SERIES, {})
+
+    @router.get("/instances", summary="Search for instances in all studies")
+    def search_all_instances(request: Request) -> Response:
+        return answer(request, Level.IMAGE, {})
+
+    @router.get("/studies/{study_uid}/series", summary="Search for series of a study")
+    def search_series(request: Request, study_uid: str) -> Response:
+        return answer(request, Level.SERIES, {"StudyInstanceUID": study_uid})
+
+    @router.get("/studies/{study_uid}/instances", summary="Search for instances of a study")
+    def search_study_instances(request: Request, study_uid: str) -> Response:
+        return answer(request, Level.IMAGE, {"StudyInstanceUID": study_uid})
+
+    @router.get(
+        "/studies/{study_uid}/series/{series_uid}/instances",
+        summary="Search for instances of a series",
+    )
+    def search_instances(request: Request, study_uid: str, series_uid: str) -> Response:
+        scope = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
+        return answer(request, Level.IMAGE, scope)
+
+    return router
+
+
+def _add_retrieve_url(match: dict, level: Level, base: str) -> None:
+    """RetrieveURL (0008,1190) of each match (PS3.18 Table 10.6.3-3)."""
+
+    def uid(tag: str) -> str | None:
+        values = match.get(tag, {}).get("Value")
+        return values[0] if values else None
+
+    study, series, sop = uid("0020000D"), uid("0020000E"), uid("00080018")
+    url = None
+    if level == Level.STUDY and study:
+        url = f"{base}/studies/{study}"
+    elif level == Level.SERIES and study and series:
+        url = f"{base}/studies/{study}/series/{series}"
+    elif level == Level.IMAGE and study and series and sop:
+        url = f"{base}/studies/{study}/series/{series}/instances/{sop}"
+    if url:
+        match["00081190"] = {"vr": "UR", "Value": [url]}

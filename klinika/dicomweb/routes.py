@@ -1,0 +1,25 @@
+"""Assembling the DICOMweb routers."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from klinika.archive import Archive
+from klinika.config import Settings
+from klinika.dicomweb.common import Guard
+from klinika.dicomweb.qido import create_qido_router
+from klinika.dicomweb.stow import create_stow_router
+from klinika.dicomweb.uri import create_wado_uri_router
+from klinika.dicomweb.wado import create_wado_router
+
+
+def create_dicomweb_router(archive: Archive, settings: Settings, guard: Guard) -> APIRouter:
+    """QIDO-RS, WADO-RS and STOW-RS, to be mounted at ``/dicom-web``."""
+    router = APIRouter(tags=["DICOMweb"])
+    router.include_router(create_qido_router(archive, settings, guard))
+    router.include_router(create_stow_router(archive, settings, guard))
+    router.include_router(create_wado_router(archive, settings, guard))
+    return router
+
+
+__all__ = ["create_dicomweb_router", "create_wado_uri_router"]

@@ -1,0 +1,124 @@
+"""STOW-RS: store instances sent as multipart/related application/dicom (PS3.18 §10.5)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from klinika.archive import Archive, StoreOutcome
+from klinika.config import Settings
+from klinika.dicomweb.common import Guard, dicomweb_base, json_bytes, json_response
+from klinika.dicomweb.multipart import MultipartReader
+from klinika.errors import UnsupportedMediaType
+
+BATCH = 32
+
+#: Failure Reason (0008,1197) for each rejection reason (PS3.4 Annex GG.4, PS3.18 §10.5.3).
+FAILURE_REASONS = {
+    "unreadable": 0xC000,
+    "missing-attribute": 0xA900,
+    "invalid-uid": 0xA900,
+    "invalid-charset": 0xA900,
+    "study-mismatch": 0xA900,
+    "unsupported-transfer-syntax": 0xC122,
+    "unsupported-media-type": 0xC000,
+    "duplicate": 0x0111,
+    "storage-full": 0xA700,
+}
+
+
+def _reference(outcome: StoreOutcome, base: str) -> dict:
+    item: dict = {
+        "00081150": {"vr": "UI", "Value": [outcome.sop_class_uid]},
+        "00081155": {"vr": "UI", "Value": [outcome.sop_instance_uid]},
+    }
+    if outcome.accepted:
+        url = (
+            f"{base}/studies/{outcome.study_uid}/series/{outcome.series_uid}"
+            f"/instances/{outcome.sop_instance_uid}"
+        )
+        item["00081190"] = {"vr": "UR", "Value": [url]}
+        if outcome.warnings or outcome.status == "duplicate":
+            item["00081196"] = {"vr": "US", "Value": [0xB000]}  # coercion / warning
+    else:
+        item["00081197"] = {
+            "vr": "US",
+            "Value": [FAILURE_REASONS.get(outcome.reason or "", 0x0110)],
+        }
+        if outcome.sop_class_uid is None:
+            item.pop("00081150")
+            item.pop("00081155")
+    return item
+
+
+def stow_response(
+    outcomes: list[StoreOutcome], base: str, study_uid: str | None
+) -> tuple[int, dict]:
+    """The STOW-RS response data set and HTTP status (200 all, 202 some, 409 none stored)."""
+    stored = [o for o in outcomes if o.accepted]
+    failed = [o for o in outcomes if not o.accepted]
+    body: dict = {}
+    study = study_uid or (stored[0].study_uid if stored else None)
+    if study and stored:
+        body["00081190"] = {"vr": "UR", "Value": [f"{base}/studies/{study}"]}
+    if stored:
+        body["00081199"] = {"vr": "SQ", "Value": [_reference(o, base) for o in stored]}
+    if failed:
+        body["00081198"] = {"vr": "SQ", "Value": [_reference(o, base) for o in failed]}
+        comments = "; ".join(o.message or o.reason or "rejected" for o in failed)
+        body["00000902"] = {"vr": "LO", "Value": [comments[:1024]]}
+    if not outcomes:
+        return 400, body
+    if not failed:
+        has_warnings = any(o.warnings for o in stored)
+        return (202 if has_warnings else 200), body
+    return (202 if stored else 409), body
+
+
+def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> APIRouter:
+    """The STOW-RS resources."""
+    router = APIRouter(dependencies=[Depends(guard("dicom:store"))])
+
+    async def store(request: Request, study_uid: str | None) -> Response:
+        reader = MultipartReader(request.headers.get("content-type", ""))
+        if reader.part_type != "application/dicom":
+            raise UnsupportedMediaType("only application/dicom parts are accepted by STOW-RS here")
+        outcomes: list[StoreOutcome] = []
+        batch: list[bytes] = []
+
+        async def flush() -> None:
+            if batch:
+                outcomes.extend(
+                    await run_in_threadpool(archive.store_many, list(batch), study_uid=study_uid)
+                )
+                batch.clear()
+
+        async for chunk in request.stream():
+            for part_type, data in reader.feed(chunk):
+                if part_type != "application/dicom":
+                    outcomes.append(
+                        StoreOutcome(
+                            "rejected",
+                            reason="unsupported-media-type",
+                            message=f"a part of type {part_type} is not application/dicom",
+                        )
+                    )
+                    continue
+                batch.append(data)
+                if len(batch) >= BATCH:
+                    await flush()
+        reader.close()
+        await flush()
+        base = dicomweb_base(request, settings.public_base_url)
+        status, body = stow_response(outcomes, base, study_uid)
+        return json_response(request, json_bytes(body), status_code=status)
+
+    @router.post("/studies", summary="Store instances")
+    async def store_instances(request: Request) -> Response:
+        return await store(request, None)
+
+    @router.post("/studies/{study_uid}", summary="Store instances into a study")
+    async def store_study_instances(request: Request, study_uid: str) -> Response:
+        return await store(request, study_uid)
+
+    return router

@@ -1,0 +1,316 @@
+"""WADO-RS: retrieve instances, metadata, frames, bulk data, rendered images, thumbnails.
+
+References
+----------
+PS3.18 §10.4 (Retrieve transaction), §8.7.3 (media types and transfer syntaxes),
+§9.5 (rendered resources), §10.4.1.1.2 (thumbnail).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import StreamingResponse
+from pydicom import dcmread
+from pydicom.uid import ExplicitVRLittleEndian
+
+from klinika.archive import Archive, InstanceRecord
+from klinika.config import Settings
+from klinika.dicom import render
+from klinika.dicom.json import iter_bulk_elements, with_base
+from klinika.dicom.transcode import (
+    FRAME_MEDIA_TYPES,
+    can_decode,
+    decode_frame,
+    is_native,
+    to_explicit_little_endian,
+)
+from klinika.dicomweb.common import Guard, dicomweb_base, json_response
+from klinika.dicomweb.multipart import content_type, encode_parts, new_boundary
+from klinika.dicomweb.negotiation import (
+    MultipartChoice,
+    accepts_json,
+    choose_multipart,
+    parse_accept,
+)
+from klinika.errors import InvalidQuery, NotAcceptable, NotFound
+
+_DICOM = "application/dicom"
+_OCTET = "application/octet-stream"
+_FRAME_TYPES = (_OCTET, *sorted(set(FRAME_MEDIA_TYPES.values())))
+_IMMUTABLE = {"Cache-Control": "private, max-age=86400"}
+
+
+def _dicom_plan(choices: list[MultipartChoice], records: list[InstanceRecord]) -> str | None:
+    """Which transfer syntax to send: None = as stored, else the one to transcode to."""
+    for choice in choices:
+        wanted = choice.transfer_syntax
+        if wanted == "*":
+            return None
+        if wanted in (None, ExplicitVRLittleEndian):
+            if all(
+                r.transfer_syntax == ExplicitVRLittleEndian or can_decode(r.transfer_syntax)
+                for r in records
+            ):
+                return ExplicitVRLittleEndian
+            continue
+        if all(r.transfer_syntax == wanted for r in records):
+            return None
+    raise NotAcceptable(
+        "the instances cannot be sent in the requested transfer syntax; "
+        "ask with transfer-syntax=* to get them as stored"
+    )
+
+
+def _frame_part(record: InstanceRecord, choices: list[MultipartChoice]) -> tuple[str, bool]:
+    """(part Content-Type, decode?) for the frames of one instance."""
+    stored = record.transfer_syntax
+    for choice in choices:
+        wanted = choice.transfer_syntax
+        if is_native(stored):
+            if choice.part_type == _OCTET and wanted in (None, "*", ExplicitVRLittleEndian):
+                return f"{_OCTET}; transfer-syntax={ExplicitVRLittleEndian}", stored not in (
+                    ExplicitVRLittleEndian,
+                    "1.2.840.10008.1.2",
+                )
+            continue
+        media = FRAME_MEDIA_TYPES.get(stored, _OCTET)
+        if wanted == "*" or (choice.part_type == media and wanted in (None, stored)):
+            return f"{media}; transfer-syntax={stored}", False
+        if choice.part_type == _OCTET and wanted in (None, ExplicitVRLittleEndian):
+            if can_decode(stored):
+                return f"{_OCTET}; transfer-syntax={ExplicitVRLittleEndian}", True
+    raise NotAcceptable(
+        f"frames stored as {stored} cannot be sent as requested; "
+        f"acceptable: {FRAME_MEDIA_TYPES.get(stored, _OCTET)} or transfer-syntax=*"
+    )
+
+
+def _frame_numbers(raw: str) -> list[int]:
+    try:
+        numbers = [int(part) for part in raw.split(",") if part.strip()]
+    except ValueError as exc:
+        raise InvalidQuery(f"frame list {raw!r} must be numbers separated by commas") from exc
+    if not numbers or any(n < 1 for n in numbers):
+        raise InvalidQuery("frame numbers start at 1")
+    return numbers
+
+
+def _render_options(request: Request, default_viewport: tuple[int, int] | None = None):
+    params = request.query_params
+    accept = params.get("accept") or request.headers.get("accept")
+    media_type = None
+    for media in parse_accept(accept):
+        if media.media_type in ("*/*", "image/*"):
+            media_type = "image/jpeg"
+        elif media.media_type in render.SUPPORTED_MEDIA_TYPES:
+            media_type = media.media_type
+        if media_type:
+            break
+    if media_type is None:
+        raise NotAcceptable(
+            f"rendered images are offered as {', '.join(render.SUPPORTED_MEDIA_TYPES)}"
+        )
+    window = None
+    if params.get("window"):
+        parts = params["window"].split(",")
+        try:
+            window = (float(parts[0]), float(parts[1]), parts[2] if len(parts) > 2 else "linear")
+        except (ValueError, IndexError) as exc:
+            raise InvalidQuery("window must be center,width[,function]") from exc
+    viewport = default_viewport
+    if params.get("viewport"):
+        try:
+            values = [int(v) for v in params["viewport"].split(",")]
+            viewport = (values[0], values[1])
+        except (ValueError, IndexError) as exc:
+            raise InvalidQuery("viewport must be rows,columns") from exc
+    quality = None
+    if params.get("quality"):
+        try:
+            quality = int(params["quality"])
+        except ValueError as exc:
+            raise InvalidQuery("quality must be a number from 1 to 100") from exc
+        if not 1 <= quality <= 100:
+            raise InvalidQuery("quality must be a number from 1 to 100")
+    return render.RenderOptions(
+        media_type=media_type, quality=quality, window=window, viewport=viewport
+    )
+
+
+def create_wado_router(archive: Archive, settings: Settings, guard: Guard) -> APIRouter:
+    """The WADO-RS resources."""
+    router = APIRouter(dependencies=[Depends(guard("dicom:read"))])
+
+    def retrieve(request: Request, study: str, series: str | None, sop: str | None):
+        records = archive.instances(study, series, sop)
+        choices = choose_multipart(request.headers.get("accept"), (_DICOM,), _DICOM)
+        target = _dicom_plan(choices, records)
+        boundary = new_boundary()
+
+        def parts() -> Iterator[tuple[str, bytes]]:
+            for record in records:
+                data = archive.read(record)
+                if target is not None and record.transfer_syntax != target:
+                    data = to_explicit_little_endian(data)
+                    yield f"{_DICOM}; transfer-syntax={target}", data
+                else:
+                    yield f"{_DICOM}; transfer-syntax={record.transfer_syntax}", data
+
+        return StreamingResponse(
+            encode_parts(parts(), boundary),
+            media_type=content_type(_DICOM, boundary),
+            headers=_IMMUTABLE,
+        )
+
+    @router.get("/studies/{study}", summary="Retrieve a study")
+    def retrieve_study(request: Request, study: str) -> Response:
+        return retrieve(request, study, None, None)
+
+    @router.get("/studies/{study}/series/{series}", summary="Retrieve a series")
+    def retrieve_series(request: Request, study: str, series: str) -> Response:
+        return retrieve(request, study, series, None)
+
+    @router.get("/studies/{study}/series/{series}/instances/{sop}", summary="Retrieve an instance")
+    def retrieve_instance(request: Request, study: str, series: str, sop: str) -> Response:
+        return retrieve(request, study, series, sop)
+
+    @router.get("/studies/{study}/metadata", summary="Study metadata")
+    def study_metadata(request: Request, study: str) -> Response:
+        accepts_json(request.headers.get("accept"))
+        base = dicomweb_base(request, settings.public_base_url)
+        bodies = [
+            archive.series_metadata(study, s, base).body[1:-1] for s in archive.study_series(study)
+        ]
+        return json_response(request, b"[" + b",".join(b for b in bodies if b) + b"]")
+
+    @router.get("/studies/{study}/series/{series}/metadata", summary="Series metadata")
+    def series_metadata(request: Request, study: str, series: str) -> Response:
+        accepts_json(request.headers.get("accept"))
+        base = dicomweb_base(request, settings.public_base_url)
+        document = archive.series_metadata(study, series, base)
+        return json_response(request, document.body, gzipped=document.gzipped, etag=document.etag)
+
+    @router.get(
+        "/studies/{study}/series/{series}/instances/{sop}/metadata", summary="Instance metadata"
+    )
+    def instance_metadata(request: Request, study: str, series: str, sop: str) -> Response:
+        accepts_json(request.headers.get("accept"))
+        record = archive.instances(study, series, sop)[0]
+        base = dicomweb_base(request, settings.public_base_url)
+        body = with_base(("[" + record.metadata_json + "]").encode(), base)
+        return json_response(request, body)
+
+    @router.get(
+        "/studies/{study}/series/{series}/instances/{sop}/frames/{frames}",
+        summary="Retrieve frames",
+    )
+    def retrieve_frames(request: Request, study: str, series: str, sop: str, frames: str):
+        numbers = _frame_numbers(frames)
+        record = archive.instances(study, series, sop)[0]
+        choices = choose_multipart(request.headers.get("accept"), _FRAME_TYPES, _OCTET)
+        part_type, decode = _frame_part(record, choices)
+        if decode:
+            data = archive.read(record)
+            payloads = [decode_frame(data, n - 1) for n in numbers]
+        else:
+            payloads = [archive.read_frame(record, n - 1) for n in numbers]
+        boundary = new_boundary()
+        body = b"".join(encode_parts(((part_type, p) for p in payloads), boundary))
+        return Response(
+            body,
+            media_type=content_type(part_type.split(";")[0], boundary),
+            headers=_IMMUTABLE,
+        )
+
+    @router.get(
+        "/studies/{study}/series/{series}/instances/{sop}/bulk/{reference}",
+        summary="Retrieve bulk data",
+    )
+    def retrieve_bulk(request: Request, study: str, series: str, sop: str, reference: str):
+        record = archive.instances(study, series, sop)[0]
+        data = archive.read(record)
+        if reference == "pixeldata":
+            payloads = [archive.read_frame(record, i) for i in range(record.number_of_frames)]
+        else:
+            try:
+                index = int(reference)
+                dataset = dcmread(io.BytesIO(data), stop_before_pixels=True)
+                element = list(iter_bulk_elements(dataset))[index]
+            except (ValueError, IndexError) as exc:
+                raise NotFound(f"no bulk data {reference!r} in instance {sop}") from exc
+            payloads = [bytes(element.value)]
+        boundary = new_boundary()
+        body = b"".join(encode_parts(((_OCTET, p) for p in payloads), boundary))
+        return Response(body, media_type=content_type(_OCTET, boundary), headers=_IMMUTABLE)
+
+    def rendered(
+        request: Request,
+        record: InstanceRecord,
+        frame_index: int,
+        viewport: tuple[int, int] | None = None,
+        thumbnail: bool = False,
+    ) -> Response:
+        options = _render_options(request, viewport)
+        dataset = dcmread(io.BytesIO(archive.read(record)))
+        try:
+            image = render.render_frame(dataset, frame_index, options)
+        except render.RenderError as exc:
+            raise NotAcceptable(str(exc)) from exc
+        return Response(image, media_type=options.media_type, headers=_IMMUTABLE)
+
+    @router.get(
+        "/studies/{study}/series/{series}/instances/{sop}/rendered", summary="Rendered instance"
+    )
+    def rendered_instance(request: Request, study: str, series: str, sop: str) -> Response:
+        return rendered(request, archive.instances(study, series, sop)[0], 0)
+
+    @router.get(
+        "/studies/{study}/series/{series}/instances/{sop}/frames/{frames}/rendered",
+        summary="Rendered frame",
+    )
+    def rendered_frame(request: Request, study: str, series: str, sop: str, frames: str):
+        record = archive.instances(study, series, sop)[0]
+        number = _frame_numbers(frames)[0]
+        if number > record.number_of_frames:
+            raise NotFound(f"instance {sop} has no frame {number}")
+        return rendered(request, record, number - 1)
+
+    def thumbnail(request: Request, records: list[InstanceRecord], frame_index: int | None = None):
+        images = [r for r in records if r.pixel_location is not None or r.number_of_frames > 1]
+        if not images:
+            raise NotFound("there is no image to make a thumbnail of")
+        record = images[len(images) // 2]
+        index = record.number_of_frames // 2 if frame_index is None else frame_index
+        return rendered(request, record, index, viewport=(128, 128))
+
+    @router.get("/studies/{study}/thumbnail", summary="Study thumbnail")
+    def study_thumbnail(request: Request, study: str) -> Response:
+        for series in archive.study_series(study):
+            try:
+                return thumbnail(request, archive.instances(study, series))
+            except NotFound:
+                continue
+        raise NotFound(f"study {study} has no image")
+
+    @router.get("/studies/{study}/series/{series}/thumbnail", summary="Series thumbnail")
+    def series_thumbnail(request: Request, study: str, series: str) -> Response:
+        return thumbnail(request, archive.instances(study, series))
+
+    @router.get(
+        "/studies/{study}/series/{series}/instances/{sop}/thumbnail", summary="Instance thumbnail"
+    )
+    def instance_thumbnail(request: Request, study: str, series: str, sop: str) -> Response:
+        return thumbnail(request, archive.instances(study, series, sop))
+
+    @router.get(
+        "/studies/{study}/series/{series}/instances/{sop}/frames/{frames}/thumbnail",
+        summary="Frame thumbnail",
+    )
+    def frame_thumbnail(request: Request, study: str, series: str, sop: str, frames: str):
+        number = _frame_numbers(frames)[0]
+        return thumbnail(request, archive.instances(study, series, sop), number - 1)
+
+    return router

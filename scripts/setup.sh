@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up Klinika on a fresh Debian/Ubuntu machine: system packages (when root or sudo is
+# available), a virtual environment in .venv with pinned Python dependencies.
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+SYSTEM_PACKAGES=(python3-venv dcmtk orthanc poppler-utils)
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi
+}
+
+missing=()
+for pkg in "${SYSTEM_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+  echo "== installing system packages: ${missing[*]}"
+  as_root apt-get update -qq || true
+  # Orthanc's package starts a service on install; policy-rc.d keeps it from doing so.
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+    || echo "!! could not install ${missing[*]}: tests that need them will fail" >&2
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv with $($PYTHON --version)"
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+echo "== installing Python dependencies (pinned by constraints.txt)"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
+echo "== ready: .venv/bin/klinika"

@@ -1,0 +1,100 @@
+"""Shared fixtures: sample files and a real Klinika server on a free port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from pydicom.data import get_testdata_file
+
+SAMPLES = Path(os.environ.get("KLINIKA_SAMPLES", Path(__file__).parents[1].parent / "shared" / "dicom-samples"))
+PYDICOM_DATA = Path(get_testdata_file("CT_small.dcm")).parent  # type: ignore[arg-type]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def sample_files() -> list[Path]:
+    """Every shared sample and pydicom test file, malformed ones included."""
+    files = sorted(SAMPLES.rglob("*.dcm")) + sorted(PYDICOM_DATA.glob("*.dcm"))
+    assert files, f"no samples under {SAMPLES}"
+    return files
+
+
+@dataclass
+class LiveServer:
+    """A ``klinika serve`` process with its own data folder."""
+
+    url: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    env: dict[str, str]
+
+    @property
+    def dicomweb(self) -> str:
+        return self.url + "/dicom-web"
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process.poll() is None:
+            if kill:
+                self.process.kill()
+            else:
+                self.process.terminate()
+            self.process.wait(timeout=20)
+
+
+def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> LiveServer:
+    """Start ``python -m klinika serve`` and wait until /health answers."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "KLINIKA_DATA_DIR": str(data_dir),
+        "KLINIKA_HTTP_PORT": str(port),
+        "KLINIKA_DIMSE_PORT": str(free_port()),
+        **(extra_env or {}),
+    }
+    log = (data_dir.parent / f"server-{port}.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "klinika", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {(data_dir.parent / f'server-{port}.log').read_text()}")
+        try:
+            if requests.get(url + "/health", timeout=1).status_code == 200:
+                return LiveServer(url, data_dir, process, env)
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("server did not start within 60 s")
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server = start_server(tmp_path_factory.mktemp("live") / "data")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def archive(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """An Archive on a fresh SQLite index and blob folder."""
+    from klinika.config import load_settings
+    from klinika.runtime import Runtime
+
+    runtime = Runtime(load_settings(env={}, data_dir=tmp_path / "data"))
+    yield runtime.archive
+    runtime.close()

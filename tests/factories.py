@@ -1,0 +1,57 @@
+"""Small, valid DICOM instances built in memory for tests."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+_counter = iter(range(1, 10**9))
+
+
+def make_instance(
+    *,
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+    sop_uid: str | None = None,
+    rows: int = 8,
+    columns: int = 8,
+    frames: int = 1,
+    charset: str = "ISO_IR 192",
+    **attributes: Any,
+) -> bytes:
+    """A CT instance as Part-10 bytes; keyword arguments set any attribute."""
+    n = next(_counter)
+    ds = Dataset()
+    ds.SpecificCharacterSet = charset
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = sop_uid or generate_uid()
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.SeriesInstanceUID = series_uid or generate_uid()
+    ds.PatientName = f"Test^Patient{n}"
+    ds.PatientID = f"PID{n}"
+    ds.StudyDate = "20240101"
+    ds.StudyTime = "120000"
+    ds.Modality = "CT"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = n
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = rows, columns
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    pixels = (np.arange(rows * columns * frames, dtype=np.uint16) * 7 + n) % 4096
+    ds.PixelData = pixels.tobytes()
+    for key, value in attributes.items():
+        setattr(ds, key, value)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()

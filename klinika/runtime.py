@@ -7,6 +7,8 @@ Edges never receive the Runtime itself; they get the collaborators they need
 from __future__ import annotations
 
 from klinika.archive import Archive
+from klinika.audit import AuditTrail
+from klinika.auth import AuthPolicy, AuthService, TokenCodec, load_jwt_secret
 from klinika.config import Settings
 from klinika.db import Database
 from klinika.index import schema as _schema  # noqa: F401  (registers the index tables)
@@ -14,7 +16,8 @@ from klinika.storage import FileStore
 
 
 class Runtime:
-    """Database (migrated to head), blob store and archive of one installation."""
+    """Database (migrated to head), blob store, archive, audit trail and auth service of one
+    installation."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -28,6 +31,13 @@ class Runtime:
             self.blobs,
             duplicate_policy=settings.duplicate_policy,
             metadata_cache_size=settings.metadata_cache_series,
+        )
+        self.audit = AuditTrail(self.database)
+        self.auth = AuthService(
+            self.database,
+            self.audit,
+            TokenCodec(load_jwt_secret(settings)),
+            AuthPolicy.from_settings(settings),
         )
 
     def close(self) -> None:

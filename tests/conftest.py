@@ -8,14 +8,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import requests
 from pydicom.data import get_testdata_file
 
-SAMPLES = Path(os.environ.get("KLINIKA_SAMPLES", Path(__file__).parents[1].parent / "shared" / "dicom-samples"))
+SAMPLES = Path(
+    os.environ.get("KLINIKA_SAMPLES", Path(__file__).parents[1].parent / "shared" / "dicom-samples")
+)
 PYDICOM_DATA = Path(get_testdata_file("CT_small.dcm")).parent  # type: ignore[arg-type]
 
 
@@ -40,6 +42,7 @@ class LiveServer:
     data_dir: Path
     process: subprocess.Popen[bytes]
     env: dict[str, str]
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def dicomweb(self) -> str:
@@ -54,13 +57,55 @@ class LiveServer:
             self.process.wait(timeout=20)
 
 
+TEST_PASSWORD = "correct-horse-battery-staple"
+
+
+def add_user(data_dir: Path, username: str, role: str, password: str = TEST_PASSWORD) -> None:
+    """Create a user with the real CLI."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "klinika",
+            "--data-dir",
+            str(data_dir),
+            "user",
+            "add",
+            username,
+            "--role",
+            role,
+            "--password",
+            password,
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+def login(url: str, username: str, password: str = TEST_PASSWORD) -> dict[str, str]:
+    """Log in through the API; the Authorization header for that session."""
+    response = requests.post(
+        url + "/api/auth/login", json={"username": username, "password": password}, timeout=30
+    )
+    response.raise_for_status()
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
 def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> LiveServer:
-    """Start ``python -m klinika serve`` and wait until /health answers."""
+    """Start ``python -m klinika serve`` with an admin ``tester``; wait until /health answers.
+
+    The returned server's ``headers`` carry that admin's session.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not (data_dir / "index.sqlite").exists():
+        add_user(data_dir, "tester", "admin")
     port = free_port()
     env = {
         **os.environ,
         "KLINIKA_DATA_DIR": str(data_dir),
         "KLINIKA_HTTP_PORT": str(port),
+        # dicomweb-client sends a Host header without the port: say where we are.
+        "KLINIKA_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "KLINIKA_DIMSE_PORT": str(free_port()),
         **(extra_env or {}),
     }
@@ -72,10 +117,14 @@ def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> Liv
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited: {(data_dir.parent / f'server-{port}.log').read_text()}")
+            raise RuntimeError(
+                f"server exited: {(data_dir.parent / f'server-{port}.log').read_text()}"
+            )
         try:
             if requests.get(url + "/health", timeout=1).status_code == 200:
-                return LiveServer(url, data_dir, process, env)
+                server = LiveServer(url, data_dir, process, env)
+                server.headers = login(url, "tester")
+                return server
         except requests.ConnectionError:
             time.sleep(0.2)
     process.kill()

@@ -9,13 +9,9 @@ from pathlib import Path
 import click
 
 from klinika import __version__
-from klinika.config import Settings, load_settings
+from klinika.cli.context import settings_from
+from klinika.config import load_settings
 from klinika.errors import ConfigError
-
-
-def settings_from(ctx: click.Context) -> Settings:
-    """The settings of this invocation (config file, environment, command-line overrides)."""
-    return ctx.ensure_object(dict)["settings"]
 
 
 @click.group()
@@ -122,8 +118,17 @@ def upgrade(ctx: click.Context) -> None:
     """Apply the database migrations."""
     from klinika.runtime import Runtime
 
-    Runtime(settings_from(ctx.find_root())).close()
+    Runtime(settings_from(ctx)).close()
     click.echo("database is at the newest schema")
+
+
+def _register_commands() -> None:
+    from klinika.cli import auth_commands
+
+    auth_commands.register(cli)
+
+
+_register_commands()
 
 
 def main() -> None:

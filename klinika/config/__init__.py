@@ -36,6 +36,14 @@ class Settings:
     qido_max_limit: int = 10000
     metadata_cache_series: int = 256
     public_base_url: str = ""
+    # auth: the JWT secret comes from here (KLINIKA_JWT_SECRET) or from jwt_secret_file
+    # (default <data_dir>/secrets/jwt.key, created on first start); it is never shown.
+    jwt_secret: str = dataclasses.field(default="", repr=False)
+    jwt_secret_file: str = ""
+    token_hours_admin: int = 24
+    token_hours_user: int = 8
+    login_max_failures: int = 5
+    login_lockout_seconds: int = 300
 
     def __post_init__(self) -> None:
         if self.duplicate_policy not in get_args(DuplicatePolicy):
@@ -49,6 +57,13 @@ class Settings:
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"{name} must be a TCP port, not {port}")
+        if self.jwt_secret and len(self.jwt_secret.encode("utf-8")) < 32:
+            raise ConfigError("jwt_secret must be at least 32 bytes long")
+        for name in ("token_hours_admin", "token_hours_user", "login_max_failures"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if not 1 <= self.login_lockout_seconds <= 86400:
+            raise ConfigError("login_lockout_seconds must be between 1 and 86400")
         if not self.database_url:
             db_path = (self.data_dir / "index.sqlite").resolve()
             object.__setattr__(self, "database_url", f"sqlite:///{db_path}")

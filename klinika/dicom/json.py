@@ -85,7 +85,9 @@ def element_json(vr: str, value: Any) -> dict[str, Any]:
             groups = str(v).split("=")
             entry = {
                 name: group
-                for name, group in zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False)
+                for name, group in zip(
+                    ("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False
+                )
                 if group
             }
             out.append(entry)

@@ -79,9 +79,9 @@ def _frame_part(record: InstanceRecord, choices: list[MultipartChoice]) -> tuple
         media = FRAME_MEDIA_TYPES.get(stored, _OCTET)
         if wanted == "*" or (choice.part_type == media and wanted in (None, stored)):
             return f"{media}; transfer-syntax={stored}", False
-        if choice.part_type == _OCTET and wanted in (None, ExplicitVRLittleEndian):
-            if can_decode(stored):
-                return f"{_OCTET}; transfer-syntax={ExplicitVRLittleEndian}", True
+        decodable = can_decode(stored)
+        if choice.part_type == _OCTET and wanted in (None, ExplicitVRLittleEndian) and decodable:
+            return f"{_OCTET}; transfer-syntax={ExplicitVRLittleEndian}", True
     raise NotAcceptable(
         f"frames stored as {stored} cannot be sent as requested; "
         f"acceptable: {FRAME_MEDIA_TYPES.get(stored, _OCTET)} or transfer-syntax=*"

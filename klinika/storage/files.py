@@ -8,6 +8,7 @@ half-written blob under its key.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -127,7 +128,5 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _unlink_quietly(path: str | Path) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 
 from klinika import __version__
+from klinika.web.admin import create_audit_router
+from klinika.auth.http import PUBLIC_PATHS, Guard, SessionGate
+from klinika.auth.routes import create_auth_router
 from klinika.config import Settings
 from klinika.dicomweb import create_dicomweb_router, create_wado_uri_router
 from klinika.runtime import Runtime
-from klinika.web.errors import install_error_handlers
+from klinika.web.errors import error_response, install_error_handlers
 from klinika.web.health import create_health_router
-
-
-def _no_guard(_action: str) -> Callable[[], None]:
-    """Placeholder until the auth room provides the permission check."""
-
-    def allow() -> None:
-        return None
-
-    return allow
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
@@ -46,8 +39,19 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    guard: Any = _no_guard
+    # Default deny: every path needs a session except PUBLIC_PATHS; each route then declares
+    # its action with Depends(guard(...)), which also writes the access audit event.
+    app.add_middleware(
+        SessionGate,
+        auth=runtime.auth,
+        audit=runtime.audit,
+        on_error=error_response,
+        public_paths=PUBLIC_PATHS,
+    )
+    guard = Guard(runtime.auth, runtime.audit)
     app.include_router(create_health_router(runtime.database, runtime.blobs))
+    app.include_router(create_auth_router(runtime.auth, guard))
+    app.include_router(create_audit_router(runtime.audit, guard))
     app.include_router(
         create_dicomweb_router(runtime.archive, settings, guard), prefix="/dicom-web"
     )

@@ -118,11 +118,14 @@ def test_delete_removes_rows_and_blobs(archive: Archive) -> None:
     assert list(archive.blobs.keys()) == []
 
 
-def test_a_full_disk_rejects_the_instance_and_indexes_nothing(tmp_path: Path, archive: Archive) -> None:
+def test_a_full_disk_rejects_the_instance_and_indexes_nothing(
+    tmp_path: Path, archive: Archive
+) -> None:
     small = tmp_path / "small"
     small.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)],
-                             capture_output=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], capture_output=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
     try:

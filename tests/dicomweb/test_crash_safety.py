@@ -37,13 +37,16 @@ def test_sigkill_during_stow_keeps_every_acknowledged_instance(tmp_path: Path) -
             for _ in range(4):
                 n += 1
                 sop = f"{study}.{n}"
-                batch[sop] = make_instance(study_uid=study, series_uid=study + ".0", sop_uid=sop,
-                                           rows=64, columns=64)
+                batch[sop] = make_instance(
+                    study_uid=study, series_uid=study + ".0", sop_uid=sop, rows=64, columns=64
+                )
             body, content_type = multipart_body(list(batch.values()))
             try:
                 response = requests.post(
-                    server.dicomweb + "/studies", data=slow_body(body),
-                    headers={"Content-Type": content_type, **headers}, timeout=30,
+                    server.dicomweb + "/studies",
+                    data=slow_body(body),
+                    headers={"Content-Type": content_type, **headers},
+                    timeout=30,
                 )
             except requests.RequestException:
                 return
@@ -70,8 +73,13 @@ def test_sigkill_during_stow_keeps_every_acknowledged_instance(tmp_path: Path) -
         for sop, data in acknowledged.items():
             url = f"{restarted.dicomweb}/studies/{study}/series/{study}.0/instances/{sop}"
             response = requests.get(
-                url, headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*',
-                              **dict(getattr(restarted, "headers", {}))}, timeout=10)
+                url,
+                headers={
+                    "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*',
+                    **dict(getattr(restarted, "headers", {})),
+                },
+                timeout=10,
+            )
             assert response.status_code == 200, sop
             assert data in response.content
         assert not list((data_dir / "blobs" / "tmp").iterdir()), "leftover temp files are cleaned"

@@ -6,7 +6,7 @@ import requests
 
 from tests.dicomweb.conftest import Loaded
 
-CYRILLIC_UID = "2.25.31415926535897932384626433832795028840003"
+CYRILLIC_UID = "2.25.31415926535897932384626433832795028840200"  # the Cyrillic study
 
 
 def names(matches: list[dict]) -> list[str]:
@@ -27,8 +27,13 @@ def test_cyrillic_wildcard_search_finds_the_patient(loaded: Loaded) -> None:
 
 
 def test_percent_encoded_wildcard_and_comma_includefield(loaded: Loaded) -> None:
-    url = loaded.server.dicomweb + "/studies?PatientName=%D0%B8%D0%B2%D0%B0%D0%BD%2A&includefield=00081030%2C00080020"
-    response = requests.get(url, headers={"Accept": "application/dicom+json"}, timeout=10)
+    url = (
+        loaded.server.dicomweb
+        + "/studies?PatientName=%D0%B8%D0%B2%D0%B0%D0%BD%2A&includefield=00081030%2C00080020"
+    )
+    response = requests.get(
+        url, headers={"Accept": "application/dicom+json", **loaded.server.headers}, timeout=10
+    )
     assert response.status_code == 200
     assert any(n.startswith("Иванов") for n in names(response.json()))
 
@@ -47,34 +52,43 @@ def test_limit_and_offset_page_without_overlap(loaded: Loaded) -> None:
 
 
 def test_limit_above_the_result_count_sets_no_warning_and_smaller_sets_one(loaded: Loaded) -> None:
-    response = requests.get(loaded.server.dicomweb + "/studies?limit=2", timeout=10)
+    response = requests.get(
+        loaded.server.dicomweb + "/studies?limit=2", headers=loaded.server.headers, timeout=10
+    )
     assert response.headers.get("Warning", "").startswith("299")
-    response = requests.get(loaded.server.dicomweb + "/studies?limit=100000", timeout=10)
+    response = requests.get(
+        loaded.server.dicomweb + "/studies?limit=100000", headers=loaded.server.headers, timeout=10
+    )
     assert "Warning" not in response.headers
 
 
 def test_series_and_instances_of_a_study(loaded: Loaded) -> None:
     series = loaded.client.search_for_series(CYRILLIC_UID)
     assert series and all(s["0020000D"]["Value"] == [CYRILLIC_UID] for s in series)
-    instances = loaded.client.search_for_instances(
-        CYRILLIC_UID, series[0]["0020000E"]["Value"][0]
-    )
+    instances = loaded.client.search_for_instances(CYRILLIC_UID, series[0]["0020000E"]["Value"][0])
     assert instances[0]["00080018"]["Value"]
 
 
 def test_relational_series_query_matches_on_study_attributes(loaded: Loaded) -> None:
-    found = loaded.client.search_for_series(search_filters={"PatientName": "Иван*", "Modality": "OT"})
+    found = loaded.client.search_for_series(
+        search_filters={"PatientName": "Иван*", "Modality": "OT"}
+    )
     assert found and all("0020000D" in s for s in found)
 
 
 def test_bad_query_values_are_400_with_a_message(loaded: Loaded) -> None:
     for query in ("StudyDate=yesterday", "limit=ten", "NoSuchAttribute=1"):
-        response = requests.get(loaded.server.dicomweb + "/studies?" + query, timeout=10)
+        response = requests.get(
+            loaded.server.dicomweb + "/studies?" + query, headers=loaded.server.headers, timeout=10
+        )
         assert response.status_code == 400, query
         assert response.json()["error"]
 
 
 def test_unacceptable_accept_is_406(loaded: Loaded) -> None:
-    response = requests.get(loaded.server.dicomweb + "/studies",
-                            headers={"Accept": "application/dicom+xml"}, timeout=10)
+    response = requests.get(
+        loaded.server.dicomweb + "/studies",
+        headers={"Accept": "application/dicom+xml", **loaded.server.headers},
+        timeout=10,
+    )
     assert response.status_code == 406

@@ -10,23 +10,50 @@ import pytest
 import requests
 from PIL import Image
 from pydicom.pixels import pixel_array
+from pydicom.uid import generate_uid
 
-from tests.dicomweb.conftest import Loaded
+from tests.conftest import sample_files
+from tests.dicomweb.conftest import Loaded, stow
 
 AS_STORED = (("application/dicom", "*"),)
 
 
+_picked: dict[str, tuple[str, str, str, bytes]] = {}
+
+
 def pick(loaded: Loaded, name: str) -> tuple[str, str, str, bytes]:
-    for uid, path in loaded.sent.items():
-        if path.name == name:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-            return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), uid, path.read_bytes()
-    raise AssertionError(f"{name} was not sent")
+    """A sample stored under UIDs of its own (pydicom's variants of one image share UIDs).
+
+    The data set is re-identified and saved in its own transfer syntax, pixel data untouched.
+    """
+    if name not in _picked:
+        path = next(p for p in sample_files() if p.name == name)
+        ds = pydicom.dcmread(path)
+        study, series, sop = (generate_uid(entropy_srcs=[name, k]) for k in ("st", "se", "sop"))
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = study, series, sop
+        ds.file_meta.MediaStorageSOPInstanceUID = sop
+        buffer = io.BytesIO()
+        ds.save_as(buffer)
+        data = buffer.getvalue()
+        response = stow(loaded.server, [data])
+        assert response.status_code == 200, response.text
+        _picked[name] = (study, series, sop, data)
+    return _picked[name]
+
+
+def original(loaded: Loaded, name: str) -> tuple[str, str, str, bytes]:
+    """A sample as it was loaded by the package fixture."""
+    uid, path = next((u, p) for u, p in loaded.sent.items() if p.name == name)
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), uid, path.read_bytes()
 
 
 def raw_get(loaded: Loaded, path: str, accept: str, **headers: str) -> requests.Response:
-    return requests.get(loaded.server.dicomweb + path, headers={"Accept": accept, **headers},
-                        timeout=30)
+    return requests.get(
+        loaded.server.dicomweb + path,
+        headers={"Accept": accept, **loaded.server.headers, **headers},
+        timeout=30,
+    )
 
 
 def test_every_stored_instance_comes_back_byte_for_byte(loaded: Loaded) -> None:
@@ -36,17 +63,27 @@ def test_every_stored_instance_comes_back_byte_for_byte(loaded: Loaded) -> None:
             continue
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         url = f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{uid}"
-        response = raw_get(loaded, url, 'multipart/related; type="application/dicom"; transfer-syntax=*')
+        response = raw_get(
+            loaded, url, 'multipart/related; type="application/dicom"; transfer-syntax=*'
+        )
         assert response.status_code == 200, path.name
         assert path.read_bytes() in response.content, path.name
 
 
-@pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "MR_small_jp2klossless.dcm",
-                                  "MR_small_implicit.dcm", "SC_rgb_rle_2frame.dcm"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "MR_small_RLE.dcm",
+        "MR_small_jp2klossless.dcm",
+        "MR_small_implicit.dcm",
+        "SC_rgb_rle_2frame.dcm",
+    ],
+)
 def test_default_retrieve_transcodes_to_explicit_little_endian(loaded: Loaded, name: str) -> None:
     study, series, sop, data = pick(loaded, name)
-    ds = loaded.client.retrieve_instance(study, series, sop,
-                                         media_types=(("application/dicom", "1.2.840.10008.1.2.1"),))
+    ds = loaded.client.retrieve_instance(
+        study, series, sop, media_types=(("application/dicom", "1.2.840.10008.1.2.1"),)
+    )
     assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
     original = pydicom.dcmread(io.BytesIO(data))
     assert np.array_equal(ds.pixel_array, original.pixel_array)
@@ -54,12 +91,17 @@ def test_default_retrieve_transcodes_to_explicit_little_endian(loaded: Loaded, n
 
 def test_retrieve_study_and_series_through_dicomweb_client(loaded: Loaded) -> None:
     study, series, sop, _ = pick(loaded, "CT_small.dcm")
-    assert {str(d.SOPInstanceUID) for d in loaded.client.retrieve_study(study, media_types=AS_STORED)} >= {sop}
-    assert [str(d.SOPInstanceUID) for d in loaded.client.retrieve_series(study, series, media_types=AS_STORED)] == [sop]
+    assert {
+        str(d.SOPInstanceUID) for d in loaded.client.retrieve_study(study, media_types=AS_STORED)
+    } >= {sop}
+    assert [
+        str(d.SOPInstanceUID)
+        for d in loaded.client.retrieve_series(study, series, media_types=AS_STORED)
+    ] == [sop]
 
 
 def test_series_metadata_has_every_instance_and_bulk_data_uris(loaded: Loaded) -> None:
-    study, series, sop, data = pick(loaded, "000000.dcm")
+    study, series, sop, data = original(loaded, "000000.dcm")
     metadata = loaded.client.retrieve_series_metadata(study, series)
     assert len(metadata) == 20
     first = next(m for m in metadata if m["00080018"]["Value"] == [sop])
@@ -72,25 +114,36 @@ def test_series_metadata_has_every_instance_and_bulk_data_uris(loaded: Loaded) -
 
 
 def test_metadata_etag_and_gzip(loaded: Loaded) -> None:
-    study, series, _, _ = pick(loaded, "000000.dcm")
+    study, series, _, _ = original(loaded, "000000.dcm")
     path = f"/studies/{study}/series/{series}/metadata"
     first = raw_get(loaded, path, "application/dicom+json", **{"Accept-Encoding": "gzip"})
     assert first.headers["Content-Encoding"] == "gzip"
-    again = raw_get(loaded, path, "application/dicom+json", **{"If-None-Match": first.headers["ETag"]})
+    again = raw_get(
+        loaded, path, "application/dicom+json", **{"If-None-Match": first.headers["ETag"]}
+    )
     assert again.status_code == 304
 
 
 def test_study_and_instance_metadata(loaded: Loaded) -> None:
-    study, series, sop, _ = pick(loaded, "000000.dcm")
+    study, series, sop, _ = original(loaded, "000000.dcm")
     assert len(loaded.client.retrieve_study_metadata(study)) >= 20
-    (instance,) = loaded.client.retrieve_instance_metadata(study, series, sop)
+    instance = loaded.client.retrieve_instance_metadata(study, series, sop)
     assert instance["00080018"]["Value"] == [sop]
 
 
-@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm",
-                                  "MR_small_jpeg_ls_lossless.dcm", "SC_rgb_rle_2frame.dcm",
-                                  "examples_ybr_color.dcm", "MR_small_implicit.dcm",
-                                  "MR_small_bigendian.dcm"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "CT_small.dcm",
+        "MR_small_RLE.dcm",
+        "MR_small_jp2klossless.dcm",
+        "MR_small_jpeg_ls_lossless.dcm",
+        "SC_rgb_rle_2frame.dcm",
+        "examples_ybr_color.dcm",
+        "MR_small_implicit.dcm",
+        "MR_small_bigendian.dcm",
+    ],
+)
 def test_frames_decode_to_the_source_pixels(loaded: Loaded, name: str) -> None:
     """Frames as stored (transfer-syntax=*), and decoded to octet-stream, match the source."""
     study, series, sop, data = pick(loaded, name)
@@ -98,17 +151,25 @@ def test_frames_decode_to_the_source_pixels(loaded: Loaded, name: str) -> None:
     frames = int(source.get("NumberOfFrames", 1))
     numbers = list(range(1, min(frames, 3) + 1))
     url = f"/studies/{study}/series/{series}/instances/{sop}/frames/{','.join(map(str, numbers))}"
-    as_stored = raw_get(loaded, url, "multipart/related; type=application/octet-stream; transfer-syntax=*")
+    as_stored = raw_get(
+        loaded, url, "multipart/related; type=application/octet-stream; transfer-syntax=*"
+    )
     assert as_stored.status_code == 200
     assert as_stored.text.count("transfer-syntax=") >= len(numbers)
     native = loaded.client.retrieve_instance_frames(
-        study, series, sop, numbers, media_types=(("application/octet-stream", "1.2.840.10008.1.2.1"),)
+        study,
+        series,
+        sop,
+        numbers,
+        media_types=(("application/octet-stream", "1.2.840.10008.1.2.1"),),
     )
     for number, payload in zip(numbers, native, strict=True):
         expected = pixel_array(io.BytesIO(data), index=number - 1, raw=True)
         got = np.frombuffer(payload, dtype=expected.dtype.newbyteorder("<")).reshape(expected.shape)
         if source.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50":
-            assert np.abs(got.astype(int) - expected.astype(int)).max() <= 2  # lossy decoder rounding
+            assert (
+                np.abs(got.astype(int) - expected.astype(int)).max() <= 2
+            )  # lossy decoder rounding
         else:
             assert np.array_equal(got, expected), name
 
@@ -116,17 +177,28 @@ def test_frames_decode_to_the_source_pixels(loaded: Loaded, name: str) -> None:
 def test_missing_frame_is_404_and_bad_frame_list_is_400(loaded: Loaded) -> None:
     study, series, sop, _ = pick(loaded, "CT_small.dcm")
     base = f"/studies/{study}/series/{series}/instances/{sop}/frames/"
-    assert raw_get(loaded, base + "2", "multipart/related; type=application/octet-stream").status_code == 404
-    assert raw_get(loaded, base + "x", "multipart/related; type=application/octet-stream").status_code == 400
+    assert (
+        raw_get(loaded, base + "2", "multipart/related; type=application/octet-stream").status_code
+        == 404
+    )
+    assert (
+        raw_get(loaded, base + "x", "multipart/related; type=application/octet-stream").status_code
+        == 400
+    )
 
 
-@pytest.mark.parametrize("name", ["CT_small.dcm", "JPEG2000.dcm", "SC_rgb_rle.dcm", "examples_ybr_color.dcm"])
+@pytest.mark.parametrize(
+    "name", ["CT_small.dcm", "JPEG2000.dcm", "SC_rgb_rle.dcm", "examples_ybr_color.dcm"]
+)
 def test_rendered_and_thumbnail_are_images(loaded: Loaded, name: str) -> None:
     study, series, sop, _ = pick(loaded, name)
     jpeg = loaded.client.retrieve_instance_rendered(study, series, sop, media_types=("image/jpeg",))
     assert Image.open(io.BytesIO(jpeg)).format == "JPEG"
-    png = raw_get(loaded, f"/studies/{study}/series/{series}/instances/{sop}/rendered?viewport=64,64",
-                  "image/png")
+    png = raw_get(
+        loaded,
+        f"/studies/{study}/series/{series}/instances/{sop}/rendered?viewport=64,64",
+        "image/png",
+    )
     image = Image.open(io.BytesIO(png.content))
     assert image.format == "PNG" and max(image.size) == 64
     for path in (f"/studies/{study}/thumbnail", f"/studies/{study}/series/{series}/thumbnail"):
@@ -136,11 +208,23 @@ def test_rendered_and_thumbnail_are_images(loaded: Loaded, name: str) -> None:
 
 def test_wado_uri_returns_the_file_and_a_jpeg(loaded: Loaded) -> None:
     study, series, sop, data = pick(loaded, "CT_small.dcm")
-    base = f"{loaded.server.url}/wado?requestType=WADO&studyUID={study}&seriesUID={series}&objectUID={sop}"
-    assert requests.get(base + "&contentType=application/dicom", timeout=10).content == data
-    jpeg = requests.get(base, timeout=10)
+    base = (
+        f"{loaded.server.url}/wado?requestType=WADO"
+        f"&studyUID={study}&seriesUID={series}&objectUID={sop}"
+    )
+    auth = loaded.server.headers
+    assert (
+        requests.get(base + "&contentType=application/dicom", headers=auth, timeout=10).content
+        == data
+    )
+    jpeg = requests.get(base, headers=auth, timeout=10)
     assert Image.open(io.BytesIO(jpeg.content)).format == "JPEG"
 
 
 def test_unknown_study_is_404(loaded: Loaded) -> None:
-    assert raw_get(loaded, "/studies/1.2.3.999", "multipart/related; type=application/dicom").status_code == 404
+    assert (
+        raw_get(
+            loaded, "/studies/1.2.3.999", "multipart/related; type=application/dicom"
+        ).status_code
+        == 404
+    )

@@ -23,14 +23,39 @@ def study_ids(archive, level=Level.STUDY, **match) -> set[str]:  # type: ignore[
 @pytest.fixture
 def populated(archive):  # type: ignore[no-untyped-def]
     rows = [
-        dict(PatientID="A1", PatientName="SMITH^JOHN", StudyDate="20200115", StudyTime="081500",
-             AccessionNumber="ACC1", Modality="CT"),
-        dict(PatientID="A2", PatientName="Smithers^Anna", StudyDate="20210610", StudyTime="140000",
-             AccessionNumber="ACC2", Modality="MR"),
-        dict(PatientID="B1", PatientName="Иванов^Иван", StudyDate="20221231", StudyTime="235959",
-             AccessionNumber="ACC3", Modality="CR"),
-        dict(PatientID="B22", PatientName="Müller^Jürgen", StudyDate="20190301", StudyTime="100000",
-             AccessionNumber="ACC4", Modality="US", StationName="ROOM-7"),
+        dict(
+            PatientID="A1",
+            PatientName="SMITH^JOHN",
+            StudyDate="20200115",
+            StudyTime="081500",
+            AccessionNumber="ACC1",
+            Modality="CT",
+        ),
+        dict(
+            PatientID="A2",
+            PatientName="Smithers^Anna",
+            StudyDate="20210610",
+            StudyTime="140000",
+            AccessionNumber="ACC2",
+            Modality="MR",
+        ),
+        dict(
+            PatientID="B1",
+            PatientName="Иванов^Иван",
+            StudyDate="20221231",
+            StudyTime="235959",
+            AccessionNumber="ACC3",
+            Modality="CR",
+        ),
+        dict(
+            PatientID="B22",
+            PatientName="Müller^Jürgen",
+            StudyDate="20190301",
+            StudyTime="100000",
+            AccessionNumber="ACC4",
+            Modality="US",
+            StationName="ROOM-7",
+        ),
     ]
     for row in rows:
         outcome = archive.store(make_instance(**row))
@@ -119,8 +144,13 @@ def test_series_and_instance_levels(populated) -> None:
 
 @pytest.mark.parametrize(
     "match",
-    [{"StudyDate": "2020-01-01"}, {"StudyDate": "2020"}, {"NotAnAttribute": "x"},
-     {"SeriesNumber": "one"}, {"StationName": "ROOM-7"}],
+    [
+        {"StudyDate": "2020-01-01"},
+        {"StudyDate": "2020"},
+        {"NotAnAttribute": "x"},
+        {"SeriesNumber": "one"},
+        {"StationName": "ROOM-7"},
+    ],
 )
 def test_bad_queries_are_refused_with_a_reason(populated, match) -> None:
     with pytest.raises(InvalidQuery):
@@ -136,18 +166,31 @@ NAME_ALPHABET = st.sampled_from(list("abAB^%_ ж"))
 PATTERN_ALPHABET = st.sampled_from(list("abAB^%_ ж*?"))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(names=st.lists(st.text(NAME_ALPHABET, min_size=1, max_size=6), min_size=1, max_size=5,
-                      unique_by=lambda s: s.casefold()),
-       pattern=st.text(PATTERN_ALPHABET, min_size=1, max_size=5))
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    names=st.lists(
+        st.text(NAME_ALPHABET, min_size=1, max_size=6),
+        min_size=1,
+        max_size=5,
+        unique_by=lambda s: s.casefold(),
+    ),
+    pattern=st.text(PATTERN_ALPHABET, min_size=1, max_size=5),
+)
 def test_wildcard_matching_agrees_with_a_regex_reference(archive, names, pattern) -> None:
     """Property: PN wildcard matching equals a regular-expression reference (casefolded)."""
     tag = "p" + str(abs(hash((tuple(names), pattern))) % 10**12)
     for i, name in enumerate(names):
         archive.store(make_instance(PatientName=name, PatientID=f"{tag}-{i}", AccessionNumber=tag))
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in normalize_name(pattern))
-    expected = {f"{tag}-{i}" for i, n in enumerate(names)
-                if re.fullmatch(regex, normalize_name(n), flags=re.S)}
+    regex = "".join(
+        ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in normalize_name(pattern)
+    )
+    expected = {
+        f"{tag}-{i}"
+        for i, n in enumerate(names)
+        if re.fullmatch(regex, normalize_name(n), flags=re.S)
+    }
     if pattern.strip(" ") in ("", "*"):
         return  # universal matching, covered above
     got = study_ids(archive, PatientName=pattern, AccessionNumber=tag)

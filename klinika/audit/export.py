@@ -1,0 +1,40 @@
+"""Export of audit events as CSV or JSON, streamed row by row."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+
+from klinika.audit.chain import HASHED_FIELDS
+from klinika.audit.trail import AuditEvent
+
+COLUMNS = [*HASHED_FIELDS, "hash"]
+
+
+def to_csv(events: Iterable[AuditEvent]) -> Iterator[str]:
+    """A header line, then one line per event; ``details`` stays the stored JSON text, so a
+    reader can recompute each hash from the file alone."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+
+    def flush() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    writer.writerow(COLUMNS)
+    yield flush()
+    for event in events:
+        writer.writerow(["" if getattr(event, c) is None else getattr(event, c) for c in COLUMNS])
+        yield flush()
+
+
+def to_json(events: Iterable[AuditEvent]) -> Iterator[str]:
+    """A JSON array of event objects (``details`` decoded)."""
+    yield "["
+    for index, event in enumerate(events):
+        yield ("," if index else "") + json.dumps(event.as_dict(), ensure_ascii=False)
+    yield "]"

@@ -1,0 +1,37 @@
+"""Errors of the auth room. No HTTP codes here: ``web.errors`` maps them."""
+
+from __future__ import annotations
+
+from klinika.errors import KlinikaError, NotFound
+
+
+class Unauthenticated(KlinikaError):
+    """No valid session: missing, malformed, forged, expired or revoked token."""
+
+
+class Forbidden(KlinikaError):
+    """The principal is known but its role may not do this action."""
+
+    def __init__(self, message: str, action: str) -> None:
+        super().__init__(message)
+        self.action = action
+
+
+class LoginThrottled(KlinikaError):
+    """Too many failed logins for this account; try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class InvalidAccount(KlinikaError):
+    """A username, role, language, display name or password that breaks a rule."""
+
+
+class UserExists(KlinikaError):
+    """A user with this username already exists."""
+
+
+class UnknownUser(NotFound):
+    """No user (or session) by that name or id."""

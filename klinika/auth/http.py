@@ -1,0 +1,242 @@
+"""The HTTP side of auth: the session gate (default deny), the permission guard, the cookie.
+
+Two layers, one question each:
+
+* :class:`SessionGate` (ASGI middleware) refuses every request without a valid session,
+  except the paths in ``public_paths``. A route added tomorrow is closed until someone opens it.
+* :class:`Guard` builds the per-route dependency ``Depends(guard("dicom:read"))``: it asks
+  :meth:`AuthService.authorize` and writes the access event of audited actions, one per request,
+  with the route's study/series/instance UIDs. The event's outcome comes from the HTTP status,
+  which the gate sees when the response has been sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from anyio import to_thread
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from klinika.audit import Actor, AuditTrail
+from klinika.auth.errors import Forbidden, Unauthenticated
+from klinika.auth.models import Principal
+from klinika.auth.permissions import ACTIONS
+from klinika.auth.service import AuthService
+from klinika.errors import KlinikaError
+
+COOKIE_NAME = "klinika_session"
+
+#: Reachable without a session. Everything else needs one.
+PUBLIC_PATHS = frozenset({"/health", "/health/ready", "/api/auth/login"})
+
+#: Actions whose every allowed request leaves an access event (denials are always recorded).
+AUDITED_ACTIONS = frozenset({"dicom:read", "dicom:store", "dicom:delete", "audit:read"})
+
+_PRINCIPAL = "klinika.principal"
+_PENDING = "klinika.audit"
+
+#: Route path parameter names, per resource column of the audit event.
+_UID_PARAMS = {
+    "study_uid": ("study_uid", "study"),
+    "series_uid": ("series_uid", "series"),
+    "sop_instance_uid": ("sop_instance_uid", "sop_uid", "instance_uid", "sop"),
+}
+_QUERY_UIDS = {
+    "study_uid": ("StudyInstanceUID", "0020000D", "studyUID"),
+    "series_uid": ("SeriesInstanceUID", "0020000E", "seriesUID"),
+    "sop_instance_uid": ("SOPInstanceUID", "00080018", "objectUID"),
+    "patient_id": ("PatientID", "00100020"),
+}
+
+
+def request_token(connection: HTTPConnection) -> str | None:
+    """The token from ``Authorization: Bearer`` or, failing that, the session cookie."""
+    header = connection.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return connection.cookies.get(COOKIE_NAME) or None
+
+
+def client_address(connection: HTTPConnection) -> str | None:
+    return connection.client.host if connection.client else None
+
+
+def set_session_cookie(request: Request, response: Response, token: str, max_age: int) -> None:
+    """HttpOnly, SameSite=Strict, Secure when the client reached us over TLS."""
+    response.set_cookie(
+        COOKIE_NAME,
+        token,
+        max_age=max(max_age, 0),
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+
+
+def clear_session_cookie(request: Request, response: Response) -> None:
+    response.delete_cookie(
+        COOKIE_NAME,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+
+
+@dataclass
+class _Access:
+    actor: Actor
+    action: str
+    resource: dict[str, str | None]
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _access_context(request: Request) -> tuple[dict[str, str | None], dict[str, Any]]:
+    """Resource UIDs (path parameters first, then query keys) and request details."""
+    resource: dict[str, str | None] = {}
+    for column, names in _UID_PARAMS.items():
+        resource[column] = next(
+            (request.path_params[n] for n in names if n in request.path_params), None
+        )
+    for column, keys in _QUERY_UIDS.items():
+        if resource.get(column) is None:
+            resource[column] = next(
+                (request.query_params[k] for k in keys if request.query_params.get(k)), None
+            )
+    details: dict[str, Any] = {"method": request.method, "path": request.url.path}
+    if request.url.query:
+        details["query"] = request.url.query[:1000]
+    return resource, details
+
+
+class Guard:
+    """``guard(action)`` returns the FastAPI dependency admitting principals allowed to do
+    ``action``; the dependency returns the :class:`Principal`."""
+
+    def __init__(self, auth: AuthService, audit: AuditTrail) -> None:
+        self.auth = auth
+        self.audit = audit
+
+    def __call__(self, action: str) -> Require:
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}: add it to PERMISSIONS first")
+        return Require(self, action)
+
+    def principal(self, request: Request) -> Principal:
+        """The gate's principal for this request, or authenticate now (no gate in front)."""
+        principal = request.scope.get(_PRINCIPAL)
+        if principal is None:
+            token = request_token(request)
+            if not token:
+                raise Unauthenticated("log in first")
+            principal = self.auth.authenticate(token)
+            request.scope[_PRINCIPAL] = principal
+        return principal
+
+    def check(self, request: Request, action: str) -> Principal:
+        principal = self.principal(request)
+        source = client_address(request)
+        try:
+            self.auth.authorize(principal, action)
+        except Forbidden:
+            resource, details = _access_context(request)
+            self.audit.record(
+                principal.actor, action, "denied", source=source, details=details, **resource
+            )
+            raise
+        if action in AUDITED_ACTIONS:
+            resource, details = _access_context(request)
+            pending = request.scope.get(_PENDING)
+            if pending is None:  # no gate to see the status: record the admission now
+                self.audit.record(
+                    principal.actor, action, "success", source=source, details=details, **resource
+                )
+            else:
+                pending.append(_Access(principal.actor, action, resource, details))
+        return principal
+
+
+class Require:
+    """The dependency for one action. ``action`` is public: the route sweep test reads it."""
+
+    def __init__(self, guard: Guard, action: str) -> None:
+        self.guard = guard
+        self.action = action
+
+    def __call__(self, request: Request) -> Principal:
+        return self.guard.check(request, self.action)
+
+    def __repr__(self) -> str:
+        return f"Require({self.action!r})"
+
+
+class SessionGate:
+    """ASGI middleware: default deny for HTTP, and the place where access events are written
+    with the status the client got (``success`` below 400, else ``failure``)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        auth: AuthService,
+        audit: AuditTrail,
+        on_error: Callable[[KlinikaError], Response],
+        public_paths: frozenset[str] = PUBLIC_PATHS,
+    ) -> None:
+        self.app = app
+        self.auth = auth
+        self.audit = audit
+        self.on_error = on_error
+        self.public_paths = public_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path, root = scope["path"], scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :] or "/"
+        if path not in self.public_paths:
+            connection = HTTPConnection(scope)
+            token = request_token(connection)
+            try:
+                if not token:
+                    raise Unauthenticated("log in first")
+                scope[_PRINCIPAL] = await to_thread.run_sync(self.auth.authenticate, token)
+            except Unauthenticated as exc:
+                await self.on_error(exc)(scope, receive, send)
+                return
+        pending: list[_Access] = []
+        scope[_PENDING] = pending
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            if pending:
+                source = client_address(HTTPConnection(scope))
+                await to_thread.run_sync(self._record, pending, status, source)
+
+    def _record(self, pending: list[_Access], status: int, source: str | None) -> None:
+        outcome = "success" if status < 400 else "failure"
+        for access in pending:
+            self.audit.record(
+                access.actor,
+                access.action,
+                outcome,
+                source=source,
+                details={**access.details, "status": status},
+                **access.resource,
+            )

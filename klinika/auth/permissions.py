@@ -1,0 +1,59 @@
+"""THE permission matrix: which role may do which action. Every check reads :data:`PERMISSIONS`.
+
+Human roles are ``admin``, ``doctor`` and ``operator`` (design.md, "Roles"). ``modality`` is the
+role of a known DICOM application entity (the DIMSE principal); what one AE may do is further
+narrowed by its own entry in the known-AE list (:mod:`klinika.auth.peers`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    DOCTOR = "doctor"
+    OPERATOR = "operator"
+    MODALITY = "modality"
+
+
+#: Roles a user account can have (``modality`` is for DICOM peers only).
+USER_ROLES = (Role.ADMIN, Role.DOCTOR, Role.OPERATOR)
+
+_A, _D, _O, _M = Role.ADMIN, Role.DOCTOR, Role.OPERATOR, Role.MODALITY
+
+#: action -> roles allowed to do it. Edit here and nowhere else.
+PERMISSIONS: dict[str, frozenset[Role]] = {
+    # your own account: /api/auth/me, logout, own password, own language
+    "account:self": frozenset({_A, _D, _O}),
+    # view studies and images: QIDO, WADO, C-FIND, C-MOVE, C-GET
+    "dicom:read": frozenset({_A, _D, _O, _M}),
+    # upload / import / receive: STOW, the upload page, C-STORE
+    "dicom:store": frozenset({_A, _O, _M}),
+    # delete studies, series, instances
+    "dicom:delete": frozenset({_A}),
+    # C-ECHO: proves the association only, no data
+    "dicom:echo": frozenset({_A, _D, _O, _M}),
+    # read final reports (operators read final reports only)
+    "report:read": frozenset({_A, _D, _O}),
+    # read drafts and amendments in progress
+    "report:read_draft": frozenset({_A, _D}),
+    # create and edit reports, export PDF
+    "report:write": frozenset({_A, _D}),
+    # sign (make final) and amend reports
+    "report:sign": frozenset({_A, _D}),
+    # manage users and sessions
+    "user:manage": frozenset({_A}),
+    # read and export the audit trail
+    "audit:read": frozenset({_A}),
+    # backups, restore, system maintenance
+    "backup:manage": frozenset({_A}),
+}
+
+ACTIONS = frozenset(PERMISSIONS)
+
+
+def is_allowed(role: str, action: str) -> bool:
+    """True if ``role`` may do ``action``; unknown roles and actions are refused."""
+    roles = PERMISSIONS.get(action)
+    return roles is not None and role in roles

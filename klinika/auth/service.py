@@ -1,0 +1,499 @@
+"""The auth service: accounts, login with lockout, sessions, and the one permission check."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from klinika.audit import Actor, AuditTrail
+from klinika.auth import passwords
+from klinika.auth.errors import (
+    Forbidden,
+    InvalidAccount,
+    LoginThrottled,
+    Unauthenticated,
+    UnknownUser,
+    UserExists,
+)
+from klinika.auth.models import LANGUAGES, AuthPolicy, LoginResult, Principal, Session, User
+from klinika.auth.peers import LOCAL_ANY, DicomPeer, authorize_ae
+from klinika.auth.permissions import USER_ROLES, is_allowed
+from klinika.auth.schema import login_failures, sessions, users
+from klinika.auth.tokens import TokenClaims, TokenCodec
+from klinika.db import Database
+
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
+_STALE_FAILURES = 86400
+
+
+def normalize_username(username: str) -> str:
+    return username.strip().lower()[:64]
+
+
+def _user(row: Any) -> User:
+    return User(
+        id=row.id,
+        username=row.username,
+        display_name=row.display_name,
+        role=row.role,
+        language=row.language,
+        active=bool(row.active),
+        created_at=row.created_at,
+        last_login_at=row.last_login_at,
+        password_changed_at=row.password_changed_at,
+    )
+
+
+class AuthService:
+    """Users, sessions and permissions of one installation.
+
+    Trust boundary: ``login`` and ``authenticate`` take untrusted input from the network;
+    everything else expects an already authorised caller (the guard or the CLI) and records
+    who did it in the audit trail.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        audit: AuditTrail,
+        codec: TokenCodec,
+        policy: AuthPolicy | None = None,
+        *,
+        peers: Iterable[DicomPeer] = LOCAL_ANY,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.database = database
+        self.audit = audit
+        self.codec = codec
+        self.policy = policy or AuthPolicy()
+        self.peers = tuple(peers)
+        self._clock = clock
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    # -------------------------------------------------------------- accounts
+    def create_user(
+        self,
+        username: str,
+        role: str,
+        password: str,
+        *,
+        display_name: str = "",
+        language: str = "en",
+        actor: Actor | None = None,
+        source: str | None = None,
+    ) -> User:
+        """Create an active account.
+
+        Raises
+        ------
+        InvalidAccount
+            Bad username, role, language or a password that breaks the rules.
+        UserExists
+            The username is taken.
+        """
+        username = username.strip().lower()
+        if not USERNAME.match(username):
+            raise InvalidAccount(
+                "a username is 1-64 characters: lowercase letters, digits, '.', '_', '@', '-'"
+            )
+        self._check_fields(role=role, language=language, display_name=display_name)
+        passwords.check_policy(password)
+        now = self._now()
+        row = {
+            "username": username,
+            "display_name": display_name.strip(),
+            "role": role,
+            "language": language,
+            "active": True,
+            "password_hash": passwords.hash_password(password),
+            "password_changed_at": now,
+            "created_at": now,
+        }
+        try:
+            with self.database.writer.begin() as connection:
+                connection.execute(sa.insert(users).values(row))
+        except sa.exc.IntegrityError as exc:
+            raise UserExists(f"user {username} already exists") from exc
+        self._record(actor, "user:create", source, {"user": username, "role": role})
+        return self.get_user(username)
+
+    def create_first_admin(self, username: str = "admin") -> str | None:
+        """If there are no users yet, create an admin with a generated password and return
+        that password (to print once); otherwise do nothing and return None. For
+        ``klinika demo``: never a fixed default password."""
+        with self.database.reader.connect() as connection:
+            if connection.execute(sa.select(sa.func.count()).select_from(users)).scalar_one():
+                return None
+        password = passwords.generate_password()
+        self.create_user(username, "admin", password, display_name="Administrator")
+        return password
+
+    def get_user(self, username: str) -> User:
+        with self.database.reader.connect() as connection:
+            row = connection.execute(
+                sa.select(users).where(users.c.username == normalize_username(username))
+            ).one_or_none()
+        if row is None:
+            raise UnknownUser(f"no user {username}")
+        return _user(row)
+
+    def list_users(self) -> list[User]:
+        with self.database.reader.connect() as connection:
+            rows = connection.execute(sa.select(users).order_by(users.c.username)).all()
+        return [_user(row) for row in rows]
+
+    def update_user(
+        self,
+        username: str,
+        *,
+        role: str | None = None,
+        language: str | None = None,
+        active: bool | None = None,
+        display_name: str | None = None,
+        actor: Actor | None = None,
+        source: str | None = None,
+    ) -> User:
+        """Change role, language, active flag or display name. Disabling a user revokes all
+        their sessions; the last active admin cannot be disabled or demoted."""
+        self._check_fields(role=role, language=language, display_name=display_name)
+        changes: dict[str, Any] = {
+            name: value
+            for name, value in {
+                "role": role,
+                "language": language,
+                "active": active,
+                "display_name": display_name.strip() if display_name is not None else None,
+            }.items()
+            if value is not None
+        }
+        user = self.get_user(username)
+        if not changes:
+            return user
+        with self.database.writer.begin() as connection:
+            losing_admin = (
+                user.role == "admin"
+                and user.active
+                and (changes.get("role", "admin") != "admin" or changes.get("active") is False)
+            )
+            if losing_admin and self._other_active_admins(connection, user.id) == 0:
+                raise InvalidAccount("the last active admin cannot be disabled or demoted")
+            connection.execute(sa.update(users).where(users.c.id == user.id).values(changes))
+            if changes.get("active") is False:
+                self._revoke_all(connection, user.id)
+        details = {"user": user.username, **changes}
+        self._record(actor, "user:update", source, details)
+        return self.get_user(username)
+
+    def set_password(
+        self,
+        username: str,
+        new_password: str,
+        *,
+        actor: Actor | None = None,
+        source: str | None = None,
+    ) -> User:
+        """Set a password (admin reset or CLI): revokes every session of the user and clears
+        their login lockouts."""
+        passwords.check_policy(new_password)
+        user = self.get_user(username)
+        with self.database.writer.begin() as connection:
+            connection.execute(
+                sa.update(users)
+                .where(users.c.id == user.id)
+                .values(
+                    password_hash=passwords.hash_password(new_password),
+                    password_changed_at=self._now(),
+                )
+            )
+            self._revoke_all(connection, user.id)
+            connection.execute(
+                sa.delete(login_failures).where(login_failures.c.username == user.username)
+            )
+        self._record(actor, "user:password", source, {"user": user.username})
+        return user
+
+    def change_own_password(
+        self,
+        principal: Principal,
+        current_password: str,
+        new_password: str,
+        *,
+        source: str | None = None,
+        user_agent: str | None = None,
+    ) -> LoginResult:
+        """Check the current password, set the new one, revoke every session (this one
+        included) and open a fresh session for the caller."""
+        with self.database.reader.connect() as connection:
+            stored = connection.execute(
+                sa.select(users.c.password_hash).where(users.c.id == principal.user_id)
+            ).scalar_one_or_none()
+        if not passwords.verify_password(stored, current_password):
+            self._record(principal.actor, "user:password", source, {}, outcome="failure")
+            raise InvalidAccount("the current password is not correct")
+        self.set_password(principal.username, new_password, actor=principal.actor, source=source)
+        return self._open_session(self.get_user(principal.username), source, user_agent)
+
+    @staticmethod
+    def _check_fields(*, role: str | None, language: str | None, display_name: str | None) -> None:
+        if role is not None and role not in USER_ROLES:
+            raise InvalidAccount(f"role must be one of {', '.join(USER_ROLES)}, not {role!r}")
+        if language is not None and language not in LANGUAGES:
+            raise InvalidAccount(f"language must be one of {', '.join(LANGUAGES)}")
+        if display_name is not None and len(display_name) > 128:
+            raise InvalidAccount("a display name has at most 128 characters")
+
+    @staticmethod
+    def _other_active_admins(connection: sa.Connection, user_id: int) -> int:
+        return connection.execute(
+            sa.select(sa.func.count())
+            .select_from(users)
+            .where(users.c.role == "admin", users.c.active.is_(True), users.c.id != user_id)
+        ).scalar_one()
+
+    # ----------------------------------------------------------------- login
+    def login(
+        self,
+        username: str,
+        password: str,
+        *,
+        source: str | None = None,
+        user_agent: str | None = None,
+    ) -> LoginResult:
+        """Check the password and open a session.
+
+        After ``max_failures`` wrong passwords for one username from one source address, that
+        pair is locked for ``lockout_seconds``: attempts during the lock are refused without
+        being checked and do not extend it. Other addresses, a password reset and the CLI are
+        never locked, so no one can lock an admin out for good.
+
+        Raises
+        ------
+        LoginThrottled
+            The (username, source) pair is locked.
+        Unauthenticated
+            Wrong username or password, or a disabled account.
+        """
+        name, where = normalize_username(username), (source or "")[:64]
+        now = self._now()
+        attempt = Actor(name or "-", "anonymous")
+        locked_until = self._locked_until(name, where)
+        if locked_until > now:
+            self._record(attempt, "auth:login", source, {"reason": "locked"}, outcome="failure")
+            raise LoginThrottled(
+                "too many failed logins; try again later", retry_after=locked_until - now
+            )
+        with self.database.reader.connect() as connection:
+            row = connection.execute(sa.select(users).where(users.c.username == name)).one_or_none()
+        if not passwords.verify_password(row.password_hash if row else None, password):
+            self._count_failure(name, where, now)
+            self._record(
+                attempt, "auth:login", source, {"reason": "bad-credentials"}, outcome="failure"
+            )
+            raise Unauthenticated("wrong username or password")
+        assert row is not None
+        if not row.active:
+            self._record(attempt, "auth:login", source, {"reason": "disabled"}, outcome="failure")
+            raise Unauthenticated("this account is disabled")
+        with self.database.writer.begin() as connection:
+            connection.execute(
+                sa.delete(login_failures).where(
+                    login_failures.c.username == name, login_failures.c.source == where
+                )
+            )
+            values: dict[str, Any] = {"last_login_at": now}
+            if passwords.needs_rehash(row.password_hash):
+                values["password_hash"] = passwords.hash_password(password)
+            connection.execute(sa.update(users).where(users.c.id == row.id).values(values))
+        user = _user(row)
+        result = self._open_session(user, source, user_agent)
+        self._record(Actor(user.username, user.role), "auth:login", source, {})
+        return result
+
+    def _locked_until(self, username: str, source: str) -> int:
+        with self.database.reader.connect() as connection:
+            value = connection.execute(
+                sa.select(login_failures.c.locked_until).where(
+                    login_failures.c.username == username, login_failures.c.source == source
+                )
+            ).scalar_one_or_none()
+        return int(value or 0)
+
+    def _count_failure(self, username: str, source: str, now: int) -> None:
+        key = (login_failures.c.username == username, login_failures.c.source == source)
+        with self.database.writer.begin() as connection:
+            connection.execute(
+                sa.delete(login_failures).where(
+                    login_failures.c.updated_at < now - _STALE_FAILURES,
+                    login_failures.c.locked_until < now,
+                )
+            )
+            failures = connection.execute(
+                sa.select(login_failures.c.failures).where(*key)
+            ).scalar_one_or_none()
+            if failures is None:
+                connection.execute(
+                    sa.insert(login_failures).values(
+                        username=username, source=source, failures=0, locked_until=0, updated_at=now
+                    )
+                )
+                failures = 0
+            failures += 1
+            values = {"failures": failures, "updated_at": now}
+            if failures >= self.policy.max_failures:
+                values = {"failures": 0, "locked_until": now + self.policy.lockout_seconds}
+            connection.execute(sa.update(login_failures).where(*key).values(values))
+
+    # -------------------------------------------------------------- sessions
+    def _open_session(self, user: User, source: str | None, user_agent: str | None) -> LoginResult:
+        now = self._now()
+        session_id = secrets.token_hex(16)
+        expires_at = now + self.policy.token_seconds(user.role)
+        with self.database.writer.begin() as connection:
+            connection.execute(
+                sa.insert(sessions).values(
+                    id=session_id,
+                    user_id=user.id,
+                    created_at=now,
+                    expires_at=expires_at,
+                    source=(source or "")[:256] or None,
+                    user_agent=(user_agent or "")[:256] or None,
+                )
+            )
+        token = self.codec.encode(
+            TokenClaims(user.username, session_id, user.role, now, expires_at)
+        )
+        return LoginResult(token=token, expires_at=expires_at, user=user)
+
+    def authenticate(self, token: str) -> Principal:
+        """The principal behind a token: valid signature, live session, active user.
+
+        Raises
+        ------
+        Unauthenticated
+            Forged, expired or revoked token, or a disabled user.
+        """
+        claims = self.codec.decode(token)
+        with self.database.reader.connect() as connection:
+            row = connection.execute(
+                sa.select(sessions, users)
+                .join(users, users.c.id == sessions.c.user_id)
+                .where(sessions.c.id == claims.session_id)
+            ).one_or_none()
+        if row is None or row.username != claims.username:
+            raise Unauthenticated("unknown session")
+        if row.revoked_at is not None:
+            raise Unauthenticated("the session was ended; log in again")
+        if row.expires_at <= self._now():
+            raise Unauthenticated("the session has expired; log in again")
+        if not row.active:
+            raise Unauthenticated("this account is disabled")
+        return Principal(
+            user_id=row.user_id,
+            username=row.username,
+            role=row.role,
+            display_name=row.display_name,
+            language=row.language,
+            session_id=row.id,
+            expires_at=row.expires_at,
+        )
+
+    def logout(self, principal: Principal, *, source: str | None = None) -> None:
+        with self.database.writer.begin() as connection:
+            connection.execute(
+                sa.update(sessions)
+                .where(sessions.c.id == principal.session_id, sessions.c.revoked_at.is_(None))
+                .values(revoked_at=self._now())
+            )
+        self._record(principal.actor, "auth:logout", source, {})
+
+    def list_sessions(self, *, include_ended: bool = False) -> list[Session]:
+        """Sessions, newest first; by default only those still valid."""
+        query = sa.select(sessions, users.c.username).join(users, users.c.id == sessions.c.user_id)
+        if not include_ended:
+            query = query.where(
+                sessions.c.revoked_at.is_(None), sessions.c.expires_at > self._now()
+            )
+        with self.database.reader.connect() as connection:
+            rows = connection.execute(query.order_by(sessions.c.created_at.desc())).all()
+        return [
+            Session(
+                r.id, r.username, r.created_at, r.expires_at, r.revoked_at, r.source, r.user_agent
+            )
+            for r in rows
+        ]
+
+    def revoke_session(
+        self, session_id: str, *, actor: Actor | None = None, source: str | None = None
+    ) -> None:
+        """End one session. Raises :class:`UnknownUser` if there is no such session."""
+        with self.database.writer.begin() as connection:
+            found = connection.execute(
+                sa.select(sessions.c.id).where(sessions.c.id == session_id)
+            ).one_or_none()
+            if found is None:
+                raise UnknownUser(f"no session {session_id}")
+            connection.execute(
+                sa.update(sessions)
+                .where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
+                .values(revoked_at=self._now())
+            )
+        self._record(actor, "session:revoke", source, {"session": session_id})
+
+    def _revoke_all(self, connection: sa.Connection, user_id: int) -> None:
+        connection.execute(
+            sa.update(sessions)
+            .where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
+            .values(revoked_at=self._now())
+        )
+
+    # ----------------------------------------------------------- permissions
+    def authorize(self, principal: Principal, action: str) -> None:
+        """THE check for users: may this principal do this action?
+
+        Raises
+        ------
+        Forbidden
+            The role may not (reads :data:`klinika.auth.permissions.PERMISSIONS`).
+        """
+        if not is_allowed(principal.role, action):
+            raise Forbidden(f"the role {principal.role} may not do {action}", action)
+
+    def authorize_ae(
+        self,
+        calling_ae: str,
+        address: str,
+        action: str,
+        *,
+        peers: Iterable[DicomPeer] | None = None,
+    ) -> bool:
+        """THE check for DICOM peers (see :mod:`klinika.auth.peers`); a refusal is audited."""
+        allowed = authorize_ae(self.peers if peers is None else peers, calling_ae, address, action)
+        if not allowed:
+            self.audit.record(
+                Actor(calling_ae.strip() or "-", "modality"),
+                action,
+                "denied",
+                source=f"{calling_ae.strip()}@{address}",
+            )
+        return allowed
+
+    # ----------------------------------------------------------------- audit
+    def _record(
+        self,
+        actor: Actor | None,
+        action: str,
+        source: str | None,
+        details: Mapping[str, Any],
+        *,
+        outcome: str = "success",
+    ) -> None:
+        self.audit.record(
+            actor or Actor.system(), action, outcome, source=source, details=dict(details)
+        )

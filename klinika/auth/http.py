@@ -12,6 +12,8 @@ Two layers, one question each:
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,13 +117,45 @@ def _access_context(request: Request) -> tuple[dict[str, str | None], dict[str, 
     return resource, details
 
 
+class ReadCoalescer:
+    """Decides which study reads are worth an event of their own.
+
+    A viewer opening a study sends hundreds of requests (metadata, one per frame, thumbnails).
+    The trail keeps one ``dicom:read`` event per session and study every ``window`` seconds,
+    with the first request's path; searches (no study in the request) are always recorded.
+    """
+
+    def __init__(self, window: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self._clock = clock
+        self._seen: dict[tuple[str, str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def first(self, session_id: str, action: str, study_uid: str | None) -> bool:
+        """True when this read should be recorded."""
+        if action != "dicom:read" or not study_uid:
+            return True
+        key, now = (session_id, action, study_uid), self._clock()
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is not None and now - seen < self.window:
+                return False
+            if len(self._seen) > 100_000:
+                self._seen.clear()
+            self._seen[key] = now
+        return True
+
+
 class Guard:
     """``guard(action)`` returns the FastAPI dependency admitting principals allowed to do
     ``action``; the dependency returns the :class:`Principal`."""
 
-    def __init__(self, auth: AuthService, audit: AuditTrail) -> None:
+    def __init__(
+        self, auth: AuthService, audit: AuditTrail, coalescer: ReadCoalescer | None = None
+    ) -> None:
         self.auth = auth
         self.audit = audit
+        self.coalescer = coalescer or ReadCoalescer()
 
     def __call__(self, action: str) -> Require:
         if action not in ACTIONS:
@@ -152,6 +186,8 @@ class Guard:
             raise
         if action in AUDITED_ACTIONS:
             resource, details = _access_context(request)
+            if not self.coalescer.first(principal.session_id, action, resource["study_uid"]):
+                return principal
             pending = request.scope.get(_PENDING)
             if pending is None:  # no gate to see the status: record the admission now
                 self.audit.record(

@@ -66,8 +66,11 @@ class AuthService:
         *,
         peers: Iterable[DicomPeer] = LOCAL_ANY,
         clock: Callable[[], float] = time.time,
+        principal_cache_seconds: float = 2.0,
     ) -> None:
         self.database = database
+        self._principals: dict[str, tuple[float, Principal]] = {}
+        self._principal_ttl = principal_cache_seconds
         self.audit = audit
         self.codec = codec
         self.policy = policy or AuthPolicy()
@@ -76,6 +79,13 @@ class AuthService:
 
     def _now(self) -> int:
         return int(self._clock())
+
+    def _write(self) -> Any:
+        """A write transaction. Any change to users or sessions empties the principal cache,
+        so a revocation or a role change applies at once in this process (and within
+        ``principal_cache_seconds`` in other workers)."""
+        self._principals.clear()
+        return self.database.writer.begin()
 
     # -------------------------------------------------------------- accounts
     def create_user(
@@ -117,7 +127,7 @@ class AuthService:
             "created_at": now,
         }
         try:
-            with self.database.writer.begin() as connection:
+            with self._write() as connection:
                 connection.execute(sa.insert(users).values(row))
         except sa.exc.IntegrityError as exc:
             raise UserExists(f"user {username} already exists") from exc
@@ -176,7 +186,7 @@ class AuthService:
         user = self.get_user(username)
         if not changes:
             return user
-        with self.database.writer.begin() as connection:
+        with self._write() as connection:
             losing_admin = (
                 user.role == "admin"
                 and user.active
@@ -203,7 +213,7 @@ class AuthService:
         their login lockouts."""
         passwords.check_policy(new_password)
         user = self.get_user(username)
-        with self.database.writer.begin() as connection:
+        with self._write() as connection:
             connection.execute(
                 sa.update(users)
                 .where(users.c.id == user.id)
@@ -301,7 +311,7 @@ class AuthService:
         if not row.active:
             self._record(attempt, "auth:login", source, {"reason": "disabled"}, outcome="failure")
             raise Unauthenticated("this account is disabled")
-        with self.database.writer.begin() as connection:
+        with self._write() as connection:
             connection.execute(
                 sa.delete(login_failures).where(
                     login_failures.c.username == name, login_failures.c.source == where
@@ -327,7 +337,7 @@ class AuthService:
 
     def _count_failure(self, username: str, source: str, now: int) -> None:
         key = (login_failures.c.username == username, login_failures.c.source == source)
-        with self.database.writer.begin() as connection:
+        with self._write() as connection:
             connection.execute(
                 sa.delete(login_failures).where(
                     login_failures.c.updated_at < now - _STALE_FAILURES,
@@ -355,7 +365,7 @@ class AuthService:
         now = self._now()
         session_id = secrets.token_hex(16)
         expires_at = now + self.policy.token_seconds(user.role)
-        with self.database.writer.begin() as connection:
+        with self._write() as connection:
             connection.execute(
                 sa.insert(sessions).values(
                     id=session_id,
@@ -379,6 +389,18 @@ class AuthService:
         Unauthenticated
             Forged, expired or revoked token, or a disabled user.
         """
+        now = time.monotonic()
+        cached = self._principals.get(token)
+        fresh = cached is not None and now - cached[0] < self._principal_ttl
+        if cached is not None and fresh and cached[1].expires_at > self._now():
+            return cached[1]
+        principal = self._load_principal(token)
+        if len(self._principals) > 10_000:
+            self._principals.clear()
+        self._principals[token] = (now, principal)
+        return principal
+
+    def _load_principal(self, token: str) -> Principal:
         claims = self.codec.decode(token)
         with self.database.reader.connect() as connection:
             row = connection.execute(
@@ -405,7 +427,7 @@ class AuthService:
         )
 
     def logout(self, principal: Principal, *, source: str | None = None) -> None:
-        with self.database.writer.begin() as connection:
+        with self._write() as connection:
             connection.execute(
                 sa.update(sessions)
                 .where(sessions.c.id == principal.session_id, sessions.c.revoked_at.is_(None))
@@ -433,7 +455,7 @@ class AuthService:
         self, session_id: str, *, actor: Actor | None = None, source: str | None = None
     ) -> None:
         """End one session. Raises :class:`UnknownUser` if there is no such session."""
-        with self.database.writer.begin() as connection:
+        with self._write() as connection:
             found = connection.execute(
                 sa.select(sessions.c.id).where(sessions.c.id == session_id)
             ).one_or_none()

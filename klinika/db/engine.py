@@ -22,7 +22,8 @@ metadata = sa.MetaData(
 
 def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
     """A SQLite engine in WAL mode. Writers take the lock at BEGIN (``BEGIN IMMEDIATE``),
-    so two writers queue on ``busy_timeout`` instead of failing on a lock upgrade."""
+    so two writers queue on ``busy_timeout`` instead of failing on a lock upgrade. Readers run
+    in autocommit: each statement reads a consistent snapshot and no lock is held between."""
     engine = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
@@ -36,9 +37,11 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
         cursor.execute("PRAGMA case_sensitive_like=ON")
         cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    if immediate:
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

@@ -207,3 +207,29 @@ def test_admins_search_page_export_and_verify_over_http(site: Installation) -> N
     assert site.client.get("/api/audit/verify", headers=admin).json()["ok"] is True
     doctor = site.headers("doctor")
     assert site.client.get("/api/audit", headers=doctor).status_code == 403
+
+
+def test_many_reads_of_one_study_leave_one_event_per_session(site: Installation) -> None:
+    client = TestClient(site.app)
+    bearer = site.headers("doctor")
+    data = Path(get_testdata_file("CT_small.dcm")).read_bytes()  # type: ignore[arg-type]
+    body, content_type = stow_body(data)
+    stored = client.post(
+        "/dicom-web/studies",
+        content=body,
+        headers={**site.headers("operator"), "Content-Type": content_type},
+    )
+    url = stored.json()["00081199"]["Value"][0]["00081190"]["Value"][0]
+    path = url[url.index("/dicom-web") :]
+    start = head(site)
+    for _ in range(5):
+        assert client.get(path + "/metadata", headers=bearer).status_code == 200
+        frame = client.get(path + "/frames/1", headers=bearer)
+        assert frame.status_code == 200
+    reads = [e for e in new_events(site, start) if e["action"] == "dicom:read"]
+    assert len(reads) == 1
+    assert reads[0]["actor"] == "doctor" and path.split("/")[3] == reads[0]["study_uid"]
+    other_session = site.headers("doctor")
+    client.get(path + "/metadata", headers=other_session)
+    reads = [e for e in new_events(site, start) if e["action"] == "dicom:read"]
+    assert len(reads) == 2

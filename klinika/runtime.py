@@ -41,6 +41,7 @@ class Runtime:
         )
 
     def close(self) -> None:
+        self.audit.close()
         self.database.dispose()
 
     def __enter__(self) -> Runtime:

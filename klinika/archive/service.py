@@ -91,7 +91,7 @@ class Archive:
         another study are rejected (``study-mismatch``), as STOW-RS to a study URL requires.
         """
         outcomes: list[StoreOutcome] = []
-        pending: list[_Pending] = []
+        accepted: list[tuple[ParsedInstance, StoreOutcome]] = []
         for data in items:
             try:
                 parsed = parse_instance(data)
@@ -113,19 +113,25 @@ class Archive:
                     f"the instance belongs to study {parsed.study_uid}, not {study_uid}"
                 )
                 continue
-            if self.duplicate_policy != "overwrite" and self._exists(parsed.sop_instance_uid):
-                self._mark_duplicate(outcome)
-                continue
-            try:
-                blob = self.blobs.put(parsed.part10)
-            except StorageFull as exc:
+            accepted.append((parsed, outcome))
+        if self.duplicate_policy != "overwrite":
+            known = self._existing({parsed.sop_instance_uid for parsed, _ in accepted})
+            for _, outcome in accepted:
+                if outcome.sop_instance_uid in known:
+                    self._mark_duplicate(outcome)
+            accepted = [(p, o) for p, o in accepted if o.sop_instance_uid not in known]
+        pending: list[_Pending] = []
+        # Writing and fsyncing release the GIL: the blobs of a batch are written in parallel.
+        written = self.blobs.put_many([parsed.part10 for parsed, _ in accepted])
+        for (parsed, outcome), blob in zip(accepted, written, strict=True):
+            if isinstance(blob, StorageFull):
                 outcome.status, outcome.reason, outcome.message = (
                     "rejected",
                     "storage-full",
-                    str(exc),
+                    str(blob),
                 )
-                continue
-            pending.append(_Pending(parsed, blob, outcome))
+            else:
+                pending.append(_Pending(parsed, blob, outcome))
         if pending:
             self._index(pending)
         committed = [o for o in outcomes if o.status in ("stored", "replaced")]
@@ -141,15 +147,14 @@ class Archive:
         else:
             outcome.status = "duplicate"
 
-    def _exists(self, sop_instance_uid: str) -> bool:
+    def _existing(self, sop_instance_uids: set[str]) -> set[str]:
+        """Which of these SOP Instance UIDs are already stored."""
+        if not sop_instance_uids:
+            return set()
+        column = schema.instances.c.sop_instance_uid
         with self.database.reader.connect() as connection:
-            return (
-                connection.execute(
-                    sa.select(schema.instances.c.pk).where(
-                        schema.instances.c.sop_instance_uid == sop_instance_uid
-                    )
-                ).first()
-                is not None
+            return set(
+                connection.execute(sa.select(column).where(column.in_(sop_instance_uids))).scalars()
             )
 
     def _index(self, pending: list[_Pending]) -> None:

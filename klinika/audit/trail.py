@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import queue
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -14,6 +17,8 @@ from klinika.audit.chain import GENESIS, canonical_json, event_hash
 from klinika.audit.schema import audit_chain, audit_events
 from klinika.db import Database
 from klinika.errors import InvalidQuery
+
+log = logging.getLogger(__name__)
 
 Outcome = Literal["success", "failure", "denied"]
 _BATCH = 1000
@@ -106,6 +111,32 @@ def _bound(raw: str, name: str, *, end_of_day: bool) -> str:
     return timestamp(moment)
 
 
+def _row(
+    actor: Actor,
+    action: str,
+    outcome: str,
+    study_uid: str | None,
+    series_uid: str | None,
+    sop_instance_uid: str | None,
+    patient_id: str | None,
+    source: str | None,
+    details: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        "actor": actor.name,
+        "role": actor.role,
+        "action": action,
+        "outcome": outcome,
+        "study_uid": study_uid,
+        "series_uid": series_uid,
+        "sop_instance_uid": sop_instance_uid,
+        "patient_id": patient_id,
+        "source": source,
+        "details": canonical_json(dict(details or {})),
+        "_at": timestamp(),  # when it happened, not when the writer got to it
+    }
+
+
 class AuditTrail:
     """The append-only trail of one installation, in the index database.
 
@@ -116,6 +147,9 @@ class AuditTrail:
 
     def __init__(self, database: Database) -> None:
         self.database = database
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._writer: threading.Thread | None = None
+        self._writer_lock = threading.Lock()
 
     # ------------------------------------------------------------------ write
     def record(
@@ -131,45 +165,128 @@ class AuditTrail:
         source: str | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> AuditEvent:
-        """Append one event and return it as stored.
+        """Append one event now and return it as stored.
 
         ``source`` is the client address (HTTP) or ``AE@address`` (DIMSE). ``details`` must be
         JSON-serialisable; it is stored as canonical JSON so the hash is reproducible.
         """
-        row: dict[str, Any] = {
-            "actor": actor.name,
-            "role": actor.role,
-            "action": action,
-            "outcome": outcome,
-            "study_uid": study_uid,
-            "series_uid": series_uid,
-            "sop_instance_uid": sop_instance_uid,
-            "patient_id": patient_id,
-            "source": source,
-            "details": canonical_json(dict(details or {})),
-        }
+        row = _row(
+            actor,
+            action,
+            outcome,
+            study_uid,
+            series_uid,
+            sop_instance_uid,
+            patient_id,
+            source,
+            details,
+        )
+        self.flush()  # keep the order of events queued before this one
+        return self._append([row])[0]
+
+    def record_soon(
+        self,
+        actor: Actor,
+        action: str,
+        outcome: Outcome | str,
+        *,
+        study_uid: str | None = None,
+        series_uid: str | None = None,
+        sop_instance_uid: str | None = None,
+        patient_id: str | None = None,
+        source: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Queue an access event; a writer thread appends queued events in one transaction.
+
+        For the high-volume read events of the HTTP edge: the client does not wait for the
+        trail, and many events share one commit. Reading the trail (search, verify, export)
+        first waits for the queue, so this process always reads its own events.
+        """
+        self._start_writer()
+        self._queue.put(
+            _row(
+                actor,
+                action,
+                outcome,
+                study_uid,
+                series_uid,
+                sop_instance_uid,
+                patient_id,
+                source,
+                details,
+            )
+        )
+
+    def flush(self) -> None:
+        """Wait until every queued event is written."""
+        if self._writer is not None:
+            self._queue.join()
+
+    def close(self) -> None:
+        """Write what is queued and stop the writer thread."""
+        with self._writer_lock:
+            if self._writer is not None:
+                self._queue.put(None)
+                self._writer.join(timeout=30)
+                self._writer = None
+
+    def _start_writer(self) -> None:
+        if self._writer is None:
+            with self._writer_lock:
+                if self._writer is None:
+                    self._writer = threading.Thread(
+                        target=self._drain, name="audit-writer", daemon=True
+                    )
+                    self._writer.start()
+
+    def _drain(self) -> None:
+        while True:
+            first = self._queue.get()
+            batch = [first]
+            while len(batch) < 500:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            rows = [row for row in batch if row is not None]
+            try:
+                if rows:
+                    self._append(rows)
+            except Exception:  # never lose the thread; the events are logged instead
+                log.exception("could not write %d audit event(s): %s", len(rows), rows)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+            if None in batch:
+                return
+
+    def _append(self, rows: list[dict[str, Any]]) -> list[AuditEvent]:
+        """Chain and insert rows in one transaction (the writer lock keeps the chain linear)."""
         with self.database.writer.begin() as connection:
             head = connection.execute(
                 sa.select(audit_chain.c.seq, audit_chain.c.hash)
                 .where(audit_chain.c.id == 1)
                 .with_for_update()
             ).one()
-            row["seq"] = head.seq + 1
-            row["occurred_at"] = timestamp()
-            row["prev_hash"] = head.hash
-            row["hash"] = event_hash(row)
-            connection.execute(sa.insert(audit_events).values(row))
+            seq, prev = head.seq, head.hash
+            for row in rows:
+                seq += 1
+                row["seq"] = seq
+                row["occurred_at"] = row.pop("_at", None) or timestamp()
+                row["prev_hash"] = prev
+                row["hash"] = prev = event_hash(row)
+            connection.execute(sa.insert(audit_events), rows)
             connection.execute(
-                sa.update(audit_chain)
-                .where(audit_chain.c.id == 1)
-                .values(seq=row["seq"], hash=row["hash"])
+                sa.update(audit_chain).where(audit_chain.c.id == 1).values(seq=seq, hash=prev)
             )
-        return AuditEvent(**row)
+        return [AuditEvent(**row) for row in rows]
 
     # ----------------------------------------------------------------- verify
     def verify(self) -> VerifyResult:
         """Recompute the chain from the first event: every hash, every link, no gap in the
         sequence, and the head matching the last event."""
+        self.flush()
         expected_prev, expected_seq, checked = GENESIS, 1, 0
         with self.database.reader.connect() as connection:
             head = connection.execute(
@@ -204,6 +321,7 @@ class AuditTrail:
         self, where: AuditFilter, *, limit: int = 100, offset: int = 0
     ) -> tuple[list[AuditEvent], int]:
         """Events matching ``where``, newest first, with the total count of matches."""
+        self.flush()
         conditions = self._conditions(where)
         query = (
             sa.select(audit_events)
@@ -220,6 +338,7 @@ class AuditTrail:
 
     def iter_events(self, where: AuditFilter) -> Iterator[AuditEvent]:
         """Events matching ``where``, oldest first, read in batches (for export)."""
+        self.flush()
         with self.database.reader.connect() as connection:
             for row in self._scan(connection, where):
                 yield AuditEvent(**row)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from klinika.dicomweb.negotiation import parse_accept
 from klinika.errors import InvalidQuery, UnsupportedMediaType
@@ -30,12 +32,43 @@ def content_type(part_type: str, boundary: str, transfer_syntax: str | None = No
     return value
 
 
+def part_pieces(part_type: str, payload: bytes, boundary: str) -> tuple[bytes, bytes, bytes]:
+    """One body part as (delimiter and headers, payload, CRLF): the payload is never copied."""
+    return f"--{boundary}\r\nContent-Type: {part_type}\r\n\r\n".encode(), payload, b"\r\n"
+
+
+def closing_delimiter(boundary: str) -> bytes:
+    return f"--{boundary}--\r\n".encode()
+
+
 def encode_parts(parts: Iterable[tuple[str, bytes]], boundary: str) -> Iterator[bytes]:
-    """Yield a multipart body part by part; each part is ``(Content-Type, payload)``."""
-    delimiter = f"--{boundary}\r\n".encode()
+    """Yield a multipart body piece by piece; each part is ``(Content-Type, payload)``."""
     for part_type, payload in parts:
-        yield delimiter + f"Content-Type: {part_type}\r\n\r\n".encode() + payload + b"\r\n"
-    yield f"--{boundary}--\r\n".encode()
+        yield from part_pieces(part_type, payload, boundary)
+    yield closing_delimiter(boundary)
+
+
+class MultipartResponse(Response):
+    """A multipart body sent as its pieces, so large payloads are not copied into one buffer."""
+
+    def __init__(
+        self, parts: list[tuple[str, bytes]], part_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        boundary = new_boundary()
+        self.pieces = list(encode_parts(parts, boundary))
+        super().__init__(None, media_type=content_type(part_type, boundary), headers=headers)
+        self.headers["content-length"] = str(sum(len(p) for p in self.pieces))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        if scope.get("method") == "HEAD":
+            await send({"type": "http.response.body", "body": b""})
+            return
+        last = len(self.pieces) - 1
+        for index, piece in enumerate(self.pieces):
+            await send({"type": "http.response.body", "body": piece, "more_body": index < last})
 
 
 @dataclass

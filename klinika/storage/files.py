@@ -15,6 +15,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -40,6 +41,7 @@ class FileStore:
         self.fsync = fsync
         self._tmp = self.root / "tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="blob-writer")
 
     def path(self, key: str) -> Path:
         """The file of ``key``. Refuses anything but a 64-digit hex key (no path tricks)."""
@@ -76,6 +78,22 @@ class FileStore:
         if self.fsync:
             _fsync_dir(target.parent)
         return BlobRef(key, len(data))
+
+    def put_many(self, items: list[bytes]) -> list[BlobRef | StorageFull]:
+        """Store several blobs at once on a small thread pool (writes and fsyncs overlap).
+
+        Each result is the blob's reference, or the :class:`StorageFull` error it met.
+        """
+
+        def put_one(data: bytes) -> BlobRef | StorageFull:
+            try:
+                return self.put(data)
+            except StorageFull as exc:
+                return exc
+
+        if len(items) <= 1:
+            return [put_one(data) for data in items]
+        return list(self._pool.map(put_one, items))
 
     def open(self, key: str) -> BinaryIO:
         """Open a blob for reading."""

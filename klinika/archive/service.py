@@ -41,6 +41,7 @@ class _Pending:
     parsed: ParsedInstance
     blob: BlobRef
     outcome: StoreOutcome
+    values: dict[str, Any]
 
 
 class Archive:
@@ -131,7 +132,7 @@ class Archive:
                     str(blob),
                 )
             else:
-                pending.append(_Pending(parsed, blob, outcome))
+                pending.append(_Pending(parsed, blob, outcome, _instance_values(parsed, blob)))
         if pending:
             self._index(pending)
         committed = [o for o in outcomes if o.status in ("stored", "replaced")]
@@ -163,8 +164,12 @@ class Archive:
         with self.database.writer.begin() as connection:
             touched_series: set[int] = set()
             touched_studies: set[int] = set()
+            parents: dict[tuple[str, str], tuple[int, int]] = {}
             for item in pending:
-                series_pk, study_pk = self._upsert_parents(connection, item.parsed)
+                key = (item.parsed.study_uid, item.parsed.series_uid)
+                if key not in parents:  # a batch is mostly one series: look its parents up once
+                    parents[key] = self._upsert_parents(connection, item.parsed)
+                series_pk, study_pk = parents[key]
                 replaced_key = self._upsert_instance(connection, item, series_pk)
                 if item.outcome.status == "duplicate" or item.outcome.status == "rejected":
                     unreferenced.add(item.blob.key)
@@ -204,31 +209,20 @@ class Archive:
     ) -> str | None:
         """Insert the instance row; on a duplicate apply the policy. Returns a replaced key."""
         parsed = item.parsed
-        location = parsed.pixel_location
-        pixel_vr = None
-        if location is not None:
-            pixel_vr = "OB" if location.encapsulated else "OW"
-        values = index_values(parsed.dataset, Level.IMAGE) | {
-            "series_pk": series_pk,
-            "available_transfer_syntax_uid": parsed.transfer_syntax,
-            "number_of_frames": number_of_frames(parsed.dataset)
-            if "NumberOfFrames" in parsed.dataset
-            else None,
-            "blob_key": item.blob.key,
-            "blob_size": item.blob.size,
-            "metadata_json": metadata_json(parsed.dataset, pixel_vr),
-            "pixel_location": json.dumps(location.to_json()) if location else None,
-            "received_at": utc_now(),
-        }
+        values = item.values | {"series_pk": series_pk, "received_at": utc_now()}
         instances = schema.instances
+        inserted = connection.execute(
+            _dialect_insert(connection)(instances)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["sop_instance_uid"])
+        )
+        if inserted.rowcount == 1:
+            return None
         existing = connection.execute(
             sa.select(instances.c.pk, instances.c.blob_key, instances.c.series_pk).where(
                 instances.c.sop_instance_uid == parsed.sop_instance_uid
             )
-        ).first()
-        if existing is None:
-            connection.execute(sa.insert(instances).values(values))
-            return None
+        ).one()
         if self.duplicate_policy != "overwrite":
             self._mark_duplicate(item.outcome)
             return None
@@ -450,6 +444,27 @@ class Archive:
         return len(records)
 
 
+def _instance_values(parsed: ParsedInstance, blob: BlobRef) -> dict[str, Any]:
+    """The instance row, built before the write transaction (DICOM JSON takes a while)."""
+    location = parsed.pixel_location
+    pixel_vr = None if location is None else ("OB" if location.encapsulated else "OW")
+    return index_values(parsed.dataset, Level.IMAGE) | {
+        "available_transfer_syntax_uid": parsed.transfer_syntax,
+        "number_of_frames": number_of_frames(parsed.dataset)
+        if "NumberOfFrames" in parsed.dataset
+        else None,
+        "blob_key": blob.key,
+        "blob_size": blob.size,
+        "metadata_json": metadata_json(parsed.dataset, pixel_vr),
+        "pixel_location": json.dumps(location.to_json()) if location else None,
+    }
+
+
+def _dialect_insert(connection: sa.Connection) -> Any:
+    """``INSERT`` with ``ON CONFLICT`` support for the connection's dialect."""
+    return postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+
+
 def _insert_or_get(
     connection: sa.Connection, table: sa.Table, values: dict[str, Any], keys: tuple[str, ...]
 ) -> int:
@@ -462,9 +477,9 @@ def _insert_or_get(
     found = connection.execute(sa.select(table.c.pk).where(*where)).scalar()
     if found is not None:
         return int(found)
-    dialect = connection.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    connection.execute(insert(table).values(values).on_conflict_do_nothing(index_elements=keys))
+    connection.execute(
+        _dialect_insert(connection)(table).values(values).on_conflict_do_nothing(index_elements=keys)
+    )
     return int(connection.execute(sa.select(table.c.pk).where(*where)).scalar_one())
 
 

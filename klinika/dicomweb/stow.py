@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -83,32 +85,37 @@ def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> AP
         reader = MultipartReader(request.headers.get("content-type", ""))
         if reader.part_type != "application/dicom":
             raise UnsupportedMediaType("only application/dicom parts are accepted by STOW-RS here")
-        outcomes: list[StoreOutcome] = []
+        # Batches are stored while the rest of the body still arrives; each batch's outcomes
+        # keep their place, so the response lists instances in the order they were sent.
+        results: list[asyncio.Future[list[StoreOutcome]] | list[StoreOutcome]] = []
         batch: list[bytes] = []
 
-        async def flush() -> None:
+        def flush() -> None:
             if batch:
-                outcomes.extend(
-                    await run_in_threadpool(archive.store_many, list(batch), study_uid=study_uid)
+                results.append(
+                    asyncio.ensure_future(
+                        run_in_threadpool(archive.store_many, list(batch), study_uid=study_uid)
+                    )
                 )
                 batch.clear()
 
         async for chunk in request.stream():
             for part_type, data in reader.feed(chunk):
                 if part_type != "application/dicom":
-                    outcomes.append(
-                        StoreOutcome(
-                            "rejected",
-                            reason="unsupported-media-type",
-                            message=f"a part of type {part_type} is not application/dicom",
-                        )
+                    message = f"a part of type {part_type} is not application/dicom"
+                    results.append(
+                        [StoreOutcome("rejected", reason="unsupported-media-type", message=message)]
                     )
                     continue
                 batch.append(data)
                 if len(batch) >= BATCH:
-                    await flush()
-        reader.close()
-        await flush()
+                    flush()
+        try:
+            reader.close()
+        finally:
+            flush()
+            settled = [r if isinstance(r, list) else await r for r in results]
+        outcomes = [outcome for group in settled for outcome in group]
         base = dicomweb_base(request, settings.public_base_url)
         status, body = stow_response(outcomes, base, study_uid)
         return json_response(request, json_bytes(body), status_code=status)

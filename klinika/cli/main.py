@@ -95,12 +95,17 @@ def demo(ctx: click.Context, ct_slices: int, then_serve: bool) -> None:
     try:
         with click.progressbar(length=demo_file_count(ct_slices), label="Generating") as bar:
             generate_demo(workdir, ct_slices=ct_slices, progress=lambda _n: bar.update(1))
-        with (
-            Runtime(settings) as runtime,
-            click.progressbar(length=demo_file_count(ct_slices), label="Importing") as bar,
-        ):
-            summary = import_paths(runtime.archive, [workdir], on_progress=bar.update)
+        with Runtime(settings) as runtime:
+            with click.progressbar(length=demo_file_count(ct_slices), label="Importing") as bar:
+                summary = import_paths(runtime.archive, [workdir], on_progress=bar.update)
+            password = runtime.auth.create_first_admin()
         _print_summary(summary)
+        if password:
+            click.secho(
+                f"Created the first administrator: user 'admin', password '{password}' "
+                "(shown once; change it after logging in).",
+                fg="yellow",
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if then_serve:

@@ -1,0 +1,53 @@
+"""The ``klinika`` command as a user runs it: import and demo."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from klinika.config import load_settings
+from klinika.dicom.attributes import Level
+from klinika.index.query import Query
+from klinika.runtime import Runtime
+from tests.conftest import SAMPLES
+
+
+def klinika(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "klinika", "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_import_folder_and_zip_reports_stored_duplicates_and_rejections(tmp_path: Path) -> None:
+    folder = SAMPLES / "dcmqi" / "ct-3slice"
+    archive = tmp_path / "samples.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in sorted((SAMPLES / "generated").glob("*.dcm")):
+            zipped.write(path, path.name)
+    result = klinika(tmp_path / "data", "import", str(folder), str(archive))
+    assert result.returncode == 0, result.stderr
+    malformed = len(list((SAMPLES / "generated").glob("malformed_*.dcm")))
+    assert f"rejected {malformed}" in result.stdout
+    assert "malformed_truncated_in_pixeldata.dcm: pixel data declares" in result.stderr
+    again = klinika(tmp_path / "data", "import", str(folder))
+    assert "stored 0, duplicate 3, rejected 0" in again.stdout
+
+
+def test_demo_loads_every_modality_and_prints_a_first_admin_password(tmp_path: Path) -> None:
+    result = klinika(tmp_path / "data", "demo", "--ct-slices", "12")
+    assert result.returncode == 0, result.stderr
+    assert "stored 62, duplicate 0, rejected 0" in result.stdout
+    assert "user 'admin', password '" in result.stdout
+    with Runtime(load_settings(env={}, data_dir=tmp_path / "data")) as runtime:
+        studies = runtime.archive.search(Query(Level.STUDY)).matches
+        modalities = {m for s in studies for m in s["00080061"]["Value"]}
+        assert modalities == {"CT", "MR", "CR", "US"}
+        cyrillic = runtime.archive.search(Query(Level.STUDY, match={"PatientName": "иванов*"}))
+        assert cyrillic.matches[0]["00201208"]["Value"] == [12]
+    rerun = klinika(tmp_path / "data", "demo", "--ct-slices", "12")
+    assert "duplicate 62" in rerun.stdout and "password" not in rerun.stdout

@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
@@ -37,26 +38,26 @@ class IndexedAttribute:
     default_return: bool = True
     derived: bool = False  # computed by the archive, not read from the instance
 
-    @property
+    @cached_property
     def tag(self) -> int:
         tag = tag_for_keyword(self.keyword)
         assert tag is not None, self.keyword
         return tag
 
-    @property
+    @cached_property
     def tag_hex(self) -> str:
         return f"{self.tag:08X}"
 
-    @property
+    @cached_property
     def vr(self) -> str:
         return dictionary_VR(self.tag)
 
-    @property
+    @cached_property
     def column(self) -> str:
         """Column name in the index: the keyword in snake case."""
         return _snake(self.keyword)
 
-    @property
+    @cached_property
     def is_integer(self) -> bool:
         return self.vr in {"IS", "US", "UL", "SS", "SL"}
 

@@ -178,10 +178,12 @@ def search(connection: sa.Connection, query: Query) -> QueryResult:
     rows = rows[: query.limit] if query.limit is not None else rows
 
     indexed = {a.keyword for a in returned}
+    # Attributes the index lacks come from a representative instance; those it holds at a
+    # lower level (Modality in a study query) have no single value here and are left out.
     unindexed = sorted(
         k
         for k in (set(keywords) | (set(include) if include != "all" else set()))
-        if k not in indexed
+        if k not in indexed and k not in BY_KEYWORD
     )
     extra = _representative_values(connection, query.level, [r._pk for r in rows], unindexed)
     matches = []

@@ -8,12 +8,14 @@ PS3.18 §10.4 (Retrieve transaction), §8.7.3 (media types and transfer syntaxes
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from starlette.concurrency import run_in_threadpool
 
@@ -262,15 +264,27 @@ def create_wado_router(archive: Archive, settings: Settings, guard: Guard) -> AP
         record: InstanceRecord,
         frame_index: int,
         viewport: tuple[int, int] | None = None,
-        thumbnail: bool = False,
     ) -> Response:
         options = _render_options(request, viewport)
-        dataset = dcmread(io.BytesIO(archive.read(record)))
+        if not 0 <= frame_index < record.number_of_frames:
+            raise NotFound(f"instance {record.sop_instance_uid} has no frame {frame_index + 1}")
         try:
-            image = render.render_frame(dataset, frame_index, options)
+            image = render.render_frame(*_frame_source(record, frame_index), options)
         except render.RenderError as exc:
             raise NotAcceptable(str(exc)) from exc
         return Response(image, media_type=options.media_type, headers=_IMMUTABLE)
+
+    def _frame_source(record: InstanceRecord, frame_index: int) -> tuple[Dataset, int]:
+        """The frame alone (index header + byte range) when ingest mapped it, else the file."""
+        location = record.pixel_location
+        if location is not None and location.frames is not None:
+            frame = archive.read_frame(record, frame_index)
+            with contextlib.suppress(render.RenderError):
+                single = render.dataset_for_frame(
+                    record.metadata_json, frame, record.transfer_syntax
+                )
+                return single, 0
+        return dcmread(io.BytesIO(archive.read(record))), frame_index
 
     @router.get(
         "/studies/{study}/series/{series}/instances/{sop}/rendered", summary="Rendered instance"
@@ -284,10 +298,7 @@ def create_wado_router(archive: Archive, settings: Settings, guard: Guard) -> AP
     )
     def rendered_frame(request: Request, study: str, series: str, sop: str, frames: str):
         record = archive.instances(study, series, sop)[0]
-        number = _frame_numbers(frames)[0]
-        if number > record.number_of_frames:
-            raise NotFound(f"instance {sop} has no frame {number}")
-        return rendered(request, record, number - 1)
+        return rendered(request, record, _frame_numbers(frames)[0] - 1)
 
     def thumbnail(request: Request, records: list[InstanceRecord], frame_index: int | None = None):
         images = [r for r in records if r.pixel_location is not None or r.number_of_frames > 1]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,27 +162,32 @@ def _grayscale(
 ) -> np.ndarray:
     slope = float(dataset.get("RescaleSlope", 1) or 1)
     intercept = float(dataset.get("RescaleIntercept", 0) or 0)
+    window = window or _dataset_window(dataset)
     if frame.dtype.kind in "iu" and frame.dtype.itemsize <= 2:
-        # One lookup table over every possible stored value (PS3.3 C.11.1, C.11.2).
-        offset = 32768 if frame.dtype.kind == "i" else 0
-        domain = np.arange(-offset, 65536 - offset, dtype=np.float32) * slope + intercept
-        low, high = float(frame.min()) * slope + intercept, float(frame.max()) * slope + intercept
-        lut = _voi(dataset, domain, window, (min(low, high), max(low, high)))
-        index = frame.astype(np.int32) + offset if offset else frame
-        return lut[index]
+        # One lookup table over every possible stored value (PS3.3 C.11.1, C.11.2), indexed
+        # by the raw 16 bits (signed values through their unsigned view: no copy of the frame).
+        stored = np.arange(65536, dtype=np.uint32).astype(np.uint16)
+        if frame.dtype.kind == "i":
+            stored = stored.view(np.int16)
+        domain = stored.astype(np.float32) * slope + intercept
+        lut = _voi(dataset, domain, window, lambda: _modality_range(frame, slope, intercept))
+        return lut[frame.view(np.uint16) if frame.dtype.itemsize == 2 else frame]
     values = frame.astype(np.float32) * slope + intercept
-    return _voi(dataset, values, window, (float(values.min()), float(values.max())))
+    return _voi(dataset, values, window, lambda: (float(values.min()), float(values.max())))
+
+
+def _modality_range(frame: np.ndarray, slope: float, intercept: float) -> tuple[float, float]:
+    ends = (float(frame.min()) * slope + intercept, float(frame.max()) * slope + intercept)
+    return min(ends), max(ends)
 
 
 def _voi(
     dataset: Dataset,
     values: np.ndarray,
     window: tuple[float, float, str] | None,
-    value_range: tuple[float, float],
+    value_range: Callable[[], tuple[float, float]],
 ) -> np.ndarray:
-    """Modality values to 8 bits through the chosen VOI."""
-    if window is None:
-        window = _dataset_window(dataset)
+    """Modality values to 8 bits through the chosen VOI (``value_range`` only when needed)."""
     if window is not None:
         center, width, function = window
         width = max(width, 1.0)
@@ -193,7 +199,7 @@ def _voi(
     if "VOILUTSequence" in dataset:
         mapped = np.asarray(apply_voi_lut(values.astype(np.int64), dataset), dtype=np.float32)
         return _stretch(mapped, float(mapped.min()), float(mapped.max()))
-    return _stretch(values, *value_range)
+    return _stretch(values, *value_range())
 
 
 def _dataset_window(dataset: Dataset) -> tuple[float, float, str] | None:

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from klinika.archive import Archive
 from klinika.audit import AuditTrail
-from klinika.auth import AuthPolicy, AuthService, TokenCodec, load_jwt_secret
+from klinika.auth import (
+    AuthPolicy,
+    AuthService,
+    TokenCodec,
+    load_jwt_secret,
+    peers_from_settings,
+)
 from klinika.config import Settings
 from klinika.db import Database
 from klinika.index import schema as _schema  # noqa: F401  (registers the index tables)
@@ -38,6 +44,7 @@ class Runtime:
             self.audit,
             TokenCodec(load_jwt_secret(settings)),
             AuthPolicy.from_settings(settings),
+            peers=peers_from_settings(settings.modalities, strict=settings.dimse_strict),
         )
 
     def close(self) -> None:

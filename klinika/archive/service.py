@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import threading
@@ -252,6 +253,28 @@ class Archive:
         with self.database.reader.connect() as connection:
             return search(connection, query)
 
+    def instances_matching(self, query: Query) -> list[InstanceRecord]:
+        """Every instance under the entities a query matches (C-MOVE / C-GET sets).
+
+        References
+        ----------
+        PS3.4 C.4.2.2.1 / C.4.3.2.1 (the retrieve identifier names what is sent).
+        """
+        records: list[InstanceRecord] = []
+        seen: set[tuple[str, str | None, str | None]] = set()
+        if query.level == Level.PATIENT:  # a patient's instances are those of its studies
+            query = dataclasses.replace(query, level=Level.STUDY)
+        for match in self.search(query).matches:
+            study = _first(match, "0020000D")
+            if study is None:
+                continue
+            series = _first(match, "0020000E") if query.level >= Level.SERIES else None
+            sop = _first(match, "00080018") if query.level == Level.IMAGE else None
+            if (study, series, sop) not in seen:
+                seen.add((study, series, sop))
+                records.extend(self.instances(study, series, sop))
+        return records
+
     def instances(
         self,
         study_uid: str,
@@ -444,6 +467,11 @@ class Archive:
         return len(records)
 
 
+def _first(match: dict[str, Any], tag: str) -> str | None:
+    values = match.get(tag, {}).get("Value")
+    return str(values[0]) if values else None
+
+
 def _instance_values(parsed: ParsedInstance, blob: BlobRef) -> dict[str, Any]:
     """The instance row, built before the write transaction (DICOM JSON takes a while)."""
     location = parsed.pixel_location
@@ -478,7 +506,9 @@ def _insert_or_get(
     if found is not None:
         return int(found)
     connection.execute(
-        _dialect_insert(connection)(table).values(values).on_conflict_do_nothing(index_elements=keys)
+        _dialect_insert(connection)(table)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=keys)
     )
     return int(connection.execute(sa.select(table.c.pk).where(*where)).scalar_one())
 

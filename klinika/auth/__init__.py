@@ -20,7 +20,13 @@ from klinika.auth.errors import (
     UserExists,
 )
 from klinika.auth.models import AuthPolicy, LoginResult, Principal, Session, User
-from klinika.auth.peers import LOCAL_ANY, SERVICE_ACTIONS, DicomPeer, authorize_ae
+from klinika.auth.peers import (
+    LOCAL_ANY,
+    SERVICE_ACTIONS,
+    DicomPeer,
+    authorize_ae,
+    peers_from_settings,
+)
 from klinika.auth.permissions import ACTIONS, PERMISSIONS, USER_ROLES, Role, is_allowed
 from klinika.auth.secret import load_jwt_secret
 from klinika.auth.service import AuthService
@@ -50,4 +56,5 @@ __all__ = [
     "authorize_ae",
     "is_allowed",
     "load_jwt_secret",
+    "peers_from_settings",
 ]

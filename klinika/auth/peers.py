@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from klinika.auth.permissions import Role, is_allowed
 
@@ -61,3 +62,13 @@ def authorize_ae(peers: Iterable[DicomPeer], calling_ae: str, address: str, acti
     if not is_allowed(Role.MODALITY, action):
         return False
     return any(p.matches(calling_ae, address) and action in p.actions for p in peers)
+
+
+def peers_from_settings(modalities: Iterable[Any], *, strict: bool) -> tuple[DicomPeer, ...]:
+    """The known peers: the configured modalities (title and address checked), plus, unless
+    ``strict``, any AE title from this machine (the embedded default)."""
+    known = tuple(
+        DicomPeer(m.title, m.host, frozenset(SERVICE_ACTIONS[s] for s in m.services))
+        for m in modalities
+    )
+    return known if strict else known + LOCAL_ANY

@@ -41,13 +41,62 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> 
 @cli.command()
 @click.option("--host", help="HTTP address (default 127.0.0.1).")
 @click.option("--port", type=int, help="HTTP port (default 8042).")
+@click.option(
+    "--dimse/--no-dimse",
+    default=True,
+    show_default=True,
+    help="Also run the DIMSE listener in this process.",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+def serve(ctx: click.Context, host: str | None, port: int | None, dimse: bool) -> None:
     """Run the HTTP server (DICOMweb, viewer, API) and the DIMSE listener."""
+    from klinika.dimse import start_dimse_server
+    from klinika.runtime import Runtime
     from klinika.web.server import run_server
 
     settings = settings_from(ctx)
-    run_server(settings, host=host or settings.http_host, port=port or settings.http_port)
+    _logging()
+    with Runtime(settings) as runtime:
+        listener = None
+        if dimse:
+            listener = start_dimse_server(runtime.archive, runtime.auth, runtime.audit, settings)
+        try:
+            run_server(
+                settings, runtime, host=host or settings.http_host, port=port or settings.http_port
+            )
+        finally:
+            if listener is not None:
+                listener.shutdown()
+
+
+@cli.command(name="dimse")
+@click.pass_context
+def dimse_only(ctx: click.Context) -> None:
+    """Run only the DIMSE listener (production: next to separate HTTP workers)."""
+    import threading
+
+    from klinika.dimse import start_dimse_server
+    from klinika.runtime import Runtime
+
+    settings = settings_from(ctx)
+    _logging()
+    with Runtime(settings) as runtime:
+        listener = start_dimse_server(runtime.archive, runtime.auth, runtime.audit, settings)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            listener.shutdown()
+
+
+def _logging() -> None:
+    import logging
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
 
 
 @cli.command(name="import")

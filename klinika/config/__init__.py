@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +18,37 @@ from typing import Any, Literal, get_args, get_type_hints
 from klinika.errors import ConfigError
 
 DuplicatePolicy = Literal["keep", "overwrite", "reject"]
+DIMSE_SERVICES = frozenset({"echo", "store", "find", "move", "get"})
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoteAE:
+    """A known DICOM application entity: a modality, workstation or other PACS.
+
+    Written ``TITLE@HOST:PORT`` or ``TITLE@HOST:PORT/store,find`` (the services it may use on
+    us; all by default); several are separated by spaces or semicolons in ``KLINIKA_MODALITIES``.
+    The address is also where C-MOVE sends instances for that title.
+    """
+
+    title: str
+    host: str
+    port: int
+    services: frozenset[str] = DIMSE_SERVICES
+
+    @classmethod
+    def parse(cls, text: str) -> RemoteAE:
+        spec, _, services = text.strip().partition("/")
+        title, at, address = spec.partition("@")
+        host, colon, port = address.rpartition(":")
+        if not (at and colon and title and host):
+            raise ConfigError(f"a modality is written TITLE@HOST:PORT[/services], not {text!r}")
+        chosen = frozenset(s.strip() for s in services.split(",") if s.strip()) or DIMSE_SERVICES
+        if not chosen <= DIMSE_SERVICES or not 1 <= len(title) <= 16:
+            raise ConfigError(f"modality {text!r}: bad AE title or services {sorted(chosen)}")
+        try:
+            return cls(title, host, int(port), chosen)
+        except ValueError as exc:
+            raise ConfigError(f"modality {text!r}: the port must be a number") from exc
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +76,9 @@ class Settings:
     token_hours_user: int = 8
     login_max_failures: int = 5
     login_lockout_seconds: int = 300
+    # dimse: known peers (C-MOVE destinations too); strict = only they may associate
+    modalities: tuple[RemoteAE, ...] = ()
+    dimse_strict: bool = False
 
     def __post_init__(self) -> None:
         if self.duplicate_policy not in get_args(DuplicatePolicy):
@@ -90,6 +125,13 @@ def _convert(name: str, raw: Any, type_hint: Any) -> Any:
             raise ValueError(raw)
         if type_hint is int:
             return int(raw)
+        if name == "modalities":
+            items = re.split(r"[\s;]+", raw) if isinstance(raw, str) else list(raw)
+            return tuple(
+                item if isinstance(item, RemoteAE) else RemoteAE.parse(str(item))
+                for item in items
+                if str(item).strip()
+            )
         return str(raw)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"setting {name} has an invalid value {raw!r}") from exc

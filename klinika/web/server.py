@@ -1,4 +1,4 @@
-"""Running the app under uvicorn, next to the DIMSE listener."""
+"""Running the app under uvicorn."""
 
 from __future__ import annotations
 
@@ -13,24 +13,18 @@ from klinika.web.app import create_app
 log = logging.getLogger("klinika")
 
 
-def run_server(settings: Settings, *, host: str, port: int) -> None:
-    """Serve HTTP on host:port until interrupted."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    runtime = Runtime(settings)
+def run_server(settings: Settings, runtime: Runtime, *, host: str, port: int) -> None:
+    """Serve HTTP on host:port until interrupted (uvloop, httptools, no access log)."""
     app = create_app(settings, runtime)
-    try:
-        log.info("Klinika on http://%s:%d (data in %s)", host, port, settings.data_dir.resolve())
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            http="httptools",
-            loop="uvloop",
-            access_log=False,
-            proxy_headers=True,
-            server_header=False,
-        )
-    finally:
-        runtime.close()
+    log.info("HTTP on http://%s:%d (data in %s)", host, port, settings.data_dir.resolve())
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        http="httptools",
+        loop="uvloop",
+        access_log=False,
+        proxy_headers=True,
+        server_header=False,
+        log_level="warning",
+    )

@@ -1,0 +1,15 @@
+"""The DICOM network edge: our AE (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET SCP) and SCU helpers.
+
+Owns pynetdicom: nothing else in Klinika imports it. Handlers translate an event into one
+domain call (``Archive.store``, the one query engine, ``Archive.instances``) and map the
+outcome to a DIMSE status; they ask ``auth`` whether the calling AE may do the service and
+leave one audit event per request. May import: archive, index, auth, audit, dicom, config.
+
+References
+----------
+PS3.4 Annex B (Storage), Annex C (Query/Retrieve), PS3.7 §9.1 (DIMSE-C services).
+"""
+
+from klinika.dimse.server import DimseServer, start_dimse_server
+
+__all__ = ["DimseServer", "start_dimse_server"]

@@ -1,0 +1,201 @@
+"""The SCP handlers: one per DIMSE service, each a thin translation around one domain call."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pynetdicom import build_context, events
+
+from klinika.archive import Archive, InstanceRecord
+from klinika.audit import Actor, AuditTrail
+from klinika.auth import AuthService
+from klinika.config import RemoteAE, Settings
+from klinika.dimse import status
+from klinika.dimse.identifiers import answer_dataset, identifier_query
+from klinika.errors import KlinikaError
+
+log = logging.getLogger(__name__)
+
+
+def peer_of(event: events.Event) -> tuple[str, str]:
+    """(calling AE title, address) of the association an event belongs to."""
+    requestor = event.assoc.requestor
+    return str(requestor.ae_title).strip(), str(requestor.address)
+
+
+def failure(code: int, comment: str) -> Dataset:
+    """A status data set with an ErrorComment a person can read (PS3.7 C.4)."""
+    answer = Dataset()
+    answer.Status = code
+    answer.ErrorComment = comment[:64]
+    return answer
+
+
+@dataclass
+class Handlers:
+    """The services of our AE, bound to pynetdicom events by :mod:`klinika.dimse.server`."""
+
+    archive: Archive
+    auth: AuthService
+    audit: AuditTrail
+    settings: Settings
+
+    def _allowed(self, event: events.Event, action: str) -> bool:
+        title, address = peer_of(event)
+        return self.auth.authorize_ae(title, address, action)
+
+    def _record(self, event: events.Event, action: str, outcome: str, **fields: Any) -> None:
+        title, address = peer_of(event)
+        self.audit.record_soon(
+            Actor(title or "-", "modality"), action, outcome, source=f"{title}@{address}", **fields
+        )
+
+    # ------------------------------------------------------------------ C-ECHO
+    def echo(self, event: events.Event) -> int:
+        if not self._allowed(event, "dicom:echo"):
+            return status.NOT_AUTHORIZED
+        return status.SUCCESS
+
+    # ----------------------------------------------------------------- C-STORE
+    def store(self, event: events.Event) -> int | Dataset:
+        """Store through the one ingest path; success only once the instance is durable."""
+        if not self._allowed(event, "dicom:store"):
+            return failure(status.NOT_AUTHORIZED, "this AE may not store here")
+        outcome = self.archive.store(event.encoded_dataset(include_meta=True))
+        self._record(
+            event,
+            "dicom:store",
+            "success" if outcome.accepted else "failure",
+            study_uid=outcome.study_uid,
+            series_uid=outcome.series_uid,
+            sop_instance_uid=outcome.sop_instance_uid,
+            details={"status": outcome.status, "reason": outcome.reason},
+        )
+        if outcome.accepted:
+            return status.SUCCESS
+        return failure(status.store_status(outcome.reason), outcome.message or "rejected")
+
+    # ------------------------------------------------------------------ C-FIND
+    def find(self, event: events.Event) -> Iterator[tuple[int | Dataset, Dataset | None]]:
+        """Matches from the one query engine, streamed as pending responses."""
+        if not self._allowed(event, "dicom:read"):
+            yield failure(status.NOT_AUTHORIZED, "this AE may not query here"), None
+            return
+        try:
+            query, keys = identifier_query(event.identifier)
+            matches = self.archive.search(query).matches
+        except KlinikaError as exc:
+            self._record(event, "dicom:read", "failure", details={"error": str(exc)})
+            yield failure(status.FIND_UNABLE_TO_PROCESS, str(exc)), None
+            return
+        self._record(
+            event,
+            "dicom:read",
+            "success",
+            details={"service": "C-FIND", "level": query.level.name, "matches": len(matches)},
+        )
+        for match in matches:
+            if event.is_cancelled:
+                yield status.CANCEL, None
+                return
+            yield status.PENDING, answer_dataset(match, keys, query.level, self.settings.ae_title)
+
+    # ------------------------------------------------------------------ C-MOVE
+    def move(self, event: events.Event) -> Iterator[Any]:
+        """Send the matched instances to a configured destination (PS3.4 C.4.2)."""
+        if not self._allowed(event, "dicom:read"):
+            yield None, None  # the destination is refused: 0xA801
+            return
+        destination = self._destination(event.move_destination)
+        if destination is None:
+            log.warning("C-MOVE to unknown destination %r refused", event.move_destination)
+            yield None, None
+            return
+        records = self._resolve(event, "C-MOVE")
+        if records is None:
+            yield destination.host, destination.port
+            yield failure(status.IDENTIFIER_MISMATCH, "the identifier cannot be resolved"), None
+            return
+        yield (
+            destination.host,
+            destination.port,
+            {
+                "contexts": _contexts_for(records),
+                "evt_handlers": [(events.EVT_CONN_OPEN, set_nodelay)],
+            },
+        )
+        yield from self._sub_operations(event, records)
+
+    # ------------------------------------------------------------------- C-GET
+    def get(self, event: events.Event) -> Iterator[Any]:
+        """Send the matched instances back on the same association (PS3.4 C.4.3)."""
+        if not self._allowed(event, "dicom:read"):
+            yield failure(status.NOT_AUTHORIZED, "this AE may not retrieve here")
+            return
+        records = self._resolve(event, "C-GET")
+        if records is None:
+            yield failure(status.IDENTIFIER_MISMATCH, "the identifier cannot be resolved")
+            return
+        yield from self._sub_operations(event, records)
+
+    def _destination(self, title: bytes | str) -> RemoteAE | None:
+        wanted = (title.decode() if isinstance(title, bytes) else title).strip()
+        return next((m for m in self.settings.modalities if m.title == wanted), None)
+
+    def _resolve(self, event: events.Event, service: str) -> list[InstanceRecord] | None:
+        try:
+            query, _ = identifier_query(event.identifier)
+            records = self.archive.instances_matching(query)
+        except KlinikaError as exc:
+            self._record(
+                event, "dicom:read", "failure", details={"service": service, "error": str(exc)}
+            )
+            return None
+        studies = sorted({r.study_uid for r in records})
+        self._record(
+            event,
+            "dicom:read",
+            "success",
+            study_uid=studies[0] if len(studies) == 1 else None,
+            details={"service": service, "instances": len(records), "studies": studies[:20]},
+        )
+        return records
+
+    def _sub_operations(self, event: events.Event, records: list[InstanceRecord]) -> Iterator[Any]:
+        yield len(records)
+        for record in records:
+            if event.is_cancelled:
+                yield status.CANCEL, None
+                return
+            yield status.PENDING, dcmread(self.archive.blobs.path(record.blob_key))
+
+
+def _contexts_for(records: list[InstanceRecord]) -> list[Any]:
+    """Presentation contexts for the sub-association: each SOP class in its stored transfer
+    syntax, with the uncompressed ones as fallbacks."""
+    syntaxes: dict[str, list[str]] = {}
+    for record in records:
+        offered = syntaxes.setdefault(record.sop_class_uid, [])
+        if record.transfer_syntax not in offered:
+            offered.append(record.transfer_syntax)
+    contexts = []
+    for sop_class, offered in list(syntaxes.items())[:127]:
+        for fallback in ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2"):
+            if fallback not in offered:
+                offered.append(fallback)
+        contexts.append(build_context(sop_class, offered))
+    return contexts
+
+
+def set_nodelay(event: events.Event) -> None:
+    """Disable Nagle's algorithm: every DIMSE response would otherwise wait ~40 ms."""
+    import socket
+
+    raw = event.assoc.dul.socket.socket if event.assoc.dul.socket else None
+    if raw is not None:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

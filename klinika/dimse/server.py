@@ -1,0 +1,98 @@
+"""Our AE: which services and transfer syntaxes it accepts, and starting it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+from pynetdicom.transport import ThreadedAssociationServer
+
+from klinika.archive import Archive
+from klinika.audit import AuditTrail
+from klinika.auth import AuthService
+from klinika.config import Settings
+from klinika.dimse.handlers import Handlers, set_nodelay
+
+log = logging.getLogger(__name__)
+
+QUERY_RETRIEVE = (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelMove,
+    PatientRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelGet,
+)
+
+
+@dataclass
+class DimseServer:
+    """A running listener."""
+
+    ae: AE
+    server: ThreadedAssociationServer
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def shutdown(self) -> None:
+        self.server.shutdown()
+        self.ae.shutdown()
+
+
+def build_ae(settings: Settings) -> AE:
+    """The AE with every storage SOP class in every transfer syntax pynetdicom knows, plus
+    verification and Patient/Study Root query/retrieve (C-GET role selection accepted)."""
+    ae = AE(ae_title=settings.ae_title)
+    ae.maximum_pdu_size = 0  # no limit: fewer, larger P-DATA PDUs
+    ae.maximum_associations = 32
+    ae.network_timeout = 120
+    ae.dimse_timeout = 120
+    for context in AllStoragePresentationContexts:
+        ae.add_supported_context(
+            context.abstract_syntax, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True
+        )
+    ae.add_supported_context(Verification)
+    for sop_class in QUERY_RETRIEVE:
+        ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
+    if settings.dimse_strict:
+        ae.require_calling_aet = [m.title for m in settings.modalities]
+    return ae
+
+
+def start_dimse_server(
+    archive: Archive, auth: AuthService, audit: AuditTrail, settings: Settings
+) -> DimseServer:
+    """Listen on ``settings.dimse_host:dimse_port`` in background threads."""
+    handlers = Handlers(archive, auth, audit, settings)
+    ae = build_ae(settings)
+    server = ae.start_server(
+        (settings.dimse_host, settings.dimse_port),
+        block=False,
+        evt_handlers=[
+            (evt.EVT_CONN_OPEN, set_nodelay),
+            (evt.EVT_C_ECHO, handlers.echo),
+            (evt.EVT_C_STORE, handlers.store),
+            (evt.EVT_C_FIND, handlers.find),
+            (evt.EVT_C_MOVE, handlers.move),
+            (evt.EVT_C_GET, handlers.get),
+        ],
+    )
+    log.info(
+        "DIMSE %s listening on %s:%d",
+        settings.ae_title,
+        settings.dimse_host,
+        server.server_address[1],
+    )
+    return DimseServer(ae, server)

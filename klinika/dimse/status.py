@@ -1,0 +1,39 @@
+"""Domain outcomes to DIMSE status codes: the one place where they get wire values.
+
+References
+----------
+PS3.4 B.2.3 (Storage statuses), C.4.1.1.4 / C.4.2.1.5 / C.4.3.1.4 (Q/R statuses),
+PS3.7 Annex C (general statuses).
+"""
+
+from __future__ import annotations
+
+SUCCESS = 0x0000
+PENDING = 0xFF00
+CANCEL = 0xFE00
+WARNING_COERCED = 0xB000
+NOT_AUTHORIZED = 0x0124
+OUT_OF_RESOURCES = 0xA700
+DATASET_MISMATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+FIND_UNABLE_TO_PROCESS = 0xC000
+IDENTIFIER_MISMATCH = 0xA900
+MOVE_DESTINATION_UNKNOWN = 0xA801
+SUBOPERATIONS_FAILED = 0xA702
+
+#: C-STORE status for each rejection reason of ``Archive.store``.
+STORE_FAILURES = {
+    "unreadable": CANNOT_UNDERSTAND,
+    "missing-attribute": DATASET_MISMATCH,
+    "invalid-uid": DATASET_MISMATCH,
+    "invalid-charset": DATASET_MISMATCH,
+    "study-mismatch": DATASET_MISMATCH,
+    "unsupported-transfer-syntax": CANNOT_UNDERSTAND,
+    "duplicate": 0xA900,
+    "storage-full": OUT_OF_RESOURCES,
+}
+
+
+def store_status(reason: str | None) -> int:
+    """The failure status of a rejected instance (unknown reasons: cannot understand)."""
+    return STORE_FAILURES.get(reason or "", CANNOT_UNDERSTAND)

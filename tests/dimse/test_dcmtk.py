@@ -1,0 +1,339 @@
+"""DIMSE services against DCMTK (echoscu, storescu, findscu, movescu, getscu, storescp).
+
+DCMTK's tools exit 0 even when instances fail, so every test checks what the other side holds.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import requests
+from pynetdicom import AE, _config
+from pynetdicom.sop_class import CTImageStorage
+
+from tests.conftest import SAMPLES, free_port, start_server
+from tests.dimse.conftest import Dimse
+from tests.factories import make_instance
+
+#: storescu options that propose a file's own transfer syntax (and uncompressed fallbacks).
+PROPOSE = {
+    "1.2.840.10008.1.2": "-xi",
+    "1.2.840.10008.1.2.1": "-xe",
+    "1.2.840.10008.1.2.4.50": "-xy",
+    "1.2.840.10008.1.2.4.51": "-xx",
+    "1.2.840.10008.1.2.4.70": "-xs",
+    "1.2.840.10008.1.2.4.80": "-xt",
+    "1.2.840.10008.1.2.4.81": "-xu",
+    "1.2.840.10008.1.2.4.90": "-xv",
+    "1.2.840.10008.1.2.4.91": "-xw",
+    "1.2.840.10008.1.2.5": "-xr",
+    "1.2.840.10008.1.2.1.99": "-xd",
+}
+#: SOP classes that DCMTK 3.6.7's storescu does not know (it refuses to start with them).
+NEWER_THAN_DCMTK = {"1.2.840.10008.5.1.4.1.1.66.7"}  # Label Map Segmentation
+CT_3SLICE = sorted((SAMPLES / "dcmqi" / "ct-3slice").glob("*.dcm"))
+
+
+def dataset_part(part10: bytes) -> bytes:
+    """The data set after the File Meta Information (PS3.10 §7.1)."""
+    (group_length,) = struct.unpack_from("<L", part10, 140)
+    return part10[144 + group_length :]
+
+
+def same_content(first: bytes, second: bytes) -> bool:
+    """Equal data sets element by element (pixel data included), file meta aside."""
+    a = pydicom.dcmread(io.BytesIO(first))
+    b = pydicom.dcmread(io.BytesIO(second))
+    for ds in (a, b):  # group lengths are retired and rewritten freely by DCMTK (PS3.5 §7.2)
+        for tag in [t for t in ds.keys() if t.element == 0]:
+            del ds[tag]
+    pixels_a, pixels_b = a.pop(0x7FE00010, None), b.pop(0x7FE00010, None)
+    if (pixels_a is None) != (pixels_b is None):
+        return False
+    if pixels_a is not None:
+        value_a, value_b = bytes(pixels_a.value), bytes(pixels_b.value)
+        # an odd-length value is padded to even length by DCMTK on the way (PS3.5 §7.1.1)
+        if value_a != value_b and value_a.rstrip(b"\x00") != value_b.rstrip(b"\x00"):
+            return False
+    return bool(a == b)
+
+
+def stored_bytes(dimse: Dimse, path: Path) -> bytes | None:
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    url = (
+        f"{dimse.server.dicomweb}/studies/{ds.StudyInstanceUID}/series/"
+        f"{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    )
+    response = requests.get(
+        url,
+        headers={
+            "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*',
+            **dimse.server.headers,
+        },
+        timeout=30,
+    )
+    if response.status_code != 200:
+        return None
+    body = response.content
+    start = body.index(b"\r\n\r\n") + 4
+    end = body.rindex(b"\r\n--")
+    return body[start:end]
+
+
+def sendable_samples() -> dict[str, list[Path]]:
+    """Valid samples grouped by transfer syntax, one file per SOP Instance UID."""
+    groups: dict[str, list[Path]] = defaultdict(list)
+    seen: set[str] = set()
+    for path in sorted(SAMPLES.rglob("*.dcm")):
+        if path.name.startswith("malformed_"):
+            continue
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        if "StudyInstanceUID" not in ds or str(ds.SOPInstanceUID) in seen:
+            continue
+        if ds.SOPClassUID in NEWER_THAN_DCMTK:
+            continue
+        syntax = str(ds.file_meta.TransferSyntaxUID)
+        if syntax in PROPOSE:
+            seen.add(str(ds.SOPInstanceUID))
+            groups[syntax].append(path)
+    return groups
+
+
+def test_echo(dimse: Dimse) -> None:
+    result = dimse.run("echoscu")
+    assert result.returncode == 0, result.stderr
+
+
+def test_storescu_of_every_transfer_syntax_stores_the_data_set_as_sent(dimse: Dimse) -> None:
+    groups = sendable_samples()
+    assert len(groups) >= 4
+    for syntax, paths in groups.items():
+        dimse.run(
+            "storescu", "-R", "-nh", PROPOSE[syntax], files=tuple(map(str, paths)), check=False
+        )
+        for path in paths:
+            stored = stored_bytes(dimse, path)
+            assert stored is not None, f"{path.name} ({syntax}) was not stored"
+            # DCMTK may re-encode sequence lengths on the way; the content must be equal.
+            assert same_content(stored, path.read_bytes()), path.name
+
+
+def find(dimse: Dimse, tmp_path: Path, *keys: str, model: str = "-S") -> list[pydicom.Dataset]:
+    out = tmp_path / f"find{abs(hash(keys))}"
+    out.mkdir()
+    args = ["findscu", model, "-X", "-od", str(out)]
+    for key in keys:
+        args += ["-k", key]
+    result = dimse.run(*args)
+    assert "Find Response" in result.stderr or result.returncode == 0, result.stderr
+    return [pydicom.dcmread(p) for p in sorted(out.glob("rsp*.dcm"))]
+
+
+@pytest.fixture(scope="module")
+def ct_stored(dimse: Dimse) -> list[Path]:
+    dimse.run("storescu", "-xe", files=tuple(map(str, CT_3SLICE)))
+    return CT_3SLICE
+
+
+def test_findscu_study_level_wildcard_and_date_range(dimse: Dimse, ct_stored, tmp_path) -> None:
+    ds = pydicom.dcmread(ct_stored[0], stop_before_pixels=True)
+    name = str(ds.PatientName)
+    found = find(
+        dimse,
+        tmp_path,
+        "QueryRetrieveLevel=STUDY",
+        f"PatientName={name[:3]}*",
+        "StudyInstanceUID",
+        "StudyDate",
+        "NumberOfStudyRelatedInstances",
+    )
+    uids = {str(r.StudyInstanceUID) for r in found}
+    assert str(ds.StudyInstanceUID) in uids
+    match = next(r for r in found if r.StudyInstanceUID == ds.StudyInstanceUID)
+    assert int(match.NumberOfStudyRelatedInstances) >= 3
+    ranged = find(
+        dimse,
+        tmp_path,
+        "QueryRetrieveLevel=STUDY",
+        f"StudyDate={ds.StudyDate}-",
+        "StudyInstanceUID",
+    )
+    assert str(ds.StudyInstanceUID) in {str(r.StudyInstanceUID) for r in ranged}
+    none = find(
+        dimse,
+        tmp_path,
+        "QueryRetrieveLevel=STUDY",
+        "StudyDate=19000101-19000102",
+        "StudyInstanceUID",
+    )
+    assert none == []
+
+
+def test_findscu_series_and_image_levels_with_uid_list(dimse: Dimse, ct_stored, tmp_path) -> None:
+    first, second = (pydicom.dcmread(p, stop_before_pixels=True) for p in ct_stored[:2])
+    series = find(
+        dimse,
+        tmp_path,
+        "QueryRetrieveLevel=SERIES",
+        f"StudyInstanceUID={first.StudyInstanceUID}",
+        "SeriesInstanceUID",
+        "Modality",
+    )
+    assert str(first.SeriesInstanceUID) in {str(s.SeriesInstanceUID) for s in series}
+    assert all(s.QueryRetrieveLevel == "SERIES" and "Modality" in s for s in series)
+    images = find(
+        dimse,
+        tmp_path,
+        "QueryRetrieveLevel=IMAGE",
+        f"StudyInstanceUID={first.StudyInstanceUID}",
+        f"SeriesInstanceUID={first.SeriesInstanceUID}",
+        f"SOPInstanceUID={first.SOPInstanceUID}\\{second.SOPInstanceUID}",
+    )
+    assert {str(i.SOPInstanceUID) for i in images} == {
+        str(first.SOPInstanceUID),
+        str(second.SOPInstanceUID),
+    }
+
+
+def test_findscu_patient_root_and_cyrillic_names(dimse: Dimse, tmp_path) -> None:
+    cyrillic = SAMPLES / "generated" / "cyrillic_iso_ir_192_utf8.dcm"
+    dimse.run("storescu", "-xe", files=(str(cyrillic),))
+    found = find(
+        dimse,
+        tmp_path,
+        "QueryRetrieveLevel=PATIENT",
+        "SpecificCharacterSet=ISO_IR 192",
+        "PatientName=Иван*",
+        "PatientID",
+        model="-P",
+    )
+    assert any(str(r.PatientName).startswith("Иванов") for r in found)
+
+
+def test_movescu_sends_a_study_to_storescp(dimse: Dimse, ct_stored) -> None:
+    ds = pydicom.dcmread(ct_stored[0], stop_before_pixels=True)
+    # The study also holds SEG instances, which DCMTK's storescp does not accept: those
+    # sub-operations fail (and are reported), the CT slices must arrive intact.
+    result = dimse.run(
+        "movescu",
+        "-S",
+        "-aem",
+        "STORESCP",
+        "-k",
+        "QueryRetrieveLevel=STUDY",
+        "-k",
+        f"StudyInstanceUID={ds.StudyInstanceUID}",
+        check=False,
+    )
+    assert "Move Response" in result.stderr or result.returncode in (0, 68), result.stderr
+    received = {pydicom.dcmread(p).SOPInstanceUID: p for p in dimse.store_dir.iterdir()}
+    for path in ct_stored:
+        sop = pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID
+        assert sop in received
+        assert same_content(received[sop].read_bytes(), path.read_bytes())
+
+
+def test_movescu_to_an_unknown_destination_is_refused(dimse: Dimse, ct_stored) -> None:
+    ds = pydicom.dcmread(ct_stored[0], stop_before_pixels=True)
+    result = dimse.run(
+        "movescu",
+        "-S",
+        "-aem",
+        "NOBODY",
+        "-k",
+        "QueryRetrieveLevel=STUDY",
+        "-k",
+        f"StudyInstanceUID={ds.StudyInstanceUID}",
+        check=False,
+    )
+    assert "MoveDestinationUnknown" in result.stderr
+
+
+def test_getscu_retrieves_a_series_on_the_same_association(
+    dimse: Dimse, ct_stored, tmp_path
+) -> None:
+    ds = pydicom.dcmread(ct_stored[0], stop_before_pixels=True)
+    out = tmp_path / "get"
+    out.mkdir()
+    result = dimse.run(
+        "getscu",
+        "-S",
+        "-od",
+        str(out),
+        "-k",
+        "QueryRetrieveLevel=SERIES",
+        "-k",
+        f"StudyInstanceUID={ds.StudyInstanceUID}",
+        "-k",
+        f"SeriesInstanceUID={ds.SeriesInstanceUID}",
+    )
+    assert result.returncode == 0, result.stderr
+    got = {pydicom.dcmread(p).SOPInstanceUID: p for p in out.iterdir()}
+    assert len(got) == len(ct_stored)
+    for path in ct_stored:
+        original = pydicom.dcmread(path)
+        received = pydicom.dcmread(got[original.SOPInstanceUID])
+        assert np.array_equal(received.pixel_array, original.pixel_array)
+
+
+def test_malformed_data_sets_fail_and_the_association_stays_usable(dimse: Dimse) -> None:
+    ae = AE(ae_title="TESTSCU")
+    for sop_class in (CTImageStorage, "1.2.840.10008.5.1.4.1.1.7"):  # CT, Secondary Capture
+        ae.add_requested_context(sop_class, "1.2.840.10008.1.2.1")
+    assoc = ae.associate("127.0.0.1", dimse.port, ae_title="KLINIKA")
+    assert assoc.is_established
+    try:
+        for name in (
+            "malformed_cyrillic_utf8_no_charset.dcm",
+            "malformed_cyrillic_utf8_declared_latin1.dcm",
+        ):
+            # sent from the file as it is (pynetdicom would otherwise decode and re-encode it)
+            _config.STORE_SEND_CHUNKED_DATASET = True
+            try:
+                status = assoc.send_c_store(SAMPLES / "generated" / name)
+            finally:
+                _config.STORE_SEND_CHUNKED_DATASET = False
+            assert status.Status in (0xA900, 0xC000), name
+            assert "ErrorComment" in status
+        missing_uid = pydicom.dcmread(io.BytesIO(make_instance()))
+        del missing_uid.StudyInstanceUID
+        assert assoc.send_c_store(missing_uid).Status == 0xA900
+        good = pydicom.dcmread(io.BytesIO(make_instance(PatientID="AFTER-BAD")))
+        assert assoc.send_c_store(good).Status == 0x0000
+    finally:
+        assoc.release()
+    rejected = pydicom.dcmread(SAMPLES / "generated" / "malformed_cyrillic_utf8_no_charset.dcm")
+    assert (
+        stored_bytes(dimse, SAMPLES / "generated" / "malformed_cyrillic_utf8_no_charset.dcm")
+        is None
+    )
+    assert rejected.SOPInstanceUID
+
+
+def test_strict_mode_rejects_an_unknown_calling_ae(tmp_path: Path) -> None:
+    port = free_port()
+    server = start_server(
+        tmp_path / "data",
+        {
+            "KLINIKA_DIMSE_STRICT": "true",
+            "KLINIKA_DIMSE_PORT": str(port),
+            "KLINIKA_MODALITIES": "KNOWN@127.0.0.1:11112",
+        },
+    )
+    try:
+        strict = Dimse(server, port, tmp_path, 0)
+        assert strict.run("echoscu", aet="KNOWN").returncode == 0
+        refused = strict.run("echoscu", aet="STRANGER", check=False)
+        assert refused.returncode != 0
+        stored = strict.run(
+            "storescu", files=tuple(map(str, CT_3SLICE)), aet="STRANGER", check=False
+        )
+        assert stored_bytes(strict, CT_3SLICE[0]) is None, stored.stderr
+    finally:
+        server.stop()

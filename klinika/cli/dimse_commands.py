@@ -1,0 +1,114 @@
+"""``klinika echo / send / query / retrieve``: Klinika as a DICOM client."""
+
+from __future__ import annotations
+
+import click
+
+from klinika.cli.context import settings_from
+from klinika.config import RemoteAE
+from klinika.errors import ConfigError, KlinikaError
+
+
+def _peer(ctx: click.Context, text: str) -> RemoteAE:
+    """``TITLE@HOST:PORT``, or a title from the configured modalities."""
+    if "@" not in text:
+        for known in settings_from(ctx).modalities:
+            if known.title == text:
+                return known
+        raise click.BadParameter(f"{text} is not a configured modality; use TITLE@HOST:PORT")
+    try:
+        return RemoteAE.parse(text)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@click.command()
+@click.argument("peer")
+@click.pass_context
+def echo(ctx: click.Context, peer: str) -> None:
+    """C-ECHO a remote AE (TITLE@HOST:PORT or a configured title)."""
+    from klinika.dimse.scu import echo as send_echo
+
+    try:
+        status = send_echo(settings_from(ctx), _peer(ctx, peer))
+    except KlinikaError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"C-ECHO status 0x{status:04X}")
+    if status:
+        ctx.exit(1)
+
+
+@click.command()
+@click.argument("study_uid")
+@click.option("--to", "peer", required=True, help="TITLE@HOST:PORT or a configured title.")
+@click.pass_context
+def send(ctx: click.Context, study_uid: str, peer: str) -> None:
+    """C-STORE a study to a remote AE."""
+    from klinika.dimse.scu import send as send_study
+    from klinika.runtime import Runtime
+
+    with Runtime(settings_from(ctx)) as runtime:
+        try:
+            result = send_study(runtime.settings, runtime.archive, study_uid, _peer(ctx, peer))
+        except KlinikaError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(f"sent {result.sent}, failed {len(result.failed)}")
+    for sop, status in result.failed:
+        click.echo(f"  failed {sop}: status 0x{status:04X}", err=True)
+    if result.failed:
+        ctx.exit(1)
+
+
+@click.command()
+@click.argument("peer")
+@click.option(
+    "--level",
+    default="STUDY",
+    show_default=True,
+    type=click.Choice(["PATIENT", "STUDY", "SERIES", "IMAGE"], case_sensitive=False),
+)
+@click.option("-k", "--key", "keys", multiple=True, help="Keyword=value (empty value: return it).")
+@click.pass_context
+def query(ctx: click.Context, peer: str, level: str, keys: tuple[str, ...]) -> None:
+    """C-FIND on a remote AE; prints one line per match."""
+    from klinika.dimse.scu import query as send_query
+
+    wanted = {"PatientName": "", "PatientID": "", "StudyInstanceUID": "", "StudyDate": ""}
+    for key in keys:
+        keyword, _, value = key.partition("=")
+        wanted[keyword.strip()] = value
+    try:
+        found = send_query(
+            settings_from(ctx),
+            _peer(ctx, peer),
+            level,
+            wanted,
+            patient_root=level.upper() == "PATIENT",
+        )
+    except KlinikaError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for match in found:
+        click.echo("\t".join(str(match.get(k, "")) for k in wanted))
+    click.echo(f"{len(found)} match(es)", err=True)
+
+
+@click.command()
+@click.argument("peer")
+@click.argument("study_uid")
+@click.pass_context
+def retrieve(ctx: click.Context, peer: str, study_uid: str) -> None:
+    """C-MOVE a study from a remote AE into Klinika (the remote must know our AE)."""
+    from klinika.dimse.scu import retrieve as send_move
+
+    try:
+        completed, failed = send_move(settings_from(ctx), _peer(ctx, peer), study_uid)
+    except KlinikaError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"retrieved {completed}, failed {failed}")
+    if failed:
+        ctx.exit(1)
+
+
+def register(cli: click.Group) -> None:
+    for command in (echo, send, query, retrieve):
+        cli.add_command(command)

@@ -1,0 +1,131 @@
+"""Klinika as a DICOM client: echo, send studies out, query and retrieve from another PACS.
+
+References
+----------
+PS3.4 Annex A (Verification), B (Storage), C (Query/Retrieve).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pynetdicom import AE, build_context, evt
+from pynetdicom.association import Association
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+
+from klinika.archive import Archive
+from klinika.config import RemoteAE, Settings
+from klinika.dimse.handlers import set_nodelay
+from klinika.errors import KlinikaError
+
+
+class PeerError(KlinikaError):
+    """The remote AE refused or could not be reached; the message says which and why."""
+
+
+@dataclass
+class SendResult:
+    sent: int
+    failed: list[tuple[str, int]]
+
+
+@contextmanager
+def _association(settings: Settings, peer: RemoteAE, contexts: list) -> Iterator[Association]:
+    ae = AE(ae_title=settings.ae_title)
+    ae.requested_contexts = contexts
+    assoc = ae.associate(
+        peer.host, peer.port, ae_title=peer.title, evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)]
+    )
+    if not assoc.is_established:
+        raise PeerError(
+            f"{peer.title} at {peer.host}:{peer.port} refused the association or did not answer"
+        )
+    try:
+        yield assoc
+    finally:
+        assoc.release()
+
+
+def echo(settings: Settings, peer: RemoteAE) -> int:
+    """C-ECHO; returns the status (0 = success)."""
+    with _association(settings, peer, [build_context(Verification)]) as assoc:
+        answer = assoc.send_c_echo()
+    if "Status" not in answer:
+        raise PeerError(f"{peer.title} sent no C-ECHO response")
+    return int(answer.Status)
+
+
+def send(settings: Settings, archive: Archive, study_uid: str, peer: RemoteAE) -> SendResult:
+    """C-STORE every instance of a study to ``peer``, each in its stored transfer syntax."""
+    records = archive.instances(study_uid)
+    syntaxes: dict[str, list[str]] = {}
+    for record in records:
+        offered = syntaxes.setdefault(
+            record.sop_class_uid, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]
+        )
+        if record.transfer_syntax not in offered:
+            offered.insert(0, record.transfer_syntax)
+    contexts = [build_context(sop, ts) for sop, ts in list(syntaxes.items())[:128]]
+    failed: list[tuple[str, int]] = []
+    with _association(settings, peer, contexts) as assoc:
+        for record in records:
+            answer = assoc.send_c_store(dcmread(archive.blobs.path(record.blob_key)))
+            code = int(answer.get("Status", 0xC000))
+            if code not in (0x0000, 0xB000, 0xB006, 0xB007):
+                failed.append((record.sop_instance_uid, code))
+    return SendResult(len(records) - len(failed), failed)
+
+
+def query(
+    settings: Settings, peer: RemoteAE, level: str, keys: dict[str, str], patient_root: bool = False
+) -> list[Dataset]:
+    """C-FIND at ``level`` with ``keys`` (keyword -> value; empty = return it)."""
+    model = (
+        PatientRootQueryRetrieveInformationModelFind
+        if patient_root
+        else StudyRootQueryRetrieveInformationModelFind
+    )
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = level.upper()
+    if any(not v.isascii() for v in keys.values()):
+        identifier.SpecificCharacterSet = "ISO_IR 192"
+    for keyword, value in keys.items():
+        setattr(identifier, keyword, value)
+    found = []
+    with _association(settings, peer, [build_context(model)]) as assoc:
+        for answer, match in assoc.send_c_find(identifier, model):
+            status = int(answer.get("Status", 0xC000))
+            if status in (0xFF00, 0xFF01) and match is not None:
+                found.append(match)
+            elif status not in (0x0000, 0xFF00, 0xFF01):
+                raise PeerError(f"C-FIND failed with status 0x{status:04X}")
+    return found
+
+
+def retrieve(settings: Settings, peer: RemoteAE, study_uid: str) -> tuple[int, int]:
+    """C-MOVE a study from ``peer`` to us (``peer`` must know our AE title and address).
+
+    Returns (completed, failed) sub-operations.
+    """
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "STUDY"
+    identifier.StudyInstanceUID = study_uid
+    model = StudyRootQueryRetrieveInformationModelMove
+    completed = failed = 0
+    with _association(settings, peer, [build_context(model)]) as assoc:
+        for answer, _ in assoc.send_c_move(identifier, settings.ae_title, model):
+            status = int(answer.get("Status", 0xC000))
+            completed = int(answer.get("NumberOfCompletedSuboperations", completed) or completed)
+            failed = int(answer.get("NumberOfFailedSuboperations", failed) or failed)
+            if status not in (0x0000, 0xFF00, 0xB000):
+                raise PeerError(f"C-MOVE failed with status 0x{status:04X}")
+    return completed, failed

@@ -337,3 +337,73 @@ def test_strict_mode_rejects_an_unknown_calling_ae(tmp_path: Path) -> None:
         assert stored_bytes(strict, CT_3SLICE[0]) is None, stored.stderr
     finally:
         server.stop()
+
+
+def test_four_senders_and_queries_at_once_lose_nothing(dimse: Dimse, tmp_path: Path) -> None:
+    import subprocess
+    import threading
+
+    from tests.dimse.conftest import DCMTK_ENV
+
+    studies = {}
+    for sender in range(4):
+        folder = tmp_path / f"modality{sender}"
+        folder.mkdir()
+        study = f"1.2.826.0.1.3680043.99.4.{sender}"
+        for n in range(15):
+            data = make_instance(
+                study_uid=study,
+                series_uid=study + ".1",
+                sop_uid=f"{study}.1.{n}",
+                rows=64,
+                columns=64,
+            )
+            (folder / f"{n}.dcm").write_bytes(data)
+        studies[study] = folder
+    senders = [
+        subprocess.Popen(
+            [
+                "storescu",
+                "-aet",
+                f"MOD{i}",
+                "-aec",
+                "KLINIKA",
+                "127.0.0.1",
+                str(dimse.port),
+                *map(str, sorted(folder.iterdir())),
+            ],
+            env=DCMTK_ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i, folder in enumerate(studies.values())
+    ]
+    errors: list[str] = []
+
+    def keep_querying() -> None:
+        while any(s.poll() is None for s in senders):
+            result = dimse.run(
+                "findscu",
+                "-S",
+                "-k",
+                "QueryRetrieveLevel=STUDY",
+                "-k",
+                "StudyInstanceUID",
+                check=False,
+            )
+            if result.returncode != 0:
+                errors.append(result.stderr)
+
+    querier = threading.Thread(target=keep_querying)
+    querier.start()
+    for process in senders:
+        assert process.wait(timeout=120) == 0
+    querier.join()
+    assert errors == []
+    for study in studies:
+        response = requests.get(
+            f"{dimse.server.dicomweb}/studies?StudyInstanceUID={study}",
+            headers=dimse.server.headers,
+            timeout=10,
+        ).json()
+        assert response[0]["00201208"]["Value"] == [15], study

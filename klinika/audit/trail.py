@@ -115,12 +115,13 @@ def _row(
     actor: Actor,
     action: str,
     outcome: str,
-    study_uid: str | None,
-    series_uid: str | None,
-    sop_instance_uid: str | None,
-    patient_id: str | None,
-    source: str | None,
-    details: Mapping[str, Any] | None,
+    *,
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+    sop_instance_uid: str | None = None,
+    patient_id: str | None = None,
+    source: str | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "actor": actor.name,
@@ -174,49 +175,26 @@ class AuditTrail:
             actor,
             action,
             outcome,
-            study_uid,
-            series_uid,
-            sop_instance_uid,
-            patient_id,
-            source,
-            details,
+            study_uid=study_uid,
+            series_uid=series_uid,
+            sop_instance_uid=sop_instance_uid,
+            patient_id=patient_id,
+            source=source,
+            details=details,
         )
         self.flush()  # keep the order of events queued before this one
         return self._append([row])[0]
 
-    def record_soon(
-        self,
-        actor: Actor,
-        action: str,
-        outcome: Outcome | str,
-        *,
-        study_uid: str | None = None,
-        series_uid: str | None = None,
-        sop_instance_uid: str | None = None,
-        patient_id: str | None = None,
-        source: str | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Queue an access event; a writer thread appends queued events in one transaction.
+    def record_soon(self, actor: Actor, action: str, outcome: Outcome | str, **fields: Any) -> None:
+        """Queue an access event (same fields as :meth:`record`); a writer thread appends
+        queued events in one transaction.
 
-        For the high-volume read events of the HTTP edge: the client does not wait for the
+        For the high-volume read events of the edges: the client does not wait for the
         trail, and many events share one commit. Reading the trail (search, verify, export)
         first waits for the queue, so this process always reads its own events.
         """
         self._start_writer()
-        self._queue.put(
-            _row(
-                actor,
-                action,
-                outcome,
-                study_uid,
-                series_uid,
-                sop_instance_uid,
-                patient_id,
-                source,
-                details,
-            )
-        )
+        self._queue.put(_row(actor, action, outcome, **fields))
 
     def flush(self) -> None:
         """Wait until every queued event is written."""

@@ -415,6 +415,14 @@ class Archive:
             return self.blobs.read_ranges(record.blob_key, location.frames[frame_index])
         return frame_from_part10(self.read(record), frame_index)
 
+    def refresh_counts(self) -> None:
+        """Recompute every series' and study's counts and modalities (fsck --repair)."""
+        with self.database.writer.begin() as connection:
+            for pk in connection.execute(sa.select(schema.series.c.pk)).scalars().all():
+                _refresh_series(connection, pk)
+            for pk in connection.execute(sa.select(schema.studies.c.pk)).scalars().all():
+                _refresh_study(connection, pk)
+
     # ----------------------------------------------------------------- delete
     def delete(
         self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None

@@ -177,9 +177,10 @@ def upgrade(ctx: click.Context) -> None:
 
 
 def _register_commands() -> None:
-    from klinika.cli import auth_commands, dimse_commands
+    from klinika.cli import auth_commands, backup_commands, dimse_commands
 
     auth_commands.register(cli)
+    backup_commands.register(cli)
     dimse_commands.register(cli)
 
 

@@ -1,0 +1,134 @@
+"""Backup, restore and fsck with the real command line on real data folders."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from klinika.audit import AuditFilter
+from klinika.config import load_settings
+from klinika.dicom.attributes import Level
+from klinika.index.query import Query
+from klinika.runtime import Runtime
+from tests.conftest import SAMPLES, TEST_PASSWORD, add_user
+from tests.factories import make_instance
+
+SAMPLE_DIRS = [SAMPLES / "generated", SAMPLES / "dcmqi" / "ct-3slice", SAMPLES / "highdicom"]
+
+
+def klinika(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "klinika", "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def answers(data_dir: Path) -> dict[str, list[dict]]:
+    with Runtime(load_settings(env={}, data_dir=data_dir)) as runtime:
+        return {
+            level.name: runtime.archive.search(Query(level, include="all")).matches
+            for level in (Level.STUDY, Level.SERIES, Level.IMAGE)
+        }
+
+
+def blob_hashes(data_dir: Path) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in (data_dir / "blobs").glob("??/??/*")
+    }
+
+
+@pytest.fixture
+def loaded(tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    add_user(data, "keeper", "admin")
+    result = klinika(data, "import", *map(str, SAMPLE_DIRS))
+    assert result.returncode == 0, result.stderr
+    return data
+
+
+def test_backup_wipe_restore_gives_back_the_same_archive(loaded: Path, tmp_path: Path) -> None:
+    before_answers, before_blobs = answers(loaded), blob_hashes(loaded)
+    made = klinika(loaded, "backup", str(tmp_path / "backups"))
+    assert made.returncode == 0, made.stderr
+    (backup,) = [p for p in (tmp_path / "backups").iterdir() if p.name != "blobs"]
+    assert klinika(loaded, "backup", "verify", str(backup)).returncode == 0
+
+    restored = tmp_path / "restored"
+    result = klinika(restored, "restore", str(backup))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "fsck clean" in result.stdout
+    assert blob_hashes(restored) == before_blobs
+    assert answers(restored) == before_answers
+    with Runtime(load_settings(env={}, data_dir=restored)) as runtime:
+        assert runtime.auth.login("keeper", TEST_PASSWORD, source="127.0.0.1").token
+        assert runtime.audit.verify().ok
+        actions = [e.action for e in runtime.audit.search(AuditFilter(), limit=50)[0]]
+        assert "backup:restore" in actions
+
+
+def test_restore_refuses_a_non_empty_folder(loaded: Path, tmp_path: Path) -> None:
+    klinika(loaded, "backup", str(tmp_path / "backups"))
+    (backup,) = [p for p in (tmp_path / "backups").iterdir() if p.name != "blobs"]
+    result = klinika(loaded, "restore", str(backup))
+    assert result.returncode != 0 and "not empty" in result.stderr
+
+
+def test_second_backup_copies_only_the_new_study(loaded: Path, tmp_path: Path) -> None:
+    destination = tmp_path / "backups"
+    klinika(loaded, "backup", str(destination))
+    new_study = tmp_path / "new"
+    new_study.mkdir()
+    for n in range(3):
+        (new_study / f"{n}.dcm").write_bytes(make_instance(study_uid="1.2.826.0.1.77"))
+    klinika(loaded, "import", str(new_study))
+    second = klinika(loaded, "backup", str(destination))
+    assert "(3 copied" in second.stdout, second.stdout
+    full = klinika(loaded, "backup", str(destination), "--full")
+    manifests = sorted(destination.glob("*/manifest.json"))
+    last = json.loads(manifests[-1].read_text())
+    assert last["full"] and last["copied_blobs"] == len(last["blobs"]), full.stdout
+
+
+def test_verify_finds_a_flipped_byte_in_a_backed_up_blob(loaded: Path, tmp_path: Path) -> None:
+    klinika(loaded, "backup", str(tmp_path / "backups"))
+    (backup,) = [p for p in (tmp_path / "backups").iterdir() if p.name != "blobs"]
+    victim = next((tmp_path / "backups" / "blobs").glob("??/??/*"))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    result = klinika(loaded, "backup", "verify", str(backup))
+    assert result.returncode == 1 and "damaged" in result.stderr
+
+
+def test_fsck_finds_an_orphan_a_missing_blob_and_a_flipped_byte(
+    loaded: Path, tmp_path: Path
+) -> None:
+    assert klinika(loaded, "fsck").stdout.strip().endswith("clean")
+    blobs = sorted((loaded / "blobs").glob("??/??/*"))
+    blobs[0].unlink()  # missing
+    corrupted = bytearray(blobs[1].read_bytes())
+    corrupted[-1] ^= 0x01
+    blobs[1].write_bytes(bytes(corrupted))  # corrupt
+    orphan = make_instance(study_uid="1.2.826.0.1.88")
+    key = hashlib.sha256(orphan).hexdigest()
+    (loaded / "blobs" / key[:2] / key[2:4]).mkdir(parents=True, exist_ok=True)
+    (loaded / "blobs" / key[:2] / key[2:4] / key).write_bytes(orphan)  # as a crash leaves it
+    result = klinika(loaded, "fsck")
+    assert result.returncode == 1
+    assert "missing:" in result.stdout and "corrupt:" in result.stdout
+    assert f"orphans: {key}" in result.stdout
+    repaired = klinika(loaded, "fsck", "--repair")
+    assert "re-indexed orphan" in repaired.stdout
+    with Runtime(load_settings(env={}, data_dir=loaded)) as runtime:
+        found = runtime.archive.search(
+            Query(Level.STUDY, match={"StudyInstanceUID": "1.2.826.0.1.88"})
+        )
+        assert len(found.matches) == 1

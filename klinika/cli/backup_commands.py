@@ -14,8 +14,8 @@ from klinika.cli.context import settings_from
 @click.option("--full", is_flag=True, help="Copy every blob again, not only the missing ones.")
 @click.pass_context
 def backup(ctx: click.Context, args: tuple[str, ...], full: bool) -> None:
-    """Back up into DEST (``klinika backup DEST``), or check one
-    (``klinika backup verify DEST/<backup>``)."""
+    """Back up into DEST (``klinika backup DEST``), check one (``klinika backup verify
+    DEST/<backup>``), or apply the retention policy (``klinika backup prune DEST``)."""
     from klinika.audit import Actor
     from klinika.backup import create_backup, verify_backup
     from klinika.backup.snapshot import BackupError, read_manifest
@@ -36,6 +36,17 @@ def backup(ctx: click.Context, args: tuple[str, ...], full: bool) -> None:
         click.echo(f"{total} blob(s) checked, {len(problems)} problem(s)")
         ctx.exit(1 if problems else 0)
     settings = settings_from(ctx)
+    if args[0] == "prune":
+        from klinika.backup.retention import Retention, prune
+
+        if len(args) != 2:
+            raise click.UsageError("klinika backup prune DEST")
+        policy = Retention(
+            settings.backup_keep_daily, settings.backup_keep_weekly, settings.backup_keep_monthly
+        )
+        deleted, blobs = prune(Path(args[1]), policy)
+        click.echo(f"deleted {len(deleted)} backup(s) and {blobs} unreferenced blob(s)")
+        return
     with Runtime(settings) as runtime:
         try:
             with click.progressbar(length=0, label="Backing up") as bar:

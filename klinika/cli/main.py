@@ -50,6 +50,7 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> 
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None, dimse: bool) -> None:
     """Run the HTTP server (DICOMweb, viewer, API) and the DIMSE listener."""
+    from klinika.backup.schedule import start_backup_scheduler
     from klinika.dimse import start_dimse_server
     from klinika.runtime import Runtime
     from klinika.web.server import run_server
@@ -60,6 +61,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, dimse: bool) -
         listener = None
         if dimse:
             listener = start_dimse_server(runtime.archive, runtime.auth, runtime.audit, settings)
+        scheduler = start_backup_scheduler(settings, runtime.audit)
         try:
             run_server(
                 settings, runtime, host=host or settings.http_host, port=port or settings.http_port
@@ -67,6 +69,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None, dimse: bool) -
         finally:
             if listener is not None:
                 listener.shutdown()
+            if scheduler is not None:
+                scheduler.stop()
 
 
 @cli.command(name="dimse")

@@ -79,6 +79,12 @@ class Settings:
     # dimse: known peers (C-MOVE destinations too); strict = only they may associate
     modalities: tuple[RemoteAE, ...] = ()
     dimse_strict: bool = False
+    # backups: scheduled in `klinika serve` when backup_dir is set; retention for pruning
+    backup_dir: Path | None = None
+    backup_interval_minutes: float = 60.0
+    backup_keep_daily: int = 7
+    backup_keep_weekly: int = 4
+    backup_keep_monthly: int = 12
 
     def __post_init__(self) -> None:
         if self.duplicate_policy not in get_args(DuplicatePolicy):
@@ -125,6 +131,10 @@ def _convert(name: str, raw: Any, type_hint: Any) -> Any:
             raise ValueError(raw)
         if type_hint is int:
             return int(raw)
+        if type_hint is float:
+            return float(raw)
+        if name == "backup_dir":
+            return Path(raw) if str(raw) else None
         if name == "modalities":
             items = re.split(r"[\s;]+", raw) if isinstance(raw, str) else list(raw)
             return tuple(

@@ -132,3 +132,58 @@ def test_fsck_finds_an_orphan_a_missing_blob_and_a_flipped_byte(
             Query(Level.STUDY, match={"StudyInstanceUID": "1.2.826.0.1.88"})
         )
         assert len(found.matches) == 1
+
+
+def test_retention_keeps_daily_weekly_monthly_and_the_blobs_they_need(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from klinika.backup.retention import Retention, backups_in, prune
+
+    destination = tmp_path / "backups"
+    start = dt.datetime(2026, 1, 1, 3, 0, tzinfo=dt.UTC)
+    for day in range(90):  # one backup a day for 90 days, each with one blob of its own
+        when = start + dt.timedelta(days=day)
+        folder = destination / when.strftime("%Y%m%dT%H%M%S%fZ")
+        folder.mkdir(parents=True)
+        key = hashlib.sha256(str(day).encode()).hexdigest()
+        blob = destination / "blobs" / key[:2] / key[2:4] / key
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(str(day).encode())
+        manifest = {
+            "version": "t",
+            "created": folder.name,
+            "full": False,
+            "index_sha256": "",
+            "blobs": [[key, 1]],
+            "counts": {},
+        }
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+    deleted, blobs = prune(destination, Retention(daily=7, weekly=4, monthly=3))
+    kept = backups_in(destination)
+    days = sorted(b.name[:8] for b in kept)
+    assert days[-7:] == [f"202603{d:02d}" for d in range(25, 32)]  # the last 7 days
+    assert "20260131" in days and "20260228" in days  # month ends kept as monthly
+    assert len(kept) == 90 - len(deleted) and blobs == len(deleted)
+    for backup in kept:
+        key = json.loads((backup / "manifest.json").read_text())["blobs"][0][0]
+        assert (destination / "blobs" / key[:2] / key[2:4] / key).exists()
+
+
+def test_serve_backs_up_on_schedule(tmp_path: Path) -> None:
+    import time
+
+    from tests.conftest import start_server
+
+    destination = tmp_path / "scheduled"
+    server = start_server(
+        tmp_path / "data",
+        {"KLINIKA_BACKUP_DIR": str(destination), "KLINIKA_BACKUP_INTERVAL_MINUTES": "0.02"},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not list(destination.glob("*/manifest.json")):
+            time.sleep(0.3)
+        manifests = list(destination.glob("*/manifest.json"))
+        assert manifests, "no scheduled backup within 30 s"
+    finally:
+        server.stop()

@@ -1,0 +1,64 @@
+"""Which backups to keep (daily / weekly / monthly), and pruning what no kept backup needs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from klinika.backup.snapshot import MANIFEST, read_manifest
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Keep the newest backup of each of the last ``daily`` days, ``weekly`` ISO weeks and
+    ``monthly`` months (a backup kept for one reason is not counted again)."""
+
+    daily: int = 7
+    weekly: int = 4
+    monthly: int = 12
+
+
+def _when(backup: Path) -> dt.datetime:
+    return dt.datetime.strptime(backup.name, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=dt.UTC)
+
+
+def backups_in(destination: Path) -> list[Path]:
+    """The backups in a destination folder, newest first."""
+    found = [p for p in destination.iterdir() if (p / MANIFEST).is_file()]
+    return sorted(found, key=_when, reverse=True)
+
+
+def to_keep(backups: list[Path], policy: Retention) -> set[Path]:
+    """The newest backup is always kept; then the newest of each period, per the policy."""
+    kept: set[Path] = set(backups[:1])
+    for limit, period in (
+        (policy.daily, lambda t: t.date()),
+        (policy.weekly, lambda t: t.isocalendar()[:2]),
+        (policy.monthly, lambda t: (t.year, t.month)),
+    ):
+        seen: list[object] = []
+        for backup in backups:  # newest first: the first of each period is its newest
+            key = period(_when(backup))
+            if key not in seen and len(seen) < limit:
+                seen.append(key)
+                kept.add(backup)
+    return kept
+
+
+def prune(destination: Path, policy: Retention) -> tuple[list[Path], int]:
+    """Delete the backups the policy does not keep, then the blobs no kept manifest
+    references. Returns (deleted backups, deleted blobs)."""
+    backups = backups_in(destination)
+    kept = to_keep(backups, policy)
+    deleted = [b for b in backups if b not in kept]
+    referenced = {key for b in kept for key, _size in read_manifest(b).blobs}
+    for backup in deleted:
+        shutil.rmtree(backup)
+    removed = 0
+    for blob in (destination / "blobs").glob("??/??/*"):
+        if blob.name not in referenced:
+            blob.unlink()
+            removed += 1
+    return deleted, removed

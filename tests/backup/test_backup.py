@@ -6,6 +6,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,80 @@ def test_serve_backs_up_on_schedule(tmp_path: Path) -> None:
         assert manifests, "no scheduled backup within 30 s"
     finally:
         server.stop()
+
+
+def test_backup_while_stow_and_c_store_run_is_consistent(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    import requests
+
+    from tests.conftest import start_server
+    from tests.dicomweb.conftest import multipart_body
+
+    server = start_server(tmp_path / "data")
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def stow_loop() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            sop = f"1.2.826.0.1.99.5.{n}"
+            body, content_type = multipart_body(
+                [make_instance(study_uid="1.2.826.0.1.99.5", sop_uid=sop, rows=64, columns=64)]
+            )
+            response = requests.post(
+                server.dicomweb + "/studies",
+                data=body,
+                timeout=30,
+                headers={"Content-Type": content_type, **server.headers},
+            )
+            if response.status_code == 200:
+                acknowledged.append(sop)
+
+    def cstore_loop() -> None:
+        folder = tmp_path / "cstore"
+        folder.mkdir()
+        for n in range(40):
+            (folder / f"{n}.dcm").write_bytes(make_instance(study_uid="1.2.826.0.1.99.6"))
+        subprocess.run(
+            [
+                "storescu",
+                "-aec",
+                "KLINIKA",
+                "127.0.0.1",
+                server.env["KLINIKA_DIMSE_PORT"],
+                *map(str, sorted(folder.iterdir())),
+            ],
+            env={**os.environ, "TCP_NODELAY": "1"},
+            capture_output=True,
+            timeout=120,
+        )
+
+    threads = [threading.Thread(target=stow_loop), threading.Thread(target=cstore_loop)]
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)
+        before_backup = list(acknowledged)
+        made = klinika(server.data_dir, "backup", str(tmp_path / "backups"))
+        assert made.returncode == 0, made.stderr
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        stop.set()
+        server.stop()
+    (backup,) = [p for p in (tmp_path / "backups").iterdir() if p.name != "blobs"]
+    restored = tmp_path / "restored"
+    result = klinika(restored, "restore", str(backup))
+    assert result.returncode == 0 and "fsck clean" in result.stdout, result.stdout + result.stderr
+    with Runtime(load_settings(env={}, data_dir=restored)) as runtime:
+        held = {
+            m["00080018"]["Value"][0]
+            for m in runtime.archive.search(
+                Query(Level.IMAGE, match={"StudyInstanceUID": "1.2.826.0.1.99.5"})
+            ).matches
+        }
+    assert before_backup and set(before_backup) <= held

@@ -30,7 +30,9 @@ class Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.database = Database(settings.database_url)
         self.database.upgrade()
-        self.blobs = FileStore(settings.blob_dir, fsync=settings.fsync)
+        self.blobs = FileStore(
+            settings.blob_dir, fsync=settings.fsync, compress=settings.compress_storage
+        )
         self.blobs.clean_temporary()
         self.archive = Archive(
             self.database,

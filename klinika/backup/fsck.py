@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from klinika.archive import Archive
 from klinika.index import schema
+from klinika.storage import FileStore
 
 
 @dataclass
@@ -60,14 +61,13 @@ def fsck(
     indexed = set()
     for sop_uid, key in rows:
         indexed.add(key)
-        path = archive.blobs.path(key)
-        if not path.exists():
+        if not archive.blobs.exists(key):
             report.missing.append(sop_uid)
-        elif _sha256(path) != key:
+        elif _sha256(archive.blobs, key) != key:
             report.corrupt.append(sop_uid)
         if progress:
             progress(1)
-    report.orphans = sorted(set(archive.blobs.keys()) - indexed)
+    report.orphans = sorted(set(archive.blobs.blob_keys()) - indexed)
     report.stale_counts = [uid for uid, stored, actual in counts if stored != actual]
     if repair:
         _repair(archive, report, delete_orphans)
@@ -87,9 +87,13 @@ def _repair(archive: Archive, report: FsckReport, delete_orphans: bool) -> None:
         report.repaired.extend(f"recounted series {uid}" for uid in report.stale_counts)
 
 
-def _sha256(path) -> str:  # type: ignore[no-untyped-def]
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _sha256(blobs: FileStore, key: str) -> str:
+    """Checksum of a blob's original bytes (decompressed when stored compressed)."""
+    try:
+        with blobs.open(key) as handle:
+            digest = hashlib.sha256()
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+            return digest.hexdigest()
+    except Exception:  # unreadable or undecompressable: damaged
+        return ""

@@ -58,7 +58,7 @@ def prune(destination: Path, policy: Retention) -> tuple[list[Path], int]:
         shutil.rmtree(backup)
     removed = 0
     for blob in (destination / "blobs").glob("??/??/*"):
-        if blob.name not in referenced:
+        if blob.name.removesuffix(".zst") not in referenced:
             blob.unlink()
             removed += 1
     return deleted, removed

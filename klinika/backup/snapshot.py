@@ -18,6 +18,7 @@ from klinika import __version__
 from klinika.db import metadata
 from klinika.errors import KlinikaError
 from klinika.index import schema
+from klinika.storage import FileStore
 
 INDEX_FILE = "index.sqlite"
 COUNTED = ("patients", "studies", "series", "instances", "users", "audit_events")
@@ -59,10 +60,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _blob_path(root: Path, key: str) -> Path:
-    return root / "blobs" / key[:2] / key[2:4] / key
 
 
 def _copy_durably(source: Path, target: Path) -> None:
@@ -110,11 +107,12 @@ def create_backup(
             if name in COUNTED
         }
     engine.dispose()
+    source, store = FileStore(blob_root), FileStore(destination / "blobs")
     copied = copied_bytes = 0
     for key, size in blobs:
-        target = _blob_path(destination, key)
-        if full or not target.exists():
-            _copy_durably(blob_root / key[:2] / key[2:4] / key, target)
+        if full or not store.exists(key):
+            stored = source.stored_path(key)  # copied as stored (compressed or not)
+            _copy_durably(stored, store.path(key).with_name(stored.name))
             copied += 1
             copied_bytes += size
         if progress:
@@ -145,16 +143,20 @@ def read_manifest(backup: Path) -> Manifest:
 def verify_backup(backup: Path, progress: Callable[[int], None] | None = None) -> list[str]:
     """Re-read every checksum of a backup; returns the problems (empty when whole)."""
     manifest = read_manifest(backup)
-    store = backup.parent
+    store = FileStore(backup.parent / "blobs")
     problems = []
     if _sha256(backup / INDEX_FILE) != manifest.index_sha256:
         problems.append("the index copy does not match its checksum")
     for key, size in manifest.blobs:
-        path = _blob_path(store, key)
-        if not path.exists():
+        if not store.exists(key):
             problems.append(f"blob {key} is missing")
-        elif path.stat().st_size != size or _sha256(path) != key:
-            problems.append(f"blob {key} is damaged (checksum mismatch)")
+        else:
+            try:
+                data = store.read(key)
+            except Exception:  # a damaged compressed blob does not even decompress
+                data = b""
+            if len(data) != size or hashlib.sha256(data).hexdigest() != key:
+                problems.append(f"blob {key} is damaged (checksum mismatch)")
         if progress:
             progress(1)
     return problems
@@ -172,8 +174,9 @@ def restore_backup(backup: Path, data_dir: Path, *, force: bool = False) -> Mani
     _copy_durably(backup / INDEX_FILE, data_dir / INDEX_FILE)
     for suffix in ("-wal", "-shm"):
         (data_dir / (INDEX_FILE + suffix)).unlink(missing_ok=True)
+    source, target = FileStore(backup.parent / "blobs"), FileStore(data_dir / "blobs")
     for key, _size in manifest.blobs:
-        target = data_dir / "blobs" / key[:2] / key[2:4] / key
-        if not target.exists():
-            _copy_durably(_blob_path(backup.parent, key), target)
+        if not target.exists(key):
+            stored = source.stored_path(key)
+            _copy_durably(stored, target.path(key).with_name(stored.name))
     return manifest

@@ -129,6 +129,22 @@ def fsck_command(ctx: click.Context, repair: bool, delete_orphans: bool) -> None
 fsck_command.name = "fsck"
 
 
+@click.command()
+@click.pass_context
+def compress(ctx: click.Context) -> None:
+    """Compress every uncompressed blob with zstd (storage compression for an existing
+    archive; set KLINIKA_COMPRESS_STORAGE=true so that new instances are compressed too)."""
+    from klinika.runtime import Runtime
+
+    with Runtime(settings_from(ctx)) as runtime:
+        keys = list(runtime.blobs.blob_keys())
+        saved = 0
+        with click.progressbar(keys, label="Compressing") as bar:
+            for key in bar:
+                saved += runtime.blobs.compress_existing(key)
+    click.echo(f"{len(keys)} blob(s), {saved / 1e6:.1f} MB saved")
+
+
 def register(cli: click.Group) -> None:
-    for command in (backup, restore, fsck_command):
+    for command in (backup, restore, fsck_command, compress):
         cli.add_command(command)

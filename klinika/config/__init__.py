@@ -64,6 +64,7 @@ class Settings:
     ae_title: str = "KLINIKA"
     duplicate_policy: DuplicatePolicy = "keep"
     fsync: bool = True
+    compress_storage: bool = False
     qido_default_limit: int = 1000
     qido_max_limit: int = 10000
     metadata_cache_series: int = 256

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -172,7 +173,7 @@ class Handlers:
             if event.is_cancelled:
                 yield status.CANCEL, None
                 return
-            yield status.PENDING, dcmread(self.archive.blobs.path(record.blob_key))
+            yield status.PENDING, dcmread(io.BytesIO(self.archive.read(record)))
 
 
 def _contexts_for(records: list[InstanceRecord]) -> list[Any]:

@@ -7,6 +7,7 @@ PS3.4 Annex A (Verification), B (Storage), C (Query/Retrieve).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -78,7 +79,7 @@ def send(settings: Settings, archive: Archive, study_uid: str, peer: RemoteAE) -
     failed: list[tuple[str, int]] = []
     with _association(settings, peer, contexts) as assoc:
         for record in records:
-            answer = assoc.send_c_store(dcmread(archive.blobs.path(record.blob_key)))
+            answer = assoc.send_c_store(dcmread(io.BytesIO(archive.read(record))))
             code = int(answer.get("Status", 0xC000))
             if code not in (0x0000, 0xB000, 0xB006, 0xB007):
                 failed.append((record.sop_instance_uid, code))

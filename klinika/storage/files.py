@@ -11,14 +11,19 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import os
 import re
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+import zstandard
 
 from klinika.errors import KlinikaError, NotFound, StorageFull
 
@@ -33,21 +38,50 @@ class BlobRef:
     size: int
 
 
-class FileStore:
-    """Blobs as files ``<root>/<k[0:2]>/<k[2:4]>/<key>``; temporary files under ``<root>/tmp``."""
+ZSTD_SUFFIX = ".zst"
+ZSTD_LEVEL = 3
 
-    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+
+class FileStore:
+    """Blobs as files ``<root>/<k[0:2]>/<k[2:4]>/<key>``; temporary files under ``<root>/tmp``.
+
+    With ``compress``, new blobs are written zstd-compressed as ``<key>.zst`` (the key is still
+    the SHA-256 of the original bytes), and every read gives the original bytes back: storage
+    compression is invisible to the archive and its clients. Both forms can coexist (an archive
+    compressed later by ``klinika compress``).
+    """
+
+    def __init__(self, root: Path, *, fsync: bool = True, compress: bool = False) -> None:
         self.root = Path(root)
         self.fsync = fsync
+        self.compress = compress
+        self._recent: OrderedDict[str, bytes] = OrderedDict()
+        self._recent_lock = threading.Lock()
         self._tmp = self.root / "tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="blob-writer")
+        self._pool: ThreadPoolExecutor | None = None
 
     def path(self, key: str) -> Path:
         """The file of ``key``. Refuses anything but a 64-digit hex key (no path tricks)."""
         if not _KEY.match(key):
             raise KlinikaError(f"invalid blob key {key!r}")
         return self.root / key[:2] / key[2:4] / key
+
+    def stored_path(self, key: str) -> Path:
+        """The file that holds ``key`` as stored (``<key>`` or ``<key>.zst``).
+
+        Raises
+        ------
+        NotFound
+            When neither exists.
+        """
+        plain = self.path(key)
+        if plain.exists():
+            return plain
+        packed = plain.with_name(key + ZSTD_SUFFIX)
+        if packed.exists():
+            return packed
+        raise NotFound(f"blob {key} is missing from storage")
 
     def put(self, data: bytes) -> BlobRef:
         """Store ``data`` durably and return its reference; a blob already present is kept.
@@ -58,14 +92,23 @@ class FileStore:
             When the disk is full; nothing is left behind.
         """
         key = hashlib.sha256(data).hexdigest()
-        target = self.path(key)
-        if target.exists() and target.stat().st_size == len(data):
+        if self.exists(key):
             return BlobRef(key, len(data))
+        target = self.path(key)
+        payload = data
+        if self.compress:
+            payload = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
+            target = target.with_name(key + ZSTD_SUFFIX)
+        self._write(target, payload)
+        return BlobRef(key, len(data))
+
+    def _write(self, target: Path, payload: bytes) -> None:
+        """Temporary file, fsync, rename, fsync the directory."""
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="blob-")
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+                handle.write(payload)
                 handle.flush()
                 if self.fsync:
                     os.fsync(handle.fileno())
@@ -73,11 +116,10 @@ class FileStore:
         except OSError as exc:
             _unlink_quietly(tmp_name)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StorageFull(f"no space left to store a blob of {len(data)} bytes") from exc
+                raise StorageFull(f"no space left to store a blob of {len(payload)} bytes") from exc
             raise
         if self.fsync:
             _fsync_dir(target.parent)
-        return BlobRef(key, len(data))
 
     def put_many(self, items: list[bytes]) -> list[BlobRef | StorageFull]:
         """Store several blobs at once on a small thread pool (writes and fsyncs overlap).
@@ -93,40 +135,79 @@ class FileStore:
 
         if len(items) <= 1:
             return [put_one(data) for data in items]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="blob-writer")
         return list(self._pool.map(put_one, items))
 
     def open(self, key: str) -> BinaryIO:
-        """Open a blob for reading."""
+        """Open a blob for reading (the original bytes, whatever the storage form)."""
+        path = self.stored_path(key)
+        if path.name.endswith(ZSTD_SUFFIX):
+            return io.BytesIO(self.read(key))
         try:
-            return self.path(key).open("rb")
+            return path.open("rb")
         except FileNotFoundError as exc:
             raise NotFound(f"blob {key} is missing from storage") from exc
 
     def read(self, key: str) -> bytes:
-        with self.open(key) as handle:
-            return handle.read()
+        """The original bytes of a blob."""
+        path = self.stored_path(key)
+        if not path.name.endswith(ZSTD_SUFFIX):
+            return path.read_bytes()
+        with self._recent_lock:
+            if key in self._recent:
+                self._recent.move_to_end(key)
+                return self._recent[key]
+        data = zstandard.ZstdDecompressor().decompress(path.read_bytes())
+        with self._recent_lock:  # frames of one instance come in bursts: keep a few
+            self._recent[key] = data
+            while len(self._recent) > 16:
+                self._recent.popitem(last=False)
+        return data
 
     def read_ranges(self, key: str, ranges: tuple[tuple[int, int], ...]) -> bytes:
-        """Concatenate the byte ranges ``(offset, length)`` of a blob."""
+        """Concatenate the byte ranges ``(offset, length)`` of a blob's original bytes."""
+        path = self.stored_path(key)
+        if path.name.endswith(ZSTD_SUFFIX):
+            data = self.read(key)
+            return b"".join(data[offset : offset + length] for offset, length in ranges)
         parts = []
-        with self.open(key) as handle:
+        with path.open("rb") as handle:
             for offset, length in ranges:
                 handle.seek(offset)
                 parts.append(handle.read(length))
         return b"".join(parts)
 
     def exists(self, key: str) -> bool:
-        return self.path(key).exists()
+        plain = self.path(key)
+        return plain.exists() or plain.with_name(key + ZSTD_SUFFIX).exists()
 
     def delete(self, key: str) -> None:
-        """Remove a blob; a missing one is not an error."""
-        _unlink_quietly(self.path(key))
+        """Remove a blob (both forms); a missing one is not an error."""
+        plain = self.path(key)
+        _unlink_quietly(plain)
+        _unlink_quietly(plain.with_name(key + ZSTD_SUFFIX))
+        with self._recent_lock:
+            self._recent.pop(key, None)
 
-    def keys(self) -> Iterator[str]:
+    def blob_keys(self) -> Iterator[str]:
         """Every blob key present on disk."""
         for path in self.root.glob("??/??/*"):
-            if _KEY.match(path.name):
-                yield path.name
+            name = path.name.removesuffix(ZSTD_SUFFIX)
+            if _KEY.match(name):
+                yield name
+
+    def compress_existing(self, key: str) -> int:
+        """Rewrite an uncompressed blob zstd-compressed; returns the bytes saved (0 if it was
+        compressed already). The compressed file is durable before the plain one goes."""
+        plain = self.path(key)
+        if not plain.exists():
+            return 0
+        data = plain.read_bytes()
+        packed = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
+        self._write(plain.with_name(key + ZSTD_SUFFIX), packed)
+        _unlink_quietly(plain)
+        return len(data) - len(packed)
 
     def clean_temporary(self) -> int:
         """Delete leftovers of interrupted writes; returns how many were removed."""

@@ -43,7 +43,7 @@ def test_malformed_files_are_rejected_and_leave_no_trace(archive: Archive, path:
     assert outcome.reason and outcome.message
     assert row_count(archive, schema.instances) == 0
     assert row_count(archive, schema.studies) == 0
-    assert list(archive.blobs.keys()) == []
+    assert list(archive.blobs.blob_keys()) == []
 
 
 def test_duplicate_policy_keep_reports_a_duplicate_and_keeps_the_first(archive: Archive) -> None:
@@ -53,7 +53,7 @@ def test_duplicate_policy_keep_reports_a_duplicate_and_keeps_the_first(archive: 
     outcome = archive.store(second)
     assert outcome.status == "duplicate"
     assert row_count(archive, schema.instances) == 1
-    assert len(list(archive.blobs.keys())) == 1
+    assert len(list(archive.blobs.blob_keys())) == 1
 
 
 def test_duplicate_policy_overwrite_replaces_the_blob(tmp_path: Path, archive: Archive) -> None:
@@ -65,7 +65,7 @@ def test_duplicate_policy_overwrite_replaces_the_blob(tmp_path: Path, archive: A
     assert archive.store(second).status == "replaced"
     record = archive.instances(study)[0]
     assert archive.read(record) == second
-    assert list(archive.blobs.keys()) == [record.blob_key]
+    assert list(archive.blobs.blob_keys()) == [record.blob_key]
 
 
 def test_duplicate_policy_reject_refuses_the_second(archive: Archive) -> None:
@@ -115,7 +115,7 @@ def test_delete_removes_rows_and_blobs(archive: Archive) -> None:
         archive.instances(study)
     for table in (schema.instances, schema.series, schema.studies, schema.patients):
         assert row_count(archive, table) == 0
-    assert list(archive.blobs.keys()) == []
+    assert list(archive.blobs.blob_keys()) == []
 
 
 def test_a_full_disk_rejects_the_instance_and_indexes_nothing(

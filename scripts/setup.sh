@@ -22,6 +22,13 @@ if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
   # Orthanc's package starts a service on install; policy-rc.d keeps it from doing so.
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" \
     || echo "!! could not install ${missing[*]}: tests that need them will fail" >&2
+  # Debian's orthanc package starts a system service on 0.0.0.0:8042/4242; the tests start
+  # their own Orthanc when they need one, so the service is stopped and kept off.
+  if command -v systemctl >/dev/null && systemctl is-enabled orthanc >/dev/null 2>&1; then
+    as_root systemctl disable --now orthanc >/dev/null 2>&1 || true
+  elif [ -x /etc/init.d/orthanc ]; then
+    as_root /etc/init.d/orthanc stop >/dev/null 2>&1 || true
+  fi
 fi
 
 if [ ! -x .venv/bin/python ]; then

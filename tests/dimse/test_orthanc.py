@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -14,8 +15,9 @@ SCRIPT = Path(__file__).with_name("orthanc_interop.py")
 
 @pytest.mark.skipif(shutil.which("Orthanc") is None, reason="Orthanc is not installed")
 def test_klinika_and_orthanc_store_find_move_and_retrieve_from_each_other() -> None:
+    isolate = ["unshare", "--net"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
     result = subprocess.run(
-        ["unshare", "--net", sys.executable, str(SCRIPT)],
+        [*isolate, sys.executable, str(SCRIPT)],
         capture_output=True,
         text=True,
         timeout=240,

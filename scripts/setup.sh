@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-SYSTEM_PACKAGES=(python3-venv dcmtk orthanc poppler-utils iproute2)
+SYSTEM_PACKAGES=(python3-venv dcmtk orthanc poppler-utils iproute2 postgresql)
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi
@@ -22,6 +22,8 @@ if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
   # Orthanc's package starts a service on install; policy-rc.d keeps it from doing so.
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" \
     || echo "!! could not install ${missing[*]}: tests that need them will fail" >&2
+  # Debian's orthanc and postgresql packages start system services; the tests start their own
+  # servers (Orthanc in a network namespace, PostgreSQL with initdb on a free port).
   # Debian's orthanc package starts a system service on 0.0.0.0:8042/4242; the tests start
   # their own Orthanc when they need one, so the service is stopped and kept off.
   if command -v systemctl >/dev/null && systemctl is-enabled orthanc >/dev/null 2>&1; then

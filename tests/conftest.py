@@ -15,6 +15,8 @@ import pytest
 import requests
 from pydicom.data import get_testdata_file
 
+pytest_plugins = ["tests.databases"]  # database_url (SQLite and PostgreSQL), postgres_server
+
 SAMPLES = Path(
     os.environ.get("KLINIKA_SAMPLES", Path(__file__).parents[1].parent / "shared" / "dicom-samples")
 )
@@ -139,11 +141,11 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 
 
 @pytest.fixture
-def archive(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """An Archive on a fresh SQLite index and blob folder."""
+def archive(tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]
+    """An Archive on a fresh index (SQLite and PostgreSQL) and blob folder."""
     from klinika.config import load_settings
     from klinika.runtime import Runtime
 
-    runtime = Runtime(load_settings(env={}, data_dir=tmp_path / "data"))
+    runtime = Runtime(load_settings(env={}, data_dir=tmp_path / "data", database_url=database_url))
     yield runtime.archive
     runtime.close()

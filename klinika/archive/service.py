@@ -216,8 +216,9 @@ class Archive:
             _dialect_insert(connection)(instances)
             .values(values)
             .on_conflict_do_nothing(index_elements=["sop_instance_uid"])
-        )
-        if inserted.rowcount == 1:
+            .returning(instances.c.pk)
+        ).first()
+        if inserted is not None:
             return None
         existing = connection.execute(
             sa.select(instances.c.pk, instances.c.blob_key, instances.c.series_pk).where(

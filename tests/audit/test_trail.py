@@ -147,16 +147,20 @@ def test_an_edited_or_deleted_row_breaks_verify_and_the_cli_exits_non_zero(
     for n in range(4):
         site.runtime.audit.record(Actor("x", "system"), "test", "success", details={"n": n})
     assert site.runtime.audit.verify().ok
-    raw_sql(
-        site,
-        "DROP TRIGGER audit_events_no_update",
-        "DROP TRIGGER audit_events_no_delete",
-        tamper,
-    )
+    # what an attacker with database access does first: remove the append-only triggers
+    drop = {
+        "sqlite": ["DROP TRIGGER audit_events_no_update", "DROP TRIGGER audit_events_no_delete"],
+        "postgresql": ["DROP TRIGGER audit_events_append_only ON audit_events"],
+    }[site.runtime.database.dialect]
+    raw_sql(site, *drop, tamper)
     result = site.runtime.audit.verify()
     assert not result.ok and result.problem
     runner = CliRunner()
-    env = {"KLINIKA_JWT_SECRET": SECRET, "KLINIKA_FSYNC": "false"}
+    env = {
+        "KLINIKA_JWT_SECRET": SECRET,
+        "KLINIKA_FSYNC": "false",
+        "KLINIKA_DATABASE_URL": site.settings.database_url,
+    }
     data_dir = str(site.settings.data_dir)
     outcome = runner.invoke(klinika_cli(), ["--data-dir", data_dir, "audit", "verify"], env=env)
     assert outcome.exit_code == 1, outcome.output
@@ -165,7 +169,11 @@ def test_an_edited_or_deleted_row_breaks_verify_and_the_cli_exits_non_zero(
 
 def test_cli_verify_passes_on_an_intact_trail(site: Installation) -> None:
     runner = CliRunner()
-    env = {"KLINIKA_JWT_SECRET": SECRET, "KLINIKA_FSYNC": "false"}
+    env = {
+        "KLINIKA_JWT_SECRET": SECRET,
+        "KLINIKA_FSYNC": "false",
+        "KLINIKA_DATABASE_URL": site.settings.database_url,
+    }
     data_dir = str(site.settings.data_dir)
     outcome = runner.invoke(klinika_cli(), ["--data-dir", data_dir, "audit", "verify"], env=env)
     assert outcome.exit_code == 0 and "intact" in outcome.output

@@ -55,13 +55,13 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
 
 
 @pytest.fixture
-def install(tmp_path: Path) -> Callable[..., Installation]:
+def install(tmp_path: Path, database_url: str) -> Callable[..., Installation]:
     """Build an installation with the given setting overrides (closed after the test)."""
     runtimes: list[Runtime] = []
     clients: list[TestClient] = []
 
     def build(**overrides: object) -> Installation:
-        settings = make_settings(tmp_path, **overrides)
+        settings = make_settings(tmp_path, **{"database_url": database_url, **overrides})
         runtime = Runtime(settings)
         runtimes.append(runtime)
         for role, password in PASSWORDS.items():

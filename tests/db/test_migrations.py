@@ -15,10 +15,10 @@ from klinika.db import Database, metadata
 ALEMBIC = "alembic_version"
 
 
-def test_upgrade_head_on_an_empty_sqlite_database_matches_the_declared_tables(
-    tmp_path: Path,
+def test_upgrade_head_on_an_empty_database_matches_the_declared_tables(
+    tmp_path: Path, database_url: str
 ) -> None:
-    database = Database(f"sqlite:///{tmp_path / 'empty.sqlite'}")
+    database = Database(database_url or f"sqlite:///{tmp_path / 'empty.sqlite'}")
     database.upgrade()
     with database.writer.connect() as connection:
         context = MigrationContext.configure(connection)
@@ -31,8 +31,8 @@ def test_upgrade_head_on_an_empty_sqlite_database_matches_the_declared_tables(
     database.dispose()
 
 
-def test_upgrade_twice_is_harmless(tmp_path: Path) -> None:
-    database = Database(f"sqlite:///{tmp_path / 'twice.sqlite'}")
+def test_upgrade_twice_is_harmless(tmp_path: Path, database_url: str) -> None:
+    database = Database(database_url or f"sqlite:///{tmp_path / 'twice.sqlite'}")
     database.upgrade()
     database.upgrade()
     database.dispose()

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from klinika.archive import Archive
 from klinika.config import Settings
 from klinika.dicomweb.common import Guard
+from klinika.dicomweb.delete import create_delete_router
 from klinika.dicomweb.qido import create_qido_router
 from klinika.dicomweb.stow import create_stow_router
 from klinika.dicomweb.uri import create_wado_uri_router
@@ -19,6 +20,7 @@ def create_dicomweb_router(archive: Archive, settings: Settings, guard: Guard) -
     router.include_router(create_qido_router(archive, settings, guard))
     router.include_router(create_stow_router(archive, settings, guard))
     router.include_router(create_wado_router(archive, settings, guard))
+    router.include_router(create_delete_router(archive, guard))
     return router
 
 

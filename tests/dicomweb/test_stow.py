@@ -78,3 +78,28 @@ def test_dicomweb_client_can_store(loaded: Loaded) -> None:
     ds = pydicom.dcmread(__import__("io").BytesIO(make_instance(PatientName="Client^Store")))
     result = loaded.client.store_instances([ds])
     assert result.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == ds.SOPInstanceUID
+
+
+def test_admins_delete_a_series_and_it_is_gone(loaded: Loaded) -> None:
+    import requests
+
+    study = "1.2.826.0.1.3680043.99.7"
+    response = stow(
+        loaded.server,
+        [
+            make_instance(study_uid=study, series_uid=study + ".1"),
+            make_instance(study_uid=study, series_uid=study + ".2"),
+        ],
+    )
+    assert response.status_code == 200
+    base = f"{loaded.server.dicomweb}/studies/{study}"
+    auth = loaded.server.headers
+    assert (
+        requests.delete(base + "/series/" + study + ".1", headers=auth, timeout=10).status_code
+        == 204
+    )
+    left = requests.get(base + "/series", headers=auth, timeout=10).json()
+    assert [s["0020000E"]["Value"][0] for s in left] == [study + ".2"]
+    assert requests.delete(base, headers=auth, timeout=10).status_code == 204
+    assert requests.delete(base, headers=auth, timeout=10).status_code == 404
+    assert requests.get(base + "/series", headers=auth, timeout=10).json() == []

@@ -113,9 +113,13 @@ def condition(
     return column == value
 
 
-def _person_name(norm_column: sa.ColumnElement, value: str, fuzzy: bool) -> ColumnElement[bool]:
+def _person_name(
+    norm_column: sa.ColumnElement, value: str, fuzzy: bool
+) -> ColumnElement[bool] | None:
     """Case-insensitive PN matching; with fuzzy matching each word may start any name part."""
     needle = normalize_name(value)
+    if needle in ("", "*"):  # "^", "^^" … name nothing: universal matching
+        return None
     if fuzzy and not has_wildcard(needle):
         words = [w for w in re.split(r"[\s^,]+", needle) if w]
         clauses = []

@@ -167,7 +167,10 @@ PATTERN_ALPHABET = st.sampled_from(list("abAB^%_ ж*?"))
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    derandomize=True,
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     names=st.lists(
@@ -191,7 +194,7 @@ def test_wildcard_matching_agrees_with_a_regex_reference(archive, names, pattern
         for i, n in enumerate(names)
         if re.fullmatch(regex, normalize_name(n), flags=re.S)
     }
-    if pattern.strip(" ") in ("", "*"):
+    if normalize_name(pattern) in ("", "*"):
         return  # universal matching, covered above
     got = study_ids(archive, PatientName=pattern, AccessionNumber=tag)
     assert got == expected

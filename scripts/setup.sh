@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-SYSTEM_PACKAGES=(python3-venv dcmtk orthanc poppler-utils iproute2 postgresql)
+SYSTEM_PACKAGES=(python3-venv dcmtk orthanc poppler-utils iproute2 postgresql nginx openssl)
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi
@@ -26,11 +26,13 @@ if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
   # servers (Orthanc in a network namespace, PostgreSQL with initdb on a free port).
   # Debian's orthanc package starts a system service on 0.0.0.0:8042/4242; the tests start
   # their own Orthanc when they need one, so the service is stopped and kept off.
-  if command -v systemctl >/dev/null && systemctl is-enabled orthanc >/dev/null 2>&1; then
-    as_root systemctl disable --now orthanc >/dev/null 2>&1 || true
-  elif [ -x /etc/init.d/orthanc ]; then
-    as_root /etc/init.d/orthanc stop >/dev/null 2>&1 || true
-  fi
+  for service in orthanc nginx; do
+    if command -v systemctl >/dev/null && systemctl is-enabled "$service" >/dev/null 2>&1; then
+      as_root systemctl disable --now "$service" >/dev/null 2>&1 || true
+    elif [ -x "/etc/init.d/$service" ]; then
+      as_root "/etc/init.d/$service" stop >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 if [ ! -x .venv/bin/python ]; then

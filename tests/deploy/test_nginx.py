@@ -1,0 +1,212 @@
+"""The project's nginx configuration in front of a running Klinika (Debian's nginx 1.22)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import string
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import LiveServer, free_port, start_server
+from tests.dicomweb.conftest import multipart_body
+from tests.factories import make_instance
+
+DEPLOY = Path(__file__).parents[2] / "deploy" / "nginx"
+ALLOWED = "https://viewer.clinic.test"
+
+
+@dataclass
+class Proxy:
+    server: LiveServer
+    http: str
+    https: str
+    cert: Path
+    https_port: int
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    if shutil.which("nginx") is None:
+        pytest.skip("nginx is not installed (apt-get install nginx)")
+    root = tmp_path_factory.mktemp("nginx")
+    server = start_server(root / "data")
+    cert, key = root / "tls.crt", root / "tls.key"
+    subprocess.run(  # the documented trial certificate (docs/deployment.md)
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    http_port, https_port = free_port(), free_port()
+    site = string.Template((DEPLOY / "templates" / "klinika.conf.template").read_text())
+    (root / "klinika.conf").write_text(
+        site.safe_substitute(
+            KLINIKA_UPSTREAM=server.url.removeprefix("http://"),
+            HTTP_LISTEN=f"127.0.0.1:{http_port}",
+            HTTPS_LISTEN=f"127.0.0.1:{https_port}",
+            HTTPS_PORT=str(https_port),
+            SERVER_NAME="localhost",
+            TLS_CERT=str(cert),
+            TLS_KEY=str(key),
+            CORS_ORIGIN=ALLOWED,
+        )
+    )
+    for folder in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (root / folder).mkdir()
+    (root / "nginx.conf").write_text(f"""
+        daemon off; worker_processes 1; pid {root}/nginx.pid; error_log {root}/error.log;
+        events {{ worker_connections 256; }}
+        http {{
+            include /etc/nginx/mime.types; default_type application/octet-stream;
+            access_log off; sendfile on; tcp_nodelay on; server_tokens off;
+            client_body_temp_path {root}/body; proxy_temp_path {root}/proxy;
+            fastcgi_temp_path {root}/fastcgi; uwsgi_temp_path {root}/uwsgi;
+            scgi_temp_path {root}/scgi;
+            include {root}/klinika.conf;
+        }}
+    """)
+    nginx = subprocess.Popen(
+        ["nginx", "-p", str(root), "-c", str(root / "nginx.conf")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", https_port), timeout=1).close()
+            break
+        except OSError:
+            assert nginx.poll() is None, nginx.stdout.read().decode() if nginx.stdout else ""
+            assert time.monotonic() < deadline, "nginx did not start"
+            time.sleep(0.1)
+    yield Proxy(
+        server, f"http://127.0.0.1:{http_port}", f"https://localhost:{https_port}", cert, https_port
+    )
+    nginx.terminate()
+    nginx.wait(timeout=20)
+    server.stop()
+
+
+def test_http_redirects_to_https_with_301(proxy: Proxy) -> None:
+    response = requests.get(proxy.http + "/dicom-web/studies", allow_redirects=False, timeout=10)
+    assert response.status_code == 301
+    assert response.headers["Location"].startswith("https://")
+    assert requests.get(proxy.http + "/health", timeout=10).json()["status"] == "ok"
+
+
+def test_tls_1_2_or_newer_only_and_security_headers_once(proxy: Proxy) -> None:
+    context = ssl.create_default_context(cafile=str(proxy.cert))
+    context.maximum_version = ssl.TLSVersion.TLSv1_1
+    context.minimum_version = ssl.TLSVersion.TLSv1
+    with (
+        pytest.raises(ssl.SSLError),
+        socket.create_connection(("127.0.0.1", proxy.https_port), timeout=5) as raw,
+    ):
+        context.wrap_socket(raw, server_hostname="localhost")
+    response = requests.get(
+        proxy.https + "/dicom-web/studies",
+        verify=str(proxy.cert),
+        headers=proxy.server.headers,
+        timeout=10,
+    )
+    assert response.status_code == 200
+    for header in (
+        "Strict-Transport-Security",
+        "X-Content-Type-Options",
+        "X-Frame-Options",
+        "Referrer-Policy",
+    ):
+        assert header in response.headers
+        assert "," not in response.headers[header], f"{header} sent twice"
+    assert (
+        requests.get(
+            proxy.https + "/dicom-web/studies", verify=str(proxy.cert), timeout=10
+        ).status_code
+        == 401
+    )
+
+
+def test_cors_preflight_passes_for_the_configured_origin_only(proxy: Proxy) -> None:
+    preflight = {
+        "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization",
+    }
+    allowed = requests.options(
+        proxy.https + "/dicom-web/studies",
+        verify=str(proxy.cert),
+        headers={"Origin": ALLOWED, **preflight},
+        timeout=10,
+    )
+    assert allowed.status_code == 204
+    assert allowed.headers["Access-Control-Allow-Origin"] == ALLOWED
+    assert "Authorization" in allowed.headers["Access-Control-Allow-Headers"]
+    refused = requests.options(
+        proxy.https + "/dicom-web/studies",
+        verify=str(proxy.cert),
+        headers={"Origin": "https://evil.test", **preflight},
+        timeout=10,
+    )
+    assert refused.status_code == 403
+    assert "Access-Control-Allow-Origin" not in refused.headers
+
+
+def test_a_200_mb_stow_and_its_retrieve_pass_through(proxy: Proxy) -> None:
+    study = "1.2.826.0.1.3680043.99.200"
+    instances = [
+        make_instance(
+            study_uid=study,
+            series_uid=study + ".1",
+            sop_uid=f"{study}.1.{n}",
+            rows=2048,
+            columns=2048,
+        )
+        for n in range(25)
+    ]
+    body, content_type = multipart_body(instances)
+    assert len(body) > 200_000_000
+    stored = requests.post(
+        proxy.https + "/dicom-web/studies",
+        data=body,
+        verify=str(proxy.cert),
+        headers={"Content-Type": content_type, **proxy.server.headers},
+        timeout=300,
+    )
+    assert stored.status_code == 200, stored.text[:500]
+    assert len(stored.json()["00081199"]["Value"]) == 25
+    retrieved = requests.get(
+        f"{proxy.https}/dicom-web/studies/{study}",
+        verify=str(proxy.cert),
+        timeout=300,
+        headers={
+            "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*',
+            **proxy.server.headers,
+        },
+    )
+    assert retrieved.status_code == 200
+    assert "Content-Encoding" not in retrieved.headers  # DICOM is never gzipped
+    assert all(instance in retrieved.content for instance in instances[:3])
+    assert len(retrieved.content) > 200_000_000

@@ -48,8 +48,16 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> 
     show_default=True,
     help="Also run the DIMSE listener in this process.",
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    help="HTTP worker processes (more than 1: run DIMSE apart with `klinika dimse`).",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None, dimse: bool) -> None:
+def serve(
+    ctx: click.Context, host: str | None, port: int | None, dimse: bool, workers: int
+) -> None:
     """Run the HTTP server (DICOMweb, viewer, API) and the DIMSE listener."""
     from klinika.backup.schedule import start_backup_scheduler
     from klinika.dimse import start_dimse_server
@@ -58,6 +66,17 @@ def serve(ctx: click.Context, host: str | None, port: int | None, dimse: bool) -
 
     settings = settings_from(ctx)
     _logging()
+    if workers > 1:
+        from klinika.web.server import run_workers
+
+        Runtime(settings).close()  # migrate once, before the workers start
+        run_workers(
+            settings,
+            host=host or settings.http_host,
+            port=port or settings.http_port,
+            workers=workers,
+        )
+        return
     with Runtime(settings) as runtime:
         listener = None
         if dimse:

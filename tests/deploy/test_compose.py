@@ -1,0 +1,50 @@
+"""The compose file's shape (no Docker engine runs here: the services' commands are tested
+outside Docker by test_workers.py and test_nginx.py)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+DEPLOY = Path(__file__).parents[2] / "deploy"
+
+
+def compose() -> dict:
+    return yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+
+
+def test_the_seed_services_each_with_a_health_check() -> None:
+    services = compose()["services"]
+    assert set(services) == {"pacs_nginx_proxy", "pacs_app", "pacs_dimse", "pacs_db"}
+    assert all("healthcheck" in service for service in services.values())
+
+
+def test_only_https_http_and_dimse_are_published() -> None:
+    published = {
+        port.split(":")[0]
+        for service in compose()["services"].values()
+        for port in service.get("ports", [])
+    }
+    assert published == {"443", "80", "4242"}
+
+
+def test_named_volumes_and_secrets_from_files() -> None:
+    document = compose()
+    assert set(document["volumes"]) == {"klinika_data", "postgres_data"}
+    assert {"db_password", "jwt_secret"} <= set(document["secrets"])
+    app = document["services"]["pacs_app"]
+    assert "KLINIKA_JWT_SECRET" not in app["environment"]  # the file, never the value
+    assert app["environment"]["KLINIKA_JWT_SECRET_FILE"] == "/run/secrets/jwt_secret"
+
+
+def test_the_dockerfile_copies_what_exists_and_the_template_variables_are_set() -> None:
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    for source in re.findall(r"^COPY (.+) \./?\S*$", dockerfile, re.M):
+        for name in source.split():
+            assert (DEPLOY.parent / name).exists(), name
+    template = (DEPLOY / "nginx" / "templates" / "klinika.conf.template").read_text()
+    wanted = set(re.findall(r"\$\{([A-Z_]+)\}", template))
+    given = set(compose()["services"]["pacs_nginx_proxy"]["environment"])
+    assert wanted <= given, wanted - given

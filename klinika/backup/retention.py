@@ -7,7 +7,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from klinika.backup.snapshot import MANIFEST, read_manifest
+from klinika.backup.manifest import (
+    MANIFEST,
+    PARTIAL_PREFIX,
+    STAMP_FORMAT,
+    destination_lock,
+    read_manifest,
+)
+from klinika.storage.files import ZSTD_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -21,12 +28,16 @@ class Retention:
 
 
 def _when(backup: Path) -> dt.datetime:
-    return dt.datetime.strptime(backup.name, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=dt.UTC)
+    return dt.datetime.strptime(backup.name, STAMP_FORMAT).replace(tzinfo=dt.UTC)
 
 
 def backups_in(destination: Path) -> list[Path]:
     """The backups in a destination folder, newest first."""
-    found = [p for p in destination.iterdir() if (p / MANIFEST).is_file()]
+    if not destination.is_dir():
+        return []
+    found = [
+        p for p in destination.iterdir() if not p.name.startswith(".") and (p / MANIFEST).is_file()
+    ]
     return sorted(found, key=_when, reverse=True)
 
 
@@ -48,17 +59,33 @@ def to_keep(backups: list[Path], policy: Retention) -> set[Path]:
 
 
 def prune(destination: Path, policy: Retention) -> tuple[list[Path], int]:
-    """Delete the backups the policy does not keep, then the blobs no kept manifest
-    references. Returns (deleted backups, deleted blobs)."""
-    backups = backups_in(destination)
-    kept = to_keep(backups, policy)
-    deleted = [b for b in backups if b not in kept]
-    referenced = {key for b in kept for key, _size in read_manifest(b).blobs}
-    for backup in deleted:
-        shutil.rmtree(backup)
-    removed = 0
-    for blob in (destination / "blobs").glob("??/??/*"):
-        if blob.name.removesuffix(".zst") not in referenced:
-            blob.unlink()
-            removed += 1
+    """Delete the backups the policy does not keep and leftovers of interrupted backups,
+    then the blobs no kept manifest references. Returns (deleted backups, deleted blobs).
+
+    Raises
+    ------
+    BackupError
+        When a backup runs into the destination right now, or a kept manifest is unreadable
+        (then nothing is deleted: the blobs it needs are unknown).
+    """
+    with destination_lock(destination):
+        backups = backups_in(destination)
+        kept = to_keep(backups, policy)
+        referenced = {key for b in kept for key, _size in read_manifest(b).blobs}
+        deleted = [b for b in backups if b not in kept]
+        for backup in deleted:
+            shutil.rmtree(backup)
+        for partial in destination.glob(PARTIAL_PREFIX + "*"):  # we hold the lock: stale
+            shutil.rmtree(partial, ignore_errors=True)
+        removed = 0
+        for blob in (destination / "blobs").glob("??/??/*"):
+            if blob.name.removesuffix(ZSTD_SUFFIX) not in referenced:
+                blob.unlink()
+                removed += 1
     return deleted, removed
+
+
+def latest_backup_time(destination: Path) -> dt.datetime | None:
+    """When the newest complete backup in ``destination`` was taken (None when none is)."""
+    backups = backups_in(destination)
+    return _when(backups[0]) if backups else None

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from klinika.audit import Actor, AuditTrail
-from klinika.backup.retention import Retention, prune
+from klinika.backup.manifest import Manifest
+from klinika.backup.retention import Retention, latest_backup_time, prune
 from klinika.backup.snapshot import create_backup
 from klinika.config import Settings
 
@@ -36,10 +39,10 @@ def run_scheduled_backup(settings: Settings, audit: AuditTrail) -> None:
         audit.record(
             Actor.system(),
             "backup:create",
-            "success",
-            details={"backup": str(folder), "copied": manifest.copied_blobs, "scheduled": True},
+            "failure" if manifest.problems else "success",
+            details=backup_details(folder, manifest) | {"scheduled": True},
         )
-        prune(
+        deleted, blobs = prune(
             settings.backup_dir,
             Retention(
                 settings.backup_keep_daily,
@@ -47,9 +50,40 @@ def run_scheduled_backup(settings: Settings, audit: AuditTrail) -> None:
                 settings.backup_keep_monthly,
             ),
         )
+        if deleted:
+            audit.record(
+                Actor.system(),
+                "backup:prune",
+                "success",
+                details={"deleted": [b.name for b in deleted], "blobs": blobs},
+            )
     except Exception as exc:  # a failed backup must not stop the server, but must be seen
         log.exception("scheduled backup failed")
         audit.record(Actor.system(), "backup:create", "failure", details={"error": str(exc)})
+
+
+def backup_details(folder: Path, manifest: Manifest) -> dict[str, object]:
+    """The audit event's details of one backup."""
+    return {
+        "backup": str(folder),
+        "full": manifest.full,
+        "blobs": len(manifest.blobs),
+        "copied": manifest.copied_blobs,
+        "copied_bytes": manifest.copied_bytes,
+        "instances": manifest.counts.get("instances", 0),
+        "problems": manifest.problems[:10],
+    }
+
+
+def _first_wait(settings: Settings, interval: float) -> float:
+    """Seconds until the first backup: the interval after the newest one in the destination,
+    so a restarted server neither skips its schedule nor backs up twice in a row."""
+    assert settings.backup_dir is not None
+    latest = latest_backup_time(settings.backup_dir)
+    if latest is None:
+        return 0.0
+    age = (dt.datetime.now(dt.UTC) - latest).total_seconds()
+    return max(0.0, interval - age)
 
 
 def start_backup_scheduler(settings: Settings, audit: AuditTrail) -> BackupScheduler | None:
@@ -60,8 +94,10 @@ def start_backup_scheduler(settings: Settings, audit: AuditTrail) -> BackupSched
     interval = settings.backup_interval_minutes * 60
 
     def loop() -> None:
-        while not stopped.wait(interval):
+        wait = _first_wait(settings, interval)
+        while not stopped.wait(wait):
             run_scheduled_backup(settings, audit)
+            wait = interval
 
     thread = threading.Thread(target=loop, name="backup-scheduler", daemon=True)
     thread.start()

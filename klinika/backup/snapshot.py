@@ -1,76 +1,38 @@
-"""Creating, verifying and restoring backups."""
+"""Creating, verifying and restoring backups.
+
+A destination folder holds ``blobs/ab/cd/<sha256>[.zst]`` (shared by every backup in it, the
+archive's own layout, blobs copied as stored) and one folder per backup, named by its UTC
+time, with the index dump and ``manifest.json``. A backup is built under ``.partial-<time>``
+and renamed into place once its manifest is durable, so a folder with a manifest is complete.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
-import os
 import shutil
-import sqlite3
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+import time
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from klinika import __version__
-from klinika.db import metadata
-from klinika.errors import KlinikaError
-from klinika.index import schema
+from klinika.backup.index_dump import dump_index, index_is_empty, load_index
+from klinika.backup.manifest import (
+    PARTIAL_PREFIX,
+    STAMP_FORMAT,
+    BackupError,
+    Manifest,
+    Progress,
+    blob_digest,
+    blob_path,
+    copy_durably,
+    destination_lock,
+    fsync_dir,
+    read_manifest,
+    sha256_of,
+    stored_blob,
+    write_manifest,
+)
+from klinika.errors import NotFound
 from klinika.storage import FileStore
-
-INDEX_FILE = "index.sqlite"
-COUNTED = ("patients", "studies", "series", "instances", "users", "audit_events")
-MANIFEST = "manifest.json"
-
-
-class BackupError(KlinikaError):
-    """A backup cannot be made, verified or restored; the message says why."""
-
-
-@dataclass
-class Manifest:
-    """What one backup holds: enough to verify and restore it without anything else."""
-
-    version: str
-    created: str
-    full: bool
-    index_sha256: str
-    blobs: list[tuple[str, int]]
-    counts: dict[str, int]
-    copied_blobs: int = 0
-    copied_bytes: int = 0
-    problems: list[str] = field(default_factory=list)
-
-
-def _sqlite_path(database_url: str) -> Path:
-    url = sa.engine.make_url(database_url)
-    if url.get_backend_name() != "sqlite" or not url.database:
-        raise BackupError(
-            "backups of a PostgreSQL index are not implemented yet (pg_dump is the plan); "
-            "this installation's index is " + url.get_backend_name()
-        )
-    return Path(url.database)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _copy_durably(source: Path, target: Path) -> None:
-    """Copy through a temporary file, fsync, rename: a crash never leaves half a blob."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(target.name + ".part")
-    with source.open("rb") as reader, temporary.open("wb") as writer:
-        shutil.copyfileobj(reader, writer, 1 << 20)
-        writer.flush()
-        os.fsync(writer.fileno())
-    os.replace(temporary, target)
 
 
 def create_backup(
@@ -79,104 +41,139 @@ def create_backup(
     destination: Path,
     *,
     full: bool = False,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[Path, Manifest]:
     """Back up the index and the blobs it references into ``destination``.
 
-    The index is copied first with SQLite's online backup API (a consistent snapshot while the
-    server keeps writing); the blobs copied are those that snapshot references, so the backup
-    is consistent even if instances arrive meanwhile.
+    The index is dumped first (a consistent snapshot while the server keeps writing); the
+    blobs copied are those *that snapshot* references, so instances arriving meanwhile go
+    into the next backup. Only blobs the destination lacks are copied, unless ``full``.
+    A blob deleted from the archive after the snapshot is listed in ``problems``.
+
+    Raises
+    ------
+    BackupError
+        When the index cannot be dumped or another backup runs into the same destination.
     """
-    index_path = _sqlite_path(database_url)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    # The JWT secret stays out of backups on purpose: after a restore, users log in again.
-    folder = destination / stamp
-    folder.mkdir(parents=True)
-    snapshot = folder / INDEX_FILE
-    with sqlite3.connect(index_path) as live, sqlite3.connect(snapshot) as copy:
-        live.backup(copy)
-    engine = sa.create_engine(f"sqlite:///{snapshot}")
-    with engine.connect() as copy:
-        instances = schema.instances
-        blobs = copy.execute(
-            sa.select(instances.c.blob_key, instances.c.blob_size).distinct()
-        ).all()
-        counts = {
-            name: copy.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
-            for name, table in metadata.tables.items()
-            if name in COUNTED
-        }
-    engine.dispose()
-    source, store = FileStore(blob_root), FileStore(destination / "blobs")
-    copied = copied_bytes = 0
-    for key, size in blobs:
-        if full or not store.exists(key):
-            stored = source.stored_path(key)  # copied as stored (compressed or not)
-            _copy_durably(stored, store.path(key).with_name(stored.name))
-            copied += 1
-            copied_bytes += size
-        if progress:
-            progress(1)
-    manifest = Manifest(
-        version=__version__,
-        created=stamp,
-        full=full,
-        index_sha256=_sha256(snapshot),
-        blobs=[(key, size) for key, size in blobs],
-        counts=counts,
-        copied_blobs=copied,
-        copied_bytes=copied_bytes,
-    )
-    (folder / MANIFEST).write_text(json.dumps(asdict(manifest), indent=1))
+    started = time.monotonic()
+    with destination_lock(destination):
+        stamp = dt.datetime.now(dt.UTC).strftime(STAMP_FORMAT)
+        partial = destination / (PARTIAL_PREFIX + stamp)
+        partial.mkdir(parents=True)
+        try:
+            snapshot = dump_index(database_url, partial)
+            manifest = Manifest(
+                version=__version__,
+                created=stamp,
+                full=full,
+                index_sha256=sha256_of(snapshot.file),
+                blobs=snapshot.blobs,
+                counts=snapshot.counts,
+                index_file=snapshot.file.name,
+                dialect=snapshot.dialect,
+                audit_head=snapshot.audit_head,
+            )
+            _copy_blobs(FileStore(blob_root), destination / "blobs", manifest, full, progress)
+            manifest.seconds = round(time.monotonic() - started, 3)
+            write_manifest(partial, manifest)
+            folder = destination / stamp
+            partial.rename(folder)
+            fsync_dir(destination)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
     return folder, manifest
 
 
-def read_manifest(backup: Path) -> Manifest:
-    try:
-        data = json.loads((backup / MANIFEST).read_text())
-    except (OSError, ValueError) as exc:
-        raise BackupError(f"{backup} is not a Klinika backup: {exc}") from exc
-    data["blobs"] = [tuple(b) for b in data["blobs"]]
-    return Manifest(**data)
-
-
-def verify_backup(backup: Path, progress: Callable[[int], None] | None = None) -> list[str]:
-    """Re-read every checksum of a backup; returns the problems (empty when whole)."""
-    manifest = read_manifest(backup)
-    store = FileStore(backup.parent / "blobs")
-    problems = []
-    if _sha256(backup / INDEX_FILE) != manifest.index_sha256:
-        problems.append("the index copy does not match its checksum")
+def _copy_blobs(
+    source: FileStore, root: Path, manifest: Manifest, full: bool, progress: Progress | None
+) -> None:
+    touched: set[Path] = set()
+    total = len(manifest.blobs)
     for key, size in manifest.blobs:
-        if not store.exists(key):
-            problems.append(f"blob {key} is missing")
-        else:
+        present = stored_blob(root, key)
+        if full or present is None:
             try:
-                data = store.read(key)
-            except Exception:  # a damaged compressed blob does not even decompress
-                data = b""
-            if len(data) != size or hashlib.sha256(data).hexdigest() != key:
-                problems.append(f"blob {key} is damaged (checksum mismatch)")
+                stored = source.stored_path(key)
+                target = blob_path(root, key).with_name(stored.name)
+                copy_durably(stored, target)
+            except (NotFound, FileNotFoundError):  # deleted from the archive since the snapshot
+                manifest.problems.append(f"blob {key} was gone from the archive")
+            else:
+                if present is not None and present != target:
+                    present.unlink()  # --full after `klinika compress`: keep one form only
+                touched.add(target.parent)
+                manifest.copied_blobs += 1
+                manifest.copied_bytes += size
         if progress:
-            progress(1)
+            progress(1, total)
+    for folder in touched:  # the renames are durable before the manifest says they exist
+        fsync_dir(folder)
+
+
+def verify_backup(backup: Path, progress: Progress | None = None) -> list[str]:
+    """Re-read every checksum of a backup: the index dump and every blob it references
+    (decompressed when stored compressed). Reads only; works on a read-only mount.
+    Returns the problems (empty when whole)."""
+    manifest = read_manifest(backup)
+    root = backup.parent / "blobs"
+    problems = list(manifest.problems)
+    index = backup / manifest.index_file
+    if not index.exists():
+        problems.append(f"the index dump {manifest.index_file} is missing")
+    elif sha256_of(index) != manifest.index_sha256:
+        problems.append(f"the index dump {manifest.index_file} does not match its checksum")
+    total = len(manifest.blobs)
+    for key, size in manifest.blobs:
+        stored = stored_blob(root, key)
+        if stored is None:
+            problems.append(f"blob {key} is missing")
+        elif blob_digest(stored) != (key, size):
+            problems.append(f"blob {key} is damaged (checksum mismatch)")
+        if progress:
+            progress(1, total)
     return problems
 
 
-def restore_backup(backup: Path, data_dir: Path, *, force: bool = False) -> Manifest:
-    """Restore a verified backup into an empty data folder (``force`` allows a non-empty one)."""
+def restore_backup(
+    backup: Path,
+    database_url: str,
+    blob_root: Path,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> Manifest:
+    """Verify a backup, then restore its index into ``database_url`` and its blobs into
+    ``blob_root``. Refuses an installation that already holds data unless ``force``
+    (then the index is replaced and blobs are added; fsck shows what is left over).
+
+    Raises
+    ------
+    BackupError
+        When the backup is not whole or the target is not empty.
+    """
     problems = verify_backup(backup)
     if problems:
         raise BackupError(f"the backup is not whole: {problems[0]} ({len(problems)} problem(s))")
-    if data_dir.exists() and any(data_dir.iterdir()) and not force:
-        raise BackupError(f"{data_dir} is not empty; restore into an empty folder or use --force")
+    holds_blobs = blob_root.exists() and any(blob_root.glob("??/??/*"))
+    if not force and (holds_blobs or not index_is_empty(database_url)):
+        raise BackupError(
+            "the target installation is not empty (index or blobs); restore into an empty "
+            "data folder and database, or use --force"
+        )
     manifest = read_manifest(backup)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    _copy_durably(backup / INDEX_FILE, data_dir / INDEX_FILE)
-    for suffix in ("-wal", "-shm"):
-        (data_dir / (INDEX_FILE + suffix)).unlink(missing_ok=True)
-    source, target = FileStore(backup.parent / "blobs"), FileStore(data_dir / "blobs")
-    for key, _size in manifest.blobs:
+    source, target = backup.parent / "blobs", FileStore(blob_root)
+    touched: set[Path] = set()
+    total = len(manifest.blobs)
+    for key, _size in manifest.blobs:  # blobs first: an index never points at nothing
         if not target.exists(key):
-            stored = source.stored_path(key)
-            _copy_durably(stored, target.path(key).with_name(stored.name))
+            stored = stored_blob(source, key)
+            assert stored is not None  # verified above
+            copy_durably(stored, target.path(key).with_name(stored.name))
+            touched.add(target.path(key).parent)
+        if progress:
+            progress(1, total)
+    for folder in touched:
+        fsync_dir(folder)
+    load_index(backup / manifest.index_file, manifest.dialect, database_url)
     return manifest

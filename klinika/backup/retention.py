@@ -19,12 +19,15 @@ from klinika.storage.files import ZSTD_SUFFIX
 
 @dataclass(frozen=True)
 class Retention:
-    """Keep the newest backup of each of the last ``daily`` days, ``weekly`` ISO weeks and
-    ``monthly`` months (a backup kept for one reason is not counted again)."""
+    """Keep the newest backup of each of the last ``hourly`` hours, ``daily`` days, ``weekly``
+    ISO weeks and ``monthly`` months that have a backup. Each rule counts its periods on its
+    own, newest first (as restic's ``--keep-daily/weekly/monthly``), so this week counts as
+    one of the weeks even when its backup is kept as a daily already."""
 
     daily: int = 7
     weekly: int = 4
     monthly: int = 12
+    hourly: int = 0  # points in time to go back to within a day (0: the newest of the day)
 
 
 def _when(backup: Path) -> dt.datetime:
@@ -45,6 +48,7 @@ def to_keep(backups: list[Path], policy: Retention) -> set[Path]:
     """The newest backup is always kept; then the newest of each period, per the policy."""
     kept: set[Path] = set(backups[:1])
     for limit, period in (
+        (policy.hourly, lambda t: (t.date(), t.hour)),
         (policy.daily, lambda t: t.date()),
         (policy.weekly, lambda t: t.isocalendar()[:2]),
         (policy.monthly, lambda t: (t.year, t.month)),

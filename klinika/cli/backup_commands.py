@@ -1,132 +1,235 @@
-"""``klinika backup / restore / fsck``."""
+"""``klinika backup [create] DEST / backup verify / backup prune / restore / fsck / compress``.
+
+Thin: parse, call one function of :mod:`klinika.backup`, record the audit event, print.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import time
 from pathlib import Path
 
 import click
 
 from klinika.cli.context import settings_from
 
+BackupPath = click.Path(exists=True, file_okay=False, path_type=Path)
 
-@click.command(context_settings={"ignore_unknown_options": False})
-@click.argument("args", nargs=-1, required=True)
+
+@contextlib.contextmanager
+def _progress(label: str):  # type: ignore[no-untyped-def]
+    """A click progress bar whose length is learnt from the first ``progress(step, total)``."""
+    with click.progressbar(length=1, label=label, show_pos=True) as bar:
+
+        def advance(step: int, total: int) -> None:
+            bar.length = max(total, 1)
+            bar.update(step)
+
+        yield advance
+
+
+class _BackupGroup(click.Group):
+    """``klinika backup DEST`` means ``klinika backup create DEST``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["create", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_BackupGroup)
+def backup() -> None:
+    """Back up into DEST (``klinika backup DEST [--full]``), check a backup (``verify``),
+    or apply the retention policy (``prune``)."""
+
+
+@backup.command(name="create")
+@click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--full", is_flag=True, help="Copy every blob again, not only the missing ones.")
 @click.pass_context
-def backup(ctx: click.Context, args: tuple[str, ...], full: bool) -> None:
-    """Back up into DEST (``klinika backup DEST``), check one (``klinika backup verify
-    DEST/<backup>``), or apply the retention policy (``klinika backup prune DEST``)."""
+def create(ctx: click.Context, destination: Path, full: bool) -> None:
+    """Back up the index and the blobs into DEST (incremental unless --full)."""
     from klinika.audit import Actor
-    from klinika.backup import create_backup, verify_backup
-    from klinika.backup.snapshot import BackupError, read_manifest
+    from klinika.backup import BackupError, create_backup
+    from klinika.backup.schedule import backup_details
     from klinika.runtime import Runtime
 
-    if args[0] == "verify":
-        if len(args) != 2:
-            raise click.UsageError("klinika backup verify BACKUP")
-        target = Path(args[1])
-        try:
-            total = len(read_manifest(target).blobs)
-            with click.progressbar(length=total, label="Verifying") as bar:
-                problems = verify_backup(target, progress=bar.update)
-        except BackupError as exc:
-            raise click.ClickException(str(exc)) from exc
-        for problem in problems:
-            click.echo(f"  {problem}", err=True)
-        click.echo(f"{total} blob(s) checked, {len(problems)} problem(s)")
-        ctx.exit(1 if problems else 0)
     settings = settings_from(ctx)
-    if args[0] == "prune":
-        from klinika.backup.retention import Retention, prune
-
-        if len(args) != 2:
-            raise click.UsageError("klinika backup prune DEST")
-        policy = Retention(
-            settings.backup_keep_daily, settings.backup_keep_weekly, settings.backup_keep_monthly
-        )
-        deleted, blobs = prune(Path(args[1]), policy)
-        click.echo(f"deleted {len(deleted)} backup(s) and {blobs} unreferenced blob(s)")
-        return
     with Runtime(settings) as runtime:
         try:
-            with click.progressbar(length=0, label="Backing up") as bar:
+            with _progress("Backing up") as progress:
                 folder, manifest = create_backup(
                     settings.database_url,
                     settings.blob_dir,
-                    Path(args[0]),
+                    destination,
                     full=full,
-                    progress=bar.update,
+                    progress=progress,
                 )
         except BackupError as exc:
+            runtime.audit.record(
+                Actor.system(), "backup:create", "failure", details={"error": str(exc)}
+            )
             raise click.ClickException(str(exc)) from exc
         runtime.audit.record(
             Actor.system(),
             "backup:create",
-            "success",
-            details={
-                "backup": str(folder),
-                "blobs": len(manifest.blobs),
-                "copied": manifest.copied_blobs,
-                "full": full,
-            },
+            "failure" if manifest.problems else "success",
+            details=backup_details(folder, manifest),
         )
+    counts = manifest.counts
     click.echo(
-        f"backup {folder}: {manifest.counts.get('instances', 0)} instances, "
-        f"{len(manifest.blobs)} blobs ({manifest.copied_blobs} copied, "
-        f"{manifest.copied_bytes / 1e6:.1f} MB)"
+        f"backup {folder}: {counts.get('studies', 0)} studies, {counts.get('instances', 0)} "
+        f"instances, {len(manifest.blobs)} blobs ({manifest.copied_blobs} copied, "
+        f"{manifest.copied_bytes / 1e6:.1f} MB) in {manifest.seconds:.1f} s"
     )
+    for problem in manifest.problems:
+        click.echo(f"  {problem}", err=True)
+    ctx.exit(1 if manifest.problems else 0)
+
+
+@backup.command()
+@click.argument("backup_dir", metavar="BACKUP", type=BackupPath)
+@click.pass_context
+def verify(ctx: click.Context, backup_dir: Path) -> None:
+    """Re-read every checksum of BACKUP (reads only; needs no installation)."""
+    from klinika.backup import BackupError, read_manifest, verify_backup
+
+    try:
+        total = len(read_manifest(backup_dir).blobs)
+        with _progress("Verifying") as progress:
+            problems = verify_backup(backup_dir, progress=progress)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for problem in problems:
+        click.echo(f"  {problem}", err=True)
+    click.echo(f"{backup_dir}: index and {total} blob(s) checked, {len(problems)} problem(s)")
+    ctx.exit(1 if problems else 0)
+
+
+@backup.command(name="prune")
+@click.argument("destination", type=BackupPath)
+@click.option("--keep-hourly", type=int, default=0, show_default=True, help="Hours to keep.")
+@click.option("--keep-daily", type=int, help="Days to keep (default: backup_keep_daily).")
+@click.option("--keep-weekly", type=int, help="ISO weeks to keep (backup_keep_weekly).")
+@click.option("--keep-monthly", type=int, help="Months to keep (backup_keep_monthly).")
+@click.pass_context
+def prune_command(
+    ctx: click.Context,
+    destination: Path,
+    keep_hourly: int,
+    keep_daily: int | None,
+    keep_weekly: int | None,
+    keep_monthly: int | None,
+) -> None:
+    """Delete backups the retention policy does not keep, then unreferenced blobs."""
+    from klinika.backup import BackupError, Retention, prune
+
+    settings = settings_from(ctx)
+    policy = Retention(
+        settings.backup_keep_daily if keep_daily is None else keep_daily,
+        settings.backup_keep_weekly if keep_weekly is None else keep_weekly,
+        settings.backup_keep_monthly if keep_monthly is None else keep_monthly,
+        keep_hourly,
+    )
+    try:
+        deleted, blobs = prune(destination, policy)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if deleted and settings.data_dir.is_dir():  # on the installation's host: audit it
+        from klinika.audit import Actor
+        from klinika.runtime import Runtime
+
+        with Runtime(settings) as runtime:
+            runtime.audit.record(
+                Actor.system(),
+                "backup:prune",
+                "success",
+                details={"deleted": [b.name for b in deleted], "blobs": blobs},
+            )
+    click.echo(f"deleted {len(deleted)} backup(s) and {blobs} unreferenced blob(s)")
 
 
 @click.command()
-@click.argument("backup_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--force", is_flag=True, help="Restore into a non-empty data folder.")
+@click.argument("backup_dir", metavar="BACKUP", type=BackupPath)
+@click.option("--force", is_flag=True, help="Restore into an installation that holds data.")
 @click.pass_context
 def restore(ctx: click.Context, backup_dir: Path, force: bool) -> None:
-    """Restore a backup into the (empty) data folder, then run fsck."""
+    """Restore BACKUP into this (empty) installation, then prove it whole with fsck."""
     from klinika.audit import Actor
-    from klinika.backup import fsck, restore_backup
-    from klinika.backup.snapshot import BackupError
+    from klinika.backup import BackupError, fsck, restore_backup
     from klinika.runtime import Runtime
 
     settings = settings_from(ctx)
+    started = time.monotonic()
     try:
-        manifest = restore_backup(backup_dir, settings.data_dir, force=force)
+        with _progress("Restoring") as progress:
+            manifest = restore_backup(
+                backup_dir, settings.database_url, settings.blob_dir, force=force, progress=progress
+            )
     except BackupError as exc:
         raise click.ClickException(str(exc)) from exc
+    restored = time.monotonic() - started
     with Runtime(settings) as runtime:
-        report = fsck(runtime.archive)
+        with _progress("Checking") as progress:
+            report = fsck(runtime.archive, progress=progress)
+        chain = runtime.audit.verify()
         runtime.audit.record(
             Actor.system(),
             "backup:restore",
-            "success" if report.clean else "failure",
-            details={"backup": str(backup_dir), "instances": manifest.counts.get("instances")},
+            "success" if report.clean and chain.ok else "failure",
+            details={
+                "backup": str(backup_dir),
+                "instances": manifest.counts.get("instances", 0),
+                "fsck_clean": report.clean,
+                "audit_chain_ok": chain.ok,
+                "forced": force,
+            },
         )
+    _print_report(report)
     click.echo(
-        f"restored {manifest.counts.get('instances', 0)} instances from {backup_dir}; "
-        f"fsck {'clean' if report.clean else 'found problems'}"
+        f"restored {manifest.counts.get('instances', 0)} instances from {backup_dir} in "
+        f"{restored:.1f} s (+{time.monotonic() - started - restored:.1f} s fsck); "
+        f"fsck {'clean' if report.clean else 'found problems'}; "
+        f"audit chain {'verifies' if chain.ok else 'BROKEN'}"
     )
-    ctx.exit(0 if report.clean else 1)
+    ctx.exit(0 if report.clean and chain.ok else 1)
 
 
-@click.command()
-@click.option("--repair", is_flag=True, help="Re-index orphans and recompute counts.")
-@click.option("--delete-orphans", is_flag=True, help="Delete orphans that cannot be indexed.")
+@click.command(name="fsck")
+@click.option("--repair", is_flag=True, help="Re-index orphans and recompute stale counts.")
+@click.option(
+    "--delete-orphans",
+    is_flag=True,
+    help="With --repair: delete orphans that cannot be indexed (the only deletion fsck does).",
+)
 @click.pass_context
 def fsck_command(ctx: click.Context, repair: bool, delete_orphans: bool) -> None:
-    """Check that index and blobs agree (missing, corrupt, orphan blobs; stale counts)."""
+    """Check that index and blobs agree: missing, corrupt and orphan blobs, stale counts."""
     from klinika.backup import fsck
     from klinika.runtime import Runtime
 
-    with Runtime(settings_from(ctx)) as runtime:
-        report = fsck(runtime.archive, repair=repair, delete_orphans=delete_orphans)
+    with Runtime(settings_from(ctx)) as runtime, _progress("Checking") as progress:
+        report = fsck(
+            runtime.archive,
+            repair=repair or delete_orphans,
+            delete_orphans=delete_orphans,
+            progress=progress,
+        )
+    _print_report(report)
+    click.echo(
+        f"{report.checked} instance(s) checked: {len(report.missing)} missing, "
+        f"{len(report.corrupt)} corrupt, {len(report.orphans)} orphan(s), "
+        f"{len(report.stale_counts)} stale count(s)"
+    )
+    click.echo("clean" if report.clean else "problems found")
+    whole = report.clean or (repair and report.whole_after_repair)
+    ctx.exit(0 if whole else 1)
+
+
+def _print_report(report) -> None:  # type: ignore[no-untyped-def]
     for name in ("missing", "corrupt", "orphans", "stale_counts", "repaired", "deleted"):
         for item in getattr(report, name):
             click.echo(f"{name}: {item}")
-    click.echo("clean" if report.clean else "problems found")
-    ctx.exit(0 if report.clean or (repair and not report.missing and not report.corrupt) else 1)
-
-
-fsck_command.name = "fsck"
 
 
 @click.command()
@@ -146,5 +249,6 @@ def compress(ctx: click.Context) -> None:
 
 
 def register(cli: click.Group) -> None:
+    """Add ``backup`` (create, verify, prune), ``restore``, ``fsck`` and ``compress``."""
     for command in (backup, restore, fsck_command, compress):
         cli.add_command(command)

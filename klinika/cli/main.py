@@ -69,13 +69,19 @@ def serve(
     if workers > 1:
         from klinika.web.server import run_workers
 
-        Runtime(settings).close()  # migrate once, before the workers start
-        run_workers(
-            settings,
-            host=host or settings.http_host,
-            port=port or settings.http_port,
-            workers=workers,
-        )
+        # migrate once before the workers start; scheduled backups run in this parent process
+        with Runtime(settings) as runtime:
+            scheduler = start_backup_scheduler(settings, runtime.audit)
+            try:
+                run_workers(
+                    settings,
+                    host=host or settings.http_host,
+                    port=port or settings.http_port,
+                    workers=workers,
+                )
+            finally:
+                if scheduler is not None:
+                    scheduler.stop()
         return
     with Runtime(settings) as runtime:
         listener = None

@@ -97,7 +97,11 @@ def query(ctx: click.Context, peer: str, level: str, keys: tuple[str, ...]) -> N
 @click.argument("study_uid")
 @click.pass_context
 def retrieve(ctx: click.Context, peer: str, study_uid: str) -> None:
-    """C-MOVE a study from a remote AE into Klinika (the remote must know our AE)."""
+    """C-MOVE a study from a remote AE into Klinika.
+
+    The instances arrive at Klinika's running DIMSE listener (`klinika serve` or
+    `klinika dimse`), so the remote must know our AE title with that listener's address.
+    """
     from klinika.dimse.scu import retrieve as send_move
 
     try:

@@ -27,6 +27,7 @@ class RemoteAE:
 
     Written ``TITLE@HOST:PORT`` or ``TITLE@HOST:PORT/store,find`` (the services it may use on
     us; all by default); several are separated by spaces or semicolons in ``KLINIKA_MODALITIES``.
+    In a TOML file, either such strings or ``[[modalities]]`` tables (see :meth:`from_table`).
     The address is also where C-MOVE sends instances for that title.
     """
 
@@ -42,13 +43,44 @@ class RemoteAE:
         host, colon, port = address.rpartition(":")
         if not (at and colon and title and host):
             raise ConfigError(f"a modality is written TITLE@HOST:PORT[/services], not {text!r}")
-        chosen = frozenset(s.strip() for s in services.split(",") if s.strip()) or DIMSE_SERVICES
-        if not chosen <= DIMSE_SERVICES or not 1 <= len(title) <= 16:
-            raise ConfigError(f"modality {text!r}: bad AE title or services {sorted(chosen)}")
+        chosen = [s.strip() for s in services.split(",") if s.strip()] or sorted(DIMSE_SERVICES)
+        return cls.checked(title, host, port, chosen, what=repr(text))
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> RemoteAE:
+        """A ``[[modalities]]`` TOML table: ``title``, ``host`` (an address or a network such
+        as ``10.0.0.0/24``), ``port``, optional ``services`` (a list of echo/store/find/move/get;
+        all when omitted)."""
+        what = repr(dict(table))
+        unknown = set(table) - {"title", "host", "port", "services"}
+        if unknown:
+            raise ConfigError(f"modality {what}: unknown keys {sorted(unknown)}")
+        if not {"title", "host", "port"} <= set(table):
+            raise ConfigError(f"modality {what}: title, host and port are required")
+        services = table.get("services", sorted(DIMSE_SERVICES))
+        if isinstance(services, str) or not isinstance(services, list | tuple) or not services:
+            raise ConfigError(
+                f"modality {what}: services must be a non-empty list (omit it for all)"
+            )
+        return cls.checked(table["title"], table["host"], table["port"], services, what=what)
+
+    @classmethod
+    def checked(cls, title: Any, host: Any, port: Any, services: Any, *, what: str) -> RemoteAE:
+        """A remote AE from loose values, or a :class:`ConfigError` naming ``what``."""
+        title, host = str(title).strip(), str(host).strip()
+        chosen = frozenset(str(s).strip() for s in services)
+        if not chosen <= DIMSE_SERVICES or not 1 <= len(title) <= 16 or not host:
+            raise ConfigError(
+                f"modality {what}: bad AE title, host or services {sorted(chosen)} "
+                f"(services are {', '.join(sorted(DIMSE_SERVICES))})"
+            )
         try:
-            return cls(title, host, int(port), chosen)
-        except ValueError as exc:
-            raise ConfigError(f"modality {text!r}: the port must be a number") from exc
+            number = int(port)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"modality {what}: the port must be a number") from exc
+        if not 1 <= number <= 65535:
+            raise ConfigError(f"modality {what}: the port must be between 1 and 65535")
+        return cls(title, host, number, chosen)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +171,11 @@ def _convert(name: str, raw: Any, type_hint: Any) -> Any:
         if name == "modalities":
             items = re.split(r"[\s;]+", raw) if isinstance(raw, str) else list(raw)
             return tuple(
-                item if isinstance(item, RemoteAE) else RemoteAE.parse(str(item))
+                item
+                if isinstance(item, RemoteAE)
+                else RemoteAE.from_table(item)
+                if isinstance(item, Mapping)
+                else RemoteAE.parse(str(item))
                 for item in items
                 if str(item).strip()
             )

@@ -5,6 +5,11 @@ domain call (``Archive.store``, the one query engine, ``Archive.instances``) and
 outcome to a DIMSE status; they ask ``auth`` whether the calling AE may do the service and
 leave one audit event per request. May import: archive, index, auth, audit, dicom, config.
 
+Modules: ``server`` (the AE, its contexts, starting and stopping), ``handlers`` (one per
+service), ``peers`` (who may associate; refusals are logged and audited), ``identifiers``
+(Q/R identifiers to queries and answers back), ``status`` (domain outcomes to DIMSE
+statuses), ``scu`` (Klinika as a client: echo, send, query, retrieve).
+
 References
 ----------
 PS3.4 Annex B (Storage), Annex C (Query/Retrieve), PS3.7 §9.1 (DIMSE-C services).

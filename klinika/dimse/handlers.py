@@ -18,15 +18,23 @@ from klinika.auth import AuthService
 from klinika.config import RemoteAE, Settings
 from klinika.dimse import status
 from klinika.dimse.identifiers import answer_dataset, identifier_query
-from klinika.errors import KlinikaError
+from klinika.dimse.peers import calling_peer
+from klinika.errors import InvalidQuery, KlinikaError
 
 log = logging.getLogger(__name__)
 
 
-def peer_of(event: events.Event) -> tuple[str, str]:
-    """(calling AE title, address) of the association an event belongs to."""
-    requestor = event.assoc.requestor
-    return str(requestor.ae_title).strip(), str(requestor.address)
+class RetrieveRefused(KlinikaError):
+    """A C-MOVE was refused before any sub-operation (not authorized, bad identifier).
+
+    pynetdicom only lets a C-MOVE handler fail before its sub-operation count by raising:
+    it answers 0xC513 (a 0xCxxx "unable to process" status) and logs this message.
+    """
+
+
+def _model(event: events.Event) -> str:
+    """The information model (SOP Class UID) a Q/R request was sent on."""
+    return str(event.request.AffectedSOPClassUID)
 
 
 def failure(code: int, comment: str) -> Dataset:
@@ -47,11 +55,11 @@ class Handlers:
     settings: Settings
 
     def _allowed(self, event: events.Event, action: str) -> bool:
-        title, address = peer_of(event)
+        title, address = calling_peer(event)
         return self.auth.authorize_ae(title, address, action)
 
     def _record(self, event: events.Event, action: str, outcome: str, **fields: Any) -> None:
-        title, address = peer_of(event)
+        title, address = calling_peer(event)
         self.audit.record_soon(
             Actor(title or "-", "modality"), action, outcome, source=f"{title}@{address}", **fields
         )
@@ -88,11 +96,16 @@ class Handlers:
             yield failure(status.NOT_AUTHORIZED, "this AE may not query here"), None
             return
         try:
-            query, keys = identifier_query(event.identifier)
+            query, keys = identifier_query(event.identifier, _model(event))
             matches = self.archive.search(query).matches
         except KlinikaError as exc:
             self._record(event, "dicom:read", "failure", details={"error": str(exc)})
-            yield failure(status.FIND_UNABLE_TO_PROCESS, str(exc)), None
+            code = (
+                status.IDENTIFIER_MISMATCH
+                if isinstance(exc, InvalidQuery)
+                else status.FIND_UNABLE_TO_PROCESS
+            )
+            yield failure(code, str(exc)), None
             return
         self._record(
             event,
@@ -108,39 +121,50 @@ class Handlers:
 
     # ------------------------------------------------------------------ C-MOVE
     def move(self, event: events.Event) -> Iterator[Any]:
-        """Send the matched instances to a configured destination (PS3.4 C.4.2)."""
-        if not self._allowed(event, "dicom:read"):
-            yield None, None  # the destination is refused: 0xA801
-            return
+        """Send the matched instances to a configured destination (PS3.4 C.4.2).
+
+        An unknown destination answers 0xA801. A refused request (not authorized, identifier
+        not resolvable) raises :class:`RetrieveRefused` before the sub-operation count, which
+        pynetdicom answers with 0xC513; the destination is not contacted.
+        """
         destination = self._destination(event.move_destination)
         if destination is None:
             log.warning("C-MOVE to unknown destination %r refused", event.move_destination)
             yield None, None
             return
+        # pynetdicom reads these options only after the sub-operation count: the contexts
+        # are filled in once the instances are known.
+        options: dict[str, Any] = {
+            "contexts": [],
+            "evt_handlers": [(events.EVT_CONN_OPEN, set_nodelay)],
+        }
+        yield destination.host, destination.port, options
+        if not self._allowed(event, "dicom:read"):
+            raise RetrieveRefused(f"{calling_peer(event)[0]} may not retrieve here")
         records = self._resolve(event, "C-MOVE")
         if records is None:
-            yield destination.host, destination.port
-            yield failure(status.IDENTIFIER_MISMATCH, "the identifier cannot be resolved"), None
-            return
-        yield (
-            destination.host,
-            destination.port,
-            {
-                "contexts": _contexts_for(records),
-                "evt_handlers": [(events.EVT_CONN_OPEN, set_nodelay)],
-            },
-        )
+            raise RetrieveRefused("the C-MOVE identifier cannot be resolved")
+        options["contexts"] = _contexts_for(records)
         yield from self._sub_operations(event, records)
 
     # ------------------------------------------------------------------- C-GET
     def get(self, event: events.Event) -> Iterator[Any]:
-        """Send the matched instances back on the same association (PS3.4 C.4.3)."""
+        """Send the matched instances back on the same association (PS3.4 C.4.3).
+
+        A refusal is reported as one failed sub-operation with the failure status, since
+        pynetdicom takes a status only after the sub-operation count.
+        """
+        refusal: Dataset | None = None
+        records: list[InstanceRecord] | None = None
         if not self._allowed(event, "dicom:read"):
-            yield failure(status.NOT_AUTHORIZED, "this AE may not retrieve here")
-            return
-        records = self._resolve(event, "C-GET")
-        if records is None:
-            yield failure(status.IDENTIFIER_MISMATCH, "the identifier cannot be resolved")
+            refusal = failure(status.NOT_AUTHORIZED, "this AE may not retrieve here")
+        else:
+            records = self._resolve(event, "C-GET")
+            if records is None:
+                refusal = failure(status.IDENTIFIER_MISMATCH, "the identifier cannot be resolved")
+        if refusal is not None or records is None:
+            yield 1
+            yield refusal, None
             return
         yield from self._sub_operations(event, records)
 
@@ -150,7 +174,7 @@ class Handlers:
 
     def _resolve(self, event: events.Event, service: str) -> list[InstanceRecord] | None:
         try:
-            query, _ = identifier_query(event.identifier)
+            query, _ = identifier_query(event.identifier, _model(event))
             records = self.archive.instances_matching(query)
         except KlinikaError as exc:
             self._record(

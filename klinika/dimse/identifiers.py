@@ -21,12 +21,30 @@ from klinika.index.query import Query
 _SKIP = {"QueryRetrieveLevel", "SpecificCharacterSet", "RetrieveAETitle", "InstanceAvailability"}
 
 
-def identifier_level(identifier: Dataset) -> Level:
-    """The Query/Retrieve Level of an identifier (PS3.4 C.4.1.1.3.1)."""
+#: Study Root information models (FIND, MOVE, GET): they have no PATIENT level (PS3.4 C.6.2).
+STUDY_ROOT_MODELS = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.2.2.1",
+        "1.2.840.10008.5.1.4.1.2.2.2",
+        "1.2.840.10008.5.1.4.1.2.2.3",
+    }
+)
+
+
+def identifier_level(identifier: Dataset, model: str | None = None) -> Level:
+    """The Query/Retrieve Level of an identifier, checked against the information model.
+
+    References
+    ----------
+    PS3.4 C.4.1.1.3.1 (Query/Retrieve Level), C.6.1 (Patient Root), C.6.2 (Study Root).
+    """
     raw = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
-    if raw == "IMAGE" or raw in Level.__members__:
-        return Level[raw]
-    raise InvalidQuery(f"QueryRetrieveLevel {raw!r} is not PATIENT, STUDY, SERIES or IMAGE")
+    if not (raw == "IMAGE" or raw in Level.__members__):
+        raise InvalidQuery(f"QueryRetrieveLevel {raw!r} is not PATIENT, STUDY, SERIES or IMAGE")
+    level = Level[raw]
+    if level == Level.PATIENT and model in STUDY_ROOT_MODELS:
+        raise InvalidQuery("the Study Root information model has no PATIENT level")
+    return level
 
 
 def _as_text(value: Any) -> str:
@@ -39,9 +57,17 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-def identifier_query(identifier: Dataset) -> tuple[Query, list[str]]:
-    """The query for an identifier, and the keywords the answer must carry (its keys)."""
-    level = identifier_level(identifier)
+def identifier_query(identifier: Dataset, model: str | None = None) -> tuple[Query, list[str]]:
+    """The query for an identifier, and the keywords the answer must carry (its keys).
+
+    ``model`` is the SOP Class UID of the information model the request was sent on.
+
+    Raises
+    ------
+    InvalidQuery
+        When the level is missing or not one of the model's levels, or a key is malformed.
+    """
+    level = identifier_level(identifier, model)
     match: dict[str, str] = {}
     for element in identifier:
         keyword = element.keyword

@@ -24,6 +24,7 @@ from klinika.audit import AuditTrail
 from klinika.auth import AuthService
 from klinika.config import Settings
 from klinika.dimse.handlers import Handlers, set_nodelay
+from klinika.dimse.peers import admission_handler
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,9 @@ class DimseServer:
         return int(self.server.server_address[1])
 
     def shutdown(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        """Stop accepting, abort the open associations (an unacknowledged instance is the
+        sender's to retry) and close the socket."""
+        self.ae.shutdown()
 
 
 def build_ae(settings: Settings) -> AE:
@@ -90,15 +92,20 @@ def build_ae(settings: Settings) -> AE:
     ae.add_supported_context(Verification)
     for sop_class in QUERY_RETRIEVE:
         ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
-    if settings.dimse_strict:
-        ae.require_calling_aet = [m.title for m in settings.modalities]
+    # Calling AEs are admitted by klinika.dimse.peers (title and address), not by
+    # ae.require_calling_aet, which checks titles only and leaves no trace of a refusal.
     return ae
 
 
 def start_dimse_server(
     archive: Archive, auth: AuthService, audit: AuditTrail, settings: Settings
 ) -> DimseServer:
-    """Listen on ``settings.dimse_host:dimse_port`` in background threads."""
+    """Listen on ``settings.dimse_host:dimse_port`` in background threads; non-blocking.
+
+    Calling AEs are admitted by :func:`klinika.dimse.peers.admission_handler`; each service
+    is then authorized by ``auth`` and audited. ``settings.dimse_port`` 0 picks a free port
+    (see :attr:`DimseServer.port`).
+    """
     handlers = Handlers(archive, auth, audit, settings)
     ae = build_ae(settings)
     server = ae.make_server(
@@ -106,6 +113,7 @@ def start_dimse_server(
         server_class=NoDelayAssociationServer,
         evt_handlers=[
             (evt.EVT_CONN_OPEN, set_nodelay),
+            (evt.EVT_REQUESTED, admission_handler(auth, audit)),
             (evt.EVT_C_ECHO, handlers.echo),
             (evt.EVT_C_STORE, handlers.store),
             (evt.EVT_C_FIND, handlers.find),

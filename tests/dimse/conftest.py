@@ -1,16 +1,29 @@
-"""A live Klinika with its DIMSE listener, and a DCMTK storescp as C-MOVE destination."""
+"""Klinika's DIMSE listener, live (``klinika serve``) or in this process, and a DCMTK
+storescp as C-MOVE destination."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pydicom
 import pytest
+from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES
+from pynetdicom.association import Association
 
+from klinika.archive import Archive
+from klinika.config import load_settings
+from klinika.dicom.attributes import Level
+from klinika.dimse import DimseServer, start_dimse_server
+from klinika.index.query import Query
+from klinika.runtime import Runtime
 from tests.conftest import LiveServer, free_port, start_server
 
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
@@ -61,3 +74,66 @@ def dimse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dimse]:
     server.stop()
     receiver.terminate()
     receiver.wait(timeout=10)
+
+
+@dataclass
+class LocalDimse:
+    """Klinika's DIMSE listener in this process, over its own data folder: tests look at what
+    the archive holds directly."""
+
+    runtime: Runtime
+    listener: DimseServer
+
+    @property
+    def archive(self) -> Archive:
+        return self.runtime.archive
+
+    @property
+    def port(self) -> int:
+        return self.listener.port
+
+    def holds(self, sop_instance_uid: str) -> bool:
+        """Whether the index knows this SOP Instance UID (at any study)."""
+        query = Query(Level.IMAGE, match={"SOPInstanceUID": sop_instance_uid}, strict=False)
+        return bool(self.archive.search(query).matches)
+
+    def stored(self, part10: bytes) -> bytes:
+        """The stored Part-10 bytes of the instance a file holds."""
+        ds = pydicom.dcmread(io.BytesIO(part10), stop_before_pixels=True)
+        (record,) = self.archive.instances(
+            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+        )
+        return self.archive.read(record)
+
+
+@contextmanager
+def local_dimse(data_dir: Path, **settings: Any) -> Iterator[LocalDimse]:
+    """Start :func:`klinika.dimse.start_dimse_server` on a free port of 127.0.0.1."""
+    runtime = Runtime(
+        load_settings(env={}, data_dir=data_dir, dimse_port=0, fsync=False, **settings)
+    )
+    listener = start_dimse_server(runtime.archive, runtime.auth, runtime.audit, runtime.settings)
+    try:
+        yield LocalDimse(runtime, listener)
+    finally:
+        listener.shutdown()
+        runtime.close()
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Iterator[LocalDimse]:
+    with local_dimse(tmp_path / "data") as server:
+        yield server
+
+
+def associate(port: int, *contexts: Any, aet: str = "TESTSCU", **kwargs: Any) -> Association:
+    """A pynetdicom association to Klinika proposing ``contexts`` (as ``build_context`` takes
+    them: a SOP class, or a (SOP class, transfer syntaxes) pair)."""
+    ae = AE(ae_title=aet)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    for context in contexts:
+        sop_class, syntaxes = context if isinstance(context, tuple) else (context, None)
+        ae.add_requested_context(sop_class, syntaxes or DEFAULT_TRANSFER_SYNTAXES)
+    assoc = ae.associate("127.0.0.1", port, ae_title="KLINIKA", **kwargs)
+    assert assoc.is_established, "Klinika refused the association"
+    return assoc

@@ -1,0 +1,79 @@
+"""Who may open an association with us: the known-modality rules applied at A-ASSOCIATE.
+
+A calling AE is admitted when one of the auth service's known peers matches its title and
+address (:meth:`klinika.auth.DicomPeer.matches`). Outside strict mode those peers include any
+AE title from this machine (the embedded default); in strict mode only configured modalities,
+checked by title and, when configured, address. Each service is still authorized on its own
+(``AuthService.authorize_ae``), since a peer may be limited to some services.
+
+References
+----------
+PS3.8 §7.1.1.9 and Table 9-21 (A-ASSOCIATE-RJ result, source and reason).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from pynetdicom import events
+
+from klinika.audit import Actor, AuditTrail
+from klinika.auth import AuthService
+
+log = logging.getLogger(__name__)
+
+#: A-ASSOCIATE-RJ: rejected-permanent, by the service user, calling AE title not recognized.
+_REJECT_CALLING_AE = (0x01, 0x01, 0x03)
+
+
+def calling_peer(event: events.Event) -> tuple[str, str]:
+    """(calling AE title, address) of the association an event belongs to."""
+    requestor = event.assoc.requestor
+    return str(requestor.ae_title).strip(), str(requestor.address)
+
+
+def is_known(auth: AuthService, title: str, address: str) -> bool:
+    """Whether any known peer matches this calling AE title and address."""
+    return any(peer.matches(title, address) for peer in auth.peers)
+
+
+def association_rejected(audit: AuditTrail, title: str, address: str, reason: str) -> None:
+    """Record one refused association: a log line and an audit event (``dicom:associate``).
+
+    The one place where refusals are reported; alerting on repeated refusals plugs in here.
+    """
+    log.warning("association from %s@%s rejected: %s", title or "-", address, reason)
+    audit.record_soon(
+        Actor(title or "-", "modality"),
+        "dicom:associate",
+        "denied",
+        source=f"{title}@{address}",
+        details={"reason": reason},
+    )
+
+
+def requesting_peer(event: events.Event) -> tuple[str, str]:
+    """(calling AE title, address) from an A-ASSOCIATE request not yet negotiated (pynetdicom
+    copies the calling title onto the requestor only during negotiation)."""
+    requestor = event.assoc.requestor
+    return str(requestor.primitive.calling_ae_title).strip(), str(requestor.address)
+
+
+def admission_handler(auth: AuthService, audit: AuditTrail) -> Callable[[events.Event], None]:
+    """An ``EVT_REQUESTED`` handler that rejects unknown calling AEs before negotiation.
+
+    Rejecting from ``EVT_REQUESTED`` is pynetdicom's documented way to refuse a request; it
+    answers A-ASSOCIATE-RJ (permanent, calling AE title not recognized) and then stops the
+    association's threads, as pynetdicom's own rejection path does.
+    """
+
+    def admit(event: events.Event) -> None:
+        title, address = requesting_peer(event)
+        if is_known(auth, title, address):
+            return
+        association_rejected(audit, title, address, "unknown calling AE or address")
+        event.assoc.acse.send_reject(*_REJECT_CALLING_AE)
+        event.assoc.kill()
+
+    return admit

@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-SYSTEM_PACKAGES=(python3-venv dcmtk orthanc poppler-utils iproute2 postgresql nginx openssl)
+# chromium: browser tests (Playwright drives Debian's Chromium; no browser is downloaded);
+# fonts-dejavu-core + fonts-noto-core: report PDFs (Latin diacritics and Cyrillic); npm: OHIF.
+SYSTEM_PACKAGES=(python3-venv dcmtk orthanc poppler-utils iproute2 postgresql nginx openssl
+  chromium fonts-dejavu-core fonts-noto-core npm)
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi

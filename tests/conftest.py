@@ -15,7 +15,7 @@ import pytest
 import requests
 from pydicom.data import get_testdata_file
 
-pytest_plugins = ["tests.databases"]  # database_url (SQLite and PostgreSQL), postgres_server
+pytest_plugins = ["tests.databases", "tests.browser"]  # database_url, postgres_server; browser
 
 SAMPLES = Path(
     os.environ.get("KLINIKA_SAMPLES", Path(__file__).parents[1].parent / "shared" / "dicom-samples")
@@ -93,14 +93,21 @@ def login(url: str, username: str, password: str = TEST_PASSWORD) -> dict[str, s
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
-def start_server(data_dir: Path, extra_env: dict[str, str] | None = None) -> LiveServer:
-    """Start ``python -m klinika serve`` with an admin ``tester``; wait until /health answers.
+def start_server(
+    data_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    users: dict[str, str] | None = None,
+) -> LiveServer:
+    """Start ``python -m klinika serve`` with an admin ``tester`` and ``users`` (name -> role,
+    password :data:`TEST_PASSWORD`); wait until /health answers.
 
     The returned server's ``headers`` carry that admin's session.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     if not (data_dir / "index.sqlite").exists():
         add_user(data_dir, "tester", "admin")
+        for username, role in (users or {}).items():
+            add_user(data_dir, username, role)
     port = free_port()
     env = {
         **os.environ,

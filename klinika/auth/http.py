@@ -15,12 +15,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from anyio import to_thread
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from klinika.audit import Actor, AuditTrail
@@ -32,8 +34,17 @@ from klinika.errors import KlinikaError
 
 COOKIE_NAME = "klinika_session"
 
-#: Reachable without a session. Everything else needs one.
-PUBLIC_PATHS = frozenset({"/health", "/health/ready", "/api/auth/login"})
+#: Reachable without a session (a session, when there is one, is still read). Everything else
+#: needs one.
+PUBLIC_PATHS = frozenset(
+    {"/health", "/health/ready", "/api/auth/login", "/login", "/language", "/favicon.ico"}
+)
+#: Path prefixes reachable without a session: our pages' CSS and JS (no patient data).
+PUBLIC_PREFIXES = ("/static/",)
+#: Where a browser without a session is sent when it navigates to a page.
+LOGIN_PAGE = "/login"
+#: Machine interfaces: they answer 401, never a redirect to the login page.
+_API_PREFIXES = ("/api/", "/dicom-web", "/wado")
 
 #: Actions whose every allowed request leaves an access event (denials are always recorded).
 AUDITED_ACTIONS = frozenset({"dicom:read", "dicom:store", "dicom:delete", "audit:read"})
@@ -62,6 +73,24 @@ def request_token(connection: HTTPConnection) -> str | None:
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     return connection.cookies.get(COOKIE_NAME) or None
+
+
+def scope_principal(connection: HTTPConnection) -> Principal | None:
+    """The principal the gate authenticated for this request, if any."""
+    return connection.scope.get(_PRINCIPAL)
+
+
+def _wants_page(scope: Scope, path: str) -> bool:
+    """A browser navigation (GET of HTML) outside the machine interfaces."""
+    if scope["method"] not in ("GET", "HEAD") or path.startswith(_API_PREFIXES):
+        return False
+    return "text/html" in HTTPConnection(scope).headers.get("accept", "")
+
+
+def _login_redirect(scope: Scope, path: str) -> Response:
+    query = scope.get("query_string", b"").decode("latin-1")
+    here = quote(path + (f"?{query}" if query else ""), safe="")
+    return RedirectResponse(f"{LOGIN_PAGE}?next={here}", status_code=303)
 
 
 def client_address(connection: HTTPConnection) -> str | None:
@@ -228,12 +257,14 @@ class SessionGate:
         audit: AuditTrail,
         on_error: Callable[[KlinikaError], Response],
         public_paths: frozenset[str] = PUBLIC_PATHS,
+        public_prefixes: tuple[str, ...] = PUBLIC_PREFIXES,
     ) -> None:
         self.app = app
         self.auth = auth
         self.audit = audit
         self.on_error = on_error
         self.public_paths = public_paths
+        self.public_prefixes = public_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -242,15 +273,23 @@ class SessionGate:
         path, root = scope["path"], scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :] or "/"
-        if path not in self.public_paths:
-            connection = HTTPConnection(scope)
-            token = request_token(connection)
+        token = request_token(HTTPConnection(scope))
+        if path.startswith(self.public_prefixes):
+            pass
+        elif path in self.public_paths:
+            if token:  # a page that is public still greets a logged-in user by name
+                with suppress(Unauthenticated):
+                    scope[_PRINCIPAL] = await to_thread.run_sync(self.auth.authenticate, token)
+        else:
             try:
                 if not token:
                     raise Unauthenticated("log in first")
                 scope[_PRINCIPAL] = await to_thread.run_sync(self.auth.authenticate, token)
             except Unauthenticated as exc:
-                await self.on_error(exc)(scope, receive, send)
+                if _wants_page(scope, path):
+                    await _login_redirect(scope, path)(scope, receive, send)
+                else:
+                    await self.on_error(exc)(scope, receive, send)
                 return
         pending: list[_Access] = []
         scope[_PENDING] = pending

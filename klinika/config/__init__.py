@@ -118,6 +118,12 @@ class Settings:
     backup_keep_daily: int = 7
     backup_keep_weekly: int = 4
     backup_keep_monthly: int = 12
+    # clinic branding (pages, report PDF header)
+    clinic_name: str = "Klinika"
+    clinic_address: str = ""
+    clinic_logo: Path | None = None
+    # downloaded third-party assets (the OHIF viewer); default <data_dir>/cache
+    cache_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.duplicate_policy not in get_args(DuplicatePolicy):
@@ -143,6 +149,11 @@ class Settings:
             object.__setattr__(self, "database_url", f"sqlite:///{db_path}")
 
     @property
+    def cache_path(self) -> Path:
+        """Where downloaded assets (the OHIF viewer) are kept."""
+        return self.cache_dir or self.data_dir / "cache"
+
+    @property
     def blob_dir(self) -> Path:
         """Where instance files live."""
         return self.data_dir / "blobs"
@@ -166,7 +177,7 @@ def _convert(name: str, raw: Any, type_hint: Any) -> Any:
             return int(raw)
         if type_hint is float:
             return float(raw)
-        if name == "backup_dir":
+        if name in ("backup_dir", "clinic_logo", "cache_dir"):
             return Path(raw) if str(raw) else None
         if name == "modalities":
             items = re.split(r"[\s;]+", raw) if isinstance(raw, str) else list(raw)

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from klinika import __version__
 from klinika.auth.http import PUBLIC_PATHS, Guard, SessionGate
@@ -16,6 +17,9 @@ from klinika.runtime import Runtime
 from klinika.web.admin import create_audit_router
 from klinika.web.errors import error_response, install_error_handlers
 from klinika.web.health import create_health_router
+from klinika.web.pages import PageContext, Pages, create_pages_router
+from klinika.web.pages.context import STATIC_DIR
+from klinika.web.security import SecurityHeaders
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
@@ -48,6 +52,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         on_error=error_response,
         public_paths=PUBLIC_PATHS,
     )
+    app.add_middleware(SecurityHeaders)
     guard = Guard(runtime.auth, runtime.audit)
     app.include_router(create_health_router(runtime.database, runtime.blobs))
     app.include_router(create_auth_router(runtime.auth, guard))
@@ -56,4 +61,16 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         create_dicomweb_router(runtime.archive, settings, guard), prefix="/dicom-web"
     )
     app.include_router(create_wado_uri_router(runtime.archive, guard))
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    pages = PageContext(
+        settings=settings,
+        pages=Pages(settings),
+        guard=guard,
+        auth=runtime.auth,
+        audit=runtime.audit,
+        archive=runtime.archive,
+        database=runtime.database,
+        blobs=runtime.blobs,
+    )
+    app.include_router(create_pages_router(pages))
     return app

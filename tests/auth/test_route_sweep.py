@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from fastapi.testclient import TestClient
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from klinika.auth import ACTIONS, USER_ROLES, is_allowed
-from klinika.auth.http import PUBLIC_PATHS, Require
+from klinika.auth.http import PUBLIC_PATHS, PUBLIC_PREFIXES, Require
 from tests.auth.conftest import Installation
 
 DUMMY = {"frames": "1", "username": "nobody", "session_id": "0" * 32}
@@ -28,6 +28,8 @@ def endpoints(site: Installation) -> Iterator[tuple[str, str, RouteContext]]:
     """(method, path template, route) of every HTTP endpoint the app serves, included
     routers flattened the way FastAPI's own OpenAPI generator does it."""
     for route in iter_route_contexts(site.app.routes):
+        if isinstance(route.original_route, Mount) and route.path + "/" in PUBLIC_PREFIXES:
+            continue  # static files without patient data (tested below)
         if not isinstance(route.original_route, APIRoute | Route):
             raise AssertionError(f"the sweep does not know how to call {route!r}")
         assert route.path, route
@@ -78,6 +80,19 @@ def test_public_routes_answer_without_credentials(site: Installation) -> None:
     assert anonymous.get("/health").status_code == 200
     assert anonymous.get("/health/ready").status_code == 200
     assert anonymous.post("/api/auth/login", json={}).status_code == 422
+    assert anonymous.get("/login").status_code == 200
+    assert anonymous.get("/static/klinika.css").status_code == 200
+
+
+def test_a_browser_without_a_session_is_sent_to_the_login_page(site: Installation) -> None:
+    anonymous = TestClient(site.app, follow_redirects=False)
+    html = {"Accept": "text/html,application/xhtml+xml"}
+    response = anonymous.get("/worklist?page=2", headers=html)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=%2Fworklist%3Fpage%3D2"
+    # machine interfaces answer 401 whatever the Accept header says
+    assert anonymous.get("/dicom-web/studies", headers=html).status_code == 401
+    assert anonymous.get("/api/auth/me", headers=html).status_code == 401
 
 
 def test_every_api_route_declares_one_known_action(site: Installation) -> None:

@@ -1,0 +1,124 @@
+"""What every page needs: the collaborators, the Jinja2 environment, and the request's
+language and principal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from klinika import __version__
+from klinika.archive import Archive
+from klinika.audit import AuditTrail
+from klinika.auth import AuthService
+from klinika.auth.http import Guard, scope_principal
+from klinika.auth.models import Principal
+from klinika.auth.permissions import is_allowed
+from klinika.config import Settings
+from klinika.db import Database
+from klinika.i18n import LANGUAGE_NAMES, LANGUAGES, N_, negotiate, translator
+from klinika.storage import FileStore
+
+STATIC_DIR = Path(__file__).parent / "static"
+#: The cookie that remembers an explicit language choice (readable by our scripts).
+LANGUAGE_COOKIE = "klinika_lang"
+#: The cookie OHIF's i18next reads; set together with ours so the viewer follows.
+OHIF_LANGUAGE_COOKIE = "i18next"
+
+ROLE_LABELS = {
+    "admin": N_("Administrator"),
+    "doctor": N_("Doctor"),
+    "operator": N_("Operator"),
+    "modality": N_("Modality"),
+}
+
+
+def request_language(request: Request, principal: Principal | None = None) -> str:
+    """Explicit choice (``?lang=``, then the language cookie) > the user's preference >
+    Accept-Language > English."""
+    explicit = request.query_params.get("lang") or request.cookies.get(LANGUAGE_COOKIE)
+    preference = principal.language if principal else None
+    return negotiate(explicit, preference, request.headers.get("accept-language"))
+
+
+def safe_next(target: str | None, default: str = "/") -> str:
+    """A same-site path to go back to after login (never another origin)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    return target
+
+
+class Pages:
+    """Renders templates with the request's language, principal and permissions."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.environment = Environment(
+            loader=PackageLoader("klinika.web.pages", "templates"),
+            autoescape=select_autoescape(default=True),
+            extensions=["jinja2.ext.i18n"],
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    def render(
+        self,
+        request: Request,
+        template: str,
+        *,
+        status_code: int = 200,
+        principal: Principal | None = None,
+        **values: Any,
+    ) -> HTMLResponse:
+        """Render ``template``; ``principal`` defaults to the session's."""
+        principal = principal or scope_principal(request)
+        language = request_language(request, principal)
+        speak = translator(language)
+        context = {
+            "request": request,
+            "principal": principal,
+            "lang": language,
+            "languages": [(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
+            "role_label": speak.gettext(ROLE_LABELS.get(principal.role, principal.role))
+            if principal
+            else "",
+            "can": lambda action: principal is not None and is_allowed(principal.role, action),
+            "_": speak.gettext,
+            "gettext": speak.gettext,
+            "ngettext": speak.ngettext,
+            "t": speak,
+            "version": __version__,
+            "clinic_name": self.settings.clinic_name,
+            **values,
+        }
+        html = self.environment.get_template(template).render(context)
+        response = HTMLResponse(html, status_code=status_code)
+        response.headers["Cache-Control"] = "no-store"
+        chosen = request.query_params.get("lang")
+        if chosen in LANGUAGES:
+            remember_language(response, chosen)
+        return response
+
+
+def remember_language(response: Any, language: str) -> None:
+    """Keep an explicit language choice for our pages and OHIF (one year)."""
+    for name in (LANGUAGE_COOKIE, OHIF_LANGUAGE_COOKIE):
+        response.set_cookie(name, language, max_age=365 * 86400, path="/", samesite="strict")
+
+
+@dataclass
+class PageContext:
+    """The collaborators page modules may use (handed out by the app factory)."""
+
+    settings: Settings
+    pages: Pages
+    guard: Guard
+    auth: AuthService
+    audit: AuditTrail
+    archive: Archive
+    database: Database
+    blobs: FileStore

@@ -1,0 +1,94 @@
+"""Login, logout, the language switch, and the home redirect."""
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+
+from klinika.auth.errors import LoginThrottled, Unauthenticated
+from klinika.auth.http import (
+    clear_session_cookie,
+    client_address,
+    scope_principal,
+    set_session_cookie,
+)
+from klinika.auth.models import Principal
+from klinika.i18n import LANGUAGES, N_
+from klinika.web.pages.context import PageContext, remember_language, safe_next
+
+HOME = "/worklist"
+WRONG_CREDENTIALS = N_("Wrong user name or password.")
+THROTTLED = N_("Too many failed attempts. Try again in a few minutes.")
+
+
+def create_router(context: PageContext) -> APIRouter:
+    router = APIRouter()
+    auth, pages = context.auth, context.pages
+
+    @router.get("/", dependencies=[Depends(context.guard("account:self"))])
+    def home() -> RedirectResponse:
+        return RedirectResponse(HOME, status_code=303)
+
+    @router.get("/login")
+    def login_page(request: Request, next: str = HOME) -> Response:
+        return pages.render(request, "login.html", next=safe_next(next, HOME), error=None)
+
+    @router.post("/login")
+    def login(
+        request: Request,
+        username: Annotated[str, Form(max_length=256)],
+        password: Annotated[str, Form(max_length=4096)],
+        next: Annotated[str, Form()] = HOME,
+    ) -> Response:
+        target = safe_next(next, HOME)
+        try:
+            result = auth.login(
+                username,
+                password,
+                source=client_address(request),
+                user_agent=request.headers.get("user-agent"),
+            )
+        except (Unauthenticated, LoginThrottled) as exc:
+            error = THROTTLED if isinstance(exc, LoginThrottled) else WRONG_CREDENTIALS
+            return pages.render(
+                request, "login.html", status_code=401, next=target, error=error, username=username
+            )
+        response = RedirectResponse(target, status_code=303)
+        set_session_cookie(request, response, result.token, result.expires_at - int(time.time()))
+        if not request.cookies.get("klinika_lang"):
+            remember_language(response, result.user.language)
+        return response
+
+    @router.post("/logout")
+    def logout(
+        request: Request, principal: Annotated[Principal, Depends(context.guard("account:self"))]
+    ) -> Response:
+        auth.logout(principal, source=client_address(request))
+        response = RedirectResponse("/login", status_code=303)
+        clear_session_cookie(request, response)
+        return response
+
+    @router.post("/language")
+    def choose_language(
+        request: Request,
+        language: Annotated[str, Form()],
+        next: Annotated[str, Form()] = HOME,
+    ) -> Response:
+        """The language switch: remembered in a cookie and, when logged in, as the user's
+        preference."""
+        response = RedirectResponse(safe_next(next, HOME), status_code=303)
+        if language not in LANGUAGES:
+            return response
+        remember_language(response, language)
+        principal = scope_principal(request)
+        if principal is not None and principal.role != "modality":
+            auth.update_user(
+                principal.username,
+                language=language,
+                actor=principal.actor,
+                source=client_address(request),
+            )
+        return response
+
+    return router

@@ -1,0 +1,36 @@
+"""Merge translations into the catalogs: ``python scripts/i18n_merge.py <domain> table.json``.
+
+``table.json`` maps each English message to its translations, ``{"Log in": {"ru": "Войти",
+"es": ..., "fr": ..., "de": ...}}``; the messages are added to (or replaced in)
+``klinika/i18n/locales/<lang>/LC_MESSAGES/<domain>.po``. Editing the ``.po`` files by hand, or
+with any gettext tool, works as well.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+from babel.messages.catalog import Catalog
+from babel.messages.pofile import read_po, write_po
+
+LOCALES = Path(__file__).parents[1] / "klinika" / "i18n" / "locales"
+
+
+def merge(domain: str, table: dict[str, dict[str, str]]) -> None:
+    for language in ("ru", "es", "fr", "de"):
+        path = LOCALES / language / "LC_MESSAGES" / f"{domain}.po"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            with path.open("rb") as handle:
+                catalog = read_po(handle, locale=language, domain=domain)
+        else:
+            catalog = Catalog(locale=language, domain=domain, project="Klinika PACS")
+        for message, translations in table.items():
+            catalog.add(message, translations[language])
+        with path.open("wb") as handle:
+            write_po(handle, catalog, width=100, sort_output=True)
+
+
+if __name__ == "__main__":
+    with open(sys.argv[2], encoding="utf-8") as source:
+        merge(sys.argv[1], json.load(source))

@@ -83,7 +83,11 @@ class Archive:
         return self.store_many([data])[0]
 
     def store_many(
-        self, items: Iterable[bytes], *, study_uid: str | None = None
+        self,
+        items: Iterable[bytes],
+        *,
+        study_uid: str | None = None,
+        sop_classes: frozenset[str] | None = None,
     ) -> list[StoreOutcome]:
         """Store several instances with one index transaction.
 
@@ -91,6 +95,7 @@ class Archive:
         trace, the others go on. An outcome other than ``rejected`` is returned only after the
         blob is fsynced and the index transaction committed. With ``study_uid``, instances of
         another study are rejected (``study-mismatch``), as STOW-RS to a study URL requires.
+        With ``sop_classes``, instances of other SOP classes are rejected (``not-authorized``).
         """
         outcomes: list[StoreOutcome] = []
         accepted: list[tuple[ParsedInstance, StoreOutcome]] = []
@@ -114,6 +119,10 @@ class Archive:
                 outcome.message = (
                     f"the instance belongs to study {parsed.study_uid}, not {study_uid}"
                 )
+                continue
+            if sop_classes is not None and parsed.sop_class_uid not in sop_classes:
+                outcome.status, outcome.reason = "rejected", "not-authorized"
+                outcome.message = f"storing SOP class {parsed.sop_class_uid} is not allowed here"
                 continue
             accepted.append((parsed, outcome))
         if self.duplicate_policy != "overwrite":

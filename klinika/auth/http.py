@@ -35,9 +35,17 @@ from klinika.errors import KlinikaError
 COOKIE_NAME = "klinika_session"
 
 #: Reachable without a session (a session, when there is one, is still read). Everything else
-#: needs one.
+#: needs one. (Browsers fetch the web-app manifest and the favicon without cookies.)
 PUBLIC_PATHS = frozenset(
-    {"/health", "/health/ready", "/api/auth/login", "/login", "/language", "/favicon.ico"}
+    {
+        "/health",
+        "/health/ready",
+        "/api/auth/login",
+        "/login",
+        "/language",
+        "/manifest.json",
+        "/favicon.ico",
+    }
 )
 #: Path prefixes reachable without a session: our pages' CSS and JS (no patient data).
 PUBLIC_PREFIXES = ("/static/",)
@@ -47,7 +55,9 @@ LOGIN_PAGE = "/login"
 _API_PREFIXES = ("/api/", "/dicom-web", "/wado")
 
 #: Actions whose every allowed request leaves an access event (denials are always recorded).
-AUDITED_ACTIONS = frozenset({"dicom:read", "dicom:store", "dicom:delete", "audit:read"})
+AUDITED_ACTIONS = frozenset(
+    {"dicom:read", "dicom:store", "dicom:annotate", "dicom:delete", "audit:read"}
+)
 
 _PRINCIPAL = "klinika.principal"
 _PENDING = "klinika.audit"

@@ -30,6 +30,9 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "dicom:read": frozenset({_A, _D, _O, _M}),
     # upload / import / receive: STOW, the upload page, C-STORE
     "dicom:store": frozenset({_A, _O, _M}),
+    # store what a reader makes while reading (SR measurements, key objects, presentation
+    # states, segmentations): STOW accepts images too only from roles with dicom:store
+    "dicom:annotate": frozenset({_A, _D, _O}),
     # delete studies, series, instances
     "dicom:delete": frozenset({_A}),
     # C-ECHO: proves the association only, no data

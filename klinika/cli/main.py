@@ -179,6 +179,12 @@ def demo(ctx: click.Context, ct_slices: int, then_serve: bool) -> None:
                 summary = import_paths(runtime.archive, [workdir], on_progress=bar.update)
             password = runtime.auth.create_first_admin()
         _print_summary(summary)
+        from klinika.viewer.install import ViewerInstallError, install
+
+        try:
+            click.echo(f"OHIF viewer in {install(settings.cache_path).root}")
+        except ViewerInstallError as exc:
+            click.secho(f"the viewer could not be installed: {exc}", fg="red")
         if password:
             click.secho(
                 f"Created the first administrator: user 'admin', password '{password}' "
@@ -207,11 +213,12 @@ def upgrade(ctx: click.Context) -> None:
 
 
 def _register_commands() -> None:
-    from klinika.cli import auth_commands, backup_commands, dimse_commands
+    from klinika.cli import auth_commands, backup_commands, dimse_commands, viewer_commands
 
     auth_commands.register(cli)
     backup_commands.register(cli)
     dimse_commands.register(cli)
+    viewer_commands.register(cli)
 
 
 _register_commands()

@@ -1,14 +1,16 @@
 """STOW-RS: store instances sent as multipart/related application/dicom (PS3.18 §10.5)."""
 
-from __future__ import annotations
-
 import asyncio
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from klinika.archive import Archive, StoreOutcome
+from klinika.auth.models import Principal
+from klinika.auth.permissions import is_allowed
 from klinika.config import Settings
+from klinika.dicom.sop import DERIVED_SOP_CLASSES
 from klinika.dicomweb.common import Guard, dicomweb_base, json_bytes, json_response
 from klinika.dicomweb.multipart import MultipartReader
 from klinika.errors import UnsupportedMediaType
@@ -26,6 +28,7 @@ FAILURE_REASONS = {
     "unsupported-media-type": 0xC000,
     "duplicate": 0x0111,
     "storage-full": 0xA700,
+    "not-authorized": 0x0124,
 }
 
 
@@ -78,10 +81,13 @@ def stow_response(
 
 
 def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> APIRouter:
-    """The STOW-RS resources."""
-    router = APIRouter(dependencies=[Depends(guard("dicom:store"))])
+    """The STOW-RS resources: images from roles that may store (``dicom:store``), derived
+    objects (SR, KO, PR, SEG) also from readers (``dicom:annotate``)."""
+    router = APIRouter()
+    Storer = Annotated[Principal, Depends(guard("dicom:annotate"))]
 
-    async def store(request: Request, study_uid: str | None) -> Response:
+    async def store(request: Request, study_uid: str | None, principal: Principal) -> Response:
+        sop_classes = None if is_allowed(principal.role, "dicom:store") else DERIVED_SOP_CLASSES
         reader = MultipartReader(request.headers.get("content-type", ""))
         if reader.part_type != "application/dicom":
             raise UnsupportedMediaType("only application/dicom parts are accepted by STOW-RS here")
@@ -94,7 +100,12 @@ def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> AP
             if batch:
                 results.append(
                     asyncio.ensure_future(
-                        run_in_threadpool(archive.store_many, list(batch), study_uid=study_uid)
+                        run_in_threadpool(
+                            archive.store_many,
+                            list(batch),
+                            study_uid=study_uid,
+                            sop_classes=sop_classes,
+                        )
                     )
                 )
                 batch.clear()
@@ -121,11 +132,13 @@ def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> AP
         return json_response(request, json_bytes(body), status_code=status)
 
     @router.post("/studies", summary="Store instances")
-    async def store_instances(request: Request) -> Response:
-        return await store(request, None)
+    async def store_instances(request: Request, principal: Storer) -> Response:
+        return await store(request, None, principal)
 
     @router.post("/studies/{study_uid}", summary="Store instances into a study")
-    async def store_study_instances(request: Request, study_uid: str) -> Response:
-        return await store(request, study_uid)
+    async def store_study_instances(
+        request: Request, study_uid: str, principal: Storer
+    ) -> Response:
+        return await store(request, study_uid, principal)
 
     return router

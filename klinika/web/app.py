@@ -20,6 +20,7 @@ from klinika.web.health import create_health_router
 from klinika.web.pages import PageContext, Pages, create_pages_router
 from klinika.web.pages.context import STATIC_DIR
 from klinika.web.security import SecurityHeaders
+from klinika.web.viewer import create_viewer_router
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
@@ -62,9 +63,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
     app.include_router(create_wado_uri_router(runtime.archive, guard))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    renderer = Pages(settings)
     pages = PageContext(
         settings=settings,
-        pages=Pages(settings),
+        pages=renderer,
         guard=guard,
         auth=runtime.auth,
         audit=runtime.audit,
@@ -73,4 +75,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         blobs=runtime.blobs,
     )
     app.include_router(create_pages_router(pages))
+    # last: OHIF's files and client-side routes answer the paths nobody else does
+    app.include_router(create_viewer_router(settings, runtime.auth, guard, renderer))
     return app

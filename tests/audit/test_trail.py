@@ -74,7 +74,7 @@ def test_login_search_and_store_leave_exactly_the_expected_events(site: Installa
     summary = [(e["actor"], e["role"], e["action"], e["outcome"]) for e in events]
     assert summary == [
         ("operator", "operator", "auth:login", "success"),
-        ("operator", "operator", "dicom:store", "success"),
+        ("operator", "operator", "dicom:annotate", "success"),
         ("operator", "operator", "dicom:read", "success"),
     ]
     login_event, store_event, read_event = events
@@ -90,7 +90,7 @@ def test_failures_denials_and_logouts_are_recorded(site: Installation) -> None:
     client.post("/api/auth/login", json={"username": "doctor", "password": "wrong-one-here"})
     headers = site.headers("doctor")
     assert client.get("/dicom-web/studies/1.2.3/metadata", headers=headers).status_code == 404
-    assert client.post("/dicom-web/studies", headers=headers).status_code == 403
+    assert client.delete("/dicom-web/studies/1.2.3", headers=headers).status_code == 403
     client.post("/api/auth/logout", headers=headers)
     summary = [
         (e["actor"], e["action"], e["outcome"], e["study_uid"]) for e in new_events(site, start)
@@ -99,7 +99,7 @@ def test_failures_denials_and_logouts_are_recorded(site: Installation) -> None:
         ("doctor", "auth:login", "failure", None),
         ("doctor", "auth:login", "success", None),
         ("doctor", "dicom:read", "failure", "1.2.3"),
-        ("doctor", "dicom:store", "denied", None),
+        ("doctor", "dicom:delete", "denied", "1.2.3"),
         ("doctor", "auth:logout", "success", None),
     ]
 

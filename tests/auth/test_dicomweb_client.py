@@ -38,7 +38,9 @@ def test_dicomweb_client_without_a_token_gets_401(site: Installation, live_url: 
     assert refused.value.response.status_code == 401
 
 
-def test_a_doctor_may_search_but_not_store(site: Installation, live_url: str) -> None:
+def test_a_doctor_may_search_and_store_measurements_but_not_images(
+    site: Installation, live_url: str
+) -> None:
     token = site.login("doctor")
     client = DICOMwebClient(
         url=f"{live_url}/dicom-web", headers={"Authorization": f"Bearer {token}"}
@@ -46,4 +48,11 @@ def test_a_doctor_may_search_but_not_store(site: Installation, live_url: str) ->
     assert client.search_for_studies() == []
     with pytest.raises(requests.HTTPError) as refused:
         client.store_instances([sample()])
-    assert refused.value.response.status_code == 403
+    assert refused.value.response.status_code == 409
+    failed = refused.value.response.json()["00081198"]["Value"][0]
+    assert failed["00081197"]["Value"] == [0x0124]  # Refused: not authorized
+    assert client.search_for_studies() == []
+    measurements = pydicom.dcmread(get_testdata_file("test-SR.dcm"))
+    stored = client.store_instances([measurements])
+    assert len(stored.ReferencedSOPSequence) == 1
+    assert len(client.search_for_studies()) == 1

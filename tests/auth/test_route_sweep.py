@@ -17,7 +17,11 @@ from tests.auth.conftest import Installation
 
 DUMMY = {"frames": "1", "username": "nobody", "session_id": "0" * 32}
 #: Routes that end the caller's session: each role gets a fresh token for them.
-SESSION_ENDING = {("POST", "/api/auth/logout"), ("POST", "/api/auth/password")}
+SESSION_ENDING = {
+    ("POST", "/api/auth/logout"),
+    ("POST", "/api/auth/password"),
+    ("POST", "/logout"),
+}
 
 
 def concrete(path: str) -> str:

@@ -1,0 +1,113 @@
+// Klinika's additions to the OHIF viewer: who is logged in, language, Report, back to the
+// worklist, log out. window.klinika comes from /app-config.js (generated per user).
+"use strict";
+(function () {
+  const klinika = window.klinika;
+  if (!klinika) {
+    return;
+  }
+  const strings = klinika.strings;
+  const languages = [
+    ["en", "English"], ["ru", "Русский"], ["es", "Español"], ["fr", "Français"], ["de", "Deutsch"],
+  ];
+
+  function element(tag, attributes, text) {
+    const node = document.createElement(tag);
+    Object.entries(attributes || {}).forEach(([name, value]) => node.setAttribute(name, value));
+    if (text) {
+      node.textContent = text;
+    }
+    return node;
+  }
+
+  function studyUid() {
+    const params = new URLSearchParams(window.location.search);
+    const uids = params.get("StudyInstanceUIDs") || params.get("studyInstanceUIDs") || "";
+    return uids.split(",")[0];
+  }
+
+  function setCookie(name, value) {
+    document.cookie = `${name}=${encodeURIComponent(value)}; path=/; max-age=31536000; samesite=strict`;
+  }
+
+  async function chooseLanguage(language) {
+    await fetch("/api/auth/me/language", {
+      method: "PUT",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ language }),
+    });
+    setCookie("klinika_lang", language);
+    setCookie("i18next", language);
+    window.localStorage.setItem("i18nextLng", language);
+    const url = new URL(window.location.href);
+    url.searchParams.delete("lng");
+    window.location.replace(url.toString());
+  }
+
+  async function logOut() {
+    await fetch("/logout", { method: "POST", redirect: "manual" });
+    window.location.assign("/login");
+  }
+
+  // The user menu: name and role, language, log out.
+  function userMenu() {
+    const menu = element("div", { id: "klinika-menu" });
+    const toggle = element("button", {
+      type: "button", id: "klinika-user", "aria-haspopup": "true", "aria-expanded": "false",
+      "aria-controls": "klinika-menu-panel",
+    }, `${klinika.user.displayName} ▾`);
+    const panel = element("div", { id: "klinika-menu-panel", hidden: "" });
+    panel.append(element("div", { class: "role", id: "klinika-role" }, klinika.user.roleLabel));
+    const label = element("label", {}, strings.language);
+    const select = element("select", { id: "klinika-language" });
+    languages.forEach(([code, name]) => {
+      const option = element("option", { value: code }, name);
+      option.selected = code === klinika.language;
+      select.append(option);
+    });
+    select.addEventListener("change", () => chooseLanguage(select.value));
+    label.append(select);
+    panel.append(label);
+    const logout = element("button", { type: "button", id: "klinika-logout" }, strings.logout);
+    logout.addEventListener("click", logOut);
+    panel.append(logout);
+    toggle.addEventListener("click", () => {
+      const open = panel.hasAttribute("hidden");
+      panel.toggleAttribute("hidden", !open);
+      toggle.setAttribute("aria-expanded", String(open));
+    });
+    document.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && !panel.hasAttribute("hidden")) {
+        panel.setAttribute("hidden", "");
+        toggle.setAttribute("aria-expanded", "false");
+        toggle.focus();
+      }
+    });
+    menu.append(toggle, panel);
+    return menu;
+  }
+
+  function build() {
+    const bar = element("div", { id: "klinika-bar", role: "toolbar", "aria-label": "Klinika" });
+    bar.append(element("a", { href: "/worklist", id: "klinika-worklist" }, strings.backToWorklist));
+    const uid = studyUid();
+    if (uid && klinika.user.canReport) {
+      bar.append(element("a", {
+        href: `/reports/${encodeURIComponent(uid)}`, id: "klinika-report", target: "_blank", rel: "noopener",
+      }, strings.report));
+    }
+    bar.append(userMenu());
+    document.body.append(bar);
+  }
+
+  // OHIF's language follows ours: i18next reads ?lng= first, then its cookie.
+  const params = new URLSearchParams(window.location.search);
+  if (!params.get("lng") && window.localStorage.getItem("i18nextLng") !== klinika.language) {
+    window.localStorage.setItem("i18nextLng", klinika.language);
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", build);
+  } else {
+    build();
+  }
+})();

@@ -1,0 +1,70 @@
+"""A live server with the OHIF viewer, a demo CT volume, and a doctor and an operator."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from PIL import Image, ImageStat
+
+from klinika.demo import generate_demo
+from tests.conftest import LiveServer, start_server
+
+CACHE_DIR = Path(__file__).parents[2] / ".cache"
+CT_SLICES = 96
+
+
+@pytest.fixture(scope="session")
+def ohif_cache() -> Path:
+    """The viewer installed by ``klinika viewer install`` (scripts/test.sh runs it first)."""
+    subprocess.run(
+        [sys.executable, "-m", "klinika", "viewer", "install"],
+        env={"KLINIKA_CACHE_DIR": str(CACHE_DIR), "PATH": "/usr/bin:/bin:/usr/local/bin"},
+        check=True,
+        capture_output=True,
+    )
+    return CACHE_DIR
+
+
+@pytest.fixture(scope="module")
+def viewer_server(
+    tmp_path_factory: pytest.TempPathFactory, ohif_cache: Path
+) -> Iterator[LiveServer]:
+    root = tmp_path_factory.mktemp("viewer")
+    server = start_server(
+        root / "data",
+        extra_env={"KLINIKA_CACHE_DIR": str(ohif_cache)},
+        users={"irina": "doctor", "olga": "operator"},
+    )
+    demo = root / "demo"
+    generate_demo(demo, ct_slices=CT_SLICES)
+    subprocess.run(
+        [sys.executable, "-m", "klinika", "import", str(demo)],
+        env=server.env,
+        check=True,
+        capture_output=True,
+    )
+    yield server
+    server.stop()
+
+
+def ct_study_uid(server: LiveServer) -> str:
+    studies = requests.get(
+        server.dicomweb + "/studies", params={"ModalitiesInStudy": "CT"}, headers=server.headers
+    ).json()
+    assert len(studies) == 1
+    return str(studies[0]["0020000D"]["Value"][0])
+
+
+def drawn(png: bytes) -> bool:
+    """An image is really drawn: enough non-black pixels, with contrast."""
+    image = Image.open(io.BytesIO(png)).convert("L")
+    stats = ImageStat.Stat(image)
+    histogram = image.histogram()
+    lit = sum(histogram[41:]) / (image.width * image.height)
+    return stats.stddev[0] > 20 and lit > 0.03

@@ -1,0 +1,163 @@
+"""OHIF in headless Chromium against a live Klinika: stack, MPR, a measurement saved as SR
+through our STOW, sessions, roles, CSP and language."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import requests
+
+from tests.browser import BrowserPage, OpenPage, log_in, screenshot
+from tests.conftest import TEST_PASSWORD, LiveServer
+from tests.viewer.conftest import ct_study_uid, drawn
+
+TIMEOUT = 90
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
+
+
+def panes_drawn(page: BrowserPage, count: int) -> bool:
+    panes = page.page.locator("[data-cy=viewport-pane]")
+    if panes.count() != count:
+        return False
+    return all(drawn(panes.nth(i).screenshot()) for i in range(count))
+
+
+def open_viewer(page: BrowserPage, server: LiveServer, user: str, query: str) -> None:
+    log_in(page, server.url, user, TEST_PASSWORD, path=f"/viewer?{query}")
+    page.page.wait_for_selector("canvas.cornerstone-canvas", timeout=TIMEOUT * 1000)
+
+
+def test_a_doctor_reads_the_ct_in_stack_and_mpr_and_saves_a_measurement_as_sr(
+    viewer_server: LiveServer, open_page: OpenPage
+) -> None:
+    uid = ct_study_uid(viewer_server)
+    browser_page = open_page()
+    page = browser_page.page
+    open_viewer(browser_page, viewer_server, "irina", f"StudyInstanceUIDs={uid}")
+    wait_until(lambda: panes_drawn(browser_page, 1))
+    assert page.locator("#klinika-report").get_attribute("href") == f"/reports/{uid}"
+    assert page.locator("#klinika-user").inner_text().startswith("irina")
+    screenshot(browser_page, "viewer-stack")
+
+    # a length measurement, tracked, saved as a DICOM SR through our STOW-RS
+    page.click("[data-cy=MeasurementTools-split-button-primary]")
+    box = page.locator("canvas.cornerstone-canvas").bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.5
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 150, y + 40, steps=10)
+    page.mouse.up()
+    page.get_by_role("button", name="Yes", exact=True).click()
+    page.click("[data-cy=trackedMeasurements-btn]")
+    page.get_by_role("button", name="Create SR").click()
+    page.fill("[data-cy=dialog-input] input, input[data-cy=dialog-input]", "Klinika test")
+    with page.expect_response(
+        lambda r: r.request.method == "POST" and "/dicom-web/studies" in r.url
+    ) as stow:
+        page.click("[data-cy=input-dialog-save-button]")
+    assert stow.value.status == 200
+    series = requests.get(
+        f"{viewer_server.dicomweb}/studies/{uid}/series",
+        params={"Modality": "SR"},
+        headers=viewer_server.headers,
+    ).json()
+    assert len(series) == 1
+    page.reload()
+    page.wait_for_selector("canvas.cornerstone-canvas", timeout=TIMEOUT * 1000)
+    labels = page.locator("[data-cy=series-modality-label]")
+    wait_until(lambda: "SR" in labels.all_inner_texts())
+
+    # MPR: three orthogonal views of the volume, all drawn
+    page.goto(f"{viewer_server.url}/viewer?StudyInstanceUIDs={uid}&hangingprotocolId=mpr")
+    page.wait_for_selector("canvas.cornerstone-canvas", timeout=TIMEOUT * 1000)
+    wait_until(lambda: panes_drawn(browser_page, 3))
+    screenshot(browser_page, "viewer-mpr")
+    assert browser_page.csp_violations() == []
+    assert browser_page.errors == []
+
+
+def test_without_a_session_nothing_answers_and_logout_ends_access(
+    viewer_server: LiveServer, open_page: OpenPage
+) -> None:
+    uid = ct_study_uid(viewer_server)
+    anonymous = requests.Session()
+    page_url = f"{viewer_server.url}/viewer?StudyInstanceUIDs={uid}"
+    answer = anonymous.get(page_url, headers={"Accept": "text/html"}, allow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/login?next=%2Fviewer%3FStudyInstanceUIDs")
+    for path in ("/app-config.js", "/app.bundle.js", f"/dicom-web/studies/{uid}/series"):
+        assert anonymous.get(viewer_server.url + path).status_code == 401
+
+    browser_page = open_page()
+    page = browser_page.page
+    open_viewer(browser_page, viewer_server, "irina", f"StudyInstanceUIDs={uid}")
+    page.click("#klinika-user")
+    with page.expect_navigation():
+        page.click("#klinika-logout")
+    assert "/login" in page.url
+    after = page.request.get(f"{viewer_server.url}/dicom-web/studies/{uid}/series")
+    assert after.status == 401
+    page.goto(page_url)
+    assert "/login?next=" in page.url
+    assert browser_page.csp_violations() == []
+
+
+def test_an_operator_views_and_may_upload_but_not_write_reports(
+    viewer_server: LiveServer, open_page: OpenPage
+) -> None:
+    uid = ct_study_uid(viewer_server)
+    browser_page = open_page()
+    page = browser_page.page
+    open_viewer(browser_page, viewer_server, "olga", f"StudyInstanceUIDs={uid}")
+    wait_until(lambda: panes_drawn(browser_page, 1))
+    config = page.evaluate("() => window.config.dataSources[0].configuration")
+    assert config["dicomUploadEnabled"] is True
+    assert config["qidoRoot"] == viewer_server.url + "/dicom-web"
+    assert page.evaluate("() => window.klinika.user.role") == "operator"
+    written = page.request.put(
+        f"{viewer_server.url}/api/studies/{uid}/report",
+        data={"version": 0, "sections": {"findings": "x"}},
+    )
+    assert written.status in (403, 404, 405)
+    assert written.status != 200
+    assert browser_page.csp_violations() == []
+
+
+def test_a_doctor_may_not_upload_images_from_the_viewer(
+    viewer_server: LiveServer, open_page: OpenPage
+) -> None:
+    uid = ct_study_uid(viewer_server)
+    browser_page = open_page()
+    page = browser_page.page
+    open_viewer(browser_page, viewer_server, "irina", f"StudyInstanceUIDs={uid}")
+    config = page.evaluate("() => window.config.dataSources[0].configuration")
+    assert config["dicomUploadEnabled"] is False
+
+
+def test_switching_to_russian_translates_our_additions_and_ohif(
+    viewer_server: LiveServer, open_page: OpenPage
+) -> None:
+    uid = ct_study_uid(viewer_server)
+    browser_page = open_page()
+    page = browser_page.page
+    open_viewer(browser_page, viewer_server, "irina", f"StudyInstanceUIDs={uid}")
+    page.click("#klinika-user")
+    with page.expect_navigation():
+        page.select_option("#klinika-language", "ru")
+    page.wait_for_selector("#klinika-worklist", timeout=TIMEOUT * 1000)
+    assert page.locator("#klinika-worklist").inner_text() == "К рабочему списку"
+    assert page.locator("#klinika-report").inner_text() == "Заключение"
+    assert page.locator("#klinika-role").inner_text() == "Врач"
+    wait_until(lambda: "Исследования" in page.locator("body").inner_text())
+    me = page.request.get(viewer_server.url + "/api/auth/me").json()
+    assert me["language"] == "ru"
+    screenshot(browser_page, "viewer-russian")
+    assert browser_page.csp_violations() == []

@@ -5,6 +5,8 @@ context (its own cookies) whose console and CSP violations are collected for ass
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +47,19 @@ class BrowserPage:
 
 
 OpenPage = Callable[..., BrowserPage]
+CACHE_DIR = Path(__file__).parents[1] / ".cache"
+
+
+@pytest.fixture(scope="session")
+def ohif_cache() -> Path:  # the folder to give servers as KLINIKA_CACHE_DIR
+    """The viewer installed by ``klinika viewer install`` (scripts/test.sh runs it first)."""
+    subprocess.run(
+        [sys.executable, "-m", "klinika", "viewer", "install"],
+        env={"KLINIKA_CACHE_DIR": str(CACHE_DIR), "PATH": "/usr/bin:/bin:/usr/local/bin"},
+        check=True,
+        capture_output=True,
+    )
+    return CACHE_DIR
 
 
 @pytest.fixture(scope="session")
@@ -66,9 +81,11 @@ def open_page(browser: Any) -> Iterator[Callable[..., BrowserPage]]:
     """``open_page(locale="en")``: a new browser context and page."""
     contexts = []
 
-    def open_(locale: str = "en-US", viewport: tuple[int, int] = (1400, 900)) -> BrowserPage:
+    def open_(
+        locale: str = "en-US", viewport: tuple[int, int] = (1400, 900), **options: Any
+    ) -> BrowserPage:
         context = browser.new_context(
-            locale=locale, viewport={"width": viewport[0], "height": viewport[1]}
+            locale=locale, viewport={"width": viewport[0], "height": viewport[1]}, **options
         )
         contexts.append(context)
         page = context.new_page()

@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import LiveServer, free_port, start_server
+from tests.browser import OpenPage, log_in
+from tests.conftest import TEST_PASSWORD, LiveServer, free_port, start_server
 from tests.dicomweb.conftest import multipart_body
 from tests.factories import make_instance
+from tests.viewer.conftest import ct_study_uid, drawn, load_demo
 
 DEPLOY = Path(__file__).parents[2] / "deploy" / "nginx"
 ALLOWED = "https://viewer.clinic.test"
@@ -33,11 +35,13 @@ class Proxy:
 
 
 @pytest.fixture(scope="module")
-def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+def proxy(tmp_path_factory: pytest.TempPathFactory, ohif_cache: Path) -> Iterator[Proxy]:
     if shutil.which("nginx") is None:
         pytest.skip("nginx is not installed (apt-get install nginx)")
     root = tmp_path_factory.mktemp("nginx")
-    server = start_server(root / "data")
+    server = start_server(
+        root / "data", extra_env={"KLINIKA_CACHE_DIR": str(ohif_cache)}, users={"irina": "doctor"}
+    )
     cert, key = root / "tls.crt", root / "tls.key"
     subprocess.run(  # the documented trial certificate (docs/deployment.md)
         [
@@ -210,3 +214,25 @@ def test_a_200_mb_stow_and_its_retrieve_pass_through(proxy: Proxy) -> None:
     assert "Content-Encoding" not in retrieved.headers  # DICOM is never gzipped
     assert all(instance in retrieved.content for instance in instances[:3])
     assert len(retrieved.content) > 200_000_000
+
+
+def test_ohif_loads_through_nginx_in_chromium(
+    proxy: Proxy, open_page: OpenPage, tmp_path: Path
+) -> None:
+    load_demo(proxy.server, tmp_path / "demo", ct_slices=12)
+    uid = ct_study_uid(proxy.server)
+    browser_page = open_page(ignore_https_errors=True)
+    page = browser_page.page
+    log_in(browser_page, proxy.https, "irina", TEST_PASSWORD, f"/viewer?StudyInstanceUIDs={uid}")
+    page.wait_for_selector("[data-cy=viewport-pane] canvas", timeout=90_000)
+    pane = page.locator("[data-cy=viewport-pane]").first
+    deadline = time.monotonic() + 90
+    while not drawn(pane.screenshot()):
+        assert time.monotonic() < deadline, "no image drawn through nginx"
+        time.sleep(0.5)
+    assert page.url.startswith(proxy.https + "/viewer")
+    cookie = next(c for c in page.context.cookies() if c["name"] == "klinika_session")
+    assert cookie["secure"] is True  # nginx says the client came over TLS
+    bundle = page.request.get(proxy.https + "/app-config.js")
+    assert bundle.headers["cache-control"] == "no-store"
+    assert browser_page.csp_violations() == []

@@ -15,20 +15,7 @@ from PIL import Image, ImageStat
 from klinika.demo import generate_demo
 from tests.conftest import LiveServer, start_server
 
-CACHE_DIR = Path(__file__).parents[2] / ".cache"
 CT_SLICES = 96
-
-
-@pytest.fixture(scope="session")
-def ohif_cache() -> Path:
-    """The viewer installed by ``klinika viewer install`` (scripts/test.sh runs it first)."""
-    subprocess.run(
-        [sys.executable, "-m", "klinika", "viewer", "install"],
-        env={"KLINIKA_CACHE_DIR": str(CACHE_DIR), "PATH": "/usr/bin:/bin:/usr/local/bin"},
-        check=True,
-        capture_output=True,
-    )
-    return CACHE_DIR
 
 
 @pytest.fixture(scope="module")
@@ -41,21 +28,28 @@ def viewer_server(
         extra_env={"KLINIKA_CACHE_DIR": str(ohif_cache)},
         users={"irina": "doctor", "olga": "operator"},
     )
-    demo = root / "demo"
-    generate_demo(demo, ct_slices=CT_SLICES)
-    subprocess.run(
-        [sys.executable, "-m", "klinika", "import", str(demo)],
-        env=server.env,
-        check=True,
-        capture_output=True,
-    )
+    load_demo(server, root / "demo", CT_SLICES)
     yield server
     server.stop()
 
 
+def load_demo(server: LiveServer, folder: Path, ct_slices: int) -> None:
+    """The demo data set (a CT volume of ``ct_slices``, MR, CR, US) imported into ``server``."""
+    generate_demo(folder, ct_slices=ct_slices)
+    subprocess.run(
+        [sys.executable, "-m", "klinika", "import", str(folder)],
+        env=server.env,
+        check=True,
+        capture_output=True,
+    )
+
+
 def ct_study_uid(server: LiveServer) -> str:
+    """The demo CT volume's study."""
     studies = requests.get(
-        server.dicomweb + "/studies", params={"ModalitiesInStudy": "CT"}, headers=server.headers
+        server.dicomweb + "/studies",
+        params={"ModalitiesInStudy": "CT", "StudyDescription": "CT Chest Abdomen*"},
+        headers=server.headers,
     ).json()
     assert len(studies) == 1
     return str(studies[0]["0020000D"]["Value"][0])

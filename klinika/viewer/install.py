@@ -10,6 +10,7 @@ the inline scripts of ``index.html`` (for the CSP) are computed once, here.
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
 import re
@@ -17,6 +18,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,8 @@ OHIF_INTEGRITY = (
     "WZdxmpmG7rqFgW9ZJLcbgr3XCtLi1KDNPoMaeY5PPe6j4G4fjEjjkycZM6C6Zk2F87BKxFfpq+jd5xXZB9E8EA=="
 )
 MANIFEST = "klinika-install.json"
+#: Served gzip-compressed when the browser accepts it (compressed once, at install).
+COMPRESSIBLE = frozenset({".js", ".css", ".json", ".jsonc", ".wasm", ".svg", ".html", ".map"})
 _INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.S)
 
 
@@ -79,7 +83,7 @@ def load_installed(cache_dir: Path, version: str = OHIF_VERSION) -> InstalledVie
         manifest = json.loads((target / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not (target / "dist" / "index.html").is_file():
+    if not (target / "dist" / "index.html").is_file() or not manifest.get("gzip"):
         return None
     return InstalledViewer(
         root=target / "dist",
@@ -128,10 +132,12 @@ def install(
             archive.extractall(staging, members=members, filter="data")
         result.mkdir()
         (staging / "package" / "dist").rename(result / "dist")
+        precompress(result / "dist")
         manifest = {
             "package": OHIF_PACKAGE,
             "version": version,
             "integrity": integrity,
+            "gzip": True,
             "inline_script_hashes": list(
                 inline_script_hashes((result / "dist" / "index.html").read_bytes())
             ),
@@ -146,6 +152,18 @@ def install(
     if installed is None:
         raise ViewerInstallError(f"the viewer in {target} is incomplete after installing")
     return installed
+
+
+def precompress(root: Path) -> None:
+    """Write ``<file>.gz`` next to each compressible file (zlib releases the GIL: threads)."""
+    files = [p for p in root.rglob("*") if p.suffix in COMPRESSIBLE and p.stat().st_size > 1024]
+
+    def compress(path: Path) -> None:
+        data = path.read_bytes()
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(data, 6, mtime=0))
+
+    with ThreadPoolExecutor() as pool:
+        list(pool.map(compress, files))
 
 
 def _npm_pack(spec: str, destination: Path) -> Path:

@@ -1,6 +1,7 @@
 """Serving the OHIF viewer: its files, index.html (with our script and its CSP) for its routes,
 and the per-user ``app-config.js``. Registered last: it answers the paths nobody else does."""
 
+from mimetypes import guess_type
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -83,8 +84,16 @@ def create_viewer_router(
             return Response(status_code=404)
         found = shell.file(path)
         if found is not None and found.name != "index.html":
-            cache = IMMUTABLE if shell.is_immutable(path) else REVALIDATE
-            return FileResponse(found, headers={"Cache-Control": cache})
+            headers = {
+                "Cache-Control": IMMUTABLE if shell.is_immutable(path) else REVALIDATE,
+                "Vary": "Accept-Encoding",
+            }
+            compressed = found.with_name(found.name + ".gz")
+            if "gzip" in request.headers.get("accept-encoding", "") and compressed.is_file():
+                media_type = guess_type(found.name)[0] or "application/octet-stream"
+                headers["Content-Encoding"] = "gzip"
+                return FileResponse(compressed, media_type=media_type, headers=headers)
+            return FileResponse(found, headers=headers)
         if found is not None or shell.is_route(path):
             return HTMLResponse(
                 shell.index_html,

@@ -88,6 +88,12 @@ def test_the_served_viewer_has_its_csp_and_cache_policy(viewer_server: LiveServe
     asset = session.get(f"{viewer_server.url}/{bundle.group(1).decode()}")
     assert asset.status_code == 200
     assert asset.headers["cache-control"] == "private, max-age=31536000, immutable"
+    assert asset.headers["content-encoding"] == "gzip"  # compressed once, at install
+    assert asset.headers["content-type"].endswith("javascript; charset=utf-8")
+    plain = session.get(
+        f"{viewer_server.url}/{bundle.group(1).decode()}", headers={"Accept-Encoding": "identity"}
+    )
+    assert "content-encoding" not in plain.headers and plain.content == asset.content
     config = session.get(viewer_server.url + "/app-config.js")
     assert config.headers["cache-control"] == "no-store"
     assert "window.config" in config.text and '"qidoSupportsIncludeField": true' in config.text

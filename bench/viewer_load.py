@@ -23,7 +23,7 @@ from PIL import Image, ImageStat
 from playwright.sync_api import Page, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from tests.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
 
 def drawn(png: bytes) -> bool:

@@ -7,13 +7,13 @@ set -euo pipefail
 WORK=$(realpath -m "$1"); SLICES=${2:-300}; RUNS=${3:-5}
 HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(dirname "$HERE")
 PY=$ROOT/.venv/bin/python; KLINIKA=$ROOT/.venv/bin/klinika
-OHIF=$(KLINIKA_CACHE_DIR=$ROOT/.cache $KLINIKA viewer install | sed -E 's/.* in (.*)$/\1/')
+OHIF=$(KLINIKA_CACHE_DIR=$ROOT/klinika-data/cache $KLINIKA viewer install | sed -E 's/.* in (.*)$/\1/')
 BENCH=$(realpath "$ROOT/../shared/bench")
 rm -rf "$WORK"; mkdir -p "$WORK"/{orthanc-db,nginx,results,logs,demo}
 
 echo "== demo data ($SLICES CT slices)"
 $PY -c "from klinika.demo import generate_demo; generate_demo('$WORK/demo', ct_slices=$SLICES)"
-export KLINIKA_DATA_DIR=$WORK/klinika-data KLINIKA_CACHE_DIR=$ROOT/.cache
+export KLINIKA_DATA_DIR=$WORK/klinika-data KLINIKA_CACHE_DIR=$ROOT/klinika-data/cache
 $KLINIKA import "$WORK/demo" > /dev/null
 $KLINIKA user add bench --role doctor --password bench-password-123 > /dev/null
 

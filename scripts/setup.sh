@@ -47,4 +47,6 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 echo "== installing Python dependencies (pinned by constraints.txt)"
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
+echo "== installing the OHIF viewer (npm, pinned and checked) into klinika-data/cache"
+KLINIKA_DATA_DIR=klinika-data .venv/bin/klinika viewer install
 echo "== ready: .venv/bin/klinika"

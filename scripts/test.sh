@@ -3,8 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-# The OHIF viewer for the browser tests, from npm (pinned and checked), cached in .cache/
-KLINIKA_CACHE_DIR=.cache .venv/bin/klinika viewer install
 .venv/bin/ruff check klinika tests
 .venv/bin/lint-imports
 exec .venv/bin/python -m pytest "$@"

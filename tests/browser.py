@@ -47,12 +47,13 @@ class BrowserPage:
 
 
 OpenPage = Callable[..., BrowserPage]
-CACHE_DIR = Path(__file__).parents[1] / ".cache"
+#: The viewer installed by scripts/setup.sh (the demo's default cache folder).
+CACHE_DIR = Path(__file__).parents[1] / "klinika-data" / "cache"
 
 
 @pytest.fixture(scope="session")
 def ohif_cache() -> Path:  # the folder to give servers as KLINIKA_CACHE_DIR
-    """The viewer installed by ``klinika viewer install`` (scripts/test.sh runs it first)."""
+    """The viewer installed by ``klinika viewer install`` (scripts/setup.sh runs it first)."""
     subprocess.run(
         [sys.executable, "-m", "klinika", "viewer", "install"],
         env={"KLINIKA_CACHE_DIR": str(CACHE_DIR), "PATH": "/usr/bin:/bin:/usr/local/bin"},

@@ -42,3 +42,8 @@ class NotAcceptable(KlinikaError):
 
 class UnsupportedMediaType(KlinikaError):
     """A request body in a format this resource does not take."""
+
+
+class Conflict(KlinikaError):
+    """The resource changed since the caller read it, or is in a state that forbids the change
+    (a stale report revision, signing a report that is already signed)."""

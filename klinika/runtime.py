@@ -18,12 +18,13 @@ from klinika.auth import (
 from klinika.config import Settings
 from klinika.db import Database
 from klinika.index import schema as _schema  # noqa: F401  (registers the index tables)
+from klinika.reports import Clinic, ReportService
 from klinika.storage import FileStore
 
 
 class Runtime:
-    """Database (migrated to head), blob store, archive, audit trail and auth service of one
-    installation."""
+    """Database (migrated to head), blob store, archive, audit trail, auth service and report
+    service of one installation."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -47,6 +48,12 @@ class Runtime:
             TokenCodec(load_jwt_secret(settings)),
             AuthPolicy.from_settings(settings),
             peers=peers_from_settings(settings.modalities, strict=settings.dimse_strict),
+        )
+        self.reports = ReportService(
+            self.database,
+            self.archive,
+            self.audit,
+            Clinic(settings.clinic_name, settings.clinic_address, settings.clinic_logo),
         )
 
     def close(self) -> None:

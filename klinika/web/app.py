@@ -19,6 +19,7 @@ from klinika.web.errors import error_response, install_error_handlers
 from klinika.web.health import create_health_router
 from klinika.web.pages import PageContext, Pages, create_pages_router
 from klinika.web.pages.context import STATIC_DIR
+from klinika.web.reports import create_reports_router
 from klinika.web.security import SecurityHeaders
 from klinika.web.viewer import create_viewer_router
 
@@ -62,6 +63,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         create_dicomweb_router(runtime.archive, settings, guard), prefix="/dicom-web"
     )
     app.include_router(create_wado_uri_router(runtime.archive, guard))
+    app.include_router(create_reports_router(runtime.reports, guard))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     renderer = Pages(settings)
     pages = PageContext(
@@ -73,6 +75,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         archive=runtime.archive,
         database=runtime.database,
         blobs=runtime.blobs,
+        reports=runtime.reports,
     )
     app.include_router(create_pages_router(pages))
     # last: OHIF's files and client-side routes answer the paths nobody else does

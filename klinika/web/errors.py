@@ -13,6 +13,7 @@ from klinika.auth.errors import (
     UserExists,
 )
 from klinika.errors import (
+    Conflict,
     InvalidInstance,
     InvalidQuery,
     KlinikaError,
@@ -34,6 +35,7 @@ STATUS = {
     LoginThrottled: 429,
     InvalidAccount: 400,
     UserExists: 409,
+    Conflict: 409,
 }
 
 

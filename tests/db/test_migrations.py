@@ -9,7 +9,8 @@ from alembic.migration import MigrationContext
 
 import klinika.audit.schema  # registers its tables on metadata
 import klinika.auth.schema
-import klinika.index.schema  # noqa: F401
+import klinika.index.schema
+import klinika.reports.schema  # noqa: F401
 from klinika.db import Database, metadata
 
 ALEMBIC = "alembic_version"

@@ -21,6 +21,7 @@ from klinika.auth.permissions import is_allowed
 from klinika.config import Settings
 from klinika.db import Database
 from klinika.i18n import LANGUAGE_NAMES, LANGUAGES, N_, negotiate, translator
+from klinika.reports import ReportService
 from klinika.storage import FileStore
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -122,3 +123,4 @@ class PageContext:
     archive: Archive
     database: Database
     blobs: FileStore
+    reports: ReportService

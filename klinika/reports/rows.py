@@ -1,0 +1,121 @@
+"""Reading and writing the report tables (SQLAlchemy Core). Every change takes the report row
+first (:func:`bump`), so concurrent writers of one report queue there, and the one whose
+revision is stale gets :class:`StaleReport` instead of overwriting."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+
+from klinika.reports.errors import StaleReport
+from klinika.reports.records import Draft, KeyImage, ReportVersion
+from klinika.reports.schema import report_versions, reports
+
+VERSION_COLUMNS = [c for c in report_versions.c if c.name != "pdf"]
+
+
+def draft_values(draft: Draft) -> dict[str, Any]:
+    """The columns of a version that a draft sets."""
+    return {
+        "language": draft.language,
+        "template": draft.template,
+        "sections": json.dumps(draft.full_sections(), ensure_ascii=False),
+        "key_images": json.dumps([image.as_dict() for image in draft.key_images]),
+    }
+
+
+def report_row(connection: sa.Connection, study_uid: str) -> sa.Row[Any] | None:
+    """The study's report row, if it has a report."""
+    return connection.execute(
+        sa.select(reports).where(reports.c.study_instance_uid == study_uid)
+    ).first()
+
+
+def latest(connection: sa.Connection, report_pk: int) -> sa.Row[Any]:
+    """The newest version row of a report (a report always has one)."""
+    return connection.execute(
+        sa.select(*VERSION_COLUMNS)
+        .where(report_versions.c.report_pk == report_pk)
+        .order_by(report_versions.c.number.desc())
+        .limit(1)
+    ).one()
+
+
+def create(connection: sa.Connection, study_uid: str, now: int) -> int:
+    """Insert the report row; a concurrent creation turns into a stale-revision conflict."""
+    try:
+        with connection.begin_nested():
+            return int(
+                connection.execute(
+                    sa.insert(reports)
+                    .values(
+                        study_instance_uid=study_uid, revision=1, created_at=now, updated_at=now
+                    )
+                    .returning(reports.c.pk)
+                ).scalar_one()
+            )
+    except sa.exc.IntegrityError as exc:
+        raise StaleReport(
+            f"the report of study {study_uid} was just created by someone else", 1
+        ) from exc
+
+
+def check_revision(row: sa.Row[Any], expected: int | None) -> None:
+    if expected != row.revision:
+        raise StaleReport(
+            f"the report changed since revision {expected} (now {row.revision}): reload it",
+            row.revision,
+        )
+
+
+def bump(connection: sa.Connection, row: sa.Row[Any], now: int, **values: Any) -> None:
+    """Move the revision on, only from the one the change was based on."""
+    changed = connection.execute(
+        sa.update(reports)
+        .where(reports.c.pk == row.pk, reports.c.revision == row.revision)
+        .values(revision=row.revision + 1, updated_at=now, **values)
+    ).rowcount
+    if changed != 1:
+        raise StaleReport("the report changed meanwhile: reload it", row.revision + 1)
+
+
+def version_of(row: sa.Row[Any]) -> ReportVersion:
+    return ReportVersion(
+        number=row.number,
+        status=row.status,
+        language=row.language,
+        template=row.template,
+        sections=json.loads(row.sections),
+        key_images=tuple(KeyImage.from_dict(item) for item in json.loads(row.key_images)),
+        amendment_reason=row.amendment_reason,
+        author=row.author,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        signed_by=row.signed_by,
+        signed_by_name=row.signed_by_name,
+        signed_at=row.signed_at,
+        pdf_sop_instance_uid=row.pdf_sop_instance_uid,
+        stored_in_study=bool(row.stored_in_study),
+    )
+
+
+def versions(connection: sa.Connection, report_pk: int) -> list[ReportVersion]:
+    """Every version of a report, oldest first (without the PDFs)."""
+    found = connection.execute(
+        sa.select(*VERSION_COLUMNS)
+        .where(report_versions.c.report_pk == report_pk)
+        .order_by(report_versions.c.number)
+    ).all()
+    return [version_of(row) for row in found]
+
+
+def stored_pdf(connection: sa.Connection, study_uid: str, number: int) -> bytes | None:
+    """The PDF made when version ``number`` was signed, if it is signed."""
+    value = connection.execute(
+        sa.select(report_versions.c.pdf)
+        .join(reports, report_versions.c.report_pk == reports.c.pk)
+        .where(reports.c.study_instance_uid == study_uid, report_versions.c.number == number)
+    ).scalar()
+    return bytes(value) if value is not None else None

@@ -124,10 +124,17 @@ def test_an_operator_views_and_may_upload_but_not_write_reports(
     assert page.evaluate("() => window.klinika.user.role") == "operator"
     written = page.request.put(
         f"{viewer_server.url}/api/studies/{uid}/report",
-        data={"version": 0, "sections": {"findings": "x"}},
+        data={"revision": None, "sections": {"findings": "x"}},
     )
-    assert written.status in (403, 404, 405)
-    assert written.status != 200
+    assert written.status == 403
+    # the Report button opens the report page, read-only for operators (no final report yet)
+    with page.context.expect_page() as report_tab:
+        page.click("#klinika-report")
+    report = report_tab.value
+    report.wait_for_load_state()
+    assert f"/reports/{uid}" in report.url
+    assert report.locator("textarea:not([readonly])").count() == 0
+    assert report.locator("button", has_text="Sign").count() == 0
     assert browser_page.csp_violations() == []
 
 

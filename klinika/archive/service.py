@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
+import io
 import json
 import threading
 from collections import OrderedDict
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from pydicom import dcmread
 from sqlalchemy.dialects import postgresql, sqlite
 
 from klinika.archive.records import (
@@ -22,13 +25,14 @@ from klinika.archive.records import (
     utc_now,
 )
 from klinika.db import Database
+from klinika.dicom import render
 from klinika.dicom.attributes import Level
 from klinika.dicom.frames import PixelLocation, frame_from_part10, number_of_frames
 from klinika.dicom.header import ParsedInstance, parse_instance
 from klinika.dicom.json import metadata_json, with_base
 from klinika.errors import InvalidInstance, NotFound, StorageFull
 from klinika.index import schema
-from klinika.index.query import Query, QueryResult, search
+from klinika.index.query import Query, QueryResult, count, search
 from klinika.storage import BlobRef, FileStore
 
 _SLOW_FRAME_SYNTAXES = ("1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
@@ -263,6 +267,11 @@ class Archive:
         with self.database.reader.connect() as connection:
             return search(connection, query)
 
+    def count(self, query: Query) -> int:
+        """How many entries match ``query`` (for paging), from the index alone."""
+        with self.database.reader.connect() as connection:
+            return count(connection, query)
+
     def instances_matching(self, query: Query) -> list[InstanceRecord]:
         """Every instance under the entities a query matches (C-MOVE / C-GET sets).
 
@@ -404,6 +413,28 @@ class Archive:
     def read(self, record: InstanceRecord) -> bytes:
         """The stored Part-10 bytes of an instance, as received."""
         return self.blobs.read(record.blob_key)
+
+    def render_frame(
+        self, record: InstanceRecord, frame_index: int, options: render.RenderOptions
+    ) -> bytes:
+        """One frame (0-based) as an 8-bit image (JPEG/PNG/GIF), with the stored window unless
+        ``options`` names one. The frame alone is read (index header and a byte range) when
+        ingest mapped it, else the whole file.
+
+        Raises
+        ------
+        render.RenderError
+            No such frame, no pixel data, or pixel data that cannot be decoded here.
+        """
+        location = record.pixel_location
+        if location is not None and location.frames is not None:
+            frame = self.read_frame(record, frame_index)
+            with contextlib.suppress(render.RenderError):
+                single = render.dataset_for_frame(
+                    record.metadata_json, frame, record.transfer_syntax
+                )
+                return render.render_frame(single, 0, options)
+        return render.render_frame(dcmread(io.BytesIO(self.read(record))), frame_index, options)
 
     def read_frame(self, record: InstanceRecord, frame_index: int) -> bytes:
         """One frame's bytes as stored (0-based index), by byte range when ingest mapped it.

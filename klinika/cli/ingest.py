@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
 from klinika.archive import Archive, StoreOutcome
+from klinika.archive.sources import iter_sources
 
 
 @dataclass
@@ -19,30 +19,6 @@ class ImportSummary:
 
     counts: Counter[str] = field(default_factory=Counter)
     rejected: list[tuple[str, str]] = field(default_factory=list)
-
-
-def iter_sources(paths: Iterable[Path]) -> Iterator[tuple[str, Callable[[], bytes]]]:
-    """(name, reader) for every file under the paths; ZIP members are read from the archive."""
-    for path in paths:
-        if path.is_dir():
-            yield from iter_sources(sorted(p for p in path.rglob("*") if p.is_file()))
-        elif zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                for info in archive.infolist():
-                    if not info.is_dir():
-                        yield f"{path}!{info.filename}", _zip_reader(path, info.filename)
-        elif path.is_file():
-            yield str(path), path.read_bytes
-        else:
-            raise FileNotFoundError(f"{path} does not exist")
-
-
-def _zip_reader(path: Path, member: str) -> Callable[[], bytes]:
-    def read() -> bytes:
-        with zipfile.ZipFile(path) as archive:
-            return archive.read(member)
-
-    return read
 
 
 def import_paths(

@@ -8,14 +8,12 @@ PS3.18 §10.4 (Retrieve transaction), §8.7.3 (media types and transfer syntaxes
 
 from __future__ import annotations
 
-import contextlib
 import io
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 from pydicom import dcmread
-from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from starlette.concurrency import run_in_threadpool
 
@@ -269,22 +267,10 @@ def create_wado_router(archive: Archive, settings: Settings, guard: Guard) -> AP
         if not 0 <= frame_index < record.number_of_frames:
             raise NotFound(f"instance {record.sop_instance_uid} has no frame {frame_index + 1}")
         try:
-            image = render.render_frame(*_frame_source(record, frame_index), options)
+            image = archive.render_frame(record, frame_index, options)
         except render.RenderError as exc:
             raise NotAcceptable(str(exc)) from exc
         return Response(image, media_type=options.media_type, headers=_IMMUTABLE)
-
-    def _frame_source(record: InstanceRecord, frame_index: int) -> tuple[Dataset, int]:
-        """The frame alone (index header + byte range) when ingest mapped it, else the file."""
-        location = record.pixel_location
-        if location is not None and location.frames is not None:
-            frame = archive.read_frame(record, frame_index)
-            with contextlib.suppress(render.RenderError):
-                single = render.dataset_for_frame(
-                    record.metadata_json, frame, record.transfer_syntax
-                )
-                return single, 0
-        return dcmread(io.BytesIO(archive.read(record))), frame_index
 
     @router.get(
         "/studies/{study}/series/{series}/instances/{sop}/rendered", summary="Rendered instance"

@@ -56,6 +56,8 @@ class Query:
     fuzzy: bool = False
     include_parents: bool = False
     strict: bool = True
+    #: (keyword, descending) pairs of indexed attributes; empty: the level's default order
+    order: tuple[tuple[str, bool], ...] = ()
 
 
 @dataclass
@@ -167,7 +169,7 @@ def search(connection: sa.Connection, query: Query) -> QueryResult:
         sa.select(table.c.pk.label("_pk"), *columns)
         .select_from(_from_clause(query.level))
         .where(*_match_conditions(query, keywords))
-        .order_by(*_ORDER[query.level]())
+        .order_by(*_ordering(query))
     )
     if query.offset:
         statement = statement.offset(query.offset)
@@ -195,6 +197,35 @@ def search(connection: sa.Connection, query: Query) -> QueryResult:
             entry.setdefault(tag, {"vr": dictionary_VR(tag_for_keyword(keyword))})
         matches.append(dict(sorted(entry.items())))
     return QueryResult(matches, more)
+
+
+def count(connection: sa.Connection, query: Query) -> int:
+    """How many entries match ``query`` (its paging and order aside)."""
+    keywords = {resolve_keyword(k): v for k, v in query.match.items()}
+    table = schema.TABLES[query.level]
+    statement = (
+        sa.select(sa.func.count(sa.distinct(table.c.pk)))
+        .select_from(_from_clause(query.level))
+        .where(*_match_conditions(query, keywords))
+    )
+    return int(connection.execute(statement).scalar_one())
+
+
+def _ordering(query: Query) -> list[sa.ColumnElement[Any]]:
+    """ORDER BY of ``query.order`` (indexed attributes of this level or above), then the
+    primary key so that pages never overlap; or the level's default order."""
+    if not query.order:
+        return _ORDER[query.level]()
+    allowed = set(_levels_down_to(query.level))
+    terms: list[sa.ColumnElement[Any]] = []
+    for key, descending in query.order:
+        attribute = BY_KEYWORD.get(resolve_keyword(key))
+        if attribute is None or attribute.level not in allowed:
+            raise InvalidQuery(f"cannot sort {query.level.name.lower()} results by {key}")
+        column = _column(attribute)
+        terms.append(column.desc() if descending else column.asc())
+    pk = schema.TABLES[query.level].c.pk
+    return [*terms, pk.desc() if query.order[0][1] else pk.asc()]
 
 
 def _split(attribute: IndexedAttribute, value: Any) -> Any:

@@ -13,9 +13,7 @@ the same report looks the same on every machine.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
 import json
 import tempfile
 import threading
@@ -25,10 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import typst
-from pydicom import dcmread
-from pydicom.dataset import Dataset
 
-from klinika.archive import Archive, InstanceRecord
+from klinika.archive import Archive
 from klinika.dicom import render
 from klinika.errors import NotFound
 from klinika.reports.errors import InvalidReport, PdfUnavailable
@@ -137,17 +133,7 @@ def render_key_image(archive: Archive, study_uid: str, image: KeyImage) -> PdfIm
         raise InvalidReport(f"key image {image.sop_instance_uid} has no frame {image.frame}")
     options = render.RenderOptions("image/jpeg", quality=90, viewport=KEY_IMAGE_VIEWPORT)
     try:
-        data = render.render_frame(*_frame_source(archive, record, index), options)
+        data = archive.render_frame(record, index, options)
     except render.RenderError as exc:
         raise InvalidReport(f"key image {image.sop_instance_uid}: {exc}") from exc
     return PdfImage(data, image.caption)
-
-
-def _frame_source(archive: Archive, record: InstanceRecord, index: int) -> tuple[Dataset, int]:
-    """The frame alone (index header + byte range) when ingest mapped it, else the file."""
-    location = record.pixel_location
-    if location is not None and location.frames is not None:
-        frame = archive.read_frame(record, index)
-        with contextlib.suppress(render.RenderError):
-            return render.dataset_for_frame(record.metadata_json, frame, record.transfer_syntax), 0
-    return dcmread(io.BytesIO(archive.read(record))), index

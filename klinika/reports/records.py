@@ -23,6 +23,13 @@ def iso(seconds: int | None) -> str | None:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
+def version_state(number: int, status: str) -> str:
+    """draft, final (the first signed version) or amended (a signed later version)."""
+    if status != "final":
+        return "draft"
+    return "final" if number == 1 else "amended"
+
+
 @dataclass(frozen=True)
 class KeyImage:
     """A frame the doctor picked for the PDF (``frame`` counts from 1, as in WADO-RS)."""
@@ -114,10 +121,7 @@ class ReportVersion:
 
     @property
     def state(self) -> str:
-        """draft, final (first signed version) or amended (a signed later version)."""
-        if not self.signed:
-            return "draft"
-        return "final" if self.number == 1 else "amended"
+        return version_state(self.number, self.status)
 
     def summary(self) -> dict[str, Any]:
         return {

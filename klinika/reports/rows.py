@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from klinika.reports.errors import StaleReport
-from klinika.reports.records import Draft, KeyImage, ReportVersion
+from klinika.reports.records import Draft, KeyImage, ReportVersion, version_state
 from klinika.reports.schema import report_versions, reports
 
 VERSION_COLUMNS = [c for c in report_versions.c if c.name != "pdf"]
@@ -119,3 +119,14 @@ def stored_pdf(connection: sa.Connection, study_uid: str, number: int) -> bytes 
         .where(reports.c.study_instance_uid == study_uid, report_versions.c.number == number)
     ).scalar()
     return bytes(value) if value is not None else None
+
+
+def states(connection: sa.Connection, study_uids: list[str]) -> dict[str, str]:
+    """The state of each study's newest version (studies without a report are absent)."""
+    statement = (
+        sa.select(reports.c.study_instance_uid, report_versions.c.number, report_versions.c.status)
+        .join(report_versions, report_versions.c.report_pk == reports.c.pk)
+        .where(reports.c.study_instance_uid.in_(study_uids))
+        .order_by(reports.c.study_instance_uid, report_versions.c.number)
+    )
+    return {uid: version_state(n, status) for uid, n, status in connection.execute(statement)}

@@ -72,6 +72,14 @@ class ReportService:
         self.clock = clock
 
     # ------------------------------------------------------------------ reading
+    def statuses(self, study_uids: list[str]) -> dict[str, str]:
+        """Each study's report state for lists (``draft``, ``final``, ``amended``); studies
+        without a report are absent. Not audited: it shows no report content."""
+        if not study_uids:
+            return {}
+        with self.database.reader.connect() as connection:
+            return rows.states(connection, study_uids)
+
     def header(self, study_uid: str) -> StudyHeader:
         """The study's patient and study header, read from the index now."""
         return study_header(self.archive, study_uid)

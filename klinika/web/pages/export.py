@@ -1,11 +1,87 @@
-"""The export pages (not built yet)."""
+"""Export: a study or series as a streamed ZIP of its DICOM files (with a DICOMDIR) or of
+JPEG/PNG images. Each export is an audit event of its own (``dicom:export``)."""
 
-from __future__ import annotations
+from collections.abc import Iterator
+from typing import Annotated, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
+from klinika.auth.http import client_address
+from klinika.auth.models import Principal
+from klinika.export import dicom_zip, images_zip
 from klinika.web.pages.context import PageContext
+
+MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
+
+
+def _download(chunks: Iterator[bytes], filename: str) -> StreamingResponse:
+    return StreamingResponse(
+        chunks,
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 def create_router(context: PageContext) -> APIRouter:
-    return APIRouter()
+    router = APIRouter()
+    Reader = Annotated[Principal, Depends(context.guard("dicom:read"))]
+    Format = Annotated[Literal["jpeg", "png"], Query()]
+
+    async def audit(
+        request: Request, principal: Principal, what: str, study: str, series: str | None
+    ) -> None:
+        await run_in_threadpool(
+            context.audit.record,
+            principal.actor,
+            "dicom:export",
+            "success",
+            study_uid=study,
+            series_uid=series,
+            source=client_address(request),
+            details={"format": what, "path": request.url.path},
+        )
+
+    async def dicom(request: Request, principal: Principal, study: str, series: str | None):
+        chunks = await run_in_threadpool(dicom_zip, context.archive, study, series)
+        await audit(request, principal, "dicom", study, series)
+        return _download(chunks, f"{(series or study)[-24:]}.zip")
+
+    async def images(
+        request: Request, principal: Principal, study: str, series: str | None, format: str
+    ):
+        chunks = await run_in_threadpool(
+            images_zip, context.archive, study, series, MEDIA_TYPES[format]
+        )
+        await audit(request, principal, format, study, series)
+        return _download(chunks, f"{(series or study)[-24:]}-{format}.zip")
+
+    @router.get("/export/studies/{study_uid}.zip")
+    async def study_dicom(request: Request, study_uid: str, principal: Reader):
+        return await dicom(request, principal, study_uid, None)
+
+    @router.get("/export/studies/{study_uid}/series/{series_uid}.zip")
+    async def series_dicom(request: Request, study_uid: str, series_uid: str, principal: Reader):
+        return await dicom(request, principal, study_uid, series_uid)
+
+    @router.get("/export/studies/{study_uid}/images.zip")
+    async def study_images(
+        request: Request, study_uid: str, principal: Reader, format: Format = "jpeg"
+    ):
+        return await images(request, principal, study_uid, None, format)
+
+    @router.get("/export/studies/{study_uid}/series/{series_uid}/images.zip")
+    async def series_images(
+        request: Request,
+        study_uid: str,
+        series_uid: str,
+        principal: Reader,
+        format: Format = "jpeg",
+    ):
+        return await images(request, principal, study_uid, series_uid, format)
+
+    return router

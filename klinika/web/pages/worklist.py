@@ -1,11 +1,207 @@
-"""The worklist pages (not built yet)."""
+"""The worklist: the home page. Studies found through the one query engine (the index only),
+filtered, sorted and paged; per study the viewer, the report, export and (admins) delete."""
 
-from __future__ import annotations
+import datetime as dt
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
+from klinika.auth.models import Principal
+from klinika.dicom.attributes import Level
+from klinika.i18n import N_
+from klinika.index.query import Query as IndexQuery
 from klinika.web.pages.context import PageContext
+
+PAGE_SIZE = 50
+#: sort key -> index attributes (the first decides the direction's meaning)
+SORTS = {
+    "date": ("StudyDate", "StudyTime"),
+    "name": ("PatientName",),
+    "pid": ("PatientID",),
+    "accession": ("AccessionNumber",),
+    "description": ("StudyDescription",),
+}
+PRESETS = {
+    "today": (N_("Today"), 0, 0),
+    "yesterday": (N_("Yesterday"), 1, 1),
+    "7d": (N_("Last 7 days"), 6, 0),
+    "30d": (N_("Last 30 days"), 29, 0),
+}
+MODALITIES = ("CT", "MR", "CR", "DX", "US", "MG", "NM", "PT", "XA", "RF", "SR", "DOC")
+RETURNED = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyDescription",
+    "ModalitiesInStudy",
+    "NumberOfStudyRelatedSeries",
+    "NumberOfStudyRelatedInstances",
+)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The worklist's search form, as typed."""
+
+    name: str = ""
+    pid: str = ""
+    accession: str = ""
+    modality: str = ""
+    preset: str = ""
+    date_from: str = ""
+    date_to: str = ""
+    sort: str = "date"
+    order: str = "desc"
+
+    def match(self, today: dt.date) -> dict[str, str]:
+        """QIDO-style match keys. A name without wildcards matches as a prefix (``иван`` finds
+        ``Иванов^Иван``); matching is case-insensitive, as in QIDO."""
+        match: dict[str, str] = {}
+        if self.name.strip():
+            name = self.name.strip()
+            match["PatientName"] = name if any(c in name for c in "*?") else name + "*"
+        if self.pid.strip():
+            match["PatientID"] = self.pid.strip()
+        if self.accession.strip():
+            match["AccessionNumber"] = self.accession.strip()
+        if self.modality in MODALITIES:
+            match["ModalitiesInStudy"] = self.modality
+        dates = self.date_range(today)
+        if dates:
+            match["StudyDate"] = dates
+        return match
+
+    def date_range(self, today: dt.date) -> str:
+        if self.preset in PRESETS:
+            _, back, until = PRESETS[self.preset]
+            start, end = today - dt.timedelta(days=back), today - dt.timedelta(days=until)
+            return f"{start:%Y%m%d}-{end:%Y%m%d}"
+        start, end = _date(self.date_from), _date(self.date_to)
+        if start or end:
+            return f"{start}-{end}"
+        return ""
+
+    def ordering(self) -> tuple[tuple[str, bool], ...]:
+        keys = SORTS.get(self.sort, SORTS["date"])
+        return tuple((key, self.order != "asc") for key in keys)
+
+    def query_string(self, **changes: Any) -> str:
+        values = {**self.__dict__, **changes}
+        return urlencode({k: v for k, v in values.items() if v not in ("", None)})
+
+
+def _date(text: str) -> str:
+    """An HTML date input (YYYY-MM-DD) as a DICOM date, or "" when empty or malformed."""
+    try:
+        return dt.date.fromisoformat(text).strftime("%Y%m%d") if text else ""
+    except ValueError:
+        return ""
+
+
+def _value(entry: dict[str, Any], tag: str) -> Any:
+    values = entry.get(tag, {}).get("Value") or []
+    if not values:
+        return ""
+    first = values[0]
+    if isinstance(first, dict):  # PN
+        return first.get("Alphabetic", "")
+    return first if len(values) == 1 else values
+
+
+def study_rows(matches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Template-friendly rows from DICOM JSON study entries."""
+    rows = []
+    for entry in matches:
+        modalities = entry.get("00080061", {}).get("Value") or []
+        rows.append(
+            {
+                "uid": _value(entry, "0020000D"),
+                "patient_name": str(_value(entry, "00100010")).replace("^", " ").strip(),
+                "patient_id": _value(entry, "00100020"),
+                "birth_date": _value(entry, "00100030"),
+                "sex": _value(entry, "00100040"),
+                "date": _value(entry, "00080020"),
+                "time": _value(entry, "00080030"),
+                "accession": _value(entry, "00080050"),
+                "description": _value(entry, "00081030"),
+                "modalities": " ".join(modalities),
+                "series": _value(entry, "00201206"),
+                "instances": _value(entry, "00201208"),
+            }
+        )
+    return rows
 
 
 def create_router(context: PageContext) -> APIRouter:
-    return APIRouter()
+    router = APIRouter()
+    Reader = Annotated[Principal, Depends(context.guard("dicom:read"))]
+    Deleter = Annotated[Principal, Depends(context.guard("dicom:delete"))]
+
+    @router.get("/worklist")
+    async def worklist(
+        request: Request,
+        _: Reader,
+        name: Annotated[str, Query(max_length=128)] = "",
+        pid: Annotated[str, Query(max_length=64)] = "",
+        accession: Annotated[str, Query(max_length=64)] = "",
+        modality: Annotated[str, Query(max_length=8)] = "",
+        preset: Annotated[str, Query(max_length=8)] = "",
+        date_from: Annotated[str, Query(alias="from", max_length=10)] = "",
+        date_to: Annotated[str, Query(alias="to", max_length=10)] = "",
+        sort: Annotated[str, Query(max_length=16)] = "date",
+        order: Annotated[str, Query(max_length=4)] = "desc",
+        page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    ) -> Response:
+        filters = Filters(name, pid, accession, modality, preset, date_from, date_to, sort, order)
+        query = IndexQuery(
+            Level.STUDY,
+            match=filters.match(dt.date.today()),
+            include=frozenset(RETURNED),
+            limit=PAGE_SIZE,
+            offset=(page - 1) * PAGE_SIZE,
+            order=filters.ordering(),
+        )
+        result = await run_in_threadpool(context.archive.search, query)
+        total = await run_in_threadpool(context.archive.count, query)
+        rows = study_rows(result.matches)
+        statuses = await run_in_threadpool(context.reports.statuses, [row["uid"] for row in rows])
+        links = {
+            "prev": filters.query_string(page=page - 1) if page > 1 else None,
+            "next": filters.query_string(page=page + 1) if result.more else None,
+        }
+        sort_links = {
+            key: filters.query_string(
+                sort=key, order="asc" if filters.sort == key and order != "asc" else "desc"
+            )
+            for key in SORTS
+        }
+        return context.pages.render(
+            request,
+            "worklist/index.html",
+            active="worklist",
+            filters=filters,
+            rows=rows,
+            statuses=statuses,
+            total=total,
+            page=page,
+            pages=max(1, -(-total // PAGE_SIZE)),
+            links=links,
+            sort_links=sort_links,
+            presets=PRESETS,
+            modalities=MODALITIES,
+            deleted=request.query_params.get("deleted"),
+        )
+
+    @router.post("/worklist/studies/{study_uid}/delete")
+    async def delete_study(study_uid: str, _: Deleter) -> Response:
+        """Delete a study (admins; the page asks for confirmation; audited by the guard)."""
+        await run_in_threadpool(context.archive.delete, study_uid)
+        return RedirectResponse("/worklist?deleted=1", status_code=303)
+
+    return router

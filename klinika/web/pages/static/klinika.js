@@ -6,3 +6,10 @@ document.addEventListener("change", (event) => {
     target.form.submit();
   }
 });
+// Forms that change something irreversible ask first: <form data-confirm="question">.
+document.addEventListener("submit", (event) => {
+  const question = event.target.getAttribute && event.target.getAttribute("data-confirm");
+  if (question && !window.confirm(question)) {
+    event.preventDefault();
+  }
+});

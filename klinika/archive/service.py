@@ -267,6 +267,12 @@ class Archive:
         with self.database.reader.connect() as connection:
             return search(connection, query)
 
+    def stored_bytes(self) -> int:
+        """The size of every stored instance, as received (from the index)."""
+        with self.database.reader.connect() as connection:
+            total = connection.execute(sa.select(sa.func.sum(schema.instances.c.blob_size)))
+            return int(total.scalar_one() or 0)
+
     def count(self, query: Query) -> int:
         """How many entries match ``query`` (for paging), from the index alone."""
         with self.database.reader.connect() as connection:

@@ -11,6 +11,19 @@ from klinika.db import Database
 from klinika.storage import FileStore
 
 
+def readiness(database: Database, blobs: FileStore) -> dict[str, str]:
+    """``ok`` or what is wrong, for the database and the blob storage."""
+    checks = {"database": "ok", "storage": "ok"}
+    try:
+        with database.reader.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+    except Exception as exc:  # any failure means not ready
+        checks["database"] = f"error: {type(exc).__name__}"
+    if not blobs.root.is_dir():
+        checks["storage"] = "error: blob folder missing"
+    return checks
+
+
 def create_health_router(database: Database, blobs: FileStore) -> APIRouter:
     router = APIRouter(tags=["health"])
 
@@ -20,14 +33,7 @@ def create_health_router(database: Database, blobs: FileStore) -> APIRouter:
 
     @router.get("/health/ready", summary="Readiness: database and storage reachable")
     def ready() -> JSONResponse:
-        checks = {"database": "ok", "storage": "ok"}
-        try:
-            with database.reader.connect() as connection:
-                connection.execute(sa.text("SELECT 1"))
-        except Exception as exc:  # any failure means not ready
-            checks["database"] = f"error: {type(exc).__name__}"
-        if not blobs.root.is_dir():
-            checks["storage"] = "error: blob folder missing"
+        checks = readiness(database, blobs)
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse(
             {"status": "ok" if ok else "error", **checks}, status_code=200 if ok else 503

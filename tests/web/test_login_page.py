@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import requests
 
 from tests.browser import OpenPage, log_in
 from tests.conftest import TEST_PASSWORD, LiveServer, start_server
@@ -56,3 +57,12 @@ def test_the_login_page_speaks_the_browser_language_and_switches(
     assert response.headers["x-content-type-options"] == "nosniff"
     assert browser_page.errors == []
     assert browser_page.csp_violations() == []
+
+
+def test_without_the_viewer_installed_its_routes_say_how_to_install_it(
+    server: LiveServer,
+) -> None:
+    page = requests.get(server.url + "/viewer?StudyInstanceUIDs=1.2.3", headers=server.headers)
+    assert page.status_code == 503
+    assert "klinika viewer install" in page.text
+    assert requests.get(server.url + "/app.bundle.js", headers=server.headers).status_code == 404

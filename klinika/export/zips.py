@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import tempfile
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from klinika.dicom import render
 log = logging.getLogger(__name__)
 IMAGE_SUFFIX = {"image/jpeg": "jpg", "image/png": "png"}
 _PIXEL_DATA = '"7FE00010"'  # its tag in the stored DICOM JSON
+CHUNK_BYTES = 1 << 20
 
 
 def _records(archive: Archive, study_uid: str, series_uid: str | None) -> list[InstanceRecord]:
@@ -29,13 +29,15 @@ def dicomdir(archive: Archive, records: list[InstanceRecord]) -> tuple[bytes, di
     """A DICOMDIR for ``records`` (PS3.10 §8, PS3.3 F.5) and each instance's path in the file-set.
 
     pydicom's FileSet builds the directory records; it is given header-only copies of the
-    instances (small), and the stored files are then placed at the paths it chose.
+    instances (read up to the pixel data, not the whole file), and the stored files are then
+    placed at the paths it chose.
     """
     file_set = FileSet()
     file_set.ID = "KLINIKA"
     with tempfile.TemporaryDirectory(prefix="klinika-dicomdir-") as work:
         for record in records:
-            header = dcmread(io.BytesIO(archive.read(record)), stop_before_pixels=True)
+            with archive.blobs.open(record.blob_key) as stored:
+                header = dcmread(stored, stop_before_pixels=True)
             file_set.add(header)
         file_set.write(work)
         paths = {
@@ -60,7 +62,11 @@ def dicom_zip(archive: Archive, study_uid: str, series_uid: str | None = None) -
 
 
 def _blob(archive: Archive, record: InstanceRecord) -> Iterator[bytes]:
-    yield archive.read(record)  # read when the ZIP reaches this entry, not before
+    """The stored file in chunks, opened when the ZIP reaches this entry (a multi-frame
+    instance of a gigabyte is never held whole)."""
+    with archive.blobs.open(record.blob_key) as stored:
+        while chunk := stored.read(CHUNK_BYTES):
+            yield chunk
 
 
 def images_zip(

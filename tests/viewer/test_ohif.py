@@ -138,15 +138,18 @@ def test_an_operator_views_and_may_upload_but_not_write_reports(
     assert browser_page.csp_violations() == []
 
 
-def test_a_doctor_may_not_upload_images_from_the_viewer(
+def test_upload_in_the_viewer_only_for_roles_that_may_store(
     viewer_server: LiveServer, open_page: OpenPage
 ) -> None:
     uid = ct_study_uid(viewer_server)
-    browser_page = open_page()
-    page = browser_page.page
-    open_viewer(browser_page, viewer_server, "irina", f"StudyInstanceUIDs={uid}")
-    config = page.evaluate("() => window.config.dataSources[0].configuration")
-    assert config["dicomUploadEnabled"] is False
+    for user, may_upload in (("irina", False), ("tester", True)):
+        browser_page = open_page()
+        page = browser_page.page
+        open_viewer(browser_page, viewer_server, user, f"StudyInstanceUIDs={uid}")
+        config = page.evaluate("() => window.config.dataSources[0].configuration")
+        assert config["dicomUploadEnabled"] is may_upload, user
+        assert page.locator("#klinika-report").count() == 1  # doctors and admins report
+        assert browser_page.csp_violations() == []
 
 
 def test_switching_to_russian_translates_our_additions_and_ohif(

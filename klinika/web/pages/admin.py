@@ -185,4 +185,3 @@ def create_router(context: PageContext) -> APIRouter:
         )
 
     return router
-

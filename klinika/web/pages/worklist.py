@@ -59,13 +59,20 @@ class Filters:
     sort: str = "date"
     order: str = "desc"
 
+    @property
+    def fuzzy(self) -> bool:
+        """A name typed without wildcards is matched as QIDO's ``fuzzymatching=true`` does:
+        each word starts some part of the name (``иван`` finds ``Иванов^Иван`` and
+        ``Петрова^Иванна``, ``smith jo`` finds ``Smith^John``). With ``*`` or ``?`` the
+        pattern is the whole name, as in QIDO."""
+        name = self.name.strip()
+        return bool(name) and not any(c in name for c in "*?")
+
     def match(self, today: dt.date) -> dict[str, str]:
-        """QIDO-style match keys. A name without wildcards matches as a prefix (``иван`` finds
-        ``Иванов^Иван``); matching is case-insensitive, as in QIDO."""
+        """QIDO-style match keys; matching is case-insensitive, as in QIDO."""
         match: dict[str, str] = {}
         if self.name.strip():
-            name = self.name.strip()
-            match["PatientName"] = name if any(c in name for c in "*?") else name + "*"
+            match["PatientName"] = self.name.strip()
         if self.pid.strip():
             match["PatientID"] = self.pid.strip()
         if self.accession.strip():
@@ -86,6 +93,18 @@ class Filters:
         if start or end:
             return f"{start}-{end}"
         return ""
+
+    def query(self, today: dt.date, page: int) -> IndexQuery:
+        """The index query for one page of this search (the bench times the same)."""
+        return IndexQuery(
+            Level.STUDY,
+            match=self.match(today),
+            include=frozenset(RETURNED),
+            limit=PAGE_SIZE,
+            offset=(page - 1) * PAGE_SIZE,
+            order=self.ordering(),
+            fuzzy=self.fuzzy,
+        )
 
     def ordering(self) -> tuple[tuple[str, bool], ...]:
         keys = SORTS.get(self.sort, SORTS["date"])
@@ -151,7 +170,7 @@ def create_router(context: PageContext) -> APIRouter:
         pid: Annotated[str, Query(max_length=64)] = "",
         accession: Annotated[str, Query(max_length=64)] = "",
         modality: Annotated[str, Query(max_length=8)] = "",
-        preset: Annotated[str, Query(max_length=8)] = "",
+        preset: Annotated[str, Query(max_length=16)] = "",
         date_from: Annotated[str, Query(alias="from", max_length=10)] = "",
         date_to: Annotated[str, Query(alias="to", max_length=10)] = "",
         sort: Annotated[str, Query(max_length=16)] = "date",
@@ -159,14 +178,7 @@ def create_router(context: PageContext) -> APIRouter:
         page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     ) -> Response:
         filters = Filters(name, pid, accession, modality, preset, date_from, date_to, sort, order)
-        query = IndexQuery(
-            Level.STUDY,
-            match=filters.match(dt.date.today()),
-            include=frozenset(RETURNED),
-            limit=PAGE_SIZE,
-            offset=(page - 1) * PAGE_SIZE,
-            order=filters.ordering(),
-        )
+        query = filters.query(dt.date.today(), page)
         result = await run_in_threadpool(context.archive.search, query)
         total = await run_in_threadpool(context.archive.count, query)
         rows = study_rows(result.matches)

@@ -1,0 +1,94 @@
+"""The export room on a real archive: DICOM ZIP with a DICOMDIR, and rendered JPEG/PNG."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pydicom
+import pytest
+from PIL import Image
+
+from klinika.errors import NotFound
+from klinika.export import dicom_zip, images_zip, zips
+from tests.conftest import PYDICOM_DATA, SAMPLES
+
+
+def unzip(chunks) -> zipfile.ZipFile:  # type: ignore[no-untyped-def]
+    return zipfile.ZipFile(io.BytesIO(b"".join(chunks)))
+
+
+@pytest.fixture
+def stored(archive):  # type: ignore[no-untyped-def]
+    """Three studies: a CT, an Encapsulated PDF (no pixels) and an MR."""
+    files = [
+        PYDICOM_DATA / "CT_small.dcm",
+        SAMPLES / "generated" / "encapsulated_pdf.dcm",
+        PYDICOM_DATA / "MR_small.dcm",
+    ]
+    for path in files:
+        outcome = archive.store(path.read_bytes())
+        assert outcome.status in ("stored", "duplicate"), outcome
+    return archive
+
+
+def study_of(path: Path) -> str:
+    return str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
+
+
+def test_dicom_zip_holds_the_stored_bytes_and_a_dicomdir_dcmdump_reads(
+    stored, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(zips, "CHUNK_BYTES", 1000)  # files go out in many chunks
+    ct = PYDICOM_DATA / "CT_small.dcm"
+    uid = study_of(ct)
+    with unzip(dicom_zip(stored, uid)) as bundle:
+        bundle.extractall(tmp_path)
+        names = bundle.namelist()
+    assert names[0] == "DICOMDIR"
+    directory = pydicom.dcmread(tmp_path / "DICOMDIR")
+    kinds = [r.DirectoryRecordType for r in directory.DirectoryRecordSequence]
+    assert kinds.count("PATIENT") == 1 and kinds.count("STUDY") == 1
+    referenced = [r for r in directory.DirectoryRecordSequence if "ReferencedFileID" in r]
+    assert len(referenced) == len(names) - 1
+    for record in referenced:
+        exported = (tmp_path / Path(*record.ReferencedFileID)).read_bytes()
+        sop_uid = pydicom.dcmread(io.BytesIO(exported)).SOPInstanceUID
+        assert sop_uid == record.ReferencedSOPInstanceUIDInFile
+        if sop_uid == pydicom.dcmread(ct).SOPInstanceUID:
+            assert exported == ct.read_bytes()  # bytes as received, not re-encoded
+    dump = subprocess.run(
+        ["dcmdump", str(tmp_path / "DICOMDIR")], capture_output=True, encoding="latin-1"
+    )
+    assert dump.returncode == 0 and "DirectoryRecordSequence" in dump.stdout
+
+
+def test_series_export_holds_only_that_series(stored) -> None:  # type: ignore[no-untyped-def]
+    mr = pydicom.dcmread(PYDICOM_DATA / "MR_small.dcm", stop_before_pixels=True)
+    with unzip(dicom_zip(stored, mr.StudyInstanceUID, mr.SeriesInstanceUID)) as bundle:
+        assert len(bundle.namelist()) == 2  # DICOMDIR and the one MR image
+
+
+@pytest.mark.parametrize(("media_type", "kind"), [("image/jpeg", "JPEG"), ("image/png", "PNG")])
+def test_images_zip_renders_each_frame_and_leaves_out_objects_without_pixels(
+    stored, media_type, kind
+) -> None:  # type: ignore[no-untyped-def]
+    for path in (PYDICOM_DATA / "CT_small.dcm", SAMPLES / "generated" / "encapsulated_pdf.dcm"):
+        with unzip(images_zip(stored, study_of(path), media_type=media_type)) as bundle:
+            names = bundle.namelist()
+            for name in names:
+                with Image.open(io.BytesIO(bundle.read(name))) as picture:
+                    assert picture.format == kind and picture.size == (128, 128)
+            if path.name == "CT_small.dcm":
+                assert names == [f"series-01/image-0001.{'jpg' if kind == 'JPEG' else 'png'}"]
+            else:
+                assert names == []  # a PDF has no frames to render
+
+
+def test_exporting_an_unknown_study_raises_before_anything_is_sent(stored) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(NotFound):
+        dicom_zip(stored, "1.2.3.4")
+    with pytest.raises(NotFound):
+        images_zip(stored, "1.2.3.4")

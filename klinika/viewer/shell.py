@@ -38,7 +38,7 @@ _HASHED_NAME = re.compile(r"(^|/)[^/]*[.-][0-9a-f]{16,}\.(js|wasm|css)$|^[0-9a-f
 
 def viewer_csp(inline_script_hashes: tuple[str, ...]) -> str:
     """What OHIF needs and nothing more: its own inline scripts by hash, WebAssembly codecs
-    (``'wasm-unsafe-eval'``), web workers from blobs, React's inline styles."""
+    (``'wasm-unsafe-eval'``), web workers from blobs, React's inline styles, PDFs from blobs."""
     return "; ".join(
         [
             "default-src 'self'",
@@ -50,7 +50,10 @@ def viewer_csp(inline_script_hashes: tuple[str, ...]) -> str:
             "connect-src 'self' data: blob:",
             "media-src 'self' blob:",
             "manifest-src 'self'",
-            "object-src 'none'",
+            # OHIF's PDF viewport (DICOM Encapsulated PDF, e.g. our signed reports) shows the
+            # document in an <object> whose data is a blob: URL (which Chromium frames)
+            "object-src 'self' blob:",
+            "frame-src 'self' blob:",
             "base-uri 'self'",
             "form-action 'self'",
             "frame-ancestors 'none'",

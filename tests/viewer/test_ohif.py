@@ -9,7 +9,7 @@ from collections.abc import Callable
 import requests
 
 from tests.browser import BrowserPage, OpenPage, log_in, screenshot
-from tests.conftest import TEST_PASSWORD, LiveServer
+from tests.conftest import TEST_PASSWORD, LiveServer, login
 from tests.viewer.conftest import ct_study_uid, drawn
 
 TIMEOUT = 90
@@ -170,4 +170,35 @@ def test_switching_to_russian_translates_our_additions_and_ohif(
     me = page.request.get(viewer_server.url + "/api/auth/me").json()
     assert me["language"] == "ru"
     screenshot(browser_page, "viewer-russian")
+    assert browser_page.csp_violations() == []
+
+
+def test_a_signed_report_shows_in_ohif_as_its_pdf(
+    viewer_server: LiveServer, open_page: OpenPage
+) -> None:
+    doctor = {"Authorization": login(viewer_server.url, "irina")["Authorization"]}
+    studies = requests.get(
+        viewer_server.dicomweb + "/studies",
+        params={"ModalitiesInStudy": "MR"},
+        headers=viewer_server.headers,
+    ).json()
+    uid = studies[0]["0020000D"]["Value"][0]
+    report = f"{viewer_server.url}/api/studies/{uid}/report"
+    draft = requests.put(
+        report,
+        json={"revision": None, "sections": {"findings": "No acute findings."}},
+        headers=doctor,
+    )
+    assert draft.status_code == 200
+    signed = requests.post(
+        report + "/sign", json={"revision": draft.json()["revision"]}, headers=doctor
+    )
+    assert signed.status_code == 200
+    browser_page = open_page()
+    page = browser_page.page
+    open_viewer(browser_page, viewer_server, "irina", f"StudyInstanceUIDs={uid}")
+    page.get_by_text("Radiology report").first.dblclick()
+    document = page.locator("object[type='application/pdf']")
+    document.wait_for(state="attached", timeout=TIMEOUT * 1000)
+    assert (document.get_attribute("data") or "").startswith("blob:")
     assert browser_page.csp_violations() == []

@@ -66,3 +66,13 @@ def test_without_the_viewer_installed_its_routes_say_how_to_install_it(
     assert page.status_code == 503
     assert "klinika viewer install" in page.text
     assert requests.get(server.url + "/app.bundle.js", headers=server.headers).status_code == 404
+
+
+def test_login_never_sends_the_browser_to_another_site() -> None:
+    from klinika.web.pages.context import safe_next
+
+    for target in ("//evil.example", "/\t/evil.example", "/\\evil.example", "https://evil", ""):
+        assert safe_next(target, "/worklist") == "/worklist", target
+    assert (
+        safe_next("/viewer?StudyInstanceUIDs=1.2", "/worklist") == "/viewer?StudyInstanceUIDs=1.2"
+    )

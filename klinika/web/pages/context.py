@@ -47,8 +47,15 @@ def request_language(request: Request, principal: Principal | None = None) -> st
 
 
 def safe_next(target: str | None, default: str = "/") -> str:
-    """A same-site path to go back to after login (never another origin)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """A same-site path to go back to after login (never another origin: no ``//host``, no
+    backslash, no control characters, which browsers strip before resolving)."""
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target)
+    ):
         return default
     return target
 

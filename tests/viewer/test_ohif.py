@@ -29,18 +29,20 @@ def panes_drawn(page: BrowserPage, count: int) -> bool:
     return all(drawn(panes.nth(i).screenshot()) for i in range(count))
 
 
-def open_viewer(page: BrowserPage, server: LiveServer, user: str, query: str) -> None:
-    log_in(page, server.url, user, TEST_PASSWORD, path=f"/viewer?{query}")
+def open_viewer(open_page: OpenPage, server: LiveServer, user: str, study_uid: str) -> BrowserPage:
+    """A new browser page, logged in as ``user``, showing the study in OHIF."""
+    page = open_page()
+    log_in(page, server.url, user, TEST_PASSWORD, path=f"/viewer?StudyInstanceUIDs={study_uid}")
     page.page.wait_for_selector("canvas.cornerstone-canvas", timeout=TIMEOUT * 1000)
+    return page
 
 
 def test_a_doctor_reads_the_ct_in_stack_and_mpr_and_saves_a_measurement_as_sr(
     viewer_server: LiveServer, open_page: OpenPage
 ) -> None:
     uid = ct_study_uid(viewer_server)
-    browser_page = open_page()
+    browser_page = open_viewer(open_page, viewer_server, "irina", uid)
     page = browser_page.page
-    open_viewer(browser_page, viewer_server, "irina", f"StudyInstanceUIDs={uid}")
     wait_until(lambda: panes_drawn(browser_page, 1))
     assert page.locator("#klinika-report").get_attribute("href") == f"/reports/{uid}"
     assert page.locator("#klinika-user").inner_text().startswith("irina")
@@ -96,9 +98,8 @@ def test_without_a_session_nothing_answers_and_logout_ends_access(
     for path in ("/app-config.js", "/app.bundle.js", f"/dicom-web/studies/{uid}/series"):
         assert anonymous.get(viewer_server.url + path).status_code == 401
 
-    browser_page = open_page()
+    browser_page = open_viewer(open_page, viewer_server, "irina", uid)
     page = browser_page.page
-    open_viewer(browser_page, viewer_server, "irina", f"StudyInstanceUIDs={uid}")
     page.click("#klinika-user")
     with page.expect_navigation():
         page.click("#klinika-logout")
@@ -114,9 +115,8 @@ def test_an_operator_views_and_may_upload_but_not_write_reports(
     viewer_server: LiveServer, open_page: OpenPage
 ) -> None:
     uid = ct_study_uid(viewer_server)
-    browser_page = open_page()
+    browser_page = open_viewer(open_page, viewer_server, "olga", uid)
     page = browser_page.page
-    open_viewer(browser_page, viewer_server, "olga", f"StudyInstanceUIDs={uid}")
     wait_until(lambda: panes_drawn(browser_page, 1))
     config = page.evaluate("() => window.config.dataSources[0].configuration")
     assert config["dicomUploadEnabled"] is True
@@ -143,9 +143,8 @@ def test_upload_in_the_viewer_only_for_roles_that_may_store(
 ) -> None:
     uid = ct_study_uid(viewer_server)
     for user, may_upload in (("irina", False), ("tester", True)):
-        browser_page = open_page()
+        browser_page = open_viewer(open_page, viewer_server, user, uid)
         page = browser_page.page
-        open_viewer(browser_page, viewer_server, user, f"StudyInstanceUIDs={uid}")
         config = page.evaluate("() => window.config.dataSources[0].configuration")
         assert config["dicomUploadEnabled"] is may_upload, user
         assert page.locator("#klinika-report").count() == 1  # doctors and admins report
@@ -156,9 +155,8 @@ def test_switching_to_russian_translates_our_additions_and_ohif(
     viewer_server: LiveServer, open_page: OpenPage
 ) -> None:
     uid = ct_study_uid(viewer_server)
-    browser_page = open_page()
+    browser_page = open_viewer(open_page, viewer_server, "irina", uid)
     page = browser_page.page
-    open_viewer(browser_page, viewer_server, "irina", f"StudyInstanceUIDs={uid}")
     page.click("#klinika-user")
     with page.expect_navigation():
         page.select_option("#klinika-language", "ru")
@@ -194,9 +192,8 @@ def test_a_signed_report_shows_in_ohif_as_its_pdf(
         report + "/sign", json={"revision": draft.json()["revision"]}, headers=doctor
     )
     assert signed.status_code == 200
-    browser_page = open_page()
+    browser_page = open_viewer(open_page, viewer_server, "irina", uid)
     page = browser_page.page
-    open_viewer(browser_page, viewer_server, "irina", f"StudyInstanceUIDs={uid}")
     page.get_by_text("Radiology report").first.dblclick()
     document = page.locator("object[type='application/pdf']")
     document.wait_for(state="attached", timeout=TIMEOUT * 1000)

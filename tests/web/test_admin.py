@@ -100,6 +100,7 @@ def test_bad_input_is_refused_with_a_message_not_a_crash(server: LiveServer) -> 
         server.url + "/admin/audit", params={"since": "yesterday"}, headers=server.headers
     )
     assert bad_date.status_code == 400
+    assert 'role="alert"' in bad_date.text  # the page, with the reason, not a JSON error
 
 
 def test_the_audit_page_filters_and_its_csv_matches(server: LiveServer) -> None:

@@ -141,14 +141,19 @@ def create_router(context: PageContext) -> APIRouter:
             "until": until,
         }
         where = AuditFilter(**{k: v or None for k, v in filters.items()})
-        events, total = await run_in_threadpool(
-            context.audit.search, where, limit=AUDIT_PAGE, offset=(page - 1) * AUDIT_PAGE
-        )
+        error = None
+        try:
+            events, total = await run_in_threadpool(
+                context.audit.search, where, limit=AUDIT_PAGE, offset=(page - 1) * AUDIT_PAGE
+            )
+        except KlinikaError as exc:  # a malformed date typed into the URL
+            events, total, error = [], 0, str(exc)
         chain = await run_in_threadpool(context.audit.verify) if verify else None
         query = {k: v for k, v in filters.items() if v}
         return pages.render(
             request,
             "admin/audit.html",
+            status_code=400 if error else 200,
             active="admin",
             tab="audit",
             events=[e.as_dict() for e in events],
@@ -158,6 +163,7 @@ def create_router(context: PageContext) -> APIRouter:
             filters=query,
             query=urlencode(query),
             chain=chain,
+            error=error,
         )
 
     @router.get("/admin/system")

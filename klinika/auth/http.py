@@ -196,10 +196,14 @@ class Guard:
         self.audit = audit
         self.coalescer = coalescer or ReadCoalescer()
 
-    def __call__(self, action: str) -> Require:
-        if action not in ACTIONS:
-            raise ValueError(f"unknown action {action!r}: add it to PERMISSIONS first")
-        return Require(self, action)
+    def __call__(self, action: str, *, recorded_as: str | None = None) -> Require:
+        """The dependency admitting ``action``. With ``recorded_as``, principals who may also
+        do that broader action have their access recorded under it (an operator's STOW is
+        ``dicom:store``, a doctor's ``dicom:annotate``)."""
+        for name in (action, recorded_as):
+            if name is not None and name not in ACTIONS:
+                raise ValueError(f"unknown action {name!r}: add it to PERMISSIONS first")
+        return Require(self, action, recorded_as)
 
     def principal(self, request: Request) -> Principal:
         """The gate's principal for this request, or authenticate now (no gate in front)."""
@@ -212,7 +216,7 @@ class Guard:
             request.scope[_PRINCIPAL] = principal
         return principal
 
-    def check(self, request: Request, action: str) -> Principal:
+    def check(self, request: Request, action: str, recorded_as: str | None = None) -> Principal:
         principal = self.principal(request)
         source = client_address(request)
         try:
@@ -223,6 +227,8 @@ class Guard:
                 principal.actor, action, "denied", source=source, details=details, **resource
             )
             raise
+        if recorded_as is not None and is_allowed(principal.role, recorded_as):
+            action = recorded_as
         if action in AUDITED_ACTIONS:
             resource, details = _access_context(request)
             if not self.coalescer.first(principal.session_id, action, resource["study_uid"]):
@@ -240,16 +246,17 @@ class Guard:
 class Require:
     """The dependency for one action. ``action`` is public: the route sweep test reads it."""
 
-    def __init__(self, guard: Guard, action: str) -> None:
+    def __init__(self, guard: Guard, action: str, recorded_as: str | None = None) -> None:
         self.guard = guard
         self.action = action
+        self.recorded_as = recorded_as
 
     async def __call__(self, request: Request) -> Principal:
         principal = request.scope.get(_PRINCIPAL)
         if principal is not None and is_allowed(principal.role, self.action):
             # Admitted by the gate's principal: no I/O here (the event is written by the gate).
-            return self.guard.check(request, self.action)
-        return await to_thread.run_sync(self.guard.check, request, self.action)
+            return self.guard.check(request, self.action, self.recorded_as)
+        return await to_thread.run_sync(self.guard.check, request, self.action, self.recorded_as)
 
     def __repr__(self) -> str:
         return f"Require({self.action!r})"

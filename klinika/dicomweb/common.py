@@ -11,7 +11,7 @@ from fastapi import Request, Response
 
 #: ``guard(action)`` returns a FastAPI dependency that admits only principals allowed to do
 #: ``action`` ("dicom:read", "dicom:store", "dicom:delete"). It comes from the auth room.
-Guard = Callable[[str], Any]
+Guard = Callable[..., Any]
 
 DICOM_JSON = "application/dicom+json"
 _GZIP_MIN = 1024

@@ -84,7 +84,7 @@ def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> AP
     """The STOW-RS resources: images from roles that may store (``dicom:store``), derived
     objects (SR, KO, PR, SEG) also from readers (``dicom:annotate``)."""
     router = APIRouter()
-    Storer = Annotated[Principal, Depends(guard("dicom:annotate"))]
+    Storer = Annotated[Principal, Depends(guard("dicom:annotate", recorded_as="dicom:store"))]
 
     async def store(request: Request, study_uid: str | None, principal: Principal) -> Response:
         sop_classes = None if is_allowed(principal.role, "dicom:store") else DERIVED_SOP_CLASSES

@@ -74,7 +74,7 @@ def test_login_search_and_store_leave_exactly_the_expected_events(site: Installa
     summary = [(e["actor"], e["role"], e["action"], e["outcome"]) for e in events]
     assert summary == [
         ("operator", "operator", "auth:login", "success"),
-        ("operator", "operator", "dicom:annotate", "success"),
+        ("operator", "operator", "dicom:store", "success"),
         ("operator", "operator", "dicom:read", "success"),
     ]
     login_event, store_event, read_event = events

@@ -8,6 +8,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from pydicom.data import get_testdata_file
 
+from klinika.audit.trail import AuditFilter
 from tests.auth.conftest import Installation
 
 
@@ -56,3 +57,7 @@ def test_a_doctor_may_search_and_store_measurements_but_not_images(
     stored = client.store_instances([measurements])
     assert len(stored.ReferencedSOPSequence) == 1
     assert len(client.search_for_studies()) == 1
+    site.runtime.audit.flush()
+    events, _ = site.runtime.audit.search(AuditFilter(actor="doctor", outcome="success"))
+    assert "dicom:annotate" in {event.action for event in events}  # not "dicom:store"
+    assert "dicom:store" not in {event.action for event in events}

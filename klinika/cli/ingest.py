@@ -10,7 +10,7 @@ from itertools import islice
 from pathlib import Path
 
 from klinika.archive import Archive, StoreOutcome
-from klinika.archive.sources import iter_sources
+from klinika.archive.sources import Item, iter_sources, store_items
 
 
 @dataclass
@@ -33,8 +33,8 @@ def import_paths(
     summary = ImportSummary()
     sources = iter_sources(paths)
 
-    def run(batch: list[tuple[str, Callable[[], bytes]]]) -> list[tuple[str, StoreOutcome]]:
-        outcomes = archive.store_many(reader() for _, reader in batch)
+    def run(batch: list[tuple[str, Callable[[], Item]]]) -> list[tuple[str, StoreOutcome]]:
+        outcomes = store_items(archive, [reader() for _, reader in batch])
         return [(name, outcome) for (name, _), outcome in zip(batch, outcomes, strict=True)]
 
     with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:

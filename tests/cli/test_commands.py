@@ -11,7 +11,7 @@ from klinika.config import load_settings
 from klinika.dicom.attributes import Level
 from klinika.index.query import Query
 from klinika.runtime import Runtime
-from tests.conftest import SAMPLES
+from tests.conftest import PYDICOM_DATA, SAMPLES
 
 
 def klinika(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -36,6 +36,22 @@ def test_import_folder_and_zip_reports_stored_duplicates_and_rejections(tmp_path
     assert "malformed_truncated_in_pixeldata.dcm: pixel data declares" in result.stderr
     again = klinika(tmp_path / "data", "import", str(folder))
     assert "stored 0, duplicate 3, rejected 0" in again.stdout
+
+
+def test_import_goes_on_past_a_damaged_zip_member(tmp_path: Path) -> None:
+    ct, mr = PYDICOM_DATA / "CT_small.dcm", PYDICOM_DATA / "MR_small.dcm"
+    bundle = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(bundle, "w", compression=zipfile.ZIP_DEFLATED) as zipped:
+        zipped.write(ct, "ct.dcm")
+        zipped.write(mr, "mr.dcm")
+    raw = bytearray(bundle.read_bytes())
+    start = raw.index(b"mr.dcm", raw.index(b"ct.dcm") + 6) + len(b"mr.dcm")
+    raw[start + 100 : start + 140] = bytes(40)  # damage the MR's compressed bytes
+    bundle.write_bytes(bytes(raw))
+    result = klinika(tmp_path / "data", "import", str(bundle))
+    assert result.returncode == 0, result.stderr
+    assert "stored 1" in result.stdout and "rejected 1" in result.stdout, result.stdout
+    assert "damaged.zip!mr.dcm: ZIP member" in result.stderr
 
 
 def test_demo_loads_every_modality_and_prints_a_first_admin_password(tmp_path: Path) -> None:

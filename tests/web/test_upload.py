@@ -10,6 +10,7 @@ import zipfile
 
 import pytest
 
+from klinika.archive import sources
 from klinika.web.pages import upload
 from klinika.web.pages.upload import store_upload
 from tests.conftest import PYDICOM_DATA, SAMPLES
@@ -57,7 +58,7 @@ def test_members_and_files_over_the_size_limit_are_refused_unread(
     archive, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     assert CT.stat().st_size > MR.stat().st_size
-    monkeypatch.setattr(upload, "MAX_INSTANCE_BYTES", CT.stat().st_size - 1)
+    monkeypatch.setattr(sources, "MAX_INSTANCE_BYTES", CT.stat().st_size - 1)
     results = by_name(
         store_upload(archive, "z.zip", zipped(ct=CT.read_bytes(), mr=MR.read_bytes()))
     )

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Measure Klinika with ../shared/bench on a dataset made by ../shared/bench/gen_data.py.
+# Measure Klinika with bench/harness on a dataset made by bench/harness/gen_data.py.
 # usage: bench/run-klinika.sh DATASET_DIR WORK_DIR [extra bench_pacs.py options]
 # Starts `klinika serve` on a fresh data folder (HTTP 18043, DIMSE 14245), creates a bench
 # admin, and runs every section (the harness calls as BENCH and moves to BENCHSCP:14243).
 set -euo pipefail
 DATA=$(realpath "$1"); WORK=$(realpath -m "$2")
-HERE=$(cd "$(dirname "$0")" && pwd); BENCH=$(realpath "$HERE/../../shared/bench")
+HERE=$(cd "$(dirname "$0")" && pwd); BENCH="$HERE/harness"
 KLINIKA=${KLINIKA:-$HERE/../.venv/bin/klinika}; PY=${PY:-$HERE/../.venv/bin/python}
 mkdir -p "$WORK/results" "$WORK/logs"
 rm -rf "$WORK/klinika-data"

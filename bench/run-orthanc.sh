@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Measure Orthanc (Debian's package, the peer) with ../shared/bench on the same data as Klinika.
+# Measure Orthanc (Debian's package, the peer) with bench/harness on the same data as Klinika.
 # Orthanc 1.10 binds 0.0.0.0, so it runs in a network namespace that has only loopback.
 # usage: bench/run-orthanc.sh DATASET_DIR WORK_DIR     (needs root for the namespace)
 set -euo pipefail
 DATA=$(realpath "$1"); WORK=$(realpath -m "$2")
-HERE=$(cd "$(dirname "$0")" && pwd); BENCH=$(realpath "$HERE/../../shared/bench")
+HERE=$(cd "$(dirname "$0")" && pwd); BENCH="$HERE/harness"
 PY=${PY:-$HERE/../.venv/bin/python}
 mkdir -p "$WORK/orthanc-db" "$WORK/results" "$WORK/logs"
 rm -rf "$WORK/orthanc-db"/*

@@ -8,7 +8,7 @@ WORK=$(realpath -m "$1"); SLICES=${2:-300}; RUNS=${3:-5}
 HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(dirname "$HERE")
 PY=$ROOT/.venv/bin/python; KLINIKA=$ROOT/.venv/bin/klinika
 OHIF=$(KLINIKA_CACHE_DIR=$ROOT/klinika-data/cache $KLINIKA viewer install | sed -E 's/.* in (.*)$/\1/')
-BENCH=$(realpath "$ROOT/../shared/bench")
+BENCH="$ROOT/bench/harness"
 rm -rf "$WORK"; mkdir -p "$WORK"/{orthanc-db,nginx,results,logs,demo}
 
 echo "== demo data ($SLICES CT slices)"

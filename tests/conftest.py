@@ -17,9 +17,8 @@ from pydicom.data import get_testdata_file
 
 pytest_plugins = ["tests.databases", "tests.browser"]  # database_url, postgres_server; browser
 
-SAMPLES = Path(
-    os.environ.get("KLINIKA_SAMPLES", Path(__file__).parents[1].parent / "shared" / "dicom-samples")
-)
+#: Sample DICOM files kept in the repository (sources and licences in its README.md).
+SAMPLES = Path(__file__).parent / "data" / "samples"
 PYDICOM_DATA = Path(get_testdata_file("CT_small.dcm")).parent  # type: ignore[arg-type]
 
 
@@ -27,6 +26,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def samples_matching(folder: Path, pattern: str) -> list[Path]:
+    """Sample files under ``folder`` matching ``pattern``; never empty (a missing sample folder
+    fails the test run instead of silently parametrizing nothing)."""
+    found = sorted(folder.glob(pattern))
+    assert found, f"no sample matches {pattern} under {folder}"
+    return found
 
 
 def sample_files() -> list[Path]:

@@ -15,10 +15,10 @@ from klinika.errors import NotFound
 from klinika.index import schema
 from klinika.index.query import Query
 from klinika.storage import FileStore
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, samples_matching
 from tests.factories import make_instance
 
-MALFORMED = sorted((SAMPLES / "generated").glob("malformed_*.dcm"))
+MALFORMED = samples_matching(SAMPLES / "generated", "malformed_*.dcm")
 
 
 def row_count(archive: Archive, table: sa.Table) -> int:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pydicom
 import pytest
 
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, samples_matching
 from tests.dicomweb.conftest import Loaded, stow
 from tests.factories import make_instance
 
-MALFORMED = sorted((SAMPLES / "generated").glob("malformed_*.dcm"))
+MALFORMED = samples_matching(SAMPLES / "generated", "malformed_*.dcm")
 
 
 def test_every_valid_sample_is_referenced(loaded: Loaded) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import gzip
 import io
 import json
@@ -49,6 +50,15 @@ class _Pending:
     values: dict[str, Any]
 
 
+@dataclass
+class _Ticket:
+    """One caller's instances waiting for a group commit."""
+
+    pending: list[_Pending]
+    done: bool = False
+    error: BaseException | None = None
+
+
 class Archive:
     """The archive of one Klinika installation.
 
@@ -80,6 +90,9 @@ class Archive:
         self._cache: OrderedDict[tuple[str, str, str], MetadataDocument] = OrderedDict()
         self._cache_size = metadata_cache_size
         self._cache_lock = threading.Lock()
+        self._commit_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Ticket] = []
 
     # ----------------------------------------------------------------- ingest
     def store(self, data: bytes) -> StoreOutcome:
@@ -129,16 +142,27 @@ class Archive:
                 outcome.message = f"storing SOP class {parsed.sop_class_uid} is not allowed here"
                 continue
             accepted.append((parsed, outcome))
-        if self.duplicate_policy != "overwrite":
+        if self.duplicate_policy != "overwrite" and len(accepted) > 1:
+            # A batch (STOW-RS, import) skips writing the blobs of instances already stored;
+            # a single instance (C-STORE) learns it in its index transaction instead, which
+            # saves a query on the common path.
             known = self._existing({parsed.sop_instance_uid for parsed, _ in accepted})
             for _, outcome in accepted:
                 if outcome.sop_instance_uid in known:
                     self._mark_duplicate(outcome)
             accepted = [(p, o) for p, o in accepted if o.sop_instance_uid not in known]
+        # The blobs are written and fsynced on the store's writer threads (I/O releases the
+        # GIL) while this thread builds the index rows; the index is written only once every
+        # blob is durable.
+        refs = [self.blobs.ref_of(parsed.part10) for parsed, _ in accepted]
+        writes = [
+            self.blobs.put_soon(parsed.part10, ref)
+            for (parsed, _), ref in zip(accepted, refs, strict=True)
+        ]
+        rows = [_instance_values(parsed, ref) for (parsed, _), ref in zip(accepted, refs, strict=True)]
         pending: list[_Pending] = []
-        # Writing and fsyncing release the GIL: the blobs of a batch are written in parallel.
-        written = self.blobs.put_many([parsed.part10 for parsed, _ in accepted])
-        for (parsed, outcome), blob in zip(accepted, written, strict=True):
+        for (parsed, outcome), write, row in zip(accepted, writes, rows, strict=True):
+            blob = write.result()
             if isinstance(blob, StorageFull):
                 outcome.status, outcome.reason, outcome.message = (
                     "rejected",
@@ -146,9 +170,9 @@ class Archive:
                     str(blob),
                 )
             else:
-                pending.append(_Pending(parsed, blob, outcome, _instance_values(parsed, blob)))
+                pending.append(_Pending(parsed, blob, outcome, row))
         if pending:
-            self._index(pending)
+            self._index_grouped(pending)
         committed = [o for o in outcomes if o.status in ("stored", "replaced")]
         if committed:
             for listener in self.listeners:
@@ -172,6 +196,44 @@ class Archive:
                 connection.execute(sa.select(column).where(column.in_(sop_instance_uids))).scalars()
             )
 
+    def _index_grouped(self, pending: list[_Pending]) -> None:
+        """Index with group commit: callers that arrive while another caller's transaction
+        is running queue up, and the next one to get the writer indexes all of them in one
+        transaction (one commit, one log fsync for several associations). Every caller
+        returns only after a transaction holding its instances committed; if a combined
+        transaction fails, each caller's instances are indexed on their own so that one
+        caller's error is not another's.
+        """
+        ticket = _Ticket(pending)
+        with self._queue_lock:
+            self._queue.append(ticket)
+        with self._commit_lock:
+            if not ticket.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                try:
+                    if len(batch) == 1:
+                        self._index(pending)
+                    else:
+                        self._index_batch(batch)
+                except BaseException as exc:
+                    ticket.error = exc
+                finally:
+                    for waiting in batch:
+                        waiting.done = True
+        if ticket.error is not None:
+            raise ticket.error
+
+    def _index_batch(self, batch: list[_Ticket]) -> None:
+        try:
+            self._index([item for ticket in batch for item in ticket.pending])
+        except Exception:
+            for ticket in batch:
+                try:
+                    self._index(ticket.pending)
+                except Exception as exc:
+                    ticket.error = exc
+
     def _index(self, pending: list[_Pending]) -> None:
         """Index a batch in one transaction, then drop blobs nothing refers to any more."""
         unreferenced: set[str] = set()
@@ -182,7 +244,12 @@ class Archive:
             for item in pending:
                 key = (item.parsed.study_uid, item.parsed.series_uid)
                 if key not in parents:  # a batch is mostly one series: look its parents up once
-                    parents[key] = self._upsert_parents(connection, item.parsed)
+                    found = connection.execute(_statements().parents, _parent_keys(key)).first()
+                    parents[key] = (
+                        (int(found[0]), int(found[1]))
+                        if found is not None
+                        else self._upsert_parents(connection, item.parsed)
+                    )
                 series_pk, study_pk = parents[key]
                 replaced_key = self._upsert_instance(connection, item, series_pk)
                 if item.outcome.status == "duplicate" or item.outcome.status == "rejected":
@@ -226,10 +293,7 @@ class Archive:
         values = item.values | {"series_pk": series_pk, "received_at": utc_now()}
         instances = schema.instances
         inserted = connection.execute(
-            _dialect_insert(connection)(instances)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=["sop_instance_uid"])
-            .returning(instances.c.pk)
+            _statements().insert_instance[connection.dialect.name], values
         ).first()
         if inserted is not None:
             return None
@@ -568,34 +632,67 @@ def _insert_or_get(
     return int(connection.execute(sa.select(table.c.pk).where(*where)).scalar_one())
 
 
-def _refresh_series(connection: sa.Connection, series_pk: int) -> None:
-    instances, series = schema.instances, schema.series
+@dataclass(frozen=True)
+class _Statements:
+    """The statements of the ingest hot path, built once: SQLAlchemy then reuses their cache
+    keys and compiled forms instead of rebuilding both for every instance."""
+
+    parents: sa.Select[Any]
+    insert_instance: dict[str, Any]
+    refresh_series: sa.Update
+    study_series: sa.Select[Any]
+    refresh_study: sa.Update
+
+
+@functools.cache
+def _statements() -> _Statements:
+    instances, series, studies = schema.instances, schema.series, schema.studies
     count = sa.select(sa.func.count()).where(instances.c.series_pk == series.c.pk).scalar_subquery()
-    connection.execute(
-        sa.update(series)
-        .where(series.c.pk == series_pk)
+    return _Statements(
+        parents=sa.select(series.c.pk, series.c.study_pk)
+        .join(studies, series.c.study_pk == studies.c.pk)
+        .where(
+            series.c.series_instance_uid == sa.bindparam("series_uid"),
+            studies.c.study_instance_uid == sa.bindparam("study_uid"),
+        ),
+        insert_instance={
+            name: dialect_insert(instances)
+            .on_conflict_do_nothing(index_elements=["sop_instance_uid"])
+            .returning(instances.c.pk)
+            for name, dialect_insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))
+        },
+        refresh_series=sa.update(series)
+        .where(series.c.pk == sa.bindparam("target_pk"))
         .values(
             number_of_series_related_instances=count,
             metadata_version=series.c.metadata_version + 1,
-        )
+        ),
+        study_series=sa.select(series.c.modality, series.c.number_of_series_related_instances).where(
+            series.c.study_pk == sa.bindparam("target_pk")
+        ),
+        refresh_study=sa.update(studies).where(studies.c.pk == sa.bindparam("target_pk")),
     )
 
 
+def _parent_keys(key: tuple[str, str]) -> dict[str, str]:
+    return {"study_uid": key[0], "series_uid": key[1]}
+
+
+def _refresh_series(connection: sa.Connection, series_pk: int) -> None:
+    connection.execute(_statements().refresh_series, {"target_pk": series_pk})
+
+
 def _refresh_study(connection: sa.Connection, study_pk: int) -> None:
-    series, studies = schema.series, schema.studies
-    rows = connection.execute(
-        sa.select(series.c.modality, series.c.number_of_series_related_instances).where(
-            series.c.study_pk == study_pk
-        )
-    ).all()
+    statements = _statements()
+    rows = connection.execute(statements.study_series, {"target_pk": study_pk}).all()
     modalities = sorted({r.modality for r in rows if r.modality})
     connection.execute(
-        sa.update(studies)
-        .where(studies.c.pk == study_pk)
-        .values(
-            modalities_in_study="\\".join(modalities) or None,
-            number_of_study_related_series=len(rows),
-            number_of_study_related_instances=sum(r[1] or 0 for r in rows),
-            updated_at=utc_now(),
-        )
+        statements.refresh_study,
+        {
+            "target_pk": study_pk,
+            "modalities_in_study": "\\".join(modalities) or None,
+            "number_of_study_related_series": len(rows),
+            "number_of_study_related_instances": sum(r[1] or 0 for r in rows),
+            "updated_at": utc_now(),
+        },
     )

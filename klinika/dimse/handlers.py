@@ -10,12 +10,18 @@ from typing import Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pynetdicom import build_context, events
+from pynetdicom import (
+    PYNETDICOM_IMPLEMENTATION_UID,
+    PYNETDICOM_IMPLEMENTATION_VERSION,
+    build_context,
+    events,
+)
 
 from klinika.archive import Archive, InstanceRecord
 from klinika.audit import Actor, AuditTrail
 from klinika.auth import AuthService
 from klinika.config import RemoteAE, Settings
+from klinika.dicom.part10 import file_meta_prefix
 from klinika.dimse import status
 from klinika.dimse.identifiers import answer_dataset, identifier_query
 from klinika.dimse.peers import calling_peer
@@ -75,7 +81,7 @@ class Handlers:
         """Store through the one ingest path; success only once the instance is durable."""
         if not self._allowed(event, "dicom:store"):
             return failure(status.NOT_AUTHORIZED, "this AE may not store here")
-        outcome = self.archive.store(event.encoded_dataset(include_meta=True))
+        outcome = self.archive.store(received_part10(event))
         self._record(
             event,
             "dicom:store",
@@ -198,6 +204,22 @@ class Handlers:
                 yield status.CANCEL, None
                 return
             yield status.PENDING, dcmread(io.BytesIO(self.archive.read(record)))
+
+
+def received_part10(event: events.Event) -> bytes:
+    """The C-STORE data set as received, wrapped as a Part-10 file: the same bytes as
+    pynetdicom's ``event.encoded_dataset(include_meta=True)``, without building its File Meta
+    through a pydicom data set (PS3.10 §7.1)."""
+    request = event.request
+    prefix = file_meta_prefix(
+        str(request.AffectedSOPClassUID),
+        str(request.AffectedSOPInstanceUID),
+        str(event.context.transfer_syntax),
+        PYNETDICOM_IMPLEMENTATION_UID,
+        PYNETDICOM_IMPLEMENTATION_VERSION,
+    )
+    with request.DataSet.getbuffer() as received:
+        return b"".join((prefix, received))
 
 
 def _contexts_for(records: list[InstanceRecord]) -> list[Any]:

@@ -18,7 +18,7 @@ import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -83,15 +83,22 @@ class FileStore:
             return packed
         raise NotFound(f"blob {key} is missing from storage")
 
-    def put(self, data: bytes) -> BlobRef:
+    @staticmethod
+    def ref_of(data: bytes) -> BlobRef:
+        """The reference ``data`` gets when stored (its SHA-256 and size), without storing it."""
+        return BlobRef(hashlib.sha256(data).hexdigest(), len(data))
+
+    def put(self, data: bytes, ref: BlobRef | None = None) -> BlobRef:
         """Store ``data`` durably and return its reference; a blob already present is kept.
+
+        ``ref`` is :meth:`ref_of` ``data`` when the caller has computed it already.
 
         Raises
         ------
         StorageFull
             When the disk is full; nothing is left behind.
         """
-        key = hashlib.sha256(data).hexdigest()
+        key = ref.key if ref is not None else hashlib.sha256(data).hexdigest()
         if self.exists(key):
             return BlobRef(key, len(data))
         target = self.path(key)
@@ -104,7 +111,8 @@ class FileStore:
 
     def _write(self, target: Path, payload: bytes) -> None:
         """Temporary file, fsync, rename, fsync the directory."""
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.parent.is_dir():
+            target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="blob-")
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -135,9 +143,27 @@ class FileStore:
 
         if len(items) <= 1:
             return [put_one(data) for data in items]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="blob-writer")
-        return list(self._pool.map(put_one, items))
+        return list(self._writers().map(put_one, items))
+
+    def put_soon(self, data: bytes, ref: BlobRef) -> Future[BlobRef | StorageFull]:
+        """Start :meth:`put` on a writer thread; the future holds the reference or the
+        :class:`StorageFull` error. The caller does other work while the write and its fsyncs
+        (which release the GIL) are under way, and must wait for the result before relying
+        on the blob being durable."""
+
+        def put_one() -> BlobRef | StorageFull:
+            try:
+                return self.put(data, ref)
+            except StorageFull as exc:
+                return exc
+
+        return self._writers().submit(put_one)
+
+    def _writers(self) -> ThreadPoolExecutor:
+        with self._recent_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="blob-writer")
+            return self._pool
 
     def open(self, key: str) -> BinaryIO:
         """Open a blob for reading (the original bytes, whatever the storage form)."""

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "harness"))
-import bench_pacs  # noqa: E402  (the team's harness: data index, storescu profile, CPU meter)
+import bench_pacs
 
 
 def _copy(instances: list[bench_pacs.Inst], folder: Path, salt: str) -> None:
@@ -39,22 +39,44 @@ def _copy(instances: list[bench_pacs.Inst], folder: Path, salt: str) -> None:
 
 def _storescu(args: argparse.Namespace, profile: Path, files: list[str]) -> list[str]:
     host, port, aet = args.dimse.rsplit(":", 2)
-    return ["storescu", "-aet", args.calling_aet, "-aec", aet, host, port,
-            "-xf", str(profile), "Bench", "-nh", *files]
+    return [
+        "storescu",
+        "-aet",
+        args.calling_aet,
+        "-aec",
+        aet,
+        host,
+        port,
+        "-xf",
+        str(profile),
+        "Bench",
+        "-nh",
+        *files,
+    ]
 
 
 def _run(args: argparse.Namespace, profile: Path, parts: list[list[str]]) -> dict[str, object]:
     """Start one storescu per part at once; wall time until the last one ends."""
     with bench_pacs.Meter(args.server_pid) as meter:
-        procs = [subprocess.Popen(_storescu(args, profile, part), stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT) for part in parts]
+        procs = [
+            subprocess.Popen(
+                _storescu(args, profile, part), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+            for part in parts
+        ]
         outputs = [p.communicate()[0].decode("utf-8", "replace") for p in procs]
     failed = sum(out.count("Store Failed") for out in outputs)
     codes = [p.returncode for p in procs]
     count = sum(len(part) for part in parts)
-    return dict(associations=len(parts), instances=count, rc=codes, store_failed=failed,
-                instances_per_s=round(count / meter.wall, 1), meter=meter.as_dict(),
-                ok=failed == 0 and not any(codes))
+    return dict(
+        associations=len(parts),
+        instances=count,
+        rc=codes,
+        store_failed=failed,
+        instances_per_s=round(count / meter.wall, 1),
+        meter=meter.as_dict(),
+        ok=failed == 0 and not any(codes),
+    )
 
 
 def main() -> int:

@@ -159,7 +159,9 @@ class Archive:
             self.blobs.put_soon(parsed.part10, ref)
             for (parsed, _), ref in zip(accepted, refs, strict=True)
         ]
-        rows = [_instance_values(parsed, ref) for (parsed, _), ref in zip(accepted, refs, strict=True)]
+        rows = [
+            _instance_values(parsed, ref) for (parsed, _), ref in zip(accepted, refs, strict=True)
+        ]
         pending: list[_Pending] = []
         for (parsed, outcome), write, row in zip(accepted, writes, rows, strict=True):
             blob = write.result()
@@ -659,7 +661,10 @@ def _statements() -> _Statements:
             name: dialect_insert(instances)
             .on_conflict_do_nothing(index_elements=["sop_instance_uid"])
             .returning(instances.c.pk)
-            for name, dialect_insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))
+            for name, dialect_insert in (
+                ("sqlite", sqlite.insert),
+                ("postgresql", postgresql.insert),
+            )
         },
         refresh_series=sa.update(series)
         .where(series.c.pk == sa.bindparam("target_pk"))
@@ -667,9 +672,9 @@ def _statements() -> _Statements:
             number_of_series_related_instances=count,
             metadata_version=series.c.metadata_version + 1,
         ),
-        study_series=sa.select(series.c.modality, series.c.number_of_series_related_instances).where(
-            series.c.study_pk == sa.bindparam("target_pk")
-        ),
+        study_series=sa.select(
+            series.c.modality, series.c.number_of_series_related_instances
+        ).where(series.c.study_pk == sa.bindparam("target_pk")),
         refresh_study=sa.update(studies).where(studies.c.pk == sa.bindparam("target_pk")),
     )
 

@@ -26,15 +26,20 @@ class Runtime:
     """Database (migrated to head), blob store, archive, audit trail, auth service and report
     service of one installation."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, prepare: bool = True) -> None:
+        """``prepare`` migrates the index and removes leftovers of interrupted blob writes:
+        the one process that starts an installation does it, not each of its workers (a
+        worker cleaning temporary files would delete another worker's write in progress)."""
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.database = Database(settings.database_url)
-        self.database.upgrade()
+        if prepare:
+            self.database.upgrade()
         self.blobs = FileStore(
             settings.blob_dir, fsync=settings.fsync, compress=settings.compress_storage
         )
-        self.blobs.clean_temporary()
+        if prepare:
+            self.blobs.clean_temporary()
         self.archive = Archive(
             self.database,
             self.blobs,

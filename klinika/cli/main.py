@@ -6,13 +6,17 @@ import hashlib
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from klinika import __version__
 from klinika.cli.context import settings_from
-from klinika.config import load_settings
+from klinika.config import Settings, load_settings
 from klinika.errors import ConfigError
+
+if TYPE_CHECKING:
+    from klinika.cli.dimse_processes import DimseProcesses
 
 
 @click.group()
@@ -83,10 +87,13 @@ def serve(
                 if scheduler is not None:
                     scheduler.stop()
         return
-    with Runtime(settings) as runtime:
+    processes = _start_dimse_processes(settings) if dimse else None
+    with Runtime(settings, prepare=processes is None) as runtime:
         listener = None
-        if dimse:
+        if dimse and processes is None:
             listener = start_dimse_server(runtime.archive, runtime.auth, runtime.audit, settings)
+        if processes is not None:
+            processes.supervise_in_background()
         scheduler = start_backup_scheduler(settings, runtime.audit)
         try:
             run_server(
@@ -95,14 +102,32 @@ def serve(
         finally:
             if listener is not None:
                 listener.shutdown()
+            if processes is not None:
+                processes.stop()
             if scheduler is not None:
                 scheduler.stop()
+
+
+def _start_dimse_processes(settings: Settings) -> DimseProcesses | None:
+    """With ``dimse_workers`` above 1, prepare the installation once and fork the DIMSE
+    processes (before this process starts any thread); None: run DIMSE in this process."""
+    from klinika.cli.dimse_processes import DimseProcesses
+    from klinika.runtime import Runtime
+
+    if settings.dimse_workers <= 1:
+        return None
+    Runtime(settings).close()  # migrate and clean up once, before the workers exist
+    processes = DimseProcesses(settings, settings.dimse_workers)
+    processes.start()
+    return processes
 
 
 @cli.command(name="dimse")
 @click.pass_context
 def dimse_only(ctx: click.Context) -> None:
-    """Run only the DIMSE listener (production: next to separate HTTP workers)."""
+    """Run only the DIMSE listener (production: next to separate HTTP workers), in
+    ``dimse_workers`` processes."""
+    import signal
     import threading
 
     from klinika.dimse import start_dimse_server
@@ -110,6 +135,18 @@ def dimse_only(ctx: click.Context) -> None:
 
     settings = settings_from(ctx)
     _logging()
+    processes = _start_dimse_processes(settings)
+    if processes is not None:
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(1.0):
+                processes.reap()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            processes.stop()
+        return
     with Runtime(settings) as runtime:
         listener = start_dimse_server(runtime.archive, runtime.auth, runtime.audit, settings)
         try:

@@ -112,6 +112,8 @@ class Settings:
     # dimse: known peers (C-MOVE destinations too); strict = only they may associate
     modalities: tuple[RemoteAE, ...] = ()
     dimse_strict: bool = False
+    # DIMSE processes sharing the listening port (1: the listener runs inside `klinika serve`)
+    dimse_workers: int = 2
     # backups: scheduled in `klinika serve` when backup_dir is set; retention for pruning
     backup_dir: Path | None = None
     backup_interval_minutes: float = 60.0
@@ -139,7 +141,12 @@ class Settings:
                 raise ConfigError(f"{name} must be a TCP port, not {port}")
         if self.jwt_secret and len(self.jwt_secret.encode("utf-8")) < 32:
             raise ConfigError("jwt_secret must be at least 32 bytes long")
-        for name in ("token_hours_admin", "token_hours_user", "login_max_failures"):
+        for name in (
+            "token_hours_admin",
+            "token_hours_user",
+            "login_max_failures",
+            "dimse_workers",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         if not 1 <= self.login_lockout_seconds <= 86400:

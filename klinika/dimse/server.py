@@ -6,6 +6,7 @@ import logging
 import socket
 import threading
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import (
@@ -60,6 +61,61 @@ class NoDelayAssociationServer(ThreadedAssociationServer):
         return connection, address
 
 
+class SharedListenerServer(NoDelayAssociationServer):
+    """An association server accepting from a listening socket that several DIMSE processes
+    share (:func:`listening_socket`, inherited across ``fork``).
+
+    Each process waits in a blocking ``accept``: Linux hands every new connection to one
+    waiting process, in turn, so concurrent associations spread over the processes (a
+    ``select`` loop would wake them all to race for it).
+    """
+
+    shared_socket: ClassVar[socket.socket]
+    _stopping = False
+
+    def server_bind(self) -> None:
+        self.socket.close()  # the fresh, unbound socket socketserver made
+        self.socket = self.shared_socket
+        self.server_address = self.socket.getsockname()
+
+    def server_activate(self) -> None:
+        """Already listening."""
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        while not self._stopping:
+            try:
+                request, address = self.get_request()
+            except OSError:
+                continue
+            if self._stopping:
+                self.shutdown_request(request)
+                return
+            try:
+                self.process_request(request, address)
+            except Exception:
+                self.handle_error(request, address)
+                self.shutdown_request(request)
+            self.service_actions()
+
+    def stop(self) -> None:
+        """Abort the open associations and close this process's copy of the socket; the
+        acceptor thread ends with the process (the other processes keep listening)."""
+        self._stopping = True
+        for association in self.active_associations:
+            association.abort()
+        self.socket.close()
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket for several DIMSE processes to share (port 0: a free one).
+
+    It is blocking: each process accepts from it with :class:`SharedListenerServer`.
+    """
+    listener = socket.create_server((host, port), backlog=128)
+    listener.settimeout(None)
+    return listener
+
+
 @dataclass
 class DimseServer:
     """A running listener."""
@@ -74,7 +130,10 @@ class DimseServer:
     def shutdown(self) -> None:
         """Stop accepting, abort the open associations (an unacknowledged instance is the
         sender's to retry) and close the socket."""
-        self.ae.shutdown()
+        if isinstance(self.server, SharedListenerServer):
+            self.server.stop()
+        else:
+            self.ae.shutdown()
 
 
 def build_ae(settings: Settings) -> AE:
@@ -98,19 +157,30 @@ def build_ae(settings: Settings) -> AE:
 
 
 def start_dimse_server(
-    archive: Archive, auth: AuthService, audit: AuditTrail, settings: Settings
+    archive: Archive,
+    auth: AuthService,
+    audit: AuditTrail,
+    settings: Settings,
+    *,
+    listener: socket.socket | None = None,
 ) -> DimseServer:
     """Listen on ``settings.dimse_host:dimse_port`` in background threads; non-blocking.
 
     Calling AEs are admitted by :func:`klinika.dimse.peers.admission_handler`; each service
     is then authorized by ``auth`` and audited. ``settings.dimse_port`` 0 picks a free port
-    (see :attr:`DimseServer.port`).
+    (see :attr:`DimseServer.port`). With ``listener`` (from :func:`listening_socket`), this
+    process accepts from that shared socket instead, next to the other DIMSE processes.
     """
     handlers = Handlers(archive, auth, audit, settings)
     ae = build_ae(settings)
+    server_class: type[Any] = NoDelayAssociationServer
+    address: tuple[str, int] = (settings.dimse_host, settings.dimse_port)
+    if listener is not None:
+        server_class = type("SharedListener", (SharedListenerServer,), {"shared_socket": listener})
+        address = listener.getsockname()[:2]
     server = ae.make_server(
-        (settings.dimse_host, settings.dimse_port),
-        server_class=NoDelayAssociationServer,
+        address,
+        server_class=server_class,
         evt_handlers=[
             (evt.EVT_CONN_OPEN, set_nodelay),
             (evt.EVT_REQUESTED, admission_handler(auth, audit)),

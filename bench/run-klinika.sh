@@ -33,7 +33,8 @@ TOKEN=$(curl -s -X POST "http://127.0.0.1:$HTTP_PORT/api/auth/login" -H 'content
 "$PY" "$BENCH/bench_pacs.py" --data "$DATA" --dicomweb "http://127.0.0.1:$HTTP_PORT/dicom-web" \
   --dimse "127.0.0.1:$DIMSE_PORT:KLINIKA" --move-dest "BENCHSCP:$MOVE_PORT" \
   --bearer "$TOKEN" $PIDS --label "klinika-$("$KLINIKA" --version | awk '{print $3}')" \
-  --out "$WORK/results/klinika.json" --workdir "$WORK/work" "${@:3}" > "$WORK/logs/bench.out" 2>&1
+  --out "$WORK/results/klinika.json" --workdir "$WORK/work" "${@:3}" > "$WORK/logs/bench.out" 2>&1 \
+  || echo "bench_pacs.py exit $? (see $WORK/logs/bench.out)"
 echo "results: $WORK/results/klinika.json"
 if [ -n "${PARALLEL:-}" ]; then
   stop_server

@@ -10,7 +10,7 @@ import io
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ from klinika.dicom.header import ParsedInstance, parse_instance
 from klinika.dicom.json import metadata_json, with_base
 from klinika.errors import InvalidInstance, NotFound, StorageFull
 from klinika.index import schema
-from klinika.index.query import Query, QueryResult, count, search
+from klinika.index.query import Query, QueryResult, count, search, search_stream
 from klinika.storage import BlobRef, FileStore
 
 _SLOW_FRAME_SYNTAXES = ("1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
@@ -332,6 +332,18 @@ class Archive:
         """Run a query through the one query engine."""
         with self.database.reader.connect() as connection:
             return search(connection, query)
+
+    def search_stream(self, query: Query) -> Iterator[dict[str, Any]]:
+        """The matches of ``query`` one by one from the one query engine (C-FIND): nothing
+        beyond what the consumer takes is built; closing the iterator ends the query.
+
+        Raises
+        ------
+        InvalidQuery
+            Before the first match, for a query the engine refuses.
+        """
+        with self.database.reader.connect() as connection:
+            yield from search_stream(connection, query)
 
     def stored_bytes(self) -> int:
         """The size of every stored instance, as received (from the index)."""

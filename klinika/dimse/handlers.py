@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 from pynetdicom import (
     PYNETDICOM_IMPLEMENTATION_UID,
     PYNETDICOM_IMPLEMENTATION_VERSION,
@@ -21,9 +22,10 @@ from klinika.archive import Archive, InstanceRecord
 from klinika.audit import Actor, AuditTrail
 from klinika.auth import AuthService
 from klinika.config import RemoteAE, Settings
+from klinika.dicom.attributes import Level
 from klinika.dicom.part10 import file_meta_prefix
 from klinika.dimse import status
-from klinika.dimse.identifiers import answer_dataset, identifier_query
+from klinika.dimse.identifiers import answer_bytes, answer_dataset, identifier_query
 from klinika.dimse.peers import calling_peer
 from klinika.errors import InvalidQuery, KlinikaError
 
@@ -97,13 +99,16 @@ class Handlers:
 
     # ------------------------------------------------------------------ C-FIND
     def find(self, event: events.Event) -> Iterator[tuple[int | Dataset, Dataset | None]]:
-        """Matches from the one query engine, streamed as pending responses."""
+        """Matches streamed from the one query engine as pending responses: each answer is
+        built (and encoded) only when pynetdicom is ready to send it, so a C-CANCEL stops
+        the query, and a large match count is never held in memory."""
         if not self._allowed(event, "dicom:read"):
             yield failure(status.NOT_AUTHORIZED, "this AE may not query here"), None
             return
         try:
             query, keys = identifier_query(event.identifier, _model(event))
-            matches = self.archive.search(query).matches
+            matches = self.archive.search_stream(query)
+            first = next(matches, None)
         except KlinikaError as exc:
             self._record(event, "dicom:read", "failure", details={"error": str(exc)})
             code = (
@@ -113,17 +118,25 @@ class Handlers:
             )
             yield failure(code, str(exc)), None
             return
-        self._record(
-            event,
-            "dicom:read",
-            "success",
-            details={"service": "C-FIND", "level": query.level.name, "matches": len(matches)},
-        )
-        for match in matches:
-            if event.is_cancelled:
-                yield status.CANCEL, None
-                return
-            yield status.PENDING, answer_dataset(match, keys, query.level, self.settings.ae_title)
+        answer = _answer_builder(event, keys, query.level, self.settings.ae_title)
+        sent = 0
+        try:
+            match = first
+            while match is not None:
+                if event.is_cancelled:
+                    yield status.CANCEL, None
+                    return
+                yield status.PENDING, answer(match)
+                sent += 1
+                match = next(matches, None)
+        finally:
+            matches.close()
+            self._record(
+                event,
+                "dicom:read",
+                "success",
+                details={"service": "C-FIND", "level": query.level.name, "matches": sent},
+            )
 
     # ------------------------------------------------------------------ C-MOVE
     def move(self, event: events.Event) -> Iterator[Any]:
@@ -204,6 +217,37 @@ class Handlers:
                 yield status.CANCEL, None
                 return
             yield status.PENDING, dcmread(io.BytesIO(self.archive.read(record)))
+
+
+class EncodedIdentifier(Dataset):
+    """A C-FIND answer already encoded for its presentation context's transfer syntax
+    (:func:`klinika.dimse.identifiers.answer_bytes`); pynetdicom sends the bytes as they are
+    (:func:`klinika.dimse.server.send_encoded_answers_as_they_are`)."""
+
+    def __init__(self, encoded: bytes, implicit_vr: bool) -> None:
+        super().__init__()
+        object.__setattr__(self, "encoded_bytes", encoded)
+        object.__setattr__(self, "encoded_implicit_vr", implicit_vr)
+
+
+def _answer_builder(
+    event: events.Event, keys: list[str], level: Level, ae_title: str
+) -> Callable[[dict[str, Any]], Dataset]:
+    """How each match becomes a response identifier on this presentation context: encoded
+    directly for little endian contexts, a pydicom data set otherwise (or when a value is not
+    plain text)."""
+    syntax = UID(str(event.context.transfer_syntax))
+    direct = syntax.is_little_endian and not syntax.is_deflated
+    implicit_vr = bool(syntax.is_implicit_VR)
+
+    def build(match: dict[str, Any]) -> Dataset:
+        if direct:
+            encoded = answer_bytes(match, keys, level, ae_title, implicit_vr=implicit_vr)
+            if encoded is not None:
+                return EncodedIdentifier(encoded, implicit_vr)
+        return answer_dataset(match, keys, level, ae_title)
+
+    return build
 
 
 def received_part10(event: events.Event) -> bytes:

@@ -7,6 +7,8 @@ PS3.4 C.4.1.1.3 (identifier), C.2.2.1 (keys), PS3.18 §F.2 (DICOM JSON, the engi
 
 from __future__ import annotations
 
+import struct
+from functools import cache
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -104,3 +106,118 @@ def _texts(document: dict[str, Any]) -> list[str]:
             else:
                 out.append(str(item))
     return out
+
+
+#: VRs whose values are text in DICOM JSON and in the encoded answer (PS3.5 §6.2).
+_TEXT_ANSWER_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DT", "IS", "LO", "LT", "SH", "ST", "TM", "UC", "UI", "UR", "UT", "PN"}
+)
+#: Binary integer VRs and their little endian struct codes (PS3.5 §6.2).
+_INTEGER_ANSWER_VRS = {"US": "H", "SS": "h", "UL": "L", "SL": "l"}
+#: Explicit VR elements with a 4-byte length (PS3.5 §7.1.2).
+_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT"})
+_PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
+
+
+@cache
+def _key_tag(keyword: str) -> tuple[int, str] | None:
+    tag = tag_for_keyword(keyword)
+    return None if tag is None else (tag, f"{tag:08X}")
+
+
+def answer_bytes(
+    found: dict[str, Any], keys: list[str], level: Level, ae_title: str, *, implicit_vr: bool
+) -> bytes | None:
+    """The C-FIND response identifier of :func:`answer_dataset`, encoded directly in little
+    endian (implicit or explicit VR), or None when an attribute is not plain text (the caller
+    then encodes :func:`answer_dataset` with pydicom).
+
+    Same elements, values and SpecificCharacterSet as :func:`answer_dataset` with pydicom's
+    encoding, without building a pydicom data set per answer.
+
+    References
+    ----------
+    PS3.5 §7.1 (data elements), §6.2 (value padding), §6.1.2.3 (ISO_IR 192), PS3.4 C.4.1.1.3.2.
+    """
+    elements: dict[int, tuple[str, list[str] | bytes]] = {}
+    for keyword in keys:
+        resolved = _key_tag(keyword)
+        if resolved is None:
+            continue
+        tag, tag_hex = resolved
+        document = found.get(tag_hex)
+        if document:
+            vr = document.get("vr") or dictionary_VR(tag)
+            values = document.get("Value", [])
+        else:
+            vr, values = dictionary_VR(tag), []
+        if "InlineBinary" in (document or {}):
+            return None
+        encoded: list[str] | bytes | None
+        if vr in _INTEGER_ANSWER_VRS:
+            encoded = _answer_integers(vr, values)
+        elif vr in _TEXT_ANSWER_VRS:
+            encoded = _answer_texts(vr, values)
+        else:
+            encoded = None
+        if encoded is None:
+            return None
+        elements[tag] = (vr, encoded)
+    elements[0x00080052] = ("CS", [level.name])
+    elements[0x00080054] = ("AE", [ae_title])
+    ascii_only = all(
+        text.isascii()
+        for _, texts in elements.values()
+        if not isinstance(texts, bytes)
+        for text in texts
+    )
+    if not ascii_only:
+        elements[0x00080005] = ("CS", ["ISO_IR 192"])
+    encoding = "ascii" if ascii_only else "utf-8"
+    out = bytearray()
+    for tag in sorted(elements):
+        vr, texts = elements[tag]
+        value = texts if isinstance(texts, bytes) else "\\".join(texts).encode(encoding)
+        if len(value) > 0xFFFE:
+            return None
+        if len(value) % 2:
+            value += b"\x00" if vr == "UI" else b" "
+        out += _element_header(tag, vr, len(value), implicit_vr)
+        out += value
+    return bytes(out)
+
+
+def _answer_texts(vr: str, values: list[Any]) -> list[str] | None:
+    texts: list[str] = []
+    for value in values:
+        if value is None:
+            texts.append("")
+        elif vr == "PN":
+            if not isinstance(value, dict):
+                return None
+            groups = [str(value.get(group, "")) for group in _PN_GROUPS]
+            while groups and not groups[-1]:
+                groups.pop()
+            texts.append("=".join(groups))
+        elif isinstance(value, bool) or not isinstance(value, str | int):
+            return None  # a DS as a JSON float: let pydicom format it
+        else:
+            texts.append(str(value))
+    return texts
+
+
+def _answer_integers(vr: str, values: list[Any]) -> bytes | None:
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return None
+    try:
+        return struct.pack(f"<{len(values)}{_INTEGER_ANSWER_VRS[vr]}", *values)
+    except struct.error:
+        return None
+
+
+def _element_header(tag: int, vr: str, length: int, implicit_vr: bool) -> bytes:
+    if implicit_vr:
+        return struct.pack("<HHL", tag >> 16, tag & 0xFFFF, length)
+    if vr in _LONG_VRS:
+        return struct.pack("<HH2sHL", tag >> 16, tag & 0xFFFF, vr.encode(), 0, length)
+    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), length)

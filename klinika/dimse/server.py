@@ -8,7 +8,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+import pynetdicom.service_class
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
@@ -24,7 +25,7 @@ from klinika.archive import Archive
 from klinika.audit import AuditTrail
 from klinika.auth import AuthService
 from klinika.config import Settings
-from klinika.dimse.handlers import Handlers, set_nodelay
+from klinika.dimse.handlers import EncodedIdentifier, Handlers, set_nodelay
 from klinika.dimse.peers import admission_handler
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,40 @@ def build_ae(settings: Settings) -> AE:
     return ae
 
 
+def send_encoded_answers_as_they_are() -> None:
+    """Let pynetdicom's C-FIND SCP send an :class:`EncodedIdentifier` without re-encoding it.
+
+    pynetdicom encodes each pending answer with pydicom (``service_class.encode``), which costs
+    more than finding the match; its service classes offer no hook for ready bytes, so its
+    encoder is wrapped once per process. Anything else is encoded as before. pynetdicom's
+    per-message logging of identifiers (``pretty_dataset`` of every answer, even when the
+    log level drops it) is turned off, and its standard DIMSE/PDU log handlers are not bound
+    unless the ``pynetdicom`` logger shows INFO.
+    """
+    _config.LOG_REQUEST_IDENTIFIERS = False
+    _config.LOG_RESPONSE_IDENTIFIERS = False
+    if not logging.getLogger("pynetdicom").isEnabledFor(logging.INFO):
+        _config.LOG_HANDLER_LEVEL = "none"
+    original = pynetdicom.service_class.encode
+    if getattr(original, "passes_encoded_answers", False):
+        return
+
+    def encode(
+        dataset: Any, is_implicit_vr: bool, is_little_endian: bool, deflated: bool = False
+    ) -> bytes | None:
+        if (
+            isinstance(dataset, EncodedIdentifier)
+            and dataset.encoded_implicit_vr == is_implicit_vr
+            and is_little_endian
+            and not deflated
+        ):
+            return bytes(dataset.encoded_bytes)
+        return original(dataset, is_implicit_vr, is_little_endian, deflated)
+
+    encode.passes_encoded_answers = True  # type: ignore[attr-defined]
+    pynetdicom.service_class.encode = encode
+
+
 def start_dimse_server(
     archive: Archive,
     auth: AuthService,
@@ -171,6 +206,7 @@ def start_dimse_server(
     (see :attr:`DimseServer.port`). With ``listener`` (from :func:`listening_socket`), this
     process accepts from that shared socket instead, next to the other DIMSE processes.
     """
+    send_encoded_answers_as_they_are()
     handlers = Handlers(archive, auth, audit, settings)
     ae = build_ae(settings)
     server_class: type[Any] = NoDelayAssociationServer

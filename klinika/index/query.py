@@ -13,6 +13,7 @@ PS3.4 C.4.1 (C-FIND), PS3.18 §10.6 (QIDO-RS search transaction).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -161,14 +162,19 @@ def _returned_attributes(query: Query, keywords: dict[str, str]) -> list[Indexed
     return chosen
 
 
-def search(connection: sa.Connection, query: Query) -> QueryResult:
-    """Run ``query`` against the index.
+@dataclass(frozen=True)
+class _Plan:
+    """A query resolved to its statement and to how its rows become DICOM JSON."""
 
-    Raises
-    ------
-    InvalidQuery
-        For unknown attributes, malformed values, or (when ``strict``) unsupported match keys.
-    """
+    query: Query
+    statement: sa.Select[Any]
+    returned: list[IndexedAttribute]
+    unindexed: list[str]
+
+
+def _plan(query: Query, *, one_more: bool) -> _Plan:
+    """The statement of ``query`` (with ``one_more`` row past ``limit``, to tell whether
+    more matched) and the attributes its answers carry."""
     keywords = {resolve_keyword(k): v for k, v in query.match.items()}
     include: Include = query.include
     if include != "all":
@@ -186,11 +192,7 @@ def search(connection: sa.Connection, query: Query) -> QueryResult:
     if query.offset:
         statement = statement.offset(query.offset)
     if query.limit is not None:
-        statement = statement.limit(query.limit + 1)
-    rows = connection.execute(statement).all()
-    more = query.limit is not None and len(rows) > query.limit
-    rows = rows[: query.limit] if query.limit is not None else rows
-
+        statement = statement.limit(query.limit + 1 if one_more else query.limit)
     indexed = {a.keyword for a in returned}
     # Attributes the index lacks come from a representative instance; those it holds at a
     # lower level (Modality in a study query) have no single value here and are left out.
@@ -199,16 +201,64 @@ def search(connection: sa.Connection, query: Query) -> QueryResult:
         for k in (set(keywords) | (set(include) if include != "all" else set()))
         if k not in indexed and k not in BY_KEYWORD
     )
-    extra = _representative_values(connection, query.level, [r._pk for r in rows], unindexed)
+    return _Plan(query, statement, returned, unindexed)
+
+
+def _entries(
+    connection: sa.Connection, plan: _Plan, rows: Sequence[sa.Row[Any]]
+) -> list[dict[str, Any]]:
+    """The DICOM JSON objects of some result rows."""
+    extra = _representative_values(
+        connection, plan.query.level, [r._pk for r in rows], plan.unindexed
+    )
     matches = []
     for row in rows:
-        entry = {a.tag_hex: element_json(a.vr, _split(a, row._mapping[a.column])) for a in returned}
+        entry = {
+            a.tag_hex: element_json(a.vr, _split(a, row._mapping[a.column])) for a in plan.returned
+        }
         entry.update(extra.get(row._pk, {}))
-        for keyword in unindexed:
+        for keyword in plan.unindexed:
             tag = f"{tag_for_keyword(keyword):08X}"
             entry.setdefault(tag, {"vr": dictionary_VR(tag_for_keyword(keyword))})
         matches.append(dict(sorted(entry.items())))
-    return QueryResult(matches, more)
+    return matches
+
+
+def search(connection: sa.Connection, query: Query) -> QueryResult:
+    """Run ``query`` against the index.
+
+    Raises
+    ------
+    InvalidQuery
+        For unknown attributes, malformed values, or (when ``strict``) unsupported match keys.
+    """
+    plan = _plan(query, one_more=True)
+    rows = connection.execute(plan.statement).all()
+    more = query.limit is not None and len(rows) > query.limit
+    rows = rows[: query.limit] if query.limit is not None else rows
+    return QueryResult(_entries(connection, plan, rows), more)
+
+
+def search_stream(
+    connection: sa.Connection, query: Query, *, chunk: int = 64
+) -> Iterator[dict[str, Any]]:
+    """The matches of ``query`` one by one, as the database returns them, ``chunk`` rows at
+    a time: a consumer that stops early (a cancelled C-FIND) never makes the rest, and a
+    large match count is never held in memory. Same matching and answers as :func:`search`
+    (``limit`` caps the count; there is no "more" flag).
+
+    Raises
+    ------
+    InvalidQuery
+        As :func:`search`, before the first match.
+    """
+    plan = _plan(query, one_more=False)
+    result = connection.execution_options(yield_per=chunk).execute(plan.statement)
+    try:
+        for rows in result.partitions(chunk):
+            yield from _entries(connection, plan, rows)
+    finally:
+        result.close()
 
 
 def count(connection: sa.Connection, query: Query) -> int:

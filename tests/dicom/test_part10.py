@@ -25,7 +25,9 @@ def test_file_meta_prefix_is_pynetdicoms_encoding(
     sop_class: str, sop_instance: str, syntax: str
 ) -> None:
     meta = create_file_meta(
-        sop_class_uid=UID(sop_class), sop_instance_uid=UID(sop_instance), transfer_syntax=UID(syntax)
+        sop_class_uid=UID(sop_class),
+        sop_instance_uid=UID(sop_instance),
+        transfer_syntax=UID(syntax),
     )
     expected = b"\x00" * 128 + b"DICM" + encode_file_meta(meta)
     built = file_meta_prefix(

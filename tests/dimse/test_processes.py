@@ -115,8 +115,10 @@ def test_concurrent_associations_store_and_query_through_every_worker(
         folders.append(folder)
     senders = [
         subprocess.Popen(
-            ["storescu", "-aet", "TESTSCU", "-aec", "KLINIKA", "+sd"]
-            + ["127.0.0.1", str(workers.port), str(folder)],
+            [
+                *("storescu", "-aet", "TESTSCU", "-aec", "KLINIKA", "+sd"),
+                *("127.0.0.1", str(workers.port), str(folder)),
+            ],
             env=DCMTK_ENV,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

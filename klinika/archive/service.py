@@ -10,7 +10,7 @@ import io
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -333,7 +333,7 @@ class Archive:
         with self.database.reader.connect() as connection:
             return search(connection, query)
 
-    def search_stream(self, query: Query) -> Iterator[dict[str, Any]]:
+    def search_stream(self, query: Query) -> Generator[dict[str, Any], None, None]:
         """The matches of ``query`` one by one from the one query engine (C-FIND): nothing
         beyond what the consumer takes is built; closing the iterator ends the query.
 

@@ -6,7 +6,7 @@ import io
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -17,6 +17,7 @@ from pynetdicom import (
     build_context,
     events,
 )
+from pynetdicom.dimse_primitives import C_STORE
 
 from klinika.archive import Archive, InstanceRecord
 from klinika.audit import Actor, AuditTrail
@@ -254,7 +255,7 @@ def received_part10(event: events.Event) -> bytes:
     """The C-STORE data set as received, wrapped as a Part-10 file: the same bytes as
     pynetdicom's ``event.encoded_dataset(include_meta=True)``, without building its File Meta
     through a pydicom data set (PS3.10 §7.1)."""
-    request = event.request
+    request = cast(C_STORE, event.request)
     prefix = file_meta_prefix(
         str(request.AffectedSOPClassUID),
         str(request.AffectedSOPInstanceUID),
@@ -262,7 +263,7 @@ def received_part10(event: events.Event) -> bytes:
         PYNETDICOM_IMPLEMENTATION_UID,
         PYNETDICOM_IMPLEMENTATION_VERSION,
     )
-    with request.DataSet.getbuffer() as received:
+    with cast(io.BytesIO, request.DataSet).getbuffer() as received:
         return b"".join((prefix, received))
 
 

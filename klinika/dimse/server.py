@@ -6,7 +6,7 @@ import logging
 import socket
 import threading
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import pynetdicom.service_class
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
@@ -75,7 +75,8 @@ class SharedListenerServer(NoDelayAssociationServer):
     _stopping = False
 
     def server_bind(self) -> None:
-        self.socket.close()  # the fresh, unbound socket socketserver made
+        if self.socket is not None:
+            self.socket.close()  # the fresh, unbound socket socketserver made
         self.socket = self.shared_socket
         self.server_address = self.socket.getsockname()
 
@@ -104,7 +105,8 @@ class SharedListenerServer(NoDelayAssociationServer):
         self._stopping = True
         for association in self.active_associations:
             association.abort()
-        self.socket.close()
+        if self.socket is not None:
+            self.socket.close()
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -171,7 +173,8 @@ def send_encoded_answers_as_they_are() -> None:
     _config.LOG_RESPONSE_IDENTIFIERS = False
     if not logging.getLogger("pynetdicom").isEnabledFor(logging.INFO):
         _config.LOG_HANDLER_LEVEL = "none"
-    original = pynetdicom.service_class.encode
+    service_class = cast(Any, pynetdicom.service_class)
+    original = service_class.encode
     if getattr(original, "passes_encoded_answers", False):
         return
 
@@ -188,7 +191,7 @@ def send_encoded_answers_as_they_are() -> None:
         return original(dataset, is_implicit_vr, is_little_endian, deflated)
 
     encode.passes_encoded_answers = True  # type: ignore[attr-defined]
-    pynetdicom.service_class.encode = encode
+    service_class.encode = encode
 
 
 def start_dimse_server(

@@ -188,7 +188,7 @@ def send_encoded_answers_as_they_are() -> None:
             and not deflated
         ):
             return bytes(dataset.encoded_bytes)
-        return original(dataset, is_implicit_vr, is_little_endian, deflated)
+        return cast(bytes | None, original(dataset, is_implicit_vr, is_little_endian, deflated))
 
     encode.passes_encoded_answers = True  # type: ignore[attr-defined]
     service_class.encode = encode

@@ -145,19 +145,18 @@ class FileStore:
             return [put_one(data) for data in items]
         return list(self._writers().map(put_one, items))
 
+    def put_or_full(self, data: bytes, ref: BlobRef) -> BlobRef | StorageFull:
+        """:meth:`put` with a known reference; a full disk is returned, not raised."""
+        try:
+            return self.put(data, ref)
+        except StorageFull as exc:
+            return exc
+
     def put_soon(self, data: bytes, ref: BlobRef) -> Future[BlobRef | StorageFull]:
-        """Start :meth:`put` on a writer thread; the future holds the reference or the
-        :class:`StorageFull` error. The caller does other work while the write and its fsyncs
-        (which release the GIL) are under way, and must wait for the result before relying
-        on the blob being durable."""
-
-        def put_one() -> BlobRef | StorageFull:
-            try:
-                return self.put(data, ref)
-            except StorageFull as exc:
-                return exc
-
-        return self._writers().submit(put_one)
+        """Start :meth:`put_or_full` on a writer thread. The caller does other work while
+        the write and its fsyncs (which release the GIL) are under way, and must wait for the
+        result before relying on the blob being durable."""
+        return self._writers().submit(self.put_or_full, data, ref)
 
     def _writers(self) -> ThreadPoolExecutor:
         with self._recent_lock:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from klinika.dicom.confidentiality_table import ATTRIBUTES
 from klinika.dicom.deidentify import Deidentifier, NotDeidentifiable, Option
@@ -154,7 +155,13 @@ def dciodvfy_errors(path: Path) -> set[str]:
 def test_a_deidentified_object_has_no_dciodvfy_error_its_original_had_not(
     path: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / "deidentified.dcm"
+    original, out = tmp_path / "original.dcm", tmp_path / "deidentified.dcm"
+    original.write_bytes(path.read_bytes())
     out.write_bytes(Deidentifier(options=set(Option)).part10(path.read_bytes()))
-    new_errors = dciodvfy_errors(out) - dciodvfy_errors(path)
+    if pydicom.dcmread(path).file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian:
+        for copy in (original, out):  # dciodvfy misreads deflated data sets: inflate both
+            dataset = pydicom.dcmread(copy)
+            dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            dataset.save_as(copy, implicit_vr=False, little_endian=True)
+    new_errors = dciodvfy_errors(out) - dciodvfy_errors(original)
     assert new_errors == set()

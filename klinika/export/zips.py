@@ -17,7 +17,6 @@ from klinika.dicom.deidentify import Deidentifier, NotDeidentifiable
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIX = {"image/jpeg": "jpg", "image/png": "png"}
-_PIXEL_DATA = '"7FE00010"'  # its tag in the stored DICOM JSON
 CHUNK_BYTES = 1 << 20
 
 
@@ -123,7 +122,7 @@ def images_zip(
     series_names: dict[str, str] = {}
     counts: dict[str, int] = {}
     for record in _records(archive, study_uid, series_uid):
-        if _PIXEL_DATA not in record.metadata_json:
+        if not record.has_pixel_data:
             continue
         folder = series_names.setdefault(record.series_uid, f"series-{len(series_names) + 1:02d}")
         counts[folder] = counts.get(folder, 0) + 1

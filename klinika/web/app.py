@@ -22,7 +22,7 @@ from klinika.web.health import create_health_router
 from klinika.web.pages import PageContext, Pages, create_pages_router
 from klinika.web.pages.context import STATIC_DIR
 from klinika.web.reports import create_reports_router
-from klinika.web.security import SecurityHeaders
+from klinika.web.security import RequestSanity, SecurityHeaders
 from klinika.web.viewer import create_viewer_router
 
 
@@ -58,6 +58,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
     # CSRF: unsafe requests a browser's cookie could authenticate must come from our origin
     app.add_middleware(OriginCheck, public_base_url=settings.public_base_url)
+    app.add_middleware(RequestSanity)
     app.add_middleware(SecurityHeaders)
     if settings.proxy_networks:
         # outermost: who the client is (and the scheme) is settled before anything reads it

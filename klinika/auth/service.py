@@ -351,7 +351,7 @@ class AuthService:
         with self._hashing():
             correct = passwords.verify_password(row.password_hash if row else None, password)
         if not correct or row is None or not row.active:
-            self._count_failure(name, where, now)
+            self._count_failure(name, where, self._now())  # the lock starts now, after the hash
             reason = "disabled" if correct else "bad-credentials"
             self._record(attempt, "auth:login", source, {"reason": reason}, outcome="failure")
             raise Unauthenticated("wrong username or password")

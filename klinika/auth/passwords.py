@@ -32,7 +32,7 @@ def _dummy_hash() -> str:
 
 @functools.cache
 def _common_passwords() -> frozenset[str]:
-    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS  # type: ignore[import-untyped]
 
     return frozenset(FREQUENCY_LISTS["passwords"])
 

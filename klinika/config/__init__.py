@@ -190,8 +190,7 @@ class Settings:
             raise ConfigError("max_instance_bytes must not exceed max_request_bytes")
         if self.password_min_length < 8:
             raise ConfigError("password_min_length must be at least 8 (ASVS 2.1.1 asks 12)")
-        for proxy in self.proxy_networks:
-            del proxy  # parsing is the check
+        self.proxy_networks  # noqa: B018 (parsing them is the check: ConfigError if not)
         if not self.database_url:
             db_path = (self.data_dir / "index.sqlite").resolve()
             object.__setattr__(self, "database_url", f"sqlite:///{db_path}")
@@ -216,11 +215,6 @@ class Settings:
                     f"trusted_proxies: {entry!r} is not an IP address or network"
                 ) from exc
         return tuple(networks)
-
-    @property
-    def secure_cookies(self) -> bool:
-        """Cookies carry ``Secure`` whenever the public URL is https."""
-        return self.public_base_url.lower().startswith("https://")
 
     @property
     def cache_path(self) -> Path:

@@ -47,3 +47,7 @@ class UnsupportedMediaType(KlinikaError):
 class Conflict(KlinikaError):
     """The resource changed since the caller read it, or is in a state that forbids the change
     (a stale report revision, signing a report that is already signed)."""
+
+
+class RequestTooLarge(KlinikaError):
+    """A request body, part or file is larger than a configured limit; the message names it."""

@@ -6,6 +6,10 @@ Edges never receive the Runtime itself; they get the collaborators they need
 
 from __future__ import annotations
 
+import os
+import stat
+from pathlib import Path
+
 from klinika.archive import Archive
 from klinika.audit import AuditTrail
 from klinika.auth import (
@@ -22,6 +26,29 @@ from klinika.reports import Clinic, ReportService
 from klinika.storage import FileStore
 
 
+def secure_data_dir(data_dir: Path) -> None:
+    """Make the data folder private to the account that runs Klinika: the folder 0700, its
+    files 0600 (``index.sqlite`` and its WAL, blobs, secrets). The process umask becomes 077
+    so every file created later (SQLite's ``-wal``/``-shm``, blob folders, backups) is
+    private too; files from an older installation are narrowed here once."""
+    os.umask(0o077)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    secrets_dir = data_dir / "secrets"
+    for path in (
+        data_dir,
+        *data_dir.glob("index.sqlite*"),
+        *([secrets_dir] if secrets_dir.is_dir() else []),
+        *data_dir.glob("secrets/*"),
+    ):
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            private = 0o700 if path.is_dir() else 0o600
+            if mode & 0o077:
+                path.chmod(mode & private)
+        except PermissionError:  # not ours (a mounted volume): leave it, the folder protects
+            pass
+
+
 class Runtime:
     """Database (migrated to head), blob store, archive, audit trail, auth service and report
     service of one installation."""
@@ -31,7 +58,7 @@ class Runtime:
         the one process that starts an installation does it, not each of its workers (a
         worker cleaning temporary files would delete another worker's write in progress)."""
         self.settings = settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        secure_data_dir(settings.data_dir)
         self.database = Database(settings.database_url)
         if prepare:
             self.database.upgrade()

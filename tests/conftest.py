@@ -141,7 +141,7 @@ def start_server(
                 server = LiveServer(url, data_dir, process, env)
                 server.headers = login(url, "tester")
                 return server
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or a busy machine
             time.sleep(0.2)
     process.kill()
     raise RuntimeError("server did not start within 60 s")

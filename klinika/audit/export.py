@@ -11,11 +11,23 @@ from klinika.audit.chain import HASHED_FIELDS
 from klinika.audit.trail import AuditEvent
 
 COLUMNS = [*HASHED_FIELDS, "hash"]
+#: Cells starting with these are formulas to a spreadsheet (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> str:
+    """A value as a CSV cell a spreadsheet will not run: a text starting with a formula
+    character (or with the quote itself, so the rule can be undone) gets a leading ``'``.
+    To recompute a hash, drop one leading ``'`` from a cell that has it."""
+    text = "" if value is None else str(value)
+    if text.startswith((*FORMULA_STARTS, "'")):
+        return "'" + text
+    return text
 
 
 def to_csv(events: Iterable[AuditEvent]) -> Iterator[str]:
     """A header line, then one line per event; ``details`` stays the stored JSON text, so a
-    reader can recompute each hash from the file alone."""
+    reader can recompute each hash from the file alone (after undoing :func:`csv_cell`)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
 
@@ -28,7 +40,7 @@ def to_csv(events: Iterable[AuditEvent]) -> Iterator[str]:
     writer.writerow(COLUMNS)
     yield flush()
     for event in events:
-        writer.writerow(["" if getattr(event, c) is None else getattr(event, c) for c in COLUMNS])
+        writer.writerow([csv_cell(getattr(event, c)) for c in COLUMNS])
         yield flush()
 
 

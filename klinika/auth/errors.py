@@ -17,6 +17,14 @@ class Forbidden(KlinikaError):
         self.action = action
 
 
+class CrossSiteRequest(KlinikaError):
+    """An unsafe request that may come from another site (no proof of our origin or form)."""
+
+
+class PasswordChangeRequired(KlinikaError):
+    """The account's password was generated for it and must be changed before anything else."""
+
+
 class LoginThrottled(KlinikaError):
     """Too many failed logins for this account; try again after ``retry_after`` seconds."""
 

@@ -12,6 +12,8 @@ Two layers, one question each:
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +35,9 @@ from klinika.auth.service import AuthService
 from klinika.errors import KlinikaError
 
 COOKIE_NAME = "klinika_session"
+#: Scope key set by the origin check when the public URL is https (cookies get ``Secure``).
+SECURE_COOKIES = "klinika.secure_cookies"
+_HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 #: Reachable without a session (a session, when there is one, is still read). Everything else
 #: needs one. (Browsers fetch the web-app manifest and the favicon without cookies.)
@@ -104,11 +109,27 @@ def _login_redirect(scope: Scope, path: str) -> Response:
 
 
 def client_address(connection: HTTPConnection) -> str | None:
-    return connection.client.host if connection.client else None
+    """THE client address of a request: the TCP peer, or what a trusted proxy said it is
+    (``X-Forwarded-For`` is read by uvicorn's ProxyHeadersMiddleware only from the addresses
+    in ``KLINIKA_TRUSTED_PROXIES``). Anything that is not an IP address (a proxy passing a
+    forged header through) nor a plain host name is recorded as ``invalid``, never as the
+    text it carried."""
+    if not connection.client:
+        return None
+    host = connection.client.host
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host if _HOST_NAME.fullmatch(host) else "invalid"
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https" or bool(request.scope.get(SECURE_COOKIES))
 
 
 def set_session_cookie(request: Request, response: Response, token: str, max_age: int) -> None:
-    """HttpOnly, SameSite=Strict, Secure when the client reached us over TLS."""
+    """HttpOnly, SameSite=Strict, Secure when the client reached us over TLS or the public
+    URL is https."""
     response.set_cookie(
         COOKIE_NAME,
         token,
@@ -116,7 +137,7 @@ def set_session_cookie(request: Request, response: Response, token: str, max_age
         path="/",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=_secure(request),
     )
 
 
@@ -126,7 +147,7 @@ def clear_session_cookie(request: Request, response: Response) -> None:
         path="/",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=_secure(request),
     )
 
 

@@ -30,6 +30,7 @@ class Principal:
     language: str
     session_id: str
     expires_at: int
+    must_change_password: bool = False
 
     @property
     def actor(self) -> Actor:
@@ -49,6 +50,7 @@ class User:
     created_at: int
     last_login_at: int | None
     password_changed_at: int
+    must_change_password: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +62,7 @@ class User:
             "created_at": iso(self.created_at),
             "last_login_at": iso(self.last_login_at),
             "password_changed_at": iso(self.password_changed_at),
+            "must_change_password": self.must_change_password,
         }
 
 
@@ -104,6 +107,11 @@ class AuthPolicy:
     token_hours_user: int = 8
     max_failures: int = 5
     lockout_seconds: int = 300
+    lockout_max: int = 3600
+    account_max_failures: int = 20
+    max_concurrent_hashes: int = 2
+    hash_wait_seconds: float = 5.0
+    password_min_length: int = 12
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthPolicy:
@@ -112,6 +120,11 @@ class AuthPolicy:
             token_hours_user=settings.token_hours_user,
             max_failures=settings.login_max_failures,
             lockout_seconds=settings.login_lockout_seconds,
+            lockout_max=settings.login_lockout_max_seconds,
+            account_max_failures=settings.login_account_max_failures,
+            max_concurrent_hashes=settings.login_max_concurrent_hashes,
+            hash_wait_seconds=settings.login_hash_wait_seconds,
+            password_min_length=settings.password_min_length,
         )
 
     def token_seconds(self, role: str) -> int:

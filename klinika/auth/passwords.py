@@ -1,4 +1,10 @@
-"""Password hashing (argon2id, argon2-cffi's RFC 9106 defaults) and the password rules."""
+"""Password hashing (argon2id, argon2-cffi's RFC 9106 defaults) and the password rules.
+
+The rules follow OWASP ASVS 4.0 §2.1 (NIST SP 800-63B §5.1.1.2): at least 12 characters, no
+composition rules, and no password from a list of commonly used ones (zxcvbn's list of the
+30,000 most frequent passwords of public breaches), nor one made of a few repeated characters
+or containing the username.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,10 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from klinika.auth.errors import InvalidAccount
 
-MIN_LENGTH = 10
+MIN_LENGTH = 12
 MAX_LENGTH = 1024
+#: Fewer distinct characters than this (``aaaaaaaaaaaa``, ``abababababab``) is refused.
+MIN_DISTINCT = 5
 
 _hasher = PasswordHasher(type=Type.ID)
 
@@ -22,12 +30,34 @@ def _dummy_hash() -> str:
     return _hasher.hash(secrets.token_urlsafe(16))
 
 
-def check_policy(password: str) -> None:
-    """Refuse passwords that are too short or absurdly long (a hashing cost attack)."""
-    if len(password) < MIN_LENGTH:
-        raise InvalidAccount(f"a password needs at least {MIN_LENGTH} characters")
+@functools.cache
+def _common_passwords() -> frozenset[str]:
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS  # type: ignore[import-untyped]
+
+    return frozenset(FREQUENCY_LISTS["passwords"])
+
+
+def check_policy(password: str, *, username: str = "", min_length: int = MIN_LENGTH) -> None:
+    """Refuse a password that is too short, absurdly long (a hashing cost attack), common,
+    made of a few repeated characters, or the username repeated (ASVS 2.1.1, 2.1.7).
+
+    Raises
+    ------
+    InvalidAccount
+        The message says which rule the password breaks.
+    """
+    if len(password) < min_length:
+        raise InvalidAccount(f"a password needs at least {min_length} characters")
     if len(password) > MAX_LENGTH:
         raise InvalidAccount(f"a password may have at most {MAX_LENGTH} characters")
+    if len(set(password)) < MIN_DISTINCT:
+        raise InvalidAccount(f"a password needs at least {MIN_DISTINCT} different characters")
+    if password.lower() in _common_passwords():
+        raise InvalidAccount("this password is in a list of commonly used passwords")
+    if len(username) >= 3 and password.lower() == username.lower() * (
+        len(password) // len(username)
+    ):
+        raise InvalidAccount("a password must not be the username")
 
 
 def hash_password(password: str) -> str:

@@ -21,6 +21,8 @@ users = sa.Table(
     sa.Column("locked_until", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("last_login_at", sa.BigInteger, nullable=True),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    # a generated first password: every action but changing it is refused until it is changed
+    sa.Column("must_change_password", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 sessions = sa.Table(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,6 +18,7 @@ from klinika.auth.errors import (
     Forbidden,
     InvalidAccount,
     LoginThrottled,
+    PasswordChangeRequired,
     Unauthenticated,
     UnknownUser,
     UserExists,
@@ -29,6 +32,16 @@ from klinika.db import Database
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
 _STALE_FAILURES = 86400
+#: ``login_failures`` keys counting every address of an account / every account of an
+#: address (neither is a possible username or address).
+ANY_SOURCE = "*"
+ANY_USER = "*"
+
+
+def backoff(extra_failures: int, first: int, longest: int) -> int:
+    """Seconds of the lock after ``extra_failures`` failures beyond the threshold: ``first``,
+    doubling with each, at most ``longest``."""
+    return int(min(longest, first * 2 ** min(extra_failures, 32)))
 
 
 def normalize_username(username: str) -> str:
@@ -46,6 +59,7 @@ def _user(row: Any) -> User:
         created_at=row.created_at,
         last_login_at=row.last_login_at,
         password_changed_at=row.password_changed_at,
+        must_change_password=bool(row.must_change_password),
     )
 
 
@@ -76,6 +90,7 @@ class AuthService:
         self.policy = policy or AuthPolicy()
         self.peers = tuple(peers)
         self._clock = clock
+        self._hash_slots = threading.BoundedSemaphore(self.policy.max_concurrent_hashes)
 
     def _now(self) -> int:
         return int(self._clock())
@@ -98,8 +113,10 @@ class AuthService:
         language: str = "en",
         actor: Actor | None = None,
         source: str | None = None,
+        must_change_password: bool = False,
     ) -> User:
-        """Create an active account.
+        """Create an active account (``must_change_password`` for a generated password: the
+        user may do nothing but change it).
 
         Raises
         ------
@@ -114,7 +131,9 @@ class AuthService:
                 "a username is 1-64 characters: lowercase letters, digits, '.', '_', '@', '-'"
             )
         self._check_fields(role=role, language=language, display_name=display_name)
-        passwords.check_policy(password)
+        passwords.check_policy(
+            password, username=username, min_length=self.policy.password_min_length
+        )
         now = self._now()
         row = {
             "username": username,
@@ -122,9 +141,10 @@ class AuthService:
             "role": role,
             "language": language,
             "active": True,
-            "password_hash": passwords.hash_password(password),
+            "password_hash": self._hash(password),
             "password_changed_at": now,
             "created_at": now,
+            "must_change_password": must_change_password,
         }
         try:
             with self._write() as connection:
@@ -142,7 +162,9 @@ class AuthService:
             if connection.execute(sa.select(sa.func.count()).select_from(users)).scalar_one():
                 return None
         password = passwords.generate_password()
-        self.create_user(username, "admin", password, display_name="Administrator")
+        self.create_user(
+            username, "admin", password, display_name="Administrator", must_change_password=True
+        )
         return password
 
     def get_user(self, username: str) -> User:
@@ -208,18 +230,23 @@ class AuthService:
         *,
         actor: Actor | None = None,
         source: str | None = None,
+        must_change_password: bool = False,
     ) -> User:
-        """Set a password (admin reset or CLI): revokes every session of the user and clears
-        their login lockouts."""
-        passwords.check_policy(new_password)
+        """Set a password (admin reset, CLI, or the user's own change): revokes every session
+        of the user and clears their login lockouts. ``must_change_password`` for a generated
+        one."""
         user = self.get_user(username)
+        passwords.check_policy(
+            new_password, username=user.username, min_length=self.policy.password_min_length
+        )
         with self._write() as connection:
             connection.execute(
                 sa.update(users)
                 .where(users.c.id == user.id)
                 .values(
-                    password_hash=passwords.hash_password(new_password),
+                    password_hash=self._hash(new_password),
                     password_changed_at=self._now(),
+                    must_change_password=must_change_password,
                 )
             )
             self._revoke_all(connection, user.id)
@@ -244,7 +271,9 @@ class AuthService:
             stored = connection.execute(
                 sa.select(users.c.password_hash).where(users.c.id == principal.user_id)
             ).scalar_one_or_none()
-        if not passwords.verify_password(stored, current_password):
+        with self._hashing():
+            correct = passwords.verify_password(stored, current_password)
+        if not correct:
             self._record(principal.actor, "user:password", source, {}, outcome="failure")
             raise InvalidAccount("the current password is not correct")
         self.set_password(principal.username, new_password, actor=principal.actor, source=source)
@@ -268,6 +297,21 @@ class AuthService:
         ).scalar_one()
 
     # ----------------------------------------------------------------- login
+    @contextmanager
+    def _hashing(self) -> Iterator[None]:
+        """One of the ``max_concurrent_hashes`` slots for an argon2id hash (64 MiB each): a
+        burst of logins waits here instead of exhausting memory; past the wait, 429."""
+        if not self._hash_slots.acquire(timeout=self.policy.hash_wait_seconds):
+            raise LoginThrottled("the server is busy checking passwords; try again", 1)
+        try:
+            yield
+        finally:
+            self._hash_slots.release()
+
+    def _hash(self, password: str) -> str:
+        with self._hashing():
+            return passwords.hash_password(password)
+
     def login(
         self,
         username: str,
@@ -278,15 +322,18 @@ class AuthService:
     ) -> LoginResult:
         """Check the password and open a session.
 
-        After ``max_failures`` wrong passwords for one username from one source address, that
-        pair is locked for ``lockout_seconds``: attempts during the lock are refused without
-        being checked and do not extend it. Other addresses, a password reset and the CLI are
-        never locked, so no one can lock an admin out for good.
+        Failed logins are counted three ways: per (username, source address), per account
+        (every address) and per address (every account). Past its threshold each key is
+        locked with exponential back-off (OWASP ASVS 2.2.1); attempts during a lock are
+        refused unchecked and do not extend it. The account-wide lock is capped at
+        ``lockout_seconds``, so an attacker rotating addresses slows the owner down but never
+        locks them out for good; ``klinika user unlock`` and a password reset lift every lock.
+        A disabled account answers exactly like a wrong password.
 
         Raises
         ------
         LoginThrottled
-            The (username, source) pair is locked.
+            A key of this attempt is locked, or too many passwords are being checked at once.
         Unauthenticated
             Wrong username or password, or a disabled account.
         """
@@ -301,42 +348,56 @@ class AuthService:
             )
         with self.database.reader.connect() as connection:
             row = connection.execute(sa.select(users).where(users.c.username == name)).one_or_none()
-        if not passwords.verify_password(row.password_hash if row else None, password):
-            self._count_failure(name, where, now)
-            self._record(
-                attempt, "auth:login", source, {"reason": "bad-credentials"}, outcome="failure"
-            )
+        with self._hashing():
+            correct = passwords.verify_password(row.password_hash if row else None, password)
+        if not correct or row is None or not row.active:
+            self._count_failure(name, where, self._now())  # the lock starts now, after the hash
+            reason = "disabled" if correct else "bad-credentials"
+            self._record(attempt, "auth:login", source, {"reason": reason}, outcome="failure")
             raise Unauthenticated("wrong username or password")
-        assert row is not None
-        if not row.active:
-            self._record(attempt, "auth:login", source, {"reason": "disabled"}, outcome="failure")
-            raise Unauthenticated("this account is disabled")
         with self._write() as connection:
             connection.execute(
                 sa.delete(login_failures).where(
-                    login_failures.c.username == name, login_failures.c.source == where
+                    login_failures.c.username == name,
+                    login_failures.c.source.in_([where, ANY_SOURCE]),
                 )
             )
             values: dict[str, Any] = {"last_login_at": now}
             if passwords.needs_rehash(row.password_hash):
-                values["password_hash"] = passwords.hash_password(password)
+                with self._hashing():
+                    values["password_hash"] = passwords.hash_password(password)
             connection.execute(sa.update(users).where(users.c.id == row.id).values(values))
         user = _user(row)
         result = self._open_session(user, source, user_agent)
         self._record(Actor(user.username, user.role), "auth:login", source, {})
         return result
 
+    def _keys(self, username: str, source: str) -> list[tuple[str, str, int, int, int]]:
+        """(username, source, threshold, first lock, longest lock) of the counted keys."""
+        policy = self.policy
+        return [
+            (username, source, policy.max_failures, policy.lockout_seconds, policy.lockout_max),
+            (username, ANY_SOURCE, policy.account_max_failures, 1, policy.lockout_seconds),
+            (
+                ANY_USER,
+                source,
+                policy.account_max_failures,
+                policy.lockout_seconds,
+                policy.lockout_max,
+            ),
+        ]
+
     def _locked_until(self, username: str, source: str) -> int:
+        keys = [(u, s) for u, s, *_ in self._keys(username, source)]
         with self.database.reader.connect() as connection:
-            value = connection.execute(
+            values = connection.execute(
                 sa.select(login_failures.c.locked_until).where(
-                    login_failures.c.username == username, login_failures.c.source == source
+                    sa.tuple_(login_failures.c.username, login_failures.c.source).in_(keys)
                 )
-            ).scalar_one_or_none()
-        return int(value or 0)
+            ).scalars()
+            return max((int(v or 0) for v in values), default=0)
 
     def _count_failure(self, username: str, source: str, now: int) -> None:
-        key = (login_failures.c.username == username, login_failures.c.source == source)
         with self._write() as connection:
             connection.execute(
                 sa.delete(login_failures).where(
@@ -344,21 +405,40 @@ class AuthService:
                     login_failures.c.locked_until < now,
                 )
             )
-            failures = connection.execute(
-                sa.select(login_failures.c.failures).where(*key)
-            ).scalar_one_or_none()
-            if failures is None:
-                connection.execute(
-                    sa.insert(login_failures).values(
-                        username=username, source=source, failures=0, locked_until=0, updated_at=now
+            for user_key, source_key, threshold, first, longest in self._keys(username, source):
+                key = (login_failures.c.username == user_key, login_failures.c.source == source_key)
+                failures = connection.execute(
+                    sa.select(login_failures.c.failures).where(*key)
+                ).scalar_one_or_none()
+                if failures is None:
+                    connection.execute(
+                        sa.insert(login_failures).values(
+                            username=user_key,
+                            source=source_key,
+                            failures=0,
+                            locked_until=0,
+                            updated_at=now,
+                        )
                     )
-                )
-                failures = 0
-            failures += 1
-            values = {"failures": failures, "updated_at": now}
-            if failures >= self.policy.max_failures:
-                values = {"failures": 0, "locked_until": now + self.policy.lockout_seconds}
-            connection.execute(sa.update(login_failures).where(*key).values(values))
+                    failures = 0
+                failures += 1
+                values = {"failures": failures, "updated_at": now}
+                if failures >= threshold:
+                    values["locked_until"] = now + backoff(failures - threshold, first, longest)
+                connection.execute(sa.update(login_failures).where(*key).values(values))
+
+    def unlock(
+        self, username: str, *, actor: Actor | None = None, source: str | None = None
+    ) -> int:
+        """Lift every login lock and failure count of an account (all addresses); returns how
+        many were lifted. Raises :class:`UnknownUser`."""
+        user = self.get_user(username)
+        with self._write() as connection:
+            lifted = connection.execute(
+                sa.delete(login_failures).where(login_failures.c.username == user.username)
+            ).rowcount
+        self._record(actor, "user:unlock", source, {"user": user.username, "lifted": lifted})
+        return int(lifted or 0)
 
     # -------------------------------------------------------------- sessions
     def _open_session(self, user: User, source: str | None, user_agent: str | None) -> LoginResult:
@@ -424,6 +504,7 @@ class AuthService:
             language=row.language,
             session_id=row.id,
             expires_at=row.expires_at,
+            must_change_password=bool(row.must_change_password),
         )
 
     def logout(self, principal: Principal, *, source: str | None = None) -> None:
@@ -486,6 +567,11 @@ class AuthService:
         """
         if not is_allowed(principal.role, action):
             raise Forbidden(f"the role {principal.role} may not do {action}", action)
+        if principal.must_change_password and action != "account:self":
+            raise PasswordChangeRequired(
+                "this account's password was generated for it: change it first "
+                "(POST /api/auth/password, or /account/password in the console)"
+            )
 
     def authorize_ae(
         self,

@@ -65,6 +65,7 @@ def add_user(
                 language=language,
                 actor=CLI_ACTOR,
                 source="cli",
+                must_change_password=generated,
             )
         except (InvalidAccount, UserExists) as exc:
             raise click.ClickException(str(exc)) from exc
@@ -97,12 +98,27 @@ def passwd(ctx: click.Context, username: str, password: str | None, prompt: bool
     secret, generated = _password(password, prompt)
     with _runtime(ctx) as runtime:
         try:
-            runtime.auth.set_password(username, secret, actor=CLI_ACTOR, source="cli")
+            runtime.auth.set_password(
+                username, secret, actor=CLI_ACTOR, source="cli", must_change_password=generated
+            )
         except (InvalidAccount, UnknownUser) as exc:
             raise click.ClickException(str(exc)) from exc
     click.echo(f"password of {username} changed")
     if generated:
         click.echo(f"password: {secret}")
+
+
+@user.command("unlock")
+@click.argument("username")
+@click.pass_context
+def unlock(ctx: click.Context, username: str) -> None:
+    """Lift the login back-off of a user (every address); the password is unchanged."""
+    with _runtime(ctx) as runtime:
+        try:
+            lifted = runtime.auth.unlock(username, actor=CLI_ACTOR, source="cli")
+        except UnknownUser as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(f"{username} unlocked ({lifted} lock{'s' if lifted != 1 else ''} lifted)")
 
 
 def _set_active(ctx: click.Context, username: str, active: bool) -> None:

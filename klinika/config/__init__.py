@@ -8,6 +8,7 @@ defaults. Unknown keys in the TOML file are refused so that typos do not pass si
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -109,6 +110,29 @@ class Settings:
     token_hours_user: int = 8
     login_max_failures: int = 5
     login_lockout_seconds: int = 300
+    # each further lock of the same key doubles, up to this (never for good: see docs/security.md)
+    login_lockout_max_seconds: int = 3600
+    # failures of one account from every address (or from one address for every account)
+    # before that account (or address) is slowed down too; its lock never exceeds
+    # login_lockout_seconds, so a real user waits at most that long
+    login_account_max_failures: int = 20
+    # argon2id costs 64 MiB a hash: at most this many at once; the rest wait, then get 429
+    login_max_concurrent_hashes: int = 2
+    login_hash_wait_seconds: float = 5.0
+    password_min_length: int = 12
+    # addresses or networks (comma separated) allowed to set X-Forwarded-For / -Proto: the
+    # reverse proxy in front of us. Empty: nobody, the TCP peer is the client.
+    trusted_proxies: str = ""
+    # request limits (HTTP): each exceeded one answers 413 or 400, see docs/security.md
+    max_request_bytes: int = 4 * 1024**3
+    max_instance_bytes: int = 256 * 1024**2
+    max_frames_per_request: int = 256
+    max_multipart_boundary: int = 200
+    qido_max_offset: int = 10_000_000
+    qido_max_fuzzy_words: int = 16
+    zip_max_members: int = 100_000
+    zip_max_total_bytes: int = 16 * 1024**3
+    zip_max_ratio: int = 200
     # dimse: known peers (C-MOVE destinations too); strict = only they may associate
     modalities: tuple[RemoteAE, ...] = ()
     dimse_strict: bool = False
@@ -151,9 +175,53 @@ class Settings:
                 raise ConfigError(f"{name} must be at least 1")
         if not 1 <= self.login_lockout_seconds <= 86400:
             raise ConfigError("login_lockout_seconds must be between 1 and 86400")
+        if not self.login_lockout_seconds <= self.login_lockout_max_seconds <= 7 * 86400:
+            raise ConfigError(
+                "login_lockout_max_seconds must be between login_lockout_seconds and 7 days"
+            )
+        for name in (
+            "login_account_max_failures",
+            "login_max_concurrent_hashes",
+            "max_request_bytes",
+            "max_instance_bytes",
+            "max_frames_per_request",
+            "max_multipart_boundary",
+            "qido_max_fuzzy_words",
+            "zip_max_members",
+            "zip_max_total_bytes",
+            "zip_max_ratio",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if self.max_instance_bytes > self.max_request_bytes:
+            raise ConfigError("max_instance_bytes must not exceed max_request_bytes")
+        if self.password_min_length < 8:
+            raise ConfigError("password_min_length must be at least 8 (ASVS 2.1.1 asks 12)")
+        self.proxy_networks  # noqa: B018 (parsing them is the check: ConfigError if not)
         if not self.database_url:
             db_path = (self.data_dir / "index.sqlite").resolve()
             object.__setattr__(self, "database_url", f"sqlite:///{db_path}")
+
+    @property
+    def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """:attr:`trusted_proxies` as networks (an address is a /32 or /128).
+
+        Raises
+        ------
+        ConfigError
+            An entry is neither an address nor a network (uvicorn would silently ignore it).
+        """
+        networks = []
+        for entry in re.split(r"[\s,]+", self.trusted_proxies.strip()):
+            if not entry:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError as exc:
+                raise ConfigError(
+                    f"trusted_proxies: {entry!r} is not an IP address or network"
+                ) from exc
+        return tuple(networks)
 
     @property
     def cache_path(self) -> Path:

@@ -59,7 +59,9 @@ def json_response(
     out_headers = {"Vary": "Accept-Encoding", **(headers or {})}
     if etag:
         out_headers["ETag"] = etag
-        out_headers["Cache-Control"] = "private, no-cache"
+        # patient data: never stored by a cache (ASVS 8.2.1); the ETag still saves the body
+        # for clients that revalidate (dicomweb-client, other PACS)
+        out_headers["Cache-Control"] = "no-store"
         if etag in request.headers.get("if-none-match", ""):
             return Response(status_code=304, headers=out_headers)
     if wants_gzip(request) and len(body) >= _GZIP_MIN:

@@ -8,8 +8,9 @@ RFC 2387 (multipart/related), PS3.18 §8.6.1.2 (DICOMweb multipart payloads).
 from __future__ import annotations
 
 import secrets
+import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from typing import IO
 
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
@@ -17,7 +18,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from klinika.dicomweb.negotiation import parse_accept
-from klinika.errors import InvalidQuery, UnsupportedMediaType
+from klinika.errors import InvalidQuery, RequestTooLarge, UnsupportedMediaType
 
 
 def new_boundary() -> str:
@@ -71,19 +72,71 @@ class MultipartResponse(Response):
             await send({"type": "http.response.body", "body": piece, "more_body": index < last})
 
 
-@dataclass
+#: A part's bytes stay in memory up to this size, then spill to a temporary file.
+SPOOL_BYTES = 8 * 1024 * 1024
+
+
 class _Part:
-    headers: dict[str, str] = field(default_factory=dict)
-    chunks: list[bytes] = field(default_factory=list)
+    """One body part being received: headers, and its bytes spooled to disk past
+    :data:`SPOOL_BYTES`, so a large part is never held twice (chunks + joined) in memory."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.headers: dict[str, str] = {}
+        self.size = 0
+        self.max_bytes = max_bytes
+        self._chunks: list[bytes] = []
+        self._spool: IO[bytes] | None = None
+
+    @property
+    def too_large(self) -> bool:
+        return self.size > self.max_bytes
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.too_large:
+            self.discard()
+            return
+        if self._spool is None and self.size > SPOOL_BYTES:
+            self._spool = tempfile.TemporaryFile()  # noqa: SIM115 (closed by discard)
+            for chunk in self._chunks:
+                self._spool.write(chunk)
+            self._chunks = []
+        if self._spool is not None:
+            self._spool.write(data)
+        else:
+            self._chunks.append(data)
+
+    def payload(self) -> bytes:
+        if self._spool is None:
+            return b"".join(self._chunks)
+        self._spool.seek(0)
+        data = self._spool.read()
+        self.discard()
+        return data
+
+    def discard(self) -> None:
+        self._chunks = []
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
 
 
 class MultipartReader:
     """Feed a request body in chunks; complete parts come out of :meth:`feed`.
 
-    Raises :class:`InvalidQuery` for a body that is not multipart or is cut short.
+    Raises :class:`InvalidQuery` for a body that is not multipart, is cut short or has a
+    boundary longer than ``max_boundary`` (RFC 2046 §5.1.1 allows 70 characters), and
+    :class:`RequestTooLarge` as soon as a part grows past ``max_part_bytes`` (what was read of
+    it is dropped).
     """
 
-    def __init__(self, content_type_header: str) -> None:
+    def __init__(
+        self,
+        content_type_header: str,
+        *,
+        max_part_bytes: int = 256 * 1024 * 1024,
+        max_boundary: int = 200,
+    ) -> None:
         ranges = parse_accept(content_type_header)
         media = ranges[0] if ranges else None
         if media is None or media.media_type != "multipart/related":
@@ -91,9 +144,15 @@ class MultipartReader:
         boundary = media.params.get("boundary")
         if not boundary:
             raise InvalidQuery("the multipart/related Content-Type has no boundary")
+        if len(boundary) > max_boundary:
+            raise InvalidQuery(
+                f"the multipart boundary has {len(boundary)} characters; at most {max_boundary}"
+                " are accepted (RFC 2046 allows 70)"
+            )
         self.part_type = media.params.get("type", "application/dicom").lower()
+        self.max_part_bytes = max_part_bytes
         self._done: list[_Part] = []
-        self._current = _Part()
+        self._current = _Part(max_part_bytes)
         self._field = b""
         self._value = b""
         self._ended = False
@@ -111,22 +170,28 @@ class MultipartReader:
         )
 
     def _begin(self) -> None:
-        self._current = _Part()
+        self._current = _Part(self.max_part_bytes)
 
     def _data(self, data: bytes, start: int, end: int) -> None:
-        self._current.chunks.append(data[start:end])
+        self._current.write(data[start:end])
 
     def _end(self) -> None:
         self._done.append(self._current)
 
     def _header_field(self, data: bytes, start: int, end: int) -> None:
         self._field += data[start:end]
+        if len(self._field) > 1024:
+            raise InvalidQuery("a multipart header name is too long")
 
     def _header_value(self, data: bytes, start: int, end: int) -> None:
         self._value += data[start:end]
+        if len(self._value) > 8192:
+            raise InvalidQuery("a multipart header value is too long")
 
     def _header_end(self) -> None:
         name = self._field.decode("latin-1").strip().lower()
+        if len(self._current.headers) >= 64:
+            raise InvalidQuery("a multipart part has too many headers")
         self._current.headers[name] = self._value.decode("latin-1").strip()
         self._field = self._value = b""
 
@@ -134,22 +199,37 @@ class MultipartReader:
         self._ended = True
 
     def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
-        """Parse more of the body; return the parts completed so far as (type, bytes)."""
+        """Parse more of the body; return the parts completed so far as (type, bytes).
+
+        Raises
+        ------
+        RequestTooLarge
+            A part is larger than ``max_part_bytes``.
+        """
         try:
             self._parser.write(chunk)
         except MultipartParseError as exc:
             raise InvalidQuery(f"malformed multipart body: {exc}") from exc
+        if self._current.too_large or any(p.too_large for p in self._done):
+            self._current.discard()
+            for part in self._done:
+                part.discard()
+            raise RequestTooLarge(
+                f"a part is larger than the {self.max_part_bytes} bytes an instance may have "
+                "here (setting max_instance_bytes)"
+            )
         done, self._done = self._done, []
         return [
             (
                 p.headers.get("content-type", self.part_type).split(";")[0].strip().lower(),
-                b"".join(p.chunks),
+                p.payload(),
             )
             for p in done
         ]
 
     def close(self) -> None:
         """Check the body ended with the closing boundary."""
+        self._current.discard()
         self._parser.finalize()
         if not self._ended:
             raise InvalidQuery("the multipart body ended before its closing boundary")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter, Depends, Request, Response
 
 from klinika.archive import Archive
@@ -13,6 +15,8 @@ from klinika.errors import InvalidQuery
 from klinika.index.query import Query
 
 _CONTROL = {"limit", "offset", "fuzzymatching", "includefield", "orderby"}
+#: How fuzzy matching cuts a person name into words (index.matching does the same).
+_WORDS = re.compile(r"[\s^,=]+")
 
 
 def parse_query(request: Request, level: Level, settings: Settings, scope: dict[str, str]) -> Query:
@@ -41,13 +45,27 @@ def parse_query(request: Request, level: Level, settings: Settings, scope: dict[
     match.update(scope)
     limit = _integer(params.get("limit"), "limit", settings.qido_default_limit)
     limit = min(limit, settings.qido_max_limit)
+    offset = _integer(params.get("offset"), "offset", 0)
+    if offset > settings.qido_max_offset:
+        raise InvalidQuery(
+            f"offset must be at most {settings.qido_max_offset} (setting qido_max_offset); "
+            "narrow the search instead"
+        )
     fuzzy = params.get("fuzzymatching", "false").lower() == "true"
+    if fuzzy:
+        for key, value in match.items():
+            words = [w for w in _WORDS.split(value) if w]
+            if len(words) > settings.qido_max_fuzzy_words:
+                raise InvalidQuery(
+                    f"{key}: at most {settings.qido_max_fuzzy_words} words with fuzzy matching "
+                    "(setting qido_max_fuzzy_words)"
+                )
     return Query(
         level=level,
         match=match,
         include="all" if include_all else frozenset(include),
         limit=limit,
-        offset=_integer(params.get("offset"), "offset", 0),
+        offset=offset,
         fuzzy=fuzzy,
         include_parents=not scope,
         strict=True,
@@ -60,7 +78,7 @@ def _integer(raw: str | None, name: str, default: int) -> int:
     try:
         value = int(raw)
     except ValueError as exc:
-        raise InvalidQuery(f"{name} must be a whole number, not {raw!r}") from exc
+        raise InvalidQuery(f"{name} must be a whole number, not {raw[:32]!r}") from exc
     if value < 0:
         raise InvalidQuery(f"{name} must not be negative")
     return value

@@ -13,9 +13,11 @@ from klinika.config import Settings
 from klinika.dicom.sop import DERIVED_SOP_CLASSES
 from klinika.dicomweb.common import Guard, dicomweb_base, json_bytes, json_response
 from klinika.dicomweb.multipart import MultipartReader
-from klinika.errors import UnsupportedMediaType
+from klinika.errors import RequestTooLarge, UnsupportedMediaType
 
 BATCH = 32
+#: A batch is stored once it holds this many bytes, whatever its count.
+BATCH_BYTES = 64 * 1024 * 1024
 
 #: Failure Reason (0008,1197) for each rejection reason (PS3.4 Annex GG.4, PS3.18 §10.5.3).
 FAILURE_REASONS = {
@@ -88,43 +90,74 @@ def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> AP
 
     async def store(request: Request, study_uid: str | None, principal: Principal) -> Response:
         sop_classes = None if is_allowed(principal.role, "dicom:store") else DERIVED_SOP_CLASSES
-        reader = MultipartReader(request.headers.get("content-type", ""))
+        limit = settings.max_request_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise RequestTooLarge(f"the body has {declared} bytes; at most {limit} are accepted")
+        reader = MultipartReader(
+            request.headers.get("content-type", ""),
+            max_part_bytes=settings.max_instance_bytes,
+            max_boundary=settings.max_multipart_boundary,
+        )
         if reader.part_type != "application/dicom":
             raise UnsupportedMediaType("only application/dicom parts are accepted by STOW-RS here")
-        # Batches are stored while the rest of the body still arrives; each batch's outcomes
-        # keep their place, so the response lists instances in the order they were sent.
+        # Batches are stored while the rest of the body still arrives, one batch at a time (so
+        # memory holds at most the batch being stored and the one being filled); each batch's
+        # outcomes keep their place, so the response lists instances in the order sent.
         results: list[asyncio.Future[list[StoreOutcome]] | list[StoreOutcome]] = []
         batch: list[bytes] = []
+        held = 0
+        storing: asyncio.Future[list[StoreOutcome]] | None = None
 
-        def flush() -> None:
-            if batch:
-                results.append(
-                    asyncio.ensure_future(
-                        run_in_threadpool(
-                            archive.store_many,
-                            list(batch),
-                            study_uid=study_uid,
-                            sop_classes=sop_classes,
-                        )
-                    )
+        async def flush() -> None:
+            nonlocal storing, held
+            if not batch:
+                return
+            if storing is not None and not storing.done():
+                await asyncio.wait([storing])
+            storing = asyncio.ensure_future(
+                run_in_threadpool(
+                    archive.store_many, list(batch), study_uid=study_uid, sop_classes=sop_classes
                 )
-                batch.clear()
+            )
+            results.append(storing)
+            batch.clear()
+            held = 0
 
-        async for chunk in request.stream():
-            for part_type, data in reader.feed(chunk):
-                if part_type != "application/dicom":
-                    message = f"a part of type {part_type} is not application/dicom"
-                    results.append(
-                        [StoreOutcome("rejected", reason="unsupported-media-type", message=message)]
-                    )
-                    continue
-                batch.append(data)
-                if len(batch) >= BATCH:
-                    flush()
+        received = 0
+        refused: RequestTooLarge | None = None
         try:
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit:
+                    raise RequestTooLarge(f"the body is larger than the {limit} bytes accepted")
+                if refused is not None:
+                    continue  # read the rest (and drop it) so the client gets our answer
+                try:
+                    parts = reader.feed(chunk)
+                except RequestTooLarge as exc:
+                    refused = exc
+                    continue
+                for part_type, data in parts:
+                    if part_type != "application/dicom":
+                        message = f"a part of type {part_type} is not application/dicom"
+                        results.append(
+                            [
+                                StoreOutcome(
+                                    "rejected", reason="unsupported-media-type", message=message
+                                )
+                            ]
+                        )
+                        continue
+                    batch.append(data)
+                    held += len(data)
+                    if len(batch) >= BATCH or held >= BATCH_BYTES:
+                        await flush()
+            if refused is not None:
+                raise refused
             reader.close()
         finally:
-            flush()
+            await flush()
             settled = [r if isinstance(r, list) else await r for r in results]
         outcomes = [outcome for group in settled for outcome in group]
         base = dicomweb_base(request, settings.public_base_url)

@@ -95,11 +95,18 @@ def _frame_part(record: InstanceRecord, choices: list[MultipartChoice]) -> tuple
     )
 
 
-def _frame_numbers(raw: str) -> list[int]:
+def _frame_numbers(raw: str, most: int = 256) -> list[int]:
+    """The frame numbers of a frame list (PS3.18 §10.4.1.1.3), at most ``most`` of them
+    (setting ``max_frames_per_request``: one response holds every frame asked for)."""
+    if raw.count(",") >= most:
+        raise InvalidQuery(
+            f"at most {most} frames per request (setting max_frames_per_request); "
+            "ask for the others in further requests"
+        )
     try:
         numbers = [int(part) for part in raw.split(",") if part.strip()]
     except ValueError as exc:
-        raise InvalidQuery(f"frame list {raw!r} must be numbers separated by commas") from exc
+        raise InvalidQuery(f"frame list {raw[:64]!r} must be numbers separated by commas") from exc
     if not numbers or any(n < 1 for n in numbers):
         raise InvalidQuery("frame numbers start at 1")
     return numbers
@@ -244,7 +251,7 @@ def create_wado_router(archive: Archive, settings: Settings, guard: Guard) -> AP
     async def retrieve_frames(request: Request, study: str, series: str, sop: str, frames: str):
         # The hot path of every viewer: an index lookup and a byte-range read, done inline
         # (well under a millisecond) instead of paying a thread hop per frame.
-        numbers = _frame_numbers(frames)
+        numbers = _frame_numbers(frames, settings.max_frames_per_request)
         record = archive.instances(study, series, sop)[0]
         choices = choose_multipart(request.headers.get("accept"), _FRAME_TYPES, _OCTET)
         part_type, decode = _frame_part(record, choices)

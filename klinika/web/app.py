@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from klinika import __version__
 from klinika.auth.http import PUBLIC_PATHS, Guard, SessionGate
@@ -15,12 +16,13 @@ from klinika.config import Settings
 from klinika.dicomweb import create_dicomweb_router, create_wado_uri_router
 from klinika.runtime import Runtime
 from klinika.web.admin import create_audit_router
+from klinika.web.csrf import OriginCheck
 from klinika.web.errors import error_response, install_error_handlers
 from klinika.web.health import create_health_router
 from klinika.web.pages import PageContext, Pages, create_pages_router
 from klinika.web.pages.context import STATIC_DIR
 from klinika.web.reports import create_reports_router
-from klinika.web.security import SecurityHeaders
+from klinika.web.security import RequestSanity, SecurityHeaders
 from klinika.web.viewer import create_viewer_router
 
 
@@ -54,7 +56,16 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         on_error=error_response,
         public_paths=PUBLIC_PATHS,
     )
+    # CSRF: unsafe requests a browser's cookie could authenticate must come from our origin
+    app.add_middleware(OriginCheck, public_base_url=settings.public_base_url)
+    app.add_middleware(RequestSanity)
     app.add_middleware(SecurityHeaders)
+    if settings.proxy_networks:
+        # outermost: who the client is (and the scheme) is settled before anything reads it
+        app.add_middleware(
+            ProxyHeadersMiddleware,
+            trusted_hosts=[str(network) for network in settings.proxy_networks],
+        )
     guard = Guard(runtime.auth, runtime.audit)
     app.include_router(create_health_router(runtime.database, runtime.blobs))
     app.include_router(create_auth_router(runtime.auth, guard))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from klinika.auth.errors import (
+    CrossSiteRequest,
     Forbidden,
     InvalidAccount,
     LoginThrottled,
+    PasswordChangeRequired,
     Unauthenticated,
     UserExists,
 )
@@ -19,6 +21,7 @@ from klinika.errors import (
     KlinikaError,
     NotAcceptable,
     NotFound,
+    RequestTooLarge,
     StorageFull,
     UnsupportedMediaType,
 )
@@ -32,6 +35,9 @@ STATUS = {
     StorageFull: 507,
     Unauthenticated: 401,
     Forbidden: 403,
+    CrossSiteRequest: 403,
+    PasswordChangeRequired: 403,
+    RequestTooLarge: 413,
     LoginThrottled: 429,
     InvalidAccount: 400,
     UserExists: 409,
@@ -51,11 +57,27 @@ def error_response(exc: KlinikaError) -> JSONResponse:
     return JSONResponse({"error": str(exc)}, status_code=status, headers=headers)
 
 
+#: Where a user whose password must change is sent when they navigate to a page.
+PASSWORD_PAGE = "/account/password"
+_MACHINE_PREFIXES = ("/api/", "/dicom-web", "/wado")
+
+
+def _is_page(request: Request) -> bool:
+    """A browser navigation to one of our pages (not an API or DICOMweb call)."""
+    return (
+        request.method in ("GET", "HEAD")
+        and not request.url.path.startswith(_MACHINE_PREFIXES)
+        and "text/html" in request.headers.get("accept", "")
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer domain errors with their status and ``{"error": message}``."""
 
-    async def handle(_request: Request, exc: Exception) -> JSONResponse:
+    async def handle(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, KlinikaError)
+        if isinstance(exc, PasswordChangeRequired) and _is_page(request):
+            return RedirectResponse(PASSWORD_PAGE, status_code=303)
         return error_response(exc)
 
     app.add_exception_handler(KlinikaError, handle)

@@ -17,7 +17,8 @@ _UVICORN = {
     "http": "httptools",
     "loop": "uvloop",
     "access_log": False,
-    "proxy_headers": True,
+    # X-Forwarded-* are read by the app (create_app) from KLINIKA_TRUSTED_PROXIES only
+    "proxy_headers": False,
     "server_header": False,
     "log_level": "warning",
 }

@@ -77,3 +77,18 @@ def test_the_image_installs_the_pinned_viewer() -> None:
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert f"npm pack @ohif/app@{OHIF_VERSION}" in dockerfile
     assert "klinika viewer install --tarball" in dockerfile  # which checks the pinned sha512
+
+
+def test_only_nginx_is_trusted_to_say_who_the_client_is() -> None:
+    """Issue 14, finding 1: behind compose every client shared nginx's address."""
+    document = compose()
+    services = document["services"]
+    nginx = services["pacs_nginx_proxy"]["networks"]["default"]["ipv4_address"]
+    subnet = document["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    import ipaddress
+
+    assert ipaddress.ip_address(nginx) in ipaddress.ip_network(subnet)
+    assert services["pacs_app"]["environment"]["KLINIKA_TRUSTED_PROXIES"] == nginx
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert f"ENV KLINIKA_TRUSTED_PROXIES={nginx}" in dockerfile
+    assert services["pacs_app"]["environment"]["KLINIKA_PUBLIC_BASE_URL"].startswith("https://")

@@ -40,7 +40,10 @@ def proxy(tmp_path_factory: pytest.TempPathFactory, ohif_cache: Path) -> Iterato
         pytest.skip("nginx is not installed (apt-get install nginx)")
     root = tmp_path_factory.mktemp("nginx")
     server = start_server(
-        root / "data", extra_env={"KLINIKA_CACHE_DIR": str(ohif_cache)}, users={"irina": "doctor"}
+        root / "data",
+        # nginx runs on this host's loopback here (its own container's address in compose)
+        extra_env={"KLINIKA_CACHE_DIR": str(ohif_cache), "KLINIKA_TRUSTED_PROXIES": "127.0.0.1"},
+        users={"irina": "doctor"},
     )
     cert, key = root / "tls.crt", root / "tls.key"
     subprocess.run(  # the documented trial certificate (docs/deployment.md)

@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from klinika.archive import sources
+from klinika.archive.sources import ImportLimits
 from klinika.web.pages import upload
 from klinika.web.pages.upload import store_upload
 from tests.conftest import PYDICOM_DATA, SAMPLES
@@ -58,12 +58,12 @@ def test_members_and_files_over_the_size_limit_are_refused_unread(
     archive, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     assert CT.stat().st_size > MR.stat().st_size
-    monkeypatch.setattr(sources, "MAX_INSTANCE_BYTES", CT.stat().st_size - 1)
+    limits = ImportLimits(max_instance_bytes=CT.stat().st_size - 1)
     results = by_name(
-        store_upload(archive, "z.zip", zipped(ct=CT.read_bytes(), mr=MR.read_bytes()))
+        store_upload(archive, "z.zip", zipped(ct=CT.read_bytes(), mr=MR.read_bytes()), limits)
     )
     assert results == {"z.zip/ct": ("rejected", "too-large"), "z.zip/mr": ("stored", None)}
-    single = store_upload(archive, "ct.dcm", io.BytesIO(CT.read_bytes()))
+    single = store_upload(archive, "ct.dcm", io.BytesIO(CT.read_bytes()), limits)
     assert by_name(single) == {"ct.dcm": ("rejected", "too-large")}
     assert "bytes" in single[0]["message"]
 

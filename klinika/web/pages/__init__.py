@@ -8,8 +8,9 @@ their action with ``Depends(context.guard(...))`` like every other route, and te
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from klinika.web.csrf import require_form_token
 from klinika.web.pages import admin, export, login, reports, upload, worklist
 from klinika.web.pages.context import PageContext, Pages
 
@@ -19,7 +20,8 @@ PAGE_MODULES = (login, worklist, upload, export, reports, admin)
 
 
 def create_pages_router(context: PageContext) -> APIRouter:
-    router = APIRouter(include_in_schema=False)
+    # every form of the console carries the CSRF token (GETs pass untouched)
+    router = APIRouter(include_in_schema=False, dependencies=[Depends(require_form_token)])
     for module in PAGE_MODULES:
         router.include_router(module.create_router(context))
     return router

@@ -23,6 +23,7 @@ from klinika.db import Database
 from klinika.i18n import LANGUAGE_NAMES, LANGUAGES, N_, negotiate, translator
 from klinika.reports import ReportService
 from klinika.storage import FileStore
+from klinika.web.csrf import form_token, keep_form_token
 
 STATIC_DIR = Path(__file__).parent / "static"
 #: The cookie that remembers an explicit language choice (readable by our scripts).
@@ -101,11 +102,13 @@ class Pages:
             "t": speak,
             "version": __version__,
             "clinic_name": self.settings.clinic_name,
+            "csrf_token": form_token(request),
             **values,
         }
         html = self.environment.get_template(template).render(context)
         response = HTMLResponse(html, status_code=status_code)
         response.headers["Cache-Control"] = "no-store"
+        keep_form_token(request, response)
         chosen = request.query_params.get("lang")
         if chosen in LANGUAGES:
             remember_language(response, chosen)

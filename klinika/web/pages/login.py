@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from klinika.auth.errors import LoginThrottled, Unauthenticated
+from klinika.auth.errors import InvalidAccount, LoginThrottled, Unauthenticated
 from klinika.auth.http import (
     clear_session_cookie,
     client_address,
@@ -14,10 +14,17 @@ from klinika.auth.http import (
     set_session_cookie,
 )
 from klinika.auth.models import Principal
-from klinika.i18n import LANGUAGES, N_
-from klinika.web.pages.context import PageContext, remember_language, safe_next
+from klinika.i18n import LANGUAGES, N_, translator
+from klinika.web.pages.context import (
+    PageContext,
+    remember_language,
+    request_language,
+    safe_next,
+)
 
 HOME = "/worklist"
+PASSWORD_PAGE = "/account/password"
+PASSWORDS_DIFFER = N_("The two new passwords differ.")
 WRONG_CREDENTIALS = N_("Wrong user name or password.")
 THROTTLED = N_("Too many failed attempts. Try again in a few minutes.")
 
@@ -54,10 +61,52 @@ def create_router(context: PageContext) -> APIRouter:
             return pages.render(
                 request, "login.html", status_code=401, next=target, error=error, username=username
             )
+        if result.user.must_change_password:
+            target = PASSWORD_PAGE
         response = RedirectResponse(target, status_code=303)
         set_session_cookie(request, response, result.token, result.expires_at - int(time.time()))
         if not request.cookies.get("klinika_lang"):
             remember_language(response, result.user.language)
+        return response
+
+    Me = Annotated[Principal, Depends(context.guard("account:self"))]
+
+    @router.get(PASSWORD_PAGE)
+    def password_page(request: Request, principal: Me) -> Response:
+        return pages.render(
+            request, "account/password.html", forced=principal.must_change_password, error=None
+        )
+
+    @router.post(PASSWORD_PAGE)
+    def change_password(
+        request: Request,
+        principal: Me,
+        current_password: Annotated[str, Form(max_length=4096)],
+        new_password: Annotated[str, Form(max_length=4096)],
+        confirm_password: Annotated[str, Form(max_length=4096)],
+    ) -> Response:
+        """The user's own password change (forced after a generated one); a fresh session."""
+        speak = translator(request_language(request, principal))
+        try:
+            if new_password != confirm_password:
+                raise InvalidAccount(speak.gettext(PASSWORDS_DIFFER))
+            result = auth.change_own_password(
+                principal,
+                current_password,
+                new_password,
+                source=client_address(request),
+                user_agent=request.headers.get("user-agent"),
+            )
+        except (InvalidAccount, LoginThrottled) as exc:
+            return pages.render(
+                request,
+                "account/password.html",
+                status_code=400,
+                forced=principal.must_change_password,
+                error=str(exc),
+            )
+        response = RedirectResponse(HOME, status_code=303)
+        set_session_cookie(request, response, result.token, result.expires_at - int(time.time()))
         return response
 
     @router.post("/logout")

@@ -12,9 +12,18 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from klinika.archive import Archive, StoreOutcome, sources
-from klinika.archive.sources import Item, store_items, too_large, zip_members
+from klinika.archive import Archive, StoreOutcome
+from klinika.archive.sources import (
+    DEFAULT_LIMITS,
+    ImportLimits,
+    Item,
+    store_items,
+    too_large,
+    zip_members,
+)
 from klinika.auth.models import Principal
+from klinika.config import Settings
+from klinika.errors import RequestTooLarge
 from klinika.web.pages.context import PageContext
 
 #: Bodies up to this size stay in memory; larger ones (ZIPs) spill to a temporary file.
@@ -48,25 +57,38 @@ def _batches(members: Iterator[tuple[str, Item]]) -> Iterator[list[tuple[str, It
         yield batch
 
 
-def store_upload(archive: Archive, name: str, body: IO[bytes]) -> list[dict[str, Any]]:
+def upload_limits(settings: Settings) -> ImportLimits:
+    """The upload's limits, from the settings."""
+    return ImportLimits(
+        max_instance_bytes=settings.max_instance_bytes,
+        zip_max_members=settings.zip_max_members,
+        zip_max_total_bytes=settings.zip_max_total_bytes,
+        zip_max_ratio=settings.zip_max_ratio,
+    )
+
+
+def store_upload(
+    archive: Archive, name: str, body: IO[bytes], limits: ImportLimits = DEFAULT_LIMITS
+) -> list[dict[str, Any]]:
     """Store one uploaded file: a DICOM file, or a ZIP whose members are read a batch at a time.
 
     Every file gets an outcome; a member that cannot be read is rejected with its reason and
-    the others go on. ``body`` is untrusted (any bytes a user dropped).
+    the others go on. ``body`` is untrusted (any bytes a user dropped). A ZIP over the
+    limits raises :class:`RequestTooLarge` before a member is read.
     """
     body.seek(0)
     if zipfile.is_zipfile(body):
         body.seek(0)
         results: list[dict[str, Any]] = []
         with zipfile.ZipFile(body) as bundle:
-            for batch in _batches(zip_members(bundle)):
+            for batch in _batches(zip_members(bundle, limits)):
                 outcomes = store_items(archive, [item for _, item in batch])
                 for (member, _), outcome in zip(batch, outcomes, strict=True):
                     results.append(outcome_json(f"{name}/{member}", outcome))
         return results
     size = body.seek(0, 2)
-    if size > sources.MAX_INSTANCE_BYTES:
-        return [outcome_json(name, too_large(size))]
+    if size > limits.max_instance_bytes:
+        return [outcome_json(name, too_large(size, limits.max_instance_bytes))]
     body.seek(0)
     return [outcome_json(name, archive.store(body.read()))]
 
@@ -79,14 +101,25 @@ def create_router(context: PageContext) -> APIRouter:
     def upload_page(request: Request, _: Storer) -> Response:
         return context.pages.render(request, "upload/index.html", active="upload")
 
+    limits = upload_limits(context.settings)
+    most = context.settings.max_request_bytes
+
     @router.post("/upload/files")
     async def upload_file(request: Request, _: Storer) -> Response:
-        """The request body is one file (``X-Filename`` names it); streamed to a spool."""
+        """The request body is one file (``X-Filename`` names it); streamed to a spool that
+        goes to disk past ``SPOOL_BYTES``, refused (413) past ``max_request_bytes``."""
         name = unquote(request.headers.get("x-filename", "upload"))[:512]
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > most:
+            raise RequestTooLarge(f"the file has {declared} bytes; at most {most} are accepted")
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as body:
+            received = 0
             async for chunk in request.stream():
+                received += len(chunk)
+                if received > most:
+                    raise RequestTooLarge(f"the file is larger than the {most} bytes accepted")
                 body.write(chunk)
-            results = await run_in_threadpool(store_upload, context.archive, name, body)
+            results = await run_in_threadpool(store_upload, context.archive, name, body, limits)
         return JSONResponse({"file": name, "results": results})
 
     return router

@@ -84,6 +84,8 @@
     request.open("POST", "/upload/files");
     request.setRequestHeader("Content-Type", "application/octet-stream");
     request.setRequestHeader("X-Filename", encodeURIComponent(item.name));
+    const csrf = document.querySelector('meta[name="csrf-token"]');
+    if (csrf) request.setRequestHeader("X-CSRF-Token", csrf.content);
     request.upload.addEventListener("progress", (event) => {
       item.progress.value = event.loaded;
       total.value = bytesDone + event.loaded;

@@ -45,7 +45,10 @@
   }
 
   async function logOut() {
-    await fetch("/logout", { method: "POST", redirect: "manual" });
+    // the console's CSRF token is the klinika_csrf cookie (double submit)
+    const csrf = document.cookie.split("; ").find((c) => c.startsWith("klinika_csrf="));
+    const headers = csrf ? { "X-CSRF-Token": decodeURIComponent(csrf.split("=")[1]) } : {};
+    await fetch("/logout", { method: "POST", redirect: "manual", headers });
     window.location.assign("/login");
   }
 

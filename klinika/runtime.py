@@ -6,6 +6,9 @@ Edges never receive the Runtime itself; they get the collaborators they need
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from klinika.archive import Archive
 from klinika.audit import AuditTrail
 from klinika.auth import (
@@ -24,9 +27,13 @@ from klinika.storage import FileStore
 
 class Runtime:
     """Database (migrated to head), blob store, archive, audit trail, auth service and report
-    service of one installation."""
+    service of one installation.
 
-    def __init__(self, settings: Settings) -> None:
+    ``clock`` (seconds since the epoch) is what the auth service (sessions, login lockout) and
+    the report service read the time from; tests give a clock they can move.
+    """
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.database = Database(settings.database_url)
@@ -48,12 +55,14 @@ class Runtime:
             TokenCodec(load_jwt_secret(settings)),
             AuthPolicy.from_settings(settings),
             peers=peers_from_settings(settings.modalities, strict=settings.dimse_strict),
+            clock=clock,
         )
         self.reports = ReportService(
             self.database,
             self.archive,
             self.audit,
             Clinic(settings.clinic_name, settings.clinic_address, settings.clinic_logo),
+            clock=clock,
         )
 
     def close(self) -> None:

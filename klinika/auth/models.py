@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from klinika.audit import Actor
-from klinika.config import Settings
+from klinika.config import PasswordHashProfile, Settings
 
 LANGUAGES = ("en", "ru", "es", "fr", "de")
 
@@ -98,12 +98,13 @@ class LoginResult:
 
 @dataclass(frozen=True)
 class AuthPolicy:
-    """Token lifetimes and the lockout rule, from the settings."""
+    """Token lifetimes, the lockout rule and the password hash profile, from the settings."""
 
     token_hours_admin: int = 24
     token_hours_user: int = 8
     max_failures: int = 5
     lockout_seconds: int = 300
+    password_hash_profile: PasswordHashProfile = "production"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthPolicy:
@@ -112,6 +113,7 @@ class AuthPolicy:
             token_hours_user=settings.token_hours_user,
             max_failures=settings.login_max_failures,
             lockout_seconds=settings.login_lockout_seconds,
+            password_hash_profile=settings.password_hash_profile,
         )
 
     def token_seconds(self, role: str) -> int:

@@ -25,6 +25,7 @@ from klinika.auth.peers import LOCAL_ANY, DicomPeer, authorize_ae
 from klinika.auth.permissions import USER_ROLES, is_allowed
 from klinika.auth.schema import login_failures, sessions, users
 from klinika.auth.tokens import TokenClaims, TokenCodec
+from klinika.config import PasswordHashProfile
 from klinika.db import Database
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
@@ -80,6 +81,13 @@ class AuthService:
     def _now(self) -> int:
         return int(self._clock())
 
+    @property
+    def _profile(self) -> PasswordHashProfile:
+        return self.policy.password_hash_profile
+
+    def _hash(self, password: str) -> str:
+        return passwords.hash_password(password, self._profile)
+
     def _write(self) -> Any:
         """A write transaction. Any change to users or sessions empties the principal cache,
         so a revocation or a role change applies at once in this process (and within
@@ -122,7 +130,7 @@ class AuthService:
             "role": role,
             "language": language,
             "active": True,
-            "password_hash": passwords.hash_password(password),
+            "password_hash": self._hash(password),
             "password_changed_at": now,
             "created_at": now,
         }
@@ -218,7 +226,7 @@ class AuthService:
                 sa.update(users)
                 .where(users.c.id == user.id)
                 .values(
-                    password_hash=passwords.hash_password(new_password),
+                    password_hash=self._hash(new_password),
                     password_changed_at=self._now(),
                 )
             )
@@ -244,7 +252,7 @@ class AuthService:
             stored = connection.execute(
                 sa.select(users.c.password_hash).where(users.c.id == principal.user_id)
             ).scalar_one_or_none()
-        if not passwords.verify_password(stored, current_password):
+        if not passwords.verify_password(stored, current_password, self._profile):
             self._record(principal.actor, "user:password", source, {}, outcome="failure")
             raise InvalidAccount("the current password is not correct")
         self.set_password(principal.username, new_password, actor=principal.actor, source=source)
@@ -301,7 +309,8 @@ class AuthService:
             )
         with self.database.reader.connect() as connection:
             row = connection.execute(sa.select(users).where(users.c.username == name)).one_or_none()
-        if not passwords.verify_password(row.password_hash if row else None, password):
+        stored = row.password_hash if row else None
+        if not passwords.verify_password(stored, password, self._profile):
             self._count_failure(name, where, now)
             self._record(
                 attempt, "auth:login", source, {"reason": "bad-credentials"}, outcome="failure"
@@ -318,8 +327,8 @@ class AuthService:
                 )
             )
             values: dict[str, Any] = {"last_login_at": now}
-            if passwords.needs_rehash(row.password_hash):
-                values["password_hash"] = passwords.hash_password(password)
+            if passwords.needs_rehash(row.password_hash, self._profile):
+                values["password_hash"] = self._hash(password)
             connection.execute(sa.update(users).where(users.c.id == row.id).values(values))
         user = _user(row)
         result = self._open_session(user, source, user_agent)

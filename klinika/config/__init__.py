@@ -18,6 +18,8 @@ from typing import Any, Literal, get_args, get_type_hints
 from klinika.errors import ConfigError
 
 DuplicatePolicy = Literal["keep", "overwrite", "reject"]
+#: argon2id cost of new password hashes: "production" always, "test" only for test suites.
+PasswordHashProfile = Literal["production", "test"]
 DIMSE_SERVICES = frozenset({"echo", "store", "find", "move", "get"})
 
 
@@ -109,6 +111,7 @@ class Settings:
     token_hours_user: int = 8
     login_max_failures: int = 5
     login_lockout_seconds: int = 300
+    password_hash_profile: PasswordHashProfile = "production"
     # dimse: known peers (C-MOVE destinations too); strict = only they may associate
     modalities: tuple[RemoteAE, ...] = ()
     dimse_strict: bool = False
@@ -130,6 +133,11 @@ class Settings:
             raise ConfigError(
                 f"duplicate_policy must be one of {get_args(DuplicatePolicy)}, "
                 f"not {self.duplicate_policy!r}"
+            )
+        if self.password_hash_profile not in get_args(PasswordHashProfile):
+            raise ConfigError(
+                f"password_hash_profile must be one of {get_args(PasswordHashProfile)}, "
+                f"not {self.password_hash_profile!r}"
             )
         if not 1 <= len(self.ae_title) <= 16:
             raise ConfigError("ae_title must be 1 to 16 characters")

@@ -41,7 +41,7 @@ def dicomdir(archive: Archive, records: list[InstanceRecord]) -> tuple[bytes, di
             file_set.add(header)
         file_set.write(work)
         paths = {
-            instance.SOPInstanceUID: Path(instance.path).relative_to(work).as_posix()
+            str(instance.SOPInstanceUID): Path(instance.path).relative_to(work).as_posix()
             for instance in file_set
         }
         return (Path(work) / "DICOMDIR").read_bytes(), paths

@@ -100,9 +100,7 @@ def samples_matching(folder: Path, pattern: str) -> list[Path]:
 
 def sample_files() -> list[Path]:
     """Every shared sample and pydicom test file, malformed ones included."""
-    files = sorted(SAMPLES.rglob("*.dcm")) + sorted(PYDICOM_DATA.glob("*.dcm"))
-    assert files, f"no samples under {SAMPLES}"
-    return files
+    return samples_matching(SAMPLES, "**/*.dcm") + samples_matching(PYDICOM_DATA, "*.dcm")
 
 
 @dataclass

@@ -130,7 +130,7 @@ TEST_PASSWORD = "correct-horse-battery-staple"
 
 
 def add_user(data_dir: Path, username: str, role: str, password: str = TEST_PASSWORD) -> None:
-    """Create a user with the real CLI."""
+    """Create a user with the real CLI (``klinika user add``)."""
     subprocess.run(
         [
             sys.executable,
@@ -149,6 +149,18 @@ def add_user(data_dir: Path, username: str, role: str, password: str = TEST_PASS
         check=True,
         capture_output=True,
     )
+
+
+def create_users(data_dir: Path, users: dict[str, str], password: str = TEST_PASSWORD) -> None:
+    """Create users (name -> role) as ``klinika user add`` does, in this process: one migration
+    instead of a Python start per user (the CLI itself is tested in tests/cli)."""
+    from klinika.cli.auth_commands import CLI_ACTOR
+    from klinika.config import load_settings
+    from klinika.runtime import Runtime
+
+    with Runtime(load_settings(data_dir=data_dir)) as runtime:
+        for username, role in users.items():
+            runtime.auth.create_user(username, role, password, actor=CLI_ACTOR, source="cli")
 
 
 def login(url: str, username: str, password: str = TEST_PASSWORD) -> dict[str, str]:
@@ -172,9 +184,7 @@ def start_server(
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     if not (data_dir / "index.sqlite").exists():
-        add_user(data_dir, "tester", "admin")
-        for username, role in (users or {}).items():
-            add_user(data_dir, username, role)
+        create_users(data_dir, {"tester": "admin", **(users or {})})
     port = free_port()
     env = {
         **os.environ,

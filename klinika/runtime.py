@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import stat
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from klinika.archive import Archive
@@ -51,12 +53,22 @@ def secure_data_dir(data_dir: Path) -> None:
 
 class Runtime:
     """Database (migrated to head), blob store, archive, audit trail, auth service and report
-    service of one installation."""
+    service of one installation.
 
-    def __init__(self, settings: Settings, *, prepare: bool = True) -> None:
-        """``prepare`` migrates the index and removes leftovers of interrupted blob writes:
-        the one process that starts an installation does it, not each of its workers (a
-        worker cleaning temporary files would delete another worker's write in progress)."""
+    ``clock`` (seconds since the epoch) is what the auth service (sessions, login lockout) and
+    the report service read the time from; tests give a clock they can move. ``prepare``
+    migrates the index and removes leftovers of interrupted blob writes: the one process that
+    starts an installation does it, not each of its workers (a worker cleaning temporary files
+    would delete another worker's write in progress).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        prepare: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
         secure_data_dir(settings.data_dir)
         self.database = Database(settings.database_url)
@@ -80,12 +92,14 @@ class Runtime:
             TokenCodec(load_jwt_secret(settings)),
             AuthPolicy.from_settings(settings),
             peers=peers_from_settings(settings.modalities, strict=settings.dimse_strict),
+            clock=clock,
         )
         self.reports = ReportService(
             self.database,
             self.archive,
             self.audit,
             Clinic(settings.clinic_name, settings.clinic_address, settings.clinic_logo),
+            clock=clock,
         )
 
     def close(self) -> None:

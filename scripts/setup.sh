@@ -48,6 +48,12 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 echo "== installing Python dependencies (pinned by constraints.txt)"
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
+# eslint for our own browser scripts, pinned by package-lock.json (npm ci only when it changed)
+if ! cmp -s package-lock.json node_modules/.klinika-package-lock.json; then
+  echo "== installing the JavaScript lint tools (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json node_modules/.klinika-package-lock.json
+fi
 echo "== installing the OHIF viewer (npm, pinned and checked) into klinika-data/cache"
 KLINIKA_DATA_DIR=klinika-data .venv/bin/klinika viewer install
 echo "== ready: .venv/bin/klinika"

@@ -5,8 +5,6 @@ context (its own cookies) whose console and CSP violations are collected for ass
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,13 +51,11 @@ CACHE_DIR = Path(__file__).parents[1] / "klinika-data" / "cache"
 
 @pytest.fixture(scope="session")
 def ohif_cache() -> Path:  # the folder to give servers as KLINIKA_CACHE_DIR
-    """The viewer installed by ``klinika viewer install`` (scripts/setup.sh runs it first)."""
-    subprocess.run(
-        [sys.executable, "-m", "klinika", "viewer", "install"],
-        env={"KLINIKA_CACHE_DIR": str(CACHE_DIR), "PATH": "/usr/bin:/bin:/usr/local/bin"},
-        check=True,
-        capture_output=True,
-    )
+    """The viewer installed by ``klinika viewer install`` (scripts/setup.sh runs it first; this
+    installs it when missing and otherwise only checks it is complete)."""
+    from klinika.viewer.install import install
+
+    install(CACHE_DIR)
     return CACHE_DIR
 
 

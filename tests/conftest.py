@@ -7,9 +7,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import requests
@@ -22,10 +23,71 @@ SAMPLES = Path(__file__).parent / "data" / "samples"
 PYDICOM_DATA = Path(get_testdata_file("CT_small.dcm")).parent  # type: ignore[arg-type]
 
 
+T = TypeVar("T")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Every `klinika` process the tests start (servers, the CLI) and every in-process
+    # load_settings() that reads the environment hashes passwords cheaply: argon2's 64 MiB
+    # production cost, paid at each user creation and login, would dominate the suite.
+    os.environ.setdefault("KLINIKA_PASSWORD_HASH_PROFILE", "test")
+
+
+@dataclass
+class Clock:
+    """A clock a test moves by hand (seconds since the epoch), for ``Runtime(clock=…)`` and the
+    services that take one."""
+
+    now: float = field(default_factory=lambda: float(int(time.time())))
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def free_port() -> int:
+    """A TCP port of 127.0.0.1 that is free now (the kernel picks it; bind it soon)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_until(
+    condition: Callable[[], T],
+    timeout: float = 30.0,
+    *,
+    message: str = "",
+    ignoring: tuple[type[BaseException], ...] = (),
+    interval: float = 0.05,
+) -> T:
+    """Call ``condition`` until it returns something truthy, and return that; fail the test
+    after ``timeout`` seconds. Exceptions of the ``ignoring`` types count as "not yet".
+
+    Use this instead of ``time.sleep``: a test waits exactly as long as it must, and a
+    condition that never comes fails with ``message`` instead of passing by luck.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = condition()
+        except ignoring:
+            result = None  # type: ignore[assignment]
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s: {message or condition!r}")
+        time.sleep(interval)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts TCP connections on ``host:port``."""
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def samples_matching(folder: Path, pattern: str) -> list[Path]:
@@ -38,9 +100,7 @@ def samples_matching(folder: Path, pattern: str) -> list[Path]:
 
 def sample_files() -> list[Path]:
     """Every shared sample and pydicom test file, malformed ones included."""
-    files = sorted(SAMPLES.rglob("*.dcm")) + sorted(PYDICOM_DATA.glob("*.dcm"))
-    assert files, f"no samples under {SAMPLES}"
-    return files
+    return samples_matching(SAMPLES, "**/*.dcm") + samples_matching(PYDICOM_DATA, "*.dcm")
 
 
 @dataclass
@@ -70,7 +130,7 @@ TEST_PASSWORD = "correct-horse-battery-staple"
 
 
 def add_user(data_dir: Path, username: str, role: str, password: str = TEST_PASSWORD) -> None:
-    """Create a user with the real CLI."""
+    """Create a user with the real CLI (``klinika user add``)."""
     subprocess.run(
         [
             sys.executable,
@@ -89,6 +149,18 @@ def add_user(data_dir: Path, username: str, role: str, password: str = TEST_PASS
         check=True,
         capture_output=True,
     )
+
+
+def create_users(data_dir: Path, users: dict[str, str], password: str = TEST_PASSWORD) -> None:
+    """Create users (name -> role) as ``klinika user add`` does, in this process: one migration
+    instead of a Python start per user (the CLI itself is tested in tests/cli)."""
+    from klinika.cli.auth_commands import CLI_ACTOR
+    from klinika.config import load_settings
+    from klinika.runtime import Runtime
+
+    with Runtime(load_settings(data_dir=data_dir)) as runtime:
+        for username, role in users.items():
+            runtime.auth.create_user(username, role, password, actor=CLI_ACTOR, source="cli")
 
 
 def login(url: str, username: str, password: str = TEST_PASSWORD) -> dict[str, str]:
@@ -112,9 +184,7 @@ def start_server(
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     if not (data_dir / "index.sqlite").exists():
-        add_user(data_dir, "tester", "admin")
-        for username, role in (users or {}).items():
-            add_user(data_dir, username, role)
+        create_users(data_dir, {"tester": "admin", **(users or {})})
     port = free_port()
     env = {
         **os.environ,
@@ -125,26 +195,33 @@ def start_server(
         "KLINIKA_DIMSE_PORT": str(free_port()),
         **(extra_env or {}),
     }
-    log = (data_dir.parent / f"server-{port}.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "klinika", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+    log_path = data_dir.parent / f"server-{port}.log"
+    with log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "klinika", "serve"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def healthy() -> bool:
         if process.poll() is not None:
-            raise RuntimeError(
-                f"server exited: {(data_dir.parent / f'server-{port}.log').read_text()}"
-            )
+            raise RuntimeError(f"server exited: {log_path.read_text()}")
         try:
-            if requests.get(url + "/health", timeout=1).status_code == 200:
-                server = LiveServer(url, data_dir, process, env)
-                server.headers = login(url, "tester")
-                return server
+            return requests.get(url + "/health", timeout=1).status_code == 200
         except (requests.ConnectionError, requests.Timeout):  # not up yet, or a busy machine
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("server did not start within 60 s")
+            return False
+
+    try:
+        wait_until(healthy, 60, message="the server did not answer /health")
+    except AssertionError:
+        process.kill()
+        process.wait(timeout=20)
+        raise
+    server = LiveServer(url, data_dir, process, env)
+    server.headers = login(url, "tester")
+    return server
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from klinika.audit import Actor
-from klinika.config import Settings
+from klinika.config import PasswordHashProfile, Settings
 
 LANGUAGES = ("en", "ru", "es", "fr", "de")
 
@@ -101,7 +101,7 @@ class LoginResult:
 
 @dataclass(frozen=True)
 class AuthPolicy:
-    """Token lifetimes and the lockout rule, from the settings."""
+    """Token lifetimes, the lockout rule and the password hash profile, from the settings."""
 
     token_hours_admin: int = 24
     token_hours_user: int = 8
@@ -112,6 +112,7 @@ class AuthPolicy:
     max_concurrent_hashes: int = 2
     hash_wait_seconds: float = 5.0
     password_min_length: int = 12
+    password_hash_profile: PasswordHashProfile = "production"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthPolicy:
@@ -125,6 +126,7 @@ class AuthPolicy:
             max_concurrent_hashes=settings.login_max_concurrent_hashes,
             hash_wait_seconds=settings.login_hash_wait_seconds,
             password_min_length=settings.password_min_length,
+            password_hash_profile=settings.password_hash_profile,
         )
 
     def token_seconds(self, role: str) -> int:

@@ -4,6 +4,10 @@ The rules follow OWASP ASVS 4.0 §2.1 (NIST SP 800-63B §5.1.1.2): at least 12 c
 composition rules, and no password from a list of commonly used ones (zxcvbn's list of the
 30,000 most frequent passwords of public breaches), nor one made of a few repeated characters
 or containing the username.
+
+The ``test`` profile (``KLINIKA_PASSWORD_HASH_PROFILE=test``) hashes with argon2-cffi's
+cheapest parameters so that a test suite does not pay 64 MiB per login; it offers no
+protection against guessing and is never for an installation with real users.
 """
 
 from __future__ import annotations
@@ -11,23 +15,27 @@ from __future__ import annotations
 import functools
 import secrets
 
-from argon2 import PasswordHasher, Type
+from argon2 import PasswordHasher, Type, profiles
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from klinika.auth.errors import InvalidAccount
+from klinika.config import PasswordHashProfile
 
 MIN_LENGTH = 12
 MAX_LENGTH = 1024
 #: Fewer distinct characters than this (``aaaaaaaaaaaa``, ``abababababab``) is refused.
 MIN_DISTINCT = 5
 
-_hasher = PasswordHasher(type=Type.ID)
+_HASHERS: dict[str, PasswordHasher] = {
+    "production": PasswordHasher(type=Type.ID),  # RFC 9106 low memory: t=3, 64 MiB, p=4
+    "test": PasswordHasher.from_parameters(profiles.CHEAPEST),  # t=1, 8 KiB: tests only
+}
 
 
 @functools.cache
-def _dummy_hash() -> str:
+def _dummy_hash(profile: PasswordHashProfile) -> str:
     """Verified against when the username is unknown, so both cases cost the same time."""
-    return _hasher.hash(secrets.token_urlsafe(16))
+    return _HASHERS[profile].hash(secrets.token_urlsafe(16))
 
 
 @functools.cache
@@ -60,22 +68,28 @@ def check_policy(password: str, *, username: str = "", min_length: int = MIN_LEN
         raise InvalidAccount("a password must not be the username")
 
 
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+def hash_password(password: str, profile: PasswordHashProfile = "production") -> str:
+    return _HASHERS[profile].hash(password)
 
 
-def verify_password(stored_hash: str | None, password: str) -> bool:
+def verify_password(
+    stored_hash: str | None, password: str, profile: PasswordHashProfile = "production"
+) -> bool:
     """True if ``password`` matches; ``stored_hash`` None burns the same time and fails."""
     if len(password) > MAX_LENGTH:
         return False
+    hasher = _HASHERS[profile]
     try:
-        return _hasher.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
+        return (
+            hasher.verify(stored_hash or _dummy_hash(profile), password) and stored_hash is not None
+        )
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
 
-def needs_rehash(stored_hash: str) -> bool:
-    return _hasher.check_needs_rehash(stored_hash)
+def needs_rehash(stored_hash: str, profile: PasswordHashProfile = "production") -> bool:
+    """Whether a hash was made with other parameters than ``profile``'s."""
+    return _HASHERS[profile].check_needs_rehash(stored_hash)
 
 
 def generate_password() -> str:

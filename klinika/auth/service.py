@@ -28,6 +28,7 @@ from klinika.auth.peers import LOCAL_ANY, DicomPeer, authorize_ae
 from klinika.auth.permissions import USER_ROLES, is_allowed
 from klinika.auth.schema import login_failures, sessions, users
 from klinika.auth.tokens import TokenClaims, TokenCodec
+from klinika.config import PasswordHashProfile
 from klinika.db import Database
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
@@ -94,6 +95,10 @@ class AuthService:
 
     def _now(self) -> int:
         return int(self._clock())
+
+    @property
+    def _profile(self) -> PasswordHashProfile:
+        return self.policy.password_hash_profile
 
     def _write(self) -> Any:
         """A write transaction. Any change to users or sessions empties the principal cache,
@@ -272,7 +277,7 @@ class AuthService:
                 sa.select(users.c.password_hash).where(users.c.id == principal.user_id)
             ).scalar_one_or_none()
         with self._hashing():
-            correct = passwords.verify_password(stored, current_password)
+            correct = passwords.verify_password(stored, current_password, self._profile)
         if not correct:
             self._record(principal.actor, "user:password", source, {}, outcome="failure")
             raise InvalidAccount("the current password is not correct")
@@ -310,7 +315,7 @@ class AuthService:
 
     def _hash(self, password: str) -> str:
         with self._hashing():
-            return passwords.hash_password(password)
+            return passwords.hash_password(password, self._profile)
 
     def login(
         self,
@@ -349,7 +354,8 @@ class AuthService:
         with self.database.reader.connect() as connection:
             row = connection.execute(sa.select(users).where(users.c.username == name)).one_or_none()
         with self._hashing():
-            correct = passwords.verify_password(row.password_hash if row else None, password)
+            stored = row.password_hash if row else None
+            correct = passwords.verify_password(stored, password, self._profile)
         if not correct or row is None or not row.active:
             self._count_failure(name, where, self._now())  # the lock starts now, after the hash
             reason = "disabled" if correct else "bad-credentials"
@@ -363,9 +369,8 @@ class AuthService:
                 )
             )
             values: dict[str, Any] = {"last_login_at": now}
-            if passwords.needs_rehash(row.password_hash):
-                with self._hashing():
-                    values["password_hash"] = passwords.hash_password(password)
+            if passwords.needs_rehash(row.password_hash, self._profile):
+                values["password_hash"] = self._hash(password)
             connection.execute(sa.update(users).where(users.c.id == row.id).values(values))
         user = _user(row)
         result = self._open_session(user, source, user_agent)

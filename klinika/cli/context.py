@@ -9,4 +9,6 @@ from klinika.config import Settings
 
 def settings_from(ctx: click.Context) -> Settings:
     """The settings of this invocation (config file, environment, command-line overrides)."""
-    return ctx.find_root().ensure_object(dict)["settings"]
+    settings = ctx.find_root().ensure_object(dict)["settings"]
+    assert isinstance(settings, Settings)
+    return settings

@@ -172,7 +172,8 @@ def _logging() -> None:
 @click.pass_context
 def import_command(ctx: click.Context, paths: tuple[Path, ...], jobs: int) -> None:
     """Store DICOM files, folders and ZIP archives into the archive."""
-    from klinika.cli.ingest import import_paths, iter_sources
+    from klinika.archive.sources import iter_sources
+    from klinika.cli.ingest import import_paths
     from klinika.runtime import Runtime
 
     total = sum(1 for _ in iter_sources(paths))

@@ -19,6 +19,8 @@ from typing import Any, Literal, get_args, get_type_hints
 from klinika.errors import ConfigError
 
 DuplicatePolicy = Literal["keep", "overwrite", "reject"]
+#: argon2id cost of new password hashes: "production" always, "test" only for test suites.
+PasswordHashProfile = Literal["production", "test"]
 DIMSE_SERVICES = frozenset({"echo", "store", "find", "move", "get"})
 
 
@@ -133,6 +135,7 @@ class Settings:
     zip_max_members: int = 100_000
     zip_max_total_bytes: int = 16 * 1024**3
     zip_max_ratio: int = 200
+    password_hash_profile: PasswordHashProfile = "production"
     # dimse: known peers (C-MOVE destinations too); strict = only they may associate
     modalities: tuple[RemoteAE, ...] = ()
     dimse_strict: bool = False
@@ -156,6 +159,11 @@ class Settings:
             raise ConfigError(
                 f"duplicate_policy must be one of {get_args(DuplicatePolicy)}, "
                 f"not {self.duplicate_policy!r}"
+            )
+        if self.password_hash_profile not in get_args(PasswordHashProfile):
+            raise ConfigError(
+                f"password_hash_profile must be one of {get_args(PasswordHashProfile)}, "
+                f"not {self.password_hash_profile!r}"
             )
         if not 1 <= len(self.ae_title) <= 16:
             raise ConfigError("ae_title must be 1 to 16 characters")

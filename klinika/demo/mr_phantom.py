@@ -87,4 +87,5 @@ def sample_plane(
     sigma = np.float32(25.0)
     real = signal + rng.standard_normal(signal.shape, dtype=np.float32) * sigma
     imag = rng.standard_normal(signal.shape, dtype=np.float32) * sigma
-    return np.clip(np.hypot(real, imag), 0, 4095).astype(np.uint16)
+    magnitude: NDArray[np.float32] = np.hypot(real, imag)
+    return np.clip(magnitude, 0, 4095).astype(np.uint16)

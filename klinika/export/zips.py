@@ -55,8 +55,8 @@ def dicomdir(
             file_set.add(header)
         file_set.write(work)
         paths = {
-            exported_as[instance.SOPInstanceUID]: Path(instance.path).relative_to(work).as_posix()
-            for instance in file_set
+            exported_as[str(i.SOPInstanceUID)]: Path(i.path).relative_to(work).as_posix()
+            for i in file_set
         }
         return (Path(work) / "DICOMDIR").read_bytes(), paths, left_out
 

@@ -38,7 +38,7 @@ def _like_pattern(value: str) -> str:
     return escaped.replace("*", "%").replace("?", "_")
 
 
-def _wildcard(column: sa.ColumnElement, value: str) -> ColumnElement[bool]:
+def _wildcard(column: sa.ColumnElement[str], value: str) -> ColumnElement[bool]:
     return column.like(_like_pattern(value), escape="\\")
 
 
@@ -47,7 +47,7 @@ def _split_list(value: str) -> list[str]:
 
 
 def _range(
-    column: sa.ColumnElement, value: str, pattern: re.Pattern[str], kind: str, pad: int
+    column: sa.ColumnElement[str], value: str, pattern: re.Pattern[str], kind: str, pad: int
 ) -> ColumnElement[bool]:
     low, _, high = value.partition("-")
     for part in (low, high):
@@ -64,11 +64,11 @@ def _range(
 
 
 def condition(
-    column: sa.ColumnElement,
+    column: sa.ColumnElement[str],
     attribute: IndexedAttribute,
     value: str,
     *,
-    norm_column: sa.ColumnElement | None = None,
+    norm_column: sa.ColumnElement[str] | None = None,
     fuzzy: bool = False,
 ) -> ColumnElement[bool] | None:
     """The SQL condition for matching ``attribute`` against ``value``; None means universal.
@@ -114,7 +114,7 @@ def condition(
 
 
 def _person_name(
-    norm_column: sa.ColumnElement, value: str, fuzzy: bool
+    norm_column: sa.ColumnElement[str], value: str, fuzzy: bool
 ) -> ColumnElement[bool] | None:
     """Case-insensitive PN matching; with fuzzy matching each word may start any name part."""
     needle = normalize_name(value)

@@ -16,9 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    UID,
+    EncapsulatedPDFStorage,
+    ExplicitVRLittleEndian,
+)
 
-ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
+ENCAPSULATED_PDF_STORAGE = EncapsulatedPDFStorage
 #: Series Number of the report series: after any modality's image series.
 REPORT_SERIES_NUMBER = 9001
 #: Patient (C.7.1.1) and General Study (C.7.2.1) attributes copied from the study, as hex tags.
@@ -102,7 +107,7 @@ def encapsulated_pdf(instance: PdfInstance) -> bytes:
     ds.EncapsulatedDocument = instance.pdf + (b"\x00" if len(instance.pdf) % 2 else b"")
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = ENCAPSULATED_PDF_STORAGE
-    ds.file_meta.MediaStorageSOPInstanceUID = instance.sop_instance_uid
+    ds.file_meta.MediaStorageSOPInstanceUID = UID(instance.sop_instance_uid)
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     out = io.BytesIO()

@@ -3,7 +3,6 @@ uvicorn server. Shared with ``tests/audit``."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from fastapi.testclient import TestClient
 from klinika.config import Settings, load_settings
 from klinika.runtime import Runtime
 from klinika.web import create_app
+from tests.conftest import free_port, wait_until
 
 SECRET = "test-secret-that-is-long-enough-0123456789"
 PASSWORDS = {
@@ -49,20 +49,26 @@ class Installation:
 
 
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {"jwt_secret": SECRET, "fsync": False}
+    """Settings of a test installation: no fsync, cheap password hashes."""
+    values: dict[str, object] = {
+        "jwt_secret": SECRET,
+        "fsync": False,
+        "password_hash_profile": "test",
+    }
     values.update(overrides)
     return load_settings(env={}, data_dir=tmp_path / "data", **values)
 
 
 @pytest.fixture
 def install(tmp_path: Path, database_url: str) -> Callable[..., Installation]:
-    """Build an installation with the given setting overrides (closed after the test)."""
+    """Build an installation with the given setting overrides (closed after the test);
+    ``clock`` is the time its services read (a :class:`tests.conftest.Clock` to move it)."""
     runtimes: list[Runtime] = []
     clients: list[TestClient] = []
 
-    def build(**overrides: object) -> Installation:
+    def build(clock: Callable[[], float] = time.time, **overrides: object) -> Installation:
         settings = make_settings(tmp_path, **{"database_url": database_url, **overrides})
-        runtime = Runtime(settings)
+        runtime = Runtime(settings, clock=clock)
         runtimes.append(runtime)
         for role, password in PASSWORDS.items():
             runtime.auth.create_user(role, role, password, display_name=role.title())
@@ -84,12 +90,6 @@ def site(install: Callable[..., Installation]) -> Installation:
     return install()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def live_url(site: Installation) -> Iterator[str]:
     """The site's app under a real uvicorn server on a free port of 127.0.0.1."""
@@ -99,10 +99,7 @@ def live_url(site: Installation) -> Iterator[str]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
+    wait_until(lambda: server.started, 20, message="uvicorn did not start")
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=20)

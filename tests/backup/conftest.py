@@ -16,7 +16,7 @@ from klinika.config import load_settings
 from klinika.dicom.attributes import Level
 from klinika.index.query import Query
 from klinika.runtime import Runtime
-from tests.conftest import SAMPLES, add_user
+from tests.conftest import SAMPLES, create_users
 
 SAMPLE_DIRS = [SAMPLES / "generated", SAMPLES / "dcmqi", SAMPLES / "highdicom"]
 _databases = itertools.count(1)
@@ -76,7 +76,7 @@ def ingest_samples(data_dir: Path, database_url: str = "") -> int:
 def loaded(tmp_path: Path) -> Path:
     """A data folder with the samples and an admin ``keeper``."""
     data = tmp_path / "data"
-    add_user(data, "keeper", "admin")
+    create_users(data, {"keeper": "admin"})
     assert ingest_samples(data) > 10
     return data
 

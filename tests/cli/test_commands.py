@@ -14,7 +14,7 @@ from klinika.config import load_settings
 from klinika.dicom.attributes import Level
 from klinika.index.query import Query
 from klinika.runtime import Runtime
-from tests.conftest import PYDICOM_DATA, SAMPLES
+from tests.conftest import PYDICOM_DATA, SAMPLES, samples_matching
 
 
 def klinika(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -30,11 +30,11 @@ def test_import_folder_and_zip_reports_stored_duplicates_and_rejections(tmp_path
     folder = SAMPLES / "dcmqi" / "ct-3slice"
     archive = tmp_path / "samples.zip"
     with zipfile.ZipFile(archive, "w") as zipped:
-        for path in sorted((SAMPLES / "generated").glob("*.dcm")):
+        for path in samples_matching(SAMPLES / "generated", "*.dcm"):
             zipped.write(path, path.name)
     result = klinika(tmp_path / "data", "import", str(folder), str(archive))
     assert result.returncode == 0, result.stderr
-    malformed = len(list((SAMPLES / "generated").glob("malformed_*.dcm")))
+    malformed = len(samples_matching(SAMPLES / "generated", "malformed_*.dcm"))
     assert f"rejected {malformed}" in result.stdout
     assert "malformed_truncated_in_pixeldata.dcm: pixel data declares" in result.stderr
     again = klinika(tmp_path / "data", "import", str(folder))

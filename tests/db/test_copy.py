@@ -10,7 +10,7 @@ from klinika.config import load_settings
 from klinika.dicom.attributes import Level
 from klinika.index.query import Query
 from klinika.runtime import Runtime
-from tests.conftest import SAMPLES, TEST_PASSWORD, add_user
+from tests.conftest import SAMPLES, TEST_PASSWORD, create_users
 
 
 def test_sqlite_archive_copied_to_postgresql_answers_the_same(
@@ -19,7 +19,7 @@ def test_sqlite_archive_copied_to_postgresql_answers_the_same(
     import psycopg
 
     data = tmp_path / "data"
-    add_user(data, "keeper", "admin")
+    create_users(data, {"keeper": "admin"})
     klinika = [sys.executable, "-m", "klinika", "--data-dir", str(data)]
     subprocess.run(
         [*klinika, "import", str(SAMPLES / "generated"), str(SAMPLES / "dcmqi")],

@@ -7,7 +7,6 @@ import socket
 import ssl
 import string
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,14 @@ import pytest
 import requests
 
 from tests.browser import OpenPage, log_in
-from tests.conftest import TEST_PASSWORD, LiveServer, free_port, start_server
+from tests.conftest import (
+    TEST_PASSWORD,
+    LiveServer,
+    free_port,
+    port_open,
+    start_server,
+    wait_until,
+)
 from tests.dicomweb.conftest import multipart_body
 from tests.factories import make_instance
 from tests.viewer.conftest import ct_study_uid, drawn, load_demo
@@ -101,15 +107,12 @@ def proxy(tmp_path_factory: pytest.TempPathFactory, ohif_cache: Path) -> Iterato
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", https_port), timeout=1).close()
-            break
-        except OSError:
-            assert nginx.poll() is None, nginx.stdout.read().decode() if nginx.stdout else ""
-            assert time.monotonic() < deadline, "nginx did not start"
-            time.sleep(0.1)
+
+    def listening() -> bool:
+        assert nginx.poll() is None, nginx.stdout.read().decode() if nginx.stdout else ""
+        return port_open(https_port)
+
+    wait_until(listening, 20, message="nginx did not start")
     yield Proxy(
         server, f"http://127.0.0.1:{http_port}", f"https://localhost:{https_port}", cert, https_port
     )
@@ -229,10 +232,7 @@ def test_ohif_loads_through_nginx_in_chromium(
     log_in(browser_page, proxy.https, "irina", TEST_PASSWORD, f"/viewer?StudyInstanceUIDs={uid}")
     page.wait_for_selector("[data-cy=viewport-pane] canvas", timeout=90_000)
     pane = page.locator("[data-cy=viewport-pane]").first
-    deadline = time.monotonic() + 90
-    while not drawn(pane.screenshot()):
-        assert time.monotonic() < deadline, "no image drawn through nginx"
-        time.sleep(0.5)
+    wait_until(lambda: drawn(pane.screenshot()), 90, message="no image drawn", interval=0.5)
     assert page.url.startswith(proxy.https + "/viewer")
     cookie = next(c for c in page.context.cookies() if c["name"] == "klinika_session")
     assert cookie["secure"] is True  # nginx says the client came over TLS

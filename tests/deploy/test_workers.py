@@ -7,13 +7,12 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import psycopg
 import requests
 
-from tests.conftest import TEST_PASSWORD, free_port, login
+from tests.conftest import TEST_PASSWORD, free_port, login, wait_until
 from tests.dicomweb.conftest import multipart_body
 from tests.dimse.test_dcmtk import dataset_part
 from tests.factories import make_instance
@@ -53,15 +52,12 @@ def test_two_workers_and_dimse_on_postgresql_lose_and_duplicate_nothing(
     )
     url = f"http://127.0.0.1:{http_port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(url + "/health/ready", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "the workers did not start"
-            time.sleep(0.3)
+        wait_until(
+            lambda: requests.get(url + "/health/ready", timeout=1).status_code == 200,
+            60,
+            message="the workers did not start",
+            ignoring=(requests.ConnectionError,),
+        )
         headers = login(url, "tester")
         study = "1.2.826.0.1.3680043.99.300"
         instances = {

@@ -65,7 +65,7 @@ def good_samples() -> dict[str, Path]:
     return found
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")  # once per worker: pytest-randomly interleaves packages
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
     server = start_server(tmp_path_factory.mktemp("dicomweb") / "data")
     sent = good_samples()

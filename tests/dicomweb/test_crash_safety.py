@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import start_server
+from tests.conftest import start_server, wait_until
 from tests.dicomweb.conftest import multipart_body
 from tests.factories import make_instance
 
@@ -55,8 +55,8 @@ def test_sigkill_during_stow_keeps_every_acknowledged_instance(tmp_path: Path) -
 
     sender = threading.Thread(target=send)
     sender.start()
-    time.sleep(3)
-    server.stop(kill=True)  # SIGKILL mid-stream
+    wait_until(lambda: len(acknowledged) >= 8, 60, message="no 8 acknowledged instances")
+    server.stop(kill=True)  # SIGKILL mid-stream, with more batches on the way
     stop.set()
     sender.join(timeout=30)
     assert len(acknowledged) >= 8, "the server should have acknowledged some batches first"

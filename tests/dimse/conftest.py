@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from klinika.dicom.attributes import Level
 from klinika.dimse import DimseServer, start_dimse_server
 from klinika.index.query import Query
 from klinika.runtime import Runtime
-from tests.conftest import LiveServer, free_port, start_server
+from tests.conftest import LiveServer, free_port, port_open, start_server, wait_until
 
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 
@@ -56,7 +55,7 @@ class Dimse:
         )
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")  # once per worker: pytest-randomly interleaves packages
 def dimse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dimse]:
     root = tmp_path_factory.mktemp("dimse")
     store_dir = root / "received"
@@ -69,7 +68,7 @@ def dimse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dimse]:
         stderr=subprocess.DEVNULL,
     )
     server = start_server(root / "data", {"KLINIKA_MODALITIES": f"STORESCP@127.0.0.1:{store_port}"})
-    time.sleep(0.5)
+    wait_until(lambda: port_open(store_port), 30, message="storescp did not listen")
     yield Dimse(server, int(server.env["KLINIKA_DIMSE_PORT"]), store_dir, store_port)
     server.stop()
     receiver.terminate()

@@ -9,15 +9,14 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import requests
 
 sys.path.insert(0, str(Path(__file__).parents[2]))
-from tests.conftest import SAMPLES, free_port, start_server
+from tests.conftest import SAMPLES, free_port, samples_matching, start_server, wait_until
 
-CT = sorted((SAMPLES / "dcmqi" / "ct-3slice").glob("*.dcm"))
+CT = samples_matching(SAMPLES / "dcmqi" / "ct-3slice", "*.dcm")
 MR = SAMPLES / "generated" / "cyrillic_iso_ir_192_utf8.dcm"
 
 
@@ -60,12 +59,12 @@ def main() -> None:
     )
     rest = f"http://127.0.0.1:{orthanc_http}"
     try:
-        for _ in range(100):
-            try:
-                requests.get(rest + "/system", timeout=1).raise_for_status()
-                break
-            except requests.RequestException:
-                time.sleep(0.2)
+        wait_until(
+            lambda: requests.get(rest + "/system", timeout=1).ok,
+            30,
+            message="Orthanc did not answer",
+            ignoring=(requests.RequestException,),
+        )
         klinika = [sys.executable, "-m", "klinika", "--data-dir", str(server.data_dir)]
         env = {**server.env}
 

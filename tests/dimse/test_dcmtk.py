@@ -15,7 +15,7 @@ import pydicom
 import pytest
 import requests
 
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, samples_matching
 from tests.dimse.conftest import Dimse
 from tests.factories import make_instance
 
@@ -35,7 +35,7 @@ PROPOSE = {
 }
 #: SOP classes that DCMTK 3.6.7's storescu does not know (it refuses to start with them).
 NEWER_THAN_DCMTK = {"1.2.840.10008.5.1.4.1.1.66.7"}  # Label Map Segmentation
-CT_3SLICE = sorted((SAMPLES / "dcmqi" / "ct-3slice").glob("*.dcm"))
+CT_3SLICE = samples_matching(SAMPLES / "dcmqi" / "ct-3slice", "*.dcm")
 
 
 def dataset_part(part10: bytes) -> bytes:
@@ -88,7 +88,7 @@ def sendable_samples() -> dict[str, list[Path]]:
     """Valid samples grouped by transfer syntax, one file per SOP Instance UID."""
     groups: dict[str, list[Path]] = defaultdict(list)
     seen: set[str] = set()
-    for path in sorted(SAMPLES.rglob("*.dcm")):
+    for path in samples_matching(SAMPLES, "**/*.dcm"):
         if path.name.startswith("malformed_"):
             continue
         ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)

@@ -22,7 +22,7 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
 )
 
-from tests.conftest import PYDICOM_DATA, SAMPLES
+from tests.conftest import PYDICOM_DATA, SAMPLES, samples_matching
 from tests.dimse.conftest import LocalDimse, associate
 from tests.dimse.test_dcmtk import dataset_part
 from tests.factories import make_instance
@@ -47,7 +47,7 @@ def one_per_transfer_syntax(tmp_path: Path) -> dict[str, Path]:
     files for the JPEG family, and the HTJ2K samples given the study and series UIDs they
     lack (their encapsulated pixel data is written unchanged)."""
     chosen: dict[str, Path] = {}
-    candidates = sorted(SAMPLES.rglob("*.dcm"), key=lambda p: p.stat().st_size)
+    candidates = sorted(samples_matching(SAMPLES, "**/*.dcm"), key=lambda p: p.stat().st_size)
     candidates += [PYDICOM_DATA / name for name in PYDICOM_FILES]
     for path in candidates:
         if path.name.startswith("malformed_"):

@@ -97,7 +97,7 @@ def stow_study(server: LiveServer) -> Study:
     return Study(study_uid, series_uid, sop_uids)
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")  # once per worker: pytest-randomly interleaves packages
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
     server = start_server(
         tmp_path_factory.mktemp("reports-live") / "data",

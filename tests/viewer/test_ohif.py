@@ -3,23 +3,21 @@ through our STOW, sessions, roles, CSP and language."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import requests
 
 from tests.browser import BrowserPage, OpenPage, log_in, screenshot
 from tests.conftest import TEST_PASSWORD, LiveServer, login
+from tests.conftest import wait_until as until
 from tests.viewer.conftest import ct_study_uid, drawn
 
 TIMEOUT = 90
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.5)
+def wait_until(condition: Callable[[], object], timeout: float = TIMEOUT) -> None:
+    """Poll a page's state twice a second (screenshots are not free)."""
+    until(condition, timeout, interval=0.5)
 
 
 def panes_drawn(page: BrowserPage, count: int) -> bool:

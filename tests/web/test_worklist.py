@@ -18,18 +18,25 @@ import requests
 
 from tests.browser import OpenPage, log_in
 from tests.conftest import TEST_PASSWORD, LiveServer, login, start_server
+from tests.dicomweb.conftest import stow
 from tests.factories import make_instance
 
-TODAY = dt.date.today()
 UID_ROOT = "1.2.826.0.1.3680043.10.77."
-#: patient ID -> (name, study date, modality, accession)
+#: patient ID -> (name, study date in days before today, modality, accession)
 NAMED = {
-    "RU1": ("Иванов^Иван", TODAY, "MR", "ACC-RU1"),
-    "RU2": ("ИВАНОВА^Мария", TODAY - dt.timedelta(days=1), "CR", "ACC-RU2"),
-    "EN1": ("Smith^John", TODAY - dt.timedelta(days=10), "US", "ACC-EN1"),
-    "EN2": ("smith^anna", TODAY - dt.timedelta(days=40), "MR", "ACC-EN2"),
+    "RU1": ("Иванов^Иван", 0, "MR", "ACC-RU1"),
+    "RU2": ("ИВАНОВА^Мария", 1, "CR", "ACC-RU2"),
+    "EN1": ("Smith^John", 10, "US", "ACC-EN1"),
+    "EN2": ("smith^anna", 40, "MR", "ACC-EN2"),
 }
 BULK = 52  # with the four above: 56 studies, two pages of 50
+#: made and deleted by the delete test, so that the others always see the same 56 studies
+DOOMED = "GONE1"
+
+
+def days_ago(days: int) -> dt.date:
+    """A date relative to today, as the server reckons it when asked (never at import)."""
+    return dt.date.today() - dt.timedelta(days=days)
 
 
 def uid_of(patient_id: str) -> str:
@@ -42,7 +49,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     live = start_server(root / "data", users={"irina": "doctor", "olga": "operator"})
     folder = root / "import"
     folder.mkdir()
-    studies = {pid: (n, d, m, a) for pid, (n, d, m, a) in NAMED.items()}
+    studies = {pid: (n, days_ago(d), m, a) for pid, (n, d, m, a) in NAMED.items()}
     for i in range(BULK):
         date = dt.date(2015, 1, 1) + dt.timedelta(days=i)
         studies[f"BULK{i:02d}"] = (f"Bulk^Patient{i:02d}", date, "CT", f"ACC-B{i:02d}")
@@ -80,7 +87,8 @@ def page_of(server: LiveServer, headers: dict[str, str], **params: str) -> str:
 def found(server: LiveServer, headers: dict[str, str], **params: str) -> list[str]:
     """Patient IDs of the rows shown, in order."""
     uids = re.findall(r'<tr data-study="([^"]+)"', page_of(server, headers, **params))
-    by_uid = {uid_of(pid): pid for pid in [*NAMED, *(f"BULK{i:02d}" for i in range(BULK))]}
+    known = [*NAMED, *(f"BULK{i:02d}" for i in range(BULK)), DOOMED]
+    by_uid = {uid_of(pid): pid for pid in known}
     return [by_uid[uid] for uid in uids]
 
 
@@ -134,21 +142,19 @@ def test_patient_id_and_accession_match_exactly(server, doctor) -> None:  # type
         ({"preset": "yesterday"}, ["RU2"]),
         ({"preset": "7d"}, ["RU1", "RU2"]),
         ({"preset": "30d"}, ["RU1", "RU2", "EN1"]),
-        (
-            {"from": f"{TODAY - dt.timedelta(days=40)}", "to": f"{TODAY - dt.timedelta(days=2)}"},
-            ["EN1", "EN2"],
-        ),
+        ({"from": 40, "to": 2}, ["EN1", "EN2"]),  # days before today
         ({"from": "2015-01-02", "to": "2015-01-03"}, ["BULK02", "BULK01"]),
         ({"modality": "MR"}, ["RU1", "EN2"]),
         ({"modality": "MR", "preset": "30d"}, ["RU1"]),
     ],
 )
 def test_date_presets_ranges_and_modality(server, doctor, params, expected) -> None:  # type: ignore[no-untyped-def]
-    assert found(server, doctor, **params) == expected
+    dates = {k: str(days_ago(v)) if isinstance(v, int) else v for k, v in params.items()}
+    assert found(server, doctor, **dates) == expected
 
 
 def test_sorting_by_name_ignores_case_and_flips(server, doctor) -> None:  # type: ignore[no-untyped-def]
-    recent = {"from": f"{TODAY - dt.timedelta(days=60)}"}
+    recent = {"from": str(days_ago(60))}
     ascending = found(server, doctor, sort="name", order="asc", **recent)
     assert ascending == ["EN2", "EN1", "RU1", "RU2"]  # smith^anna, Smith^John, Иванов, ИВАНОВА
     assert found(server, doctor, sort="name", order="desc", **recent) == ascending[::-1]
@@ -179,26 +185,35 @@ def test_doctors_see_viewer_and_report_links_but_may_not_delete(server, doctor) 
 def test_an_admin_deletes_a_study_after_confirming_and_it_is_audited(
     server: LiveServer, open_page: OpenPage
 ) -> None:
+    doomed = make_instance(
+        study_uid=uid_of(DOOMED),
+        PatientID=DOOMED,
+        PatientName="Doomed^Study",
+        StudyDate="20100101",
+        Modality="OT",
+        AccessionNumber="ACC-GONE1",
+    )
+    assert stow(server, [doomed]).status_code == 200
     page = open_page()
-    log_in(page, server.url, "tester", TEST_PASSWORD, "/worklist?pid=BULK10")
-    row = page.page.locator(f'tr[data-study="{uid_of("BULK10")}"]')
+    log_in(page, server.url, "tester", TEST_PASSWORD, f"/worklist?pid={DOOMED}")
+    row = page.page.locator(f'tr[data-study="{uid_of(DOOMED)}"]')
     page.page.once("dialog", lambda dialog: dialog.dismiss())
     row.locator("button.danger").click()
     page.page.wait_for_timeout(300)
-    assert page.page.url.endswith("/worklist?pid=BULK10") and row.count() == 1  # still there
+    assert page.page.url.endswith(f"/worklist?pid={DOOMED}") and row.count() == 1  # still there
     page.page.once("dialog", lambda dialog: dialog.accept())
     with page.page.expect_navigation():
         row.locator("button.danger").click()
     assert "deleted=1" in page.page.url
     assert page.page.locator("p.ok[role=status]").count() == 1
-    assert found(server, server.headers, pid="BULK10") == []
+    assert found(server, server.headers, pid=DOOMED) == []
     qido = requests.get(
-        server.dicomweb + "/studies", params={"PatientID": "BULK10"}, headers=server.headers
+        server.dicomweb + "/studies", params={"PatientID": DOOMED}, headers=server.headers
     )
     assert qido.status_code == 204 or qido.json() == []
     trail = requests.get(
         server.url + "/api/audit",
-        params={"action": "dicom:delete", "study_uid": uid_of("BULK10")},
+        params={"action": "dicom:delete", "study_uid": uid_of(DOOMED)},
         headers=server.headers,
     ).json()
     assert [(e["actor"], e["outcome"]) for e in trail["events"]] == [("tester", "success")]

@@ -9,7 +9,7 @@ PYTHON=${PYTHON:-python3}
 # chromium: browser tests (Playwright drives Debian's Chromium; no browser is downloaded);
 # fonts-dejavu-core + fonts-noto-core: report PDFs (Latin diacritics and Cyrillic).
 SYSTEM_PACKAGES=(python3-venv dcmtk orthanc poppler-utils iproute2 postgresql nginx openssl
-  chromium fonts-dejavu-core fonts-noto-core)
+  chromium fonts-dejavu-core fonts-noto-core dicom3tools)
 # npm fetches the OHIF viewer; a Node.js that brings its own npm (NodeSource) is kept as it is.
 command -v npm >/dev/null || SYSTEM_PACKAGES+=(npm)
 

@@ -40,6 +40,7 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from klinika.errors import NotAcceptable
 
@@ -75,7 +76,7 @@ FRAME_MEDIA_TYPES: dict[str, str] = {
 
 _JPEG = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57")
 _JPEG_LOSSLESS = ("1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70")
-#: Lossy Image Compression Method (0028,2114) of each syntax that can be lossy (PS3.3 C.7.6.1.1.5.1).
+#: Lossy Image Compression Method (0028,2114) of syntaxes that can be lossy (PS3.3 C.7.6.1.1.5.1).
 _LOSSY_METHODS = {
     "1.2.840.10008.1.2.4.50": "ISO_10918_1",
     "1.2.840.10008.1.2.4.51": "ISO_10918_1",
@@ -85,6 +86,8 @@ _LOSSY_METHODS = {
 }
 #: Byte size of the words of binary VRs whose byte order follows the transfer syntax (PS3.5 §7.3).
 _WORD_SIZES = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+#: Explicit VRs with a reserved field and a 4-byte length (PS3.5 Table 7.1-1).
+_LONG_VRS = {str(vr).encode() for vr in EXPLICIT_VR_LENGTH_32}
 
 
 class CannotTranscode(NotAcceptable):
@@ -159,6 +162,26 @@ def transcode(part10: bytes, target: str) -> bytes:
 def to_explicit_little_endian(part10: bytes) -> bytes:
     """The instance as Explicit VR Little Endian (see :func:`transcode`)."""
     return transcode(part10, ExplicitVRLittleEndian)
+
+
+def data_set_offset(part10: bytes) -> int:
+    """Where the data set starts in a Part-10 file: after the preamble, ``DICM`` and the File
+    Meta Information (group 0002, always Explicit VR Little Endian; PS3.10 §7.1).
+
+    Raises
+    ------
+    CannotTranscode
+        When ``part10`` has no preamble and ``DICM`` prefix.
+    """
+    if part10[128:132] != b"DICM":
+        raise CannotTranscode("not a DICOM Part-10 file (no DICM prefix)")
+    offset = 132
+    while offset + 8 <= len(part10) and part10[offset : offset + 2] == b"\x02\x00":
+        if part10[offset + 4 : offset + 6] in _LONG_VRS:
+            offset += 12 + int.from_bytes(part10[offset + 8 : offset + 12], "little")
+        else:
+            offset += 8 + int.from_bytes(part10[offset + 6 : offset + 8], "little")
+    return offset
 
 
 def decode_frame(part10: bytes, frame_index: int) -> bytes:

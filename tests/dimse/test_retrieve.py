@@ -427,7 +427,7 @@ def test_orthanc_as_c_move_destination_receives_every_decodable_instance(tmp_pat
     )
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["decodable"] > 20
+    assert report["released"] and report["decodable"] > 20
     assert report["missing"] == [] and report["different"] == [], report
     assert report["counts"] == {
         "completed": report["decodable"],

@@ -163,11 +163,11 @@ def retrieval(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Retrieval]:
     try:
         with local_dimse(root / "data", modalities=modalities) as klinika:
             outcomes = klinika.archive.store_many([s.path.read_bytes() for s in samples])
-            rejected = [(s.name, o.reason) for s, o in zip(samples, outcomes) if not o.accepted]
+            rejected = [
+                (s.name, o.reason) for s, o in zip(samples, outcomes, strict=True) if not o.accepted
+            ]
             assert not rejected, rejected
-            yield Retrieval(
-                klinika, study_uid, samples, plain_port, plain_dir, all_port, all_dir
-            )
+            yield Retrieval(klinika, study_uid, samples, plain_port, plain_dir, all_port, all_dir)
     finally:
         for receiver in receivers:
             receiver.terminate()
@@ -410,6 +410,40 @@ def test_an_instance_the_peer_cannot_take_is_a_failed_sub_operation(
     assert set([listed] if isinstance(listed, str) else listed) == {
         s.sop_instance_uid for s in retrieval.undecodable
     }
+
+
+def test_klinika_send_to_a_plain_storescp_sends_what_it_accepts(
+    retrieval: Retrieval, tmp_path: Path
+) -> None:
+    """``klinika send`` (the CLI) takes the same path: transcoded where needed, failures
+    listed with their SOP Instance UIDs."""
+    port, folder = free_port(), tmp_path / "sent"
+    folder.mkdir()
+    receiver = _storescp(port, folder, "SENDSCP")
+    try:
+        time.sleep(0.3)
+        data_dir = retrieval.klinika.runtime.settings.data_dir
+        command = [sys.executable, "-m", "klinika", "--data-dir", str(data_dir), "send"]
+        result = subprocess.run(
+            [*command, retrieval.study_uid, "--to", "SENDSCP"],
+            env={**os.environ, "KLINIKA_MODALITIES": f"SENDSCP@127.0.0.1:{port}"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        files = received(folder, len(retrieval.decodable), timeout=5)
+    finally:
+        receiver.terminate()
+        receiver.wait(timeout=10)
+    assert f"sent {len(retrieval.decodable)}, failed {len(retrieval.undecodable)}" in result.stdout
+    for sample in retrieval.undecodable:
+        assert sample.sop_instance_uid in result.stderr
+    assert set(files) == {s.sop_instance_uid for s in retrieval.decodable}
+    problems: list[str] = []
+    for sample in retrieval.decodable:
+        if sample.transfer_syntax != ExplicitVRBigEndian:
+            problems += check_transcoded(sample, files[sample.sop_instance_uid], tmp_path)
+    assert not problems, problems
 
 
 ORTHANC_SCRIPT = Path(__file__).with_name("orthanc_retrieve.py")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -178,6 +179,10 @@ def send_instance(
         status = Dataset()
         status.Status = item.failure_status
         return status
+    if not assoc.is_established:
+        status = Dataset()
+        status.Status = CANNOT_UNDERSTAND
+        return status
     request = C_STORE()
     request.MessageID = msg_id
     request.Priority = priority
@@ -186,19 +191,37 @@ def send_instance(
     request.AffectedSOPClassUID = item.SOPClassUID
     request.AffectedSOPInstanceUID = item.SOPInstanceUID
     request.DataSet = io.BytesIO(item.payload)
-    # Pause the association's reactor while we wait for the answer, as send_c_store does.
-    assoc._reactor_checkpoint.clear()
-    while not assoc._is_paused:
-        time.sleep(0.0001)
-    try:
-        assoc.dimse.send_msg(request, item.context_id)  # type: ignore[arg-type]
-        _, response = assoc.dimse.get_msg(block=True)
-    finally:
-        assoc._reactor_checkpoint.set()
+    _hold_reactor(assoc)
+    assoc.dimse.send_msg(request, item.context_id)  # type: ignore[arg-type]
+    _, response = assoc.dimse.get_msg(block=True)
     if response is None:
         assoc._handle_no_response()
         return Dataset()
     return assoc._check_received_status(response)
+
+
+def _hold_reactor(assoc: Association) -> None:
+    """Keep the association's reactor thread from taking our C-STORE responses off the queue.
+
+    pynetdicom's ``send_c_store`` pauses the reactor for each message and lets it run again
+    after; a reactor resumed between two sub-operations can be caught past its checkpoint and
+    take the next response (it logs "Received unexpected C-STORE service message"; the
+    sub-operation then waits for the DIMSE timeout). So the reactor is paused once and stays
+    paused until ``release()``, which pauses it as well and lets it go at the end. An acceptor
+    serving our C-GET needs nothing: its reactor is the thread that sends.
+    """
+    if threading.current_thread() is assoc:
+        return
+    checkpoint = assoc._reactor_checkpoint
+    if not checkpoint.is_set():
+        return  # held since an earlier sub-operation
+    checkpoint.clear()
+    while True:  # paused = its flag is up and stays up past one reactor loop (~1 ms)
+        while not assoc._is_paused and assoc.is_established:
+            time.sleep(0.0001)
+        time.sleep(0.003)
+        if assoc._is_paused or not assoc.is_established:
+            return
 
 
 class StoredBytesAssociation(Association):

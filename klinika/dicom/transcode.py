@@ -32,7 +32,8 @@ import numpy as np
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.filewriter import dcmwrite
-from pydicom.pixels import get_decoder, pack_bits, pixel_array
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.utils import pack_bits, pixel_array
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,

@@ -129,7 +129,7 @@ class Handlers:
         in its stored transfer syntax if the destination accepted it, else transcoded
         (:mod:`klinika.dimse.retrieve`).
         """
-        destination = self._destination(event.move_destination)
+        destination = self._destination(event.move_destination or "")
         if destination is None:
             log.warning("C-MOVE to unknown destination %r refused", event.move_destination)
             yield None, None

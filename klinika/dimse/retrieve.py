@@ -174,7 +174,7 @@ def send_instance(
 
     This follows pynetdicom's ``Association.send_c_store`` step by step, minus the encoding.
     """
-    if item.failure is not None or item.payload is None:
+    if item.failure is not None or item.payload is None or item.context_id is None:
         log.warning("C-STORE sub-operation not attempted: %s", item.failure)
         status = Dataset()
         status.Status = item.failure_status
@@ -192,7 +192,7 @@ def send_instance(
     request.AffectedSOPInstanceUID = item.SOPInstanceUID
     request.DataSet = io.BytesIO(item.payload)
     _hold_reactor(assoc)
-    assoc.dimse.send_msg(request, item.context_id)  # type: ignore[arg-type]
+    assoc.dimse.send_msg(request, item.context_id)
     _, response = assoc.dimse.get_msg(block=True)
     if response is None:
         assoc._handle_no_response()
@@ -228,7 +228,7 @@ class StoredBytesAssociation(Association):
     """An association whose ``send_c_store`` also takes :class:`StoredInstance` (sent as
     encoded); anything else goes to pynetdicom's own implementation."""
 
-    def send_c_store(  # type: ignore[override]
+    def send_c_store(
         self,
         dataset: Any,
         msg_id: int = 1,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pydicom.dataset import Dataset
 from pynetdicom import AE, build_context, evt
 from pynetdicom.association import Association
+from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelFind,
@@ -39,7 +40,9 @@ class SendResult:
 
 
 @contextmanager
-def _association(settings: Settings, peer: RemoteAE, contexts: list) -> Iterator[Association]:
+def _association(
+    settings: Settings, peer: RemoteAE, contexts: list[PresentationContext]
+) -> Iterator[Association]:
     ae = AE(ae_title=settings.ae_title)
     ae.requested_contexts = contexts
     assoc = ae.associate(

@@ -8,15 +8,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import (
     PYNETDICOM_IMPLEMENTATION_UID,
     PYNETDICOM_IMPLEMENTATION_VERSION,
-    build_context,
     events,
 )
+from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 
 from klinika.archive import Archive, InstanceRecord
@@ -28,6 +27,7 @@ from klinika.dicom.part10 import file_meta_prefix
 from klinika.dimse import status
 from klinika.dimse.identifiers import answer_bytes, answer_dataset, identifier_query
 from klinika.dimse.peers import calling_peer
+from klinika.dimse.retrieve import Accepted, adopt, prepare, proposed_contexts
 from klinika.errors import InvalidQuery, KlinikaError
 
 log = logging.getLogger(__name__)
@@ -145,18 +145,26 @@ class Handlers:
 
         An unknown destination answers 0xA801. A refused request (not authorized, identifier
         not resolvable) raises :class:`RetrieveRefused` before the sub-operation count, which
-        pynetdicom answers with 0xC513; the destination is not contacted.
+        pynetdicom answers with 0xC513; the destination is not contacted. Each instance goes
+        in its stored transfer syntax if the destination accepted it, else transcoded
+        (:mod:`klinika.dimse.retrieve`).
         """
-        destination = self._destination(event.move_destination)
+        destination = self._destination(event.move_destination or "")
         if destination is None:
             log.warning("C-MOVE to unknown destination %r refused", event.move_destination)
             yield None, None
             return
+        sub_association: list[Association] = []
+
+        def opened(opened_event: events.Event) -> None:
+            set_nodelay(opened_event)
+            sub_association.append(adopt(opened_event.assoc))
+
         # pynetdicom reads these options only after the sub-operation count: the contexts
         # are filled in once the instances are known.
         options: dict[str, Any] = {
             "contexts": [],
-            "evt_handlers": [(events.EVT_CONN_OPEN, set_nodelay)],
+            "evt_handlers": [(events.EVT_CONN_OPEN, opened)],
         }
         yield destination.host, destination.port, options
         if not self._allowed(event, "dicom:read"):
@@ -164,12 +172,13 @@ class Handlers:
         records = self._resolve(event, "C-MOVE")
         if records is None:
             raise RetrieveRefused("the C-MOVE identifier cannot be resolved")
-        options["contexts"] = _contexts_for(records)
-        yield from self._sub_operations(event, records)
+        options["contexts"] = proposed_contexts(records)
+        yield from self._sub_operations(event, records, sub_association)
 
     # ------------------------------------------------------------------- C-GET
     def get(self, event: events.Event) -> Iterator[Any]:
-        """Send the matched instances back on the same association (PS3.4 C.4.3).
+        """Send the matched instances back on the same association (PS3.4 C.4.3), each in its
+        stored transfer syntax if the requestor accepted it for the SCP role, else transcoded.
 
         A refusal is reported as one failed sub-operation with the failure status, since
         pynetdicom takes a status only after the sub-operation count.
@@ -186,7 +195,7 @@ class Handlers:
             yield 1
             yield refusal, None
             return
-        yield from self._sub_operations(event, records)
+        yield from self._sub_operations(event, records, [adopt(event.assoc)])
 
     def _destination(self, title: bytes | str) -> RemoteAE | None:
         wanted = (title.decode() if isinstance(title, bytes) else title).strip()
@@ -211,13 +220,18 @@ class Handlers:
         )
         return records
 
-    def _sub_operations(self, event: events.Event, records: list[InstanceRecord]) -> Iterator[Any]:
+    def _sub_operations(
+        self, event: events.Event, records: list[InstanceRecord], sender: list[Association]
+    ) -> Iterator[Any]:
+        """The count, then one pending (status, instance) per record; pynetdicom sends each
+        on ``sender[0]`` (known once the count is taken) and counts the outcomes."""
         yield len(records)
+        accepted = Accepted.of(sender[0]) if sender else Accepted({})
         for record in records:
             if event.is_cancelled:
                 yield status.CANCEL, None
                 return
-            yield status.PENDING, dcmread(io.BytesIO(self.archive.read(record)))
+            yield status.PENDING, prepare(self.archive, record, accepted)
 
 
 class EncodedIdentifier(Dataset):
@@ -266,22 +280,6 @@ def received_part10(event: events.Event) -> bytes:
     with cast(io.BytesIO, request.DataSet).getbuffer() as received:
         return b"".join((prefix, received))
 
-
-def _contexts_for(records: list[InstanceRecord]) -> list[Any]:
-    """Presentation contexts for the sub-association: each SOP class in its stored transfer
-    syntax, with the uncompressed ones as fallbacks."""
-    syntaxes: dict[str, list[str]] = {}
-    for record in records:
-        offered = syntaxes.setdefault(record.sop_class_uid, [])
-        if record.transfer_syntax not in offered:
-            offered.append(record.transfer_syntax)
-    contexts = []
-    for sop_class, offered in list(syntaxes.items())[:127]:
-        for fallback in ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2"):
-            if fallback not in offered:
-                offered.append(fallback)
-        contexts.append(build_context(sop_class, offered))
-    return contexts
 
 
 def set_nodelay(event: events.Event) -> None:

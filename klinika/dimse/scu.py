@@ -7,15 +7,14 @@ PS3.4 Annex A (Verification), B (Storage), C (Query/Retrieve).
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import AE, build_context, evt
 from pynetdicom.association import Association
+from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelFind,
@@ -26,6 +25,7 @@ from pynetdicom.sop_class import (
 from klinika.archive import Archive
 from klinika.config import RemoteAE, Settings
 from klinika.dimse.handlers import set_nodelay
+from klinika.dimse.retrieve import Accepted, prepare, proposed_contexts, send_instance
 from klinika.errors import KlinikaError
 
 
@@ -40,7 +40,9 @@ class SendResult:
 
 
 @contextmanager
-def _association(settings: Settings, peer: RemoteAE, contexts: list) -> Iterator[Association]:
+def _association(
+    settings: Settings, peer: RemoteAE, contexts: list[PresentationContext]
+) -> Iterator[Association]:
     ae = AE(ae_title=settings.ae_title)
     ae.requested_contexts = contexts
     assoc = ae.associate(
@@ -66,23 +68,22 @@ def echo(settings: Settings, peer: RemoteAE) -> int:
 
 
 def send(settings: Settings, archive: Archive, study_uid: str, peer: RemoteAE) -> SendResult:
-    """C-STORE every instance of a study to ``peer``, each in its stored transfer syntax."""
+    """C-STORE every instance of a study to ``peer``: as stored when the peer accepted the
+    stored transfer syntax, else transcoded to one it accepted (see
+    :mod:`klinika.dimse.retrieve`); an instance it can take in neither way is a failure."""
     records = archive.instances(study_uid)
-    syntaxes: dict[str, list[str]] = {}
-    for record in records:
-        offered = syntaxes.setdefault(
-            record.sop_class_uid, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]
-        )
-        if record.transfer_syntax not in offered:
-            offered.insert(0, record.transfer_syntax)
-    contexts = [build_context(sop, ts) for sop, ts in list(syntaxes.items())[:128]]
     failed: list[tuple[str, int]] = []
-    with _association(settings, peer, contexts) as assoc:
-        for record in records:
-            answer = assoc.send_c_store(dcmread(io.BytesIO(archive.read(record))))
+    with _association(settings, peer, proposed_contexts(records)) as assoc:
+        accepted = Accepted.of(assoc)
+        for number, record in enumerate(records):
+            item = prepare(archive, record, accepted)
+            answer = send_instance(assoc, item, msg_id=number % 65535 + 1)
             code = int(answer.get("Status", 0xC000))
             if code not in (0x0000, 0xB000, 0xB006, 0xB007):
                 failed.append((record.sop_instance_uid, code))
+            if not assoc.is_established:
+                failed += [(r.sop_instance_uid, 0xC000) for r in records[number + 1 :]]
+                break
     return SendResult(len(records) - len(failed), failed)
 
 

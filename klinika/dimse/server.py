@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 import pynetdicom.service_class
+from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
@@ -29,6 +30,15 @@ from klinika.dimse.handlers import EncodedIdentifier, Handlers, set_nodelay
 from klinika.dimse.peers import admission_handler
 
 log = logging.getLogger(__name__)
+
+#: Every transfer syntax pynetdicom knows, Explicit VR Little Endian first: pynetdicom's
+#: acceptor takes the first of *its* list that the requestor proposed, and ALL_TRANSFER_SYNTAXES
+#: starts with Implicit VR LE, which would win over the Explicit VR LE a peer prefers (a C-GET
+#: of instances stored explicit would then be re-encoded for every instance).
+ACCEPTED_TRANSFER_SYNTAXES = [
+    ExplicitVRLittleEndian,
+    *(syntax for syntax in ALL_TRANSFER_SYNTAXES if syntax != ExplicitVRLittleEndian),
+]
 
 QUERY_RETRIEVE = (
     PatientRootQueryRetrieveInformationModelFind,
@@ -149,11 +159,11 @@ def build_ae(settings: Settings) -> AE:
     ae.dimse_timeout = 120
     for context in AllStoragePresentationContexts:
         ae.add_supported_context(
-            context.abstract_syntax, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True
+            context.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES, scu_role=True, scp_role=True
         )
     ae.add_supported_context(Verification)
     for sop_class in QUERY_RETRIEVE:
-        ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(sop_class, ACCEPTED_TRANSFER_SYNTAXES)
     # Calling AEs are admitted by klinika.dimse.peers (title and address), not by
     # ae.require_calling_aet, which checks titles only and leaves no trace of a refusal.
     return ae

@@ -6,8 +6,9 @@ import logging
 import socket
 import threading
 from dataclasses import dataclass
+from typing import Any
 
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
@@ -25,6 +26,8 @@ from klinika.auth import AuthService
 from klinika.config import Settings
 from klinika.dimse.handlers import Handlers, set_nodelay
 from klinika.dimse.peers import admission_handler
+from klinika.dimse.sop_classes import storage_sop_classes
+from klinika.dimse.tls import TlsAssociationServer, server_tls_context
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +69,16 @@ class DimseServer:
 
     ae: AE
     server: ThreadedAssociationServer
+    tls_server: ThreadedAssociationServer | None = None
 
     @property
     def port(self) -> int:
         return int(self.server.server_address[1])
+
+    @property
+    def tls_port(self) -> int | None:
+        """The DICOM TLS listener's port, when it runs."""
+        return None if self.tls_server is None else int(self.tls_server.server_address[1])
 
     def shutdown(self) -> None:
         """Stop accepting, abort the open associations (an unacknowledged instance is the
@@ -78,17 +87,25 @@ class DimseServer:
 
 
 def build_ae(settings: Settings) -> AE:
-    """The AE with every storage SOP class in every transfer syntax pynetdicom knows, plus
-    verification and Patient/Study Root query/retrieve (C-GET role selection accepted)."""
+    """The AE with every storage SOP class of PS3.4, retired ones included
+    (:func:`~klinika.dimse.sop_classes.storage_sop_classes`), in every transfer syntax
+    pynetdicom knows, plus verification and Patient/Study Root query/retrieve (C-GET role
+    selection accepted).
+
+    With ``dimse_accept_unknown_sop_classes`` any private or unknown SOP class is taken as
+    storage too: pynetdicom's documented "unrestricted storage service"
+    (``_config.UNRESTRICTED_STORAGE_SERVICE``), a switch for the whole process (one DIMSE
+    listener per process). The called AE title is checked by
+    :func:`klinika.dimse.peers.admission_handler`.
+    """
+    _config.UNRESTRICTED_STORAGE_SERVICE = settings.dimse_accept_unknown_sop_classes
     ae = AE(ae_title=settings.ae_title)
     ae.maximum_pdu_size = 0  # no limit: fewer, larger P-DATA PDUs
     ae.maximum_associations = 32
     ae.network_timeout = 120
     ae.dimse_timeout = 120
-    for context in AllStoragePresentationContexts:
-        ae.add_supported_context(
-            context.abstract_syntax, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True
-        )
+    for uid in storage_sop_classes():
+        ae.add_supported_context(uid, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
     ae.add_supported_context(Verification)
     for sop_class in QUERY_RETRIEVE:
         ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
@@ -108,18 +125,19 @@ def start_dimse_server(
     """
     handlers = Handlers(archive, auth, audit, settings)
     ae = build_ae(settings)
+    evt_handlers = [
+        (evt.EVT_CONN_OPEN, set_nodelay),
+        (evt.EVT_REQUESTED, admission_handler(auth, audit, settings.ae_title)),
+        (evt.EVT_C_ECHO, handlers.echo),
+        (evt.EVT_C_STORE, handlers.store),
+        (evt.EVT_C_FIND, handlers.find),
+        (evt.EVT_C_MOVE, handlers.move),
+        (evt.EVT_C_GET, handlers.get),
+    ]
     server = ae.make_server(
         (settings.dimse_host, settings.dimse_port),
         server_class=NoDelayAssociationServer,
-        evt_handlers=[
-            (evt.EVT_CONN_OPEN, set_nodelay),
-            (evt.EVT_REQUESTED, admission_handler(auth, audit)),
-            (evt.EVT_C_ECHO, handlers.echo),
-            (evt.EVT_C_STORE, handlers.store),
-            (evt.EVT_C_FIND, handlers.find),
-            (evt.EVT_C_MOVE, handlers.move),
-            (evt.EVT_C_GET, handlers.get),
-        ],
+        evt_handlers=evt_handlers,
     )
     server.contexts = SharedContexts(server.contexts)
     ae._servers.append(server)  # as start_server does, so that shutdown() finds it
@@ -130,4 +148,31 @@ def start_dimse_server(
         settings.dimse_host,
         server.server_address[1],
     )
-    return DimseServer(ae, server)
+    return DimseServer(ae, server, start_tls_listener(ae, settings, evt_handlers))
+
+
+def start_tls_listener(
+    ae: AE, settings: Settings, evt_handlers: list[tuple[Any, Any]]
+) -> ThreadedAssociationServer | None:
+    """The DICOM TLS listener on ``dimse_tls_port`` (PS3.15 B.1) with the same services and
+    handlers, when a certificate and key are configured; None otherwise."""
+    context = server_tls_context(settings)
+    if context is None:
+        return None
+    server = ae.make_server(
+        (settings.dimse_host, settings.dimse_tls_port),
+        server_class=TlsAssociationServer,
+        evt_handlers=evt_handlers,
+        ssl_context=context,
+    )
+    server.contexts = SharedContexts(server.contexts)
+    ae._servers.append(server)
+    threading.Thread(target=server.serve_forever, name="dimse-tls-acceptor", daemon=True).start()
+    log.info(
+        "DICOM TLS %s listening on %s:%d%s",
+        settings.ae_title,
+        settings.dimse_host,
+        server.server_address[1],
+        " (client certificates verified)" if settings.dimse_tls_ca else "",
+    )
+    return server

@@ -202,8 +202,11 @@ def _check_inflated_size(data: bytes, start: int, limit: InflateLimit) -> None:
     total = 0
     pending: bytes | memoryview = deflated
     try:
-        while pending and not inflater.eof:
-            total += len(inflater.decompress(pending, _INFLATE_CHUNK))
+        while not inflater.eof:
+            produced = len(inflater.decompress(pending, _INFLATE_CHUNK))
+            if not produced and not inflater.unconsumed_tail:
+                raise zlib.error("the deflate stream ends before its last block")
+            total += produced
             if total > bound:
                 raise InvalidInstance(
                     f"the deflated data set ({len(deflated)} bytes) inflates to more than "

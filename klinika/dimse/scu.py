@@ -8,6 +8,7 @@ PS3.4 Annex A (Verification), B (Storage), C (Query/Retrieve).
 from __future__ import annotations
 
 import io
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,11 +41,20 @@ class SendResult:
 
 
 @contextmanager
-def _association(settings: Settings, peer: RemoteAE, contexts: list) -> Iterator[Association]:
+def _association(
+    settings: Settings, peer: RemoteAE, contexts: list, tls: ssl.SSLContext | None = None
+) -> Iterator[Association]:
+    """An association to ``peer``, over DICOM TLS (PS3.15 B.1) when ``tls`` is given (see
+    :func:`klinika.dimse.tls.client_tls_context`); the host name is what the certificate
+    must name."""
     ae = AE(ae_title=settings.ae_title)
     ae.requested_contexts = contexts
     assoc = ae.associate(
-        peer.host, peer.port, ae_title=peer.title, evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)]
+        peer.host,
+        peer.port,
+        ae_title=peer.title,
+        evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)],
+        tls_args=(tls, peer.host) if tls is not None else None,
     )
     if not assoc.is_established:
         raise PeerError(
@@ -56,17 +66,24 @@ def _association(settings: Settings, peer: RemoteAE, contexts: list) -> Iterator
         assoc.release()
 
 
-def echo(settings: Settings, peer: RemoteAE) -> int:
-    """C-ECHO; returns the status (0 = success)."""
-    with _association(settings, peer, [build_context(Verification)]) as assoc:
+def echo(settings: Settings, peer: RemoteAE, tls: ssl.SSLContext | None = None) -> int:
+    """C-ECHO (over DICOM TLS with ``tls``); returns the status (0 = success)."""
+    with _association(settings, peer, [build_context(Verification)], tls) as assoc:
         answer = assoc.send_c_echo()
     if "Status" not in answer:
         raise PeerError(f"{peer.title} sent no C-ECHO response")
     return int(answer.Status)
 
 
-def send(settings: Settings, archive: Archive, study_uid: str, peer: RemoteAE) -> SendResult:
-    """C-STORE every instance of a study to ``peer``, each in its stored transfer syntax."""
+def send(
+    settings: Settings,
+    archive: Archive,
+    study_uid: str,
+    peer: RemoteAE,
+    tls: ssl.SSLContext | None = None,
+) -> SendResult:
+    """C-STORE every instance of a study to ``peer`` (over DICOM TLS with ``tls``), each in
+    its stored transfer syntax."""
     records = archive.instances(study_uid)
     syntaxes: dict[str, list[str]] = {}
     for record in records:
@@ -77,7 +94,7 @@ def send(settings: Settings, archive: Archive, study_uid: str, peer: RemoteAE) -
             offered.insert(0, record.transfer_syntax)
     contexts = [build_context(sop, ts) for sop, ts in list(syntaxes.items())[:128]]
     failed: list[tuple[str, int]] = []
-    with _association(settings, peer, contexts) as assoc:
+    with _association(settings, peer, contexts, tls) as assoc:
         for record in records:
             answer = assoc.send_c_store(dcmread(io.BytesIO(archive.read(record))))
             code = int(answer.get("Status", 0xC000))

@@ -27,7 +27,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import AllTransferSyntaxes, DeflatedExplicitVRLittleEndian
+from pydicom.uid import UID, AllTransferSyntaxes, DeflatedExplicitVRLittleEndian
 
 from klinika.dicom.frames import PixelLocation, locate_pixel_data
 from klinika.errors import InvalidInstance
@@ -104,10 +104,10 @@ def part10_from_dataset_bytes(
     PS3.10 §7.1.
     """
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class_uid
-    meta.MediaStorageSOPInstanceUID = sop_instance_uid
-    meta.TransferSyntaxUID = transfer_syntax
-    meta.ImplementationClassUID = "1.2.826.0.1.3680043.10.1391.1"
+    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
+    meta.TransferSyntaxUID = UID(transfer_syntax)
+    meta.ImplementationClassUID = UID("1.2.826.0.1.3680043.10.1391.1")
     meta.ImplementationVersionName = "KLINIKA_010"
     buffer = io.BytesIO()
     buffer.write(b"\x00" * 128 + b"DICM")
@@ -259,7 +259,7 @@ def _peek_tag(data: bytes, offset: int, transfer_syntax: str) -> int | None:
         return None
     endian = ">" if transfer_syntax == "1.2.840.10008.1.2.2" else "<"
     group, elem = struct.unpack_from(f"{endian}HH", data, offset)
-    return group << 16 | elem
+    return int(group) << 16 | int(elem)
 
 
 def _check_elements(dataset: Dataset) -> None:
@@ -294,7 +294,7 @@ def _text_vr(raw: RawDataElement) -> bool:
 
 def _check_text_bytes(raw: RawDataElement, charsets: list[str]) -> None:
     """Refuse text whose bytes are impossible in the declared repertoire (PS3.5 §6.1)."""
-    value = bytes(raw.value)
+    value = bytes(raw.value or b"")
     primary = (charsets[0] if charsets else "").strip()
     if not charsets or (primary in ("", "ISO_IR 6") and len(charsets) == 1):
         if any(b > 0x7F for b in value):

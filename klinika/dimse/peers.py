@@ -63,7 +63,9 @@ def requesting_peer(event: events.Event) -> tuple[str, str]:
     """(calling AE title, address) from an A-ASSOCIATE request not yet negotiated (pynetdicom
     copies the calling title onto the requestor only during negotiation)."""
     requestor = event.assoc.requestor
-    return str(requestor.primitive.calling_ae_title).strip(), str(requestor.address)
+    request = requestor.primitive
+    calling = request.calling_ae_title if request is not None else ""
+    return str(calling).strip(), str(requestor.address)
 
 
 def admission_handler(
@@ -80,7 +82,8 @@ def admission_handler(
 
     def admit(event: events.Event) -> None:
         title, address = requesting_peer(event)
-        called = str(event.assoc.requestor.primitive.called_ae_title).strip()
+        request = event.assoc.requestor.primitive
+        called = str(request.called_ae_title if request is not None else "").strip()
         if called != ours:
             association_rejected(
                 audit, title, address, f"called AE title {called!r} is not ours ({ours})"

@@ -9,15 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
-from pynetdicom.sop_class import (
-    PatientRootQueryRetrieveInformationModelFind,
-    PatientRootQueryRetrieveInformationModelGet,
-    PatientRootQueryRetrieveInformationModelMove,
-    StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelGet,
-    StudyRootQueryRetrieveInformationModelMove,
-    Verification,
-)
 from pynetdicom.transport import ThreadedAssociationServer
 
 from klinika.archive import Archive
@@ -31,13 +22,16 @@ from klinika.dimse.tls import TlsAssociationServer, server_tls_context
 
 log = logging.getLogger(__name__)
 
+#: Verification and Patient/Study Root Q/R FIND, MOVE, GET (PS3.4 A, C.6.1, C.6.2); UIDs
+#: rather than pynetdicom's generated names, which type checkers cannot see.
+VERIFICATION = "1.2.840.10008.1.1"
 QUERY_RETRIEVE = (
-    PatientRootQueryRetrieveInformationModelFind,
-    PatientRootQueryRetrieveInformationModelMove,
-    PatientRootQueryRetrieveInformationModelGet,
-    StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelMove,
-    StudyRootQueryRetrieveInformationModelGet,
+    "1.2.840.10008.5.1.4.1.2.1.1",
+    "1.2.840.10008.5.1.4.1.2.1.2",
+    "1.2.840.10008.5.1.4.1.2.1.3",
+    "1.2.840.10008.5.1.4.1.2.2.1",
+    "1.2.840.10008.5.1.4.1.2.2.2",
+    "1.2.840.10008.5.1.4.1.2.2.3",
 )
 
 
@@ -106,7 +100,7 @@ def build_ae(settings: Settings) -> AE:
     ae.dimse_timeout = 120
     for uid in storage_sop_classes():
         ae.add_supported_context(uid, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
-    ae.add_supported_context(Verification)
+    ae.add_supported_context(VERIFICATION)
     for sop_class in QUERY_RETRIEVE:
         ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
     # Calling AEs are admitted by klinika.dimse.peers (title and address), not by
@@ -125,7 +119,7 @@ def start_dimse_server(
     """
     handlers = Handlers(archive, auth, audit, settings)
     ae = build_ae(settings)
-    evt_handlers = [
+    evt_handlers: list[Any] = [
         (evt.EVT_CONN_OPEN, set_nodelay),
         (evt.EVT_REQUESTED, admission_handler(auth, audit, settings.ae_title)),
         (evt.EVT_C_ECHO, handlers.echo),
@@ -152,7 +146,7 @@ def start_dimse_server(
 
 
 def start_tls_listener(
-    ae: AE, settings: Settings, evt_handlers: list[tuple[Any, Any]]
+    ae: AE, settings: Settings, evt_handlers: list[Any]
 ) -> ThreadedAssociationServer | None:
     """The DICOM TLS listener on ``dimse_tls_port`` (PS3.15 B.1) with the same services and
     handlers, when a certificate and key are configured; None otherwise."""

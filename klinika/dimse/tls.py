@@ -8,7 +8,7 @@ for; one that the CA did not sign fails the handshake, and modalities configured
 
 References
 ----------
-PS3.15 B.1 (TLS profile), B.3 / B.4 (BCP 195 profiles: TLS 1.2 minimum), PS3.8 §9.1.
+PS3.15 Annex B (B.1 TLS profile; the BCP 195 profiles: TLS 1.2 minimum), PS3.8 §9.1.
 """
 
 from __future__ import annotations

@@ -144,3 +144,17 @@ def test_a_modality_may_use_only_the_services_its_entry_lists(
     assert not list(retrieved.iterdir()), got.stderr
     (event,) = audit_events(server, action="dicom:read", outcome="denied", actor="FINDONLY")
     assert event["details"]["service"] == "get"
+
+
+def test_the_demo_workstation_may_query_and_retrieve(tmp_path: Path) -> None:
+    from klinika.auth import authorize_ae, peers_from_settings
+    from klinika.cli.main import DEMO_WORKSTATION, _with_demo_workstation
+    from klinika.config import RemoteAE, load_settings
+
+    settings = _with_demo_workstation(load_settings(env={}, data_dir=tmp_path))
+    peers = peers_from_settings(settings.modalities, strict=settings.dimse_strict)
+    for service in ("find", "move", "get"):
+        assert authorize_ae(peers, DEMO_WORKSTATION.title, "127.0.0.1", service)
+        assert not authorize_ae(peers, "SOMEONE", "127.0.0.1", service)
+    own = load_settings(env={}, data_dir=tmp_path, modalities="DEMO@10.0.0.7:104/find")
+    assert _with_demo_workstation(own).modalities == (RemoteAE.parse("DEMO@10.0.0.7:104/find"),)

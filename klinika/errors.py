@@ -3,6 +3,25 @@
 May import: nothing from klinika.
 """
 
+from typing import Literal, get_args
+
+#: Why an instance is not stored: the complete list. Each edge maps every one of them to its
+#: wire value (``dimse/status.py``, ``dicomweb/stow.py``), and a test holds the tables to it.
+RejectReason = Literal[
+    "unreadable",
+    "missing-attribute",
+    "invalid-uid",
+    "invalid-charset",
+    "unsupported-transfer-syntax",
+    "too-large",
+    "study-mismatch",
+    "not-authorized",
+    "duplicate",
+    "storage-full",
+    "unsupported-media-type",
+]
+REJECT_REASONS: frozenset[str] = frozenset(get_args(RejectReason))
+
 
 class KlinikaError(Exception):
     """Base class of every error Klinika raises on purpose."""
@@ -15,13 +34,15 @@ class ConfigError(KlinikaError):
 class InvalidInstance(KlinikaError):
     """A data set that cannot be accepted (malformed, missing or invalid attribute).
 
-    ``reason`` is a short machine-readable code (``missing-attribute``, ``invalid-uid``,
-    ``unreadable``, ``unsupported-transfer-syntax``, ``duplicate``); ``str(exc)`` is for humans.
+    ``reason`` is one of :data:`RejectReason` (``missing-attribute``, ``invalid-uid``,
+    ``unreadable``, ``too-large`` …); ``str(exc)`` is for humans.
     """
 
-    def __init__(self, message: str, reason: str = "invalid") -> None:
+    def __init__(self, message: str, reason: RejectReason = "unreadable") -> None:
         super().__init__(message)
-        self.reason = reason
+        if reason not in REJECT_REASONS:
+            raise ValueError(f"unknown rejection reason {reason!r}")
+        self.reason: RejectReason = reason
 
 
 class StorageFull(KlinikaError):

@@ -23,6 +23,7 @@ from klinika.auth import (
 )
 from klinika.config import Settings
 from klinika.db import Database
+from klinika.dicom.header import InflateLimit
 from klinika.index import schema as _schema  # noqa: F401  (registers the index tables)
 from klinika.reports import Clinic, ReportService
 from klinika.storage import FileStore
@@ -84,6 +85,7 @@ class Runtime:
             self.blobs,
             duplicate_policy=settings.duplicate_policy,
             metadata_cache_size=settings.metadata_cache_series,
+            inflate_limit=InflateLimit(settings.max_inflated_bytes, settings.max_inflate_ratio),
         )
         self.audit = AuditTrail(self.database)
         self.auth = AuthService(

@@ -21,9 +21,11 @@ def make_instance(
     columns: int = 8,
     frames: int = 1,
     charset: str = "ISO_IR 192",
+    transfer_syntax: str = ExplicitVRLittleEndian,
     **attributes: Any,
 ) -> bytes:
-    """A CT instance as Part-10 bytes; keyword arguments set any attribute."""
+    """A CT instance as Part-10 bytes (uncompressed, in ``transfer_syntax``); keyword
+    arguments set any attribute."""
     n = next(_counter)
     ds = Dataset()
     ds.SpecificCharacterSet = charset
@@ -51,7 +53,7 @@ def make_instance(
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.TransferSyntaxUID = transfer_syntax
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()

@@ -12,6 +12,7 @@ from pydicom.multival import MultiValue
 from klinika.dicom.attributes import Level, attributes_of
 from klinika.dicom.frames import PixelLocation
 from klinika.dicom.json import PIXEL_DATA_TAGS
+from klinika.errors import RejectReason
 from klinika.index.matching import normalize_name
 
 Status = Literal["stored", "duplicate", "replaced", "rejected"]
@@ -21,9 +22,8 @@ Status = Literal["stored", "duplicate", "replaced", "rejected"]
 class StoreOutcome:
     """What happened to one instance given to :meth:`Archive.store`.
 
-    ``reason`` is a short code for rejections (``unreadable``, ``missing-attribute``,
-    ``invalid-uid``, ``invalid-charset``, ``unsupported-transfer-syntax``, ``duplicate``,
-    ``storage-full``); ``message`` says it for people.
+    ``reason`` is a short code for rejections, one of :data:`klinika.errors.RejectReason`
+    (``unreadable``, ``missing-attribute``, ``too-large`` …); ``message`` says it for people.
     """
 
     status: Status
@@ -31,7 +31,7 @@ class StoreOutcome:
     sop_class_uid: str | None = None
     study_uid: str | None = None
     series_uid: str | None = None
-    reason: str | None = None
+    reason: RejectReason | None = None
     message: str | None = None
     warnings: list[str] = field(default_factory=list)
 

@@ -29,7 +29,12 @@ from klinika.db import Database
 from klinika.dicom import render
 from klinika.dicom.attributes import Level
 from klinika.dicom.frames import PixelLocation, frame_from_part10, number_of_frames
-from klinika.dicom.header import ParsedInstance, parse_instance
+from klinika.dicom.header import (
+    DEFAULT_INFLATE_LIMIT,
+    InflateLimit,
+    ParsedInstance,
+    parse_instance,
+)
 from klinika.dicom.json import metadata_json, with_base
 from klinika.errors import InvalidInstance, NotFound, StorageFull
 from klinika.index import schema
@@ -72,6 +77,8 @@ class Archive:
         ``reject`` the new one.
     listeners
         Called after each committed batch with the outcomes (for audit, caches, forwarding).
+    inflate_limit
+        How far a deflated data set may inflate before it is refused (``too-large``).
     """
 
     def __init__(
@@ -82,11 +89,13 @@ class Archive:
         duplicate_policy: str = "keep",
         metadata_cache_size: int = 256,
         listeners: Iterable[StoredListener] = (),
+        inflate_limit: InflateLimit = DEFAULT_INFLATE_LIMIT,
     ) -> None:
         self.database = database
         self.blobs = blobs
         self.duplicate_policy = duplicate_policy
         self.listeners = list(listeners)
+        self.inflate_limit = inflate_limit
         self._cache: OrderedDict[tuple[str, str, str], MetadataDocument] = OrderedDict()
         self._cache_size = metadata_cache_size
         self._cache_lock = threading.Lock()
@@ -118,7 +127,7 @@ class Archive:
         accepted: list[tuple[ParsedInstance, StoreOutcome]] = []
         for data in items:
             try:
-                parsed = parse_instance(data)
+                parsed = parse_instance(data, self.inflate_limit)
             except InvalidInstance as exc:
                 outcomes.append(StoreOutcome("rejected", reason=exc.reason, message=str(exc)))
                 continue

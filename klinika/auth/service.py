@@ -24,7 +24,7 @@ from klinika.auth.errors import (
     UserExists,
 )
 from klinika.auth.models import LANGUAGES, AuthPolicy, LoginResult, Principal, Session, User
-from klinika.auth.peers import LOCAL_ANY, DicomPeer, authorize_ae
+from klinika.auth.peers import LOCAL_ANY, SERVICE_ACTIONS, DicomPeer, authorize_ae
 from klinika.auth.permissions import USER_ROLES, is_allowed
 from klinika.auth.schema import login_failures, sessions, users
 from klinika.auth.tokens import TokenClaims, TokenCodec
@@ -582,18 +582,23 @@ class AuthService:
         self,
         calling_ae: str,
         address: str,
-        action: str,
+        service: str,
         *,
+        certified: bool = False,
         peers: Iterable[DicomPeer] | None = None,
     ) -> bool:
-        """THE check for DICOM peers (see :mod:`klinika.auth.peers`); a refusal is audited."""
-        allowed = authorize_ae(self.peers if peers is None else peers, calling_ae, address, action)
+        """THE check for DICOM peers (see :mod:`klinika.auth.peers`): may this calling AE use
+        ``service`` (``echo``, ``store``, ``find``, ``move``, ``get``)? A refusal is audited
+        as the service's action, denied, with the calling AE and the service."""
+        known = self.peers if peers is None else peers
+        allowed = authorize_ae(known, calling_ae, address, service, certified=certified)
         if not allowed:
             self.audit.record(
                 Actor(calling_ae.strip() or "-", "modality"),
-                action,
+                SERVICE_ACTIONS.get(service, service),
                 "denied",
                 source=f"{calling_ae.strip()}@{address}",
+                details={"service": service},
             )
         return allowed
 

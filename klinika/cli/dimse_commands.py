@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import click
 
 from klinika.cli.context import settings_from
@@ -22,15 +27,66 @@ def _peer(ctx: click.Context, text: str) -> RemoteAE:
         raise click.BadParameter(str(exc)) from exc
 
 
+def tls_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--tls`` and the files it may use (DICOM TLS, PS3.15 B.1)."""
+    options = [
+        click.option("--tls", is_flag=True, help="Use DICOM TLS (TLS 1.2 or newer)."),
+        click.option(
+            "--tls-ca",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="CA certificate(s) the peer's certificate must chain to (default: the system's).",
+        ),
+        click.option(
+            "--tls-cert",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Our client certificate (PEM), for peers that ask for one.",
+        ),
+        click.option(
+            "--tls-key",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="The private key of --tls-cert (PEM, unencrypted).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _tls_context(
+    tls: bool, ca: Path | None, cert: Path | None, key: Path | None
+) -> ssl.SSLContext | None:
+    from klinika.dimse.tls import client_tls_context
+
+    if not tls:
+        if ca or cert or key:
+            raise click.UsageError("--tls-ca, --tls-cert and --tls-key go with --tls")
+        return None
+    if (cert is None) != (key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    try:
+        return client_tls_context(ca, cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise click.ClickException(f"cannot use the TLS files: {exc}") from exc
+
+
 @click.command()
 @click.argument("peer")
+@tls_options
 @click.pass_context
-def echo(ctx: click.Context, peer: str) -> None:
+def echo(
+    ctx: click.Context,
+    peer: str,
+    tls: bool,
+    tls_ca: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+) -> None:
     """C-ECHO a remote AE (TITLE@HOST:PORT or a configured title)."""
     from klinika.dimse.scu import echo as send_echo
 
+    context = _tls_context(tls, tls_ca, tls_cert, tls_key)
     try:
-        status = send_echo(settings_from(ctx), _peer(ctx, peer))
+        status = send_echo(settings_from(ctx), _peer(ctx, peer), context)
     except KlinikaError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"C-ECHO status 0x{status:04X}")
@@ -41,15 +97,27 @@ def echo(ctx: click.Context, peer: str) -> None:
 @click.command()
 @click.argument("study_uid")
 @click.option("--to", "peer", required=True, help="TITLE@HOST:PORT or a configured title.")
+@tls_options
 @click.pass_context
-def send(ctx: click.Context, study_uid: str, peer: str) -> None:
+def send(
+    ctx: click.Context,
+    study_uid: str,
+    peer: str,
+    tls: bool,
+    tls_ca: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+) -> None:
     """C-STORE a study to a remote AE."""
     from klinika.dimse.scu import send as send_study
     from klinika.runtime import Runtime
 
+    context = _tls_context(tls, tls_ca, tls_cert, tls_key)
     with Runtime(settings_from(ctx)) as runtime:
         try:
-            result = send_study(runtime.settings, runtime.archive, study_uid, _peer(ctx, peer))
+            result = send_study(
+                runtime.settings, runtime.archive, study_uid, _peer(ctx, peer), context
+            )
         except KlinikaError as exc:
             raise click.ClickException(str(exc)) from exc
     click.echo(f"sent {result.sent}, failed {len(result.failed)}")

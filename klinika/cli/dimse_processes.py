@@ -38,6 +38,7 @@ class DimseProcesses:
         self.count = count
         self.pids: set[int] = set()
         self._listener: socket.socket | None = None
+        self._tls_listener: socket.socket | None = None
         self._stopping = False
 
     @property
@@ -49,6 +50,10 @@ class DimseProcesses:
         from klinika.dimse.server import listening_socket
 
         self._listener = listening_socket(self.settings.dimse_host, self.settings.dimse_port)
+        if self.settings.dimse_tls_cert and self.settings.dimse_tls_key:
+            self._tls_listener = listening_socket(
+                self.settings.dimse_host, self.settings.dimse_tls_port
+            )
         for _ in range(self.count):
             self._fork()
         log.info(
@@ -65,7 +70,7 @@ class DimseProcesses:
         if pid == 0:  # the worker never returns
             code = 1
             try:
-                _worker(self.settings, self._listener)
+                _worker(self.settings, self._listener, self._tls_listener)
                 code = 0
             except BaseException:
                 log.exception("DIMSE worker %d failed", os.getpid())
@@ -120,11 +125,14 @@ class DimseProcesses:
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(pid, 0)
         self.pids.clear()
-        if self._listener is not None:
-            self._listener.close()
+        for listener in (self._listener, self._tls_listener):
+            if listener is not None:
+                listener.close()
 
 
-def _worker(settings: Settings, listener: socket.socket) -> None:
+def _worker(
+    settings: Settings, listener: socket.socket, tls_listener: socket.socket | None
+) -> None:
     """One DIMSE process: its own runtime and AE on the shared socket, until SIGTERM."""
     from klinika.dimse import start_dimse_server
     from klinika.runtime import Runtime
@@ -140,7 +148,12 @@ def _worker(settings: Settings, listener: socket.socket) -> None:
     parent = os.getppid()
     with Runtime(settings, prepare=False) as runtime:
         server = start_dimse_server(
-            runtime.archive, runtime.auth, runtime.audit, settings, listener=listener
+            runtime.archive,
+            runtime.auth,
+            runtime.audit,
+            settings,
+            listener=listener,
+            tls_listener=tls_listener,
         )
         while not stop.wait(1.0):
             if os.getppid() != parent:  # the parent went away without telling us

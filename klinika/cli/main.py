@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import shutil
 import tempfile
@@ -12,7 +13,7 @@ import click
 
 from klinika import __version__
 from klinika.cli.context import settings_from
-from klinika.config import Settings, load_settings
+from klinika.config import RemoteAE, Settings, load_settings
 from klinika.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -282,7 +283,24 @@ def demo(ctx: click.Context, ct_slices: int, then_serve: bool) -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if then_serve:
+        ctx.find_root().obj["settings"] = _with_demo_workstation(settings)
+        click.echo(
+            f"DIMSE {settings.ae_title}@127.0.0.1:{settings.dimse_port}: any local AE may echo "
+            f"and store; the AE title {DEMO_WORKSTATION.title} may also query and retrieve "
+            f"(C-MOVE to {DEMO_WORKSTATION.title} sends to 127.0.0.1:{DEMO_WORKSTATION.port})."
+        )
         ctx.invoke(serve)
+
+
+#: The workstation the demo knows: query/retrieve needs a configured modality (docs/dimse.md).
+DEMO_WORKSTATION = RemoteAE("DEMO", "127.0.0.1", 11112)
+
+
+def _with_demo_workstation(settings: Settings) -> Settings:
+    """The settings plus the demo workstation, unless a modality of that title is configured."""
+    if any(m.title == DEMO_WORKSTATION.title for m in settings.modalities):
+        return settings
+    return dataclasses.replace(settings, modalities=(*settings.modalities, DEMO_WORKSTATION))
 
 
 @cli.group()

@@ -29,33 +29,42 @@ class RemoteAE:
     """A known DICOM application entity: a modality, workstation or other PACS.
 
     Written ``TITLE@HOST:PORT`` or ``TITLE@HOST:PORT/store,find`` (the services it may use on
-    us; all by default); several are separated by spaces or semicolons in ``KLINIKA_MODALITIES``.
-    In a TOML file, either such strings or ``[[modalities]]`` tables (see :meth:`from_table`).
-    The address is also where C-MOVE sends instances for that title.
+    us; all by default), with a trailing ``+cert`` when it must come over DICOM TLS with a
+    client certificate our CA signed (``client_certificate``); several are separated by spaces
+    or semicolons in ``KLINIKA_MODALITIES``. In a TOML file, either such strings or
+    ``[[modalities]]`` tables (see :meth:`from_table`). The address is also where C-MOVE sends
+    instances for that title.
     """
 
     title: str
     host: str
     port: int
     services: frozenset[str] = DIMSE_SERVICES
+    client_certificate: bool = False
 
     @classmethod
     def parse(cls, text: str) -> RemoteAE:
-        spec, _, services = text.strip().partition("/")
+        text = text.strip()
+        certified = text.endswith("+cert")
+        spec, _, services = text.removesuffix("+cert").partition("/")
         title, at, address = spec.partition("@")
         host, colon, port = address.rpartition(":")
         if not (at and colon and title and host):
-            raise ConfigError(f"a modality is written TITLE@HOST:PORT[/services], not {text!r}")
+            raise ConfigError(
+                f"a modality is written TITLE@HOST:PORT[/services][+cert], not {text!r}"
+            )
         chosen = [s.strip() for s in services.split(",") if s.strip()] or sorted(DIMSE_SERVICES)
-        return cls.checked(title, host, port, chosen, what=repr(text))
+        remote = cls.checked(title, host, port, chosen, what=repr(text))
+        return dataclasses.replace(remote, client_certificate=certified)
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> RemoteAE:
         """A ``[[modalities]]`` TOML table: ``title``, ``host`` (an address or a network such
         as ``10.0.0.0/24``), ``port``, optional ``services`` (a list of echo/store/find/move/get;
-        all when omitted)."""
+        all when omitted), optional ``client_certificate`` (true: only over DICOM TLS with a
+        client certificate signed by ``dimse_tls_ca``)."""
         what = repr(dict(table))
-        unknown = set(table) - {"title", "host", "port", "services"}
+        unknown = set(table) - {"title", "host", "port", "services", "client_certificate"}
         if unknown:
             raise ConfigError(f"modality {what}: unknown keys {sorted(unknown)}")
         if not {"title", "host", "port"} <= set(table):
@@ -65,7 +74,11 @@ class RemoteAE:
             raise ConfigError(
                 f"modality {what}: services must be a non-empty list (omit it for all)"
             )
-        return cls.checked(table["title"], table["host"], table["port"], services, what=what)
+        certified = table.get("client_certificate", False)
+        if not isinstance(certified, bool):
+            raise ConfigError(f"modality {what}: client_certificate must be true or false")
+        remote = cls.checked(table["title"], table["host"], table["port"], services, what=what)
+        return dataclasses.replace(remote, client_certificate=certified)
 
     @classmethod
     def checked(cls, title: Any, host: Any, port: Any, services: Any, *, what: str) -> RemoteAE:
@@ -141,6 +154,18 @@ class Settings:
     dimse_strict: bool = False
     # DIMSE processes sharing the listening port (1: the listener runs inside `klinika serve`)
     dimse_workers: int = 2
+    # accept C-STORE of private or unknown storage SOP classes (Orthanc's UnknownSopClassAccepted)
+    dimse_accept_unknown_sop_classes: bool = False
+    # DICOM TLS (PS3.15 B.1): a second listener when a certificate and key are given;
+    # dimse_tls_ca verifies client certificates (required from modalities marked +cert)
+    dimse_tls_port: int = 2762
+    dimse_tls_cert: Path | None = None
+    dimse_tls_key: Path | None = None
+    dimse_tls_ca: Path | None = None
+    # a deflated data set may inflate to at most this many bytes, and (past 16 MiB) to at most
+    # max_inflate_ratio times its deflated size (0: no ratio cap)
+    max_inflated_bytes: int = 1 << 30
+    max_inflate_ratio: int = 100
     # backups: scheduled in `klinika serve` when backup_dir is set; retention for pruning
     backup_dir: Path | None = None
     backup_interval_minutes: float = 60.0
@@ -167,7 +192,7 @@ class Settings:
             )
         if not 1 <= len(self.ae_title) <= 16:
             raise ConfigError("ae_title must be 1 to 16 characters")
-        for name in ("http_port", "dimse_port"):
+        for name in ("http_port", "dimse_port", "dimse_tls_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"{name} must be a TCP port, not {port}")
@@ -181,6 +206,12 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        if (self.dimse_tls_cert is None) != (self.dimse_tls_key is None):
+            raise ConfigError("dimse_tls_cert and dimse_tls_key go together: give both or neither")
+        if self.dimse_tls_ca is not None and self.dimse_tls_cert is None:
+            raise ConfigError("dimse_tls_ca needs the TLS listener: set dimse_tls_cert and _key")
+        if self.max_inflated_bytes < 1 or self.max_inflate_ratio < 0:
+            raise ConfigError("max_inflated_bytes must be positive and max_inflate_ratio ≥ 0")
         if not 1 <= self.login_lockout_seconds <= 86400:
             raise ConfigError("login_lockout_seconds must be between 1 and 86400")
         if not self.login_lockout_seconds <= self.login_lockout_max_seconds <= 7 * 86400:
@@ -242,6 +273,16 @@ class Settings:
         return self.data_dir / "blobs"
 
 
+_OPTIONAL_PATHS = (
+    "backup_dir",
+    "clinic_logo",
+    "cache_dir",
+    "dimse_tls_cert",
+    "dimse_tls_key",
+    "dimse_tls_ca",
+)
+
+
 def _convert(name: str, raw: Any, type_hint: Any) -> Any:
     """Turn a TOML or environment value into the field's type, or say which setting is wrong."""
     try:
@@ -260,7 +301,7 @@ def _convert(name: str, raw: Any, type_hint: Any) -> Any:
             return int(raw)
         if type_hint is float:
             return float(raw)
-        if name in ("backup_dir", "clinic_logo", "cache_dir"):
+        if name in _OPTIONAL_PATHS:
             return Path(raw) if str(raw) else None
         if name == "modalities":
             items = re.split(r"[\s;]+", raw) if isinstance(raw, str) else list(raw)

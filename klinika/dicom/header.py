@@ -6,7 +6,8 @@ the bytes are untrusted and every check that decides accept / reject lives here.
 References
 ----------
 PS3.10 §7.1 (File Meta Information), PS3.5 §6.1 (character repertoires), PS3.5 §9.1 (UIDs),
-PS3.5 §A.4 (encapsulated pixel data).
+PS3.5 §A.4 (encapsulated pixel data), PS3.5 §A.5 (Deflated Explicit VR Little Endian),
+PS3.5 §7.1.3 (Implicit VR: the VR comes from the data dictionary).
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ import io
 import re
 import struct
 import warnings
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydicom import dcmread
+from pydicom.datadict import dictionary_has_tag, dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import AllTransferSyntaxes, DeflatedExplicitVRLittleEndian
+from pydicom.uid import UID, AllTransferSyntaxes, DeflatedExplicitVRLittleEndian
 
 from klinika.dicom.frames import PixelLocation, locate_pixel_data
 from klinika.errors import InvalidInstance
@@ -32,6 +36,30 @@ _UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _TEXT_VRS = {"SH", "LO", "ST", "LT", "UT", "PN", "UC"}
 _REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+_INFLATE_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class InflateLimit:
+    """How far a Deflated Explicit VR Little Endian data set may inflate (PS3.5 §A.5).
+
+    ``max_bytes`` bounds the inflated size; ``max_ratio`` (0: no ratio cap) bounds it to that
+    many times the deflated size once it is past ``ratio_floor`` bytes, so that a small
+    "deflate bomb" is refused after a few megabytes of work instead of hundreds.
+    """
+
+    max_bytes: int = 1 << 30
+    max_ratio: int = 100
+    ratio_floor: int = 16 << 20
+
+    def bound(self, deflated_size: int) -> int:
+        """The most bytes a data set of ``deflated_size`` deflated bytes may inflate to."""
+        if self.max_ratio <= 0:
+            return self.max_bytes
+        return min(self.max_bytes, max(self.ratio_floor, self.max_ratio * deflated_size))
+
+
+DEFAULT_INFLATE_LIMIT = InflateLimit()
 
 
 @dataclass
@@ -76,10 +104,10 @@ def part10_from_dataset_bytes(
     PS3.10 §7.1.
     """
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class_uid
-    meta.MediaStorageSOPInstanceUID = sop_instance_uid
-    meta.TransferSyntaxUID = transfer_syntax
-    meta.ImplementationClassUID = "1.2.826.0.1.3680043.10.1391.1"
+    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
+    meta.TransferSyntaxUID = UID(transfer_syntax)
+    meta.ImplementationClassUID = UID("1.2.826.0.1.3680043.10.1391.1")
     meta.ImplementationVersionName = "KLINIKA_010"
     buffer = io.BytesIO()
     buffer.write(b"\x00" * 128 + b"DICM")
@@ -88,8 +116,13 @@ def part10_from_dataset_bytes(
     return buffer.getvalue()
 
 
-def parse_instance(data: bytes) -> ParsedInstance:
+def parse_instance(
+    data: bytes, inflate_limit: InflateLimit = DEFAULT_INFLATE_LIMIT
+) -> ParsedInstance:
     """Read and validate a Part-10 file's header; pixel data is located, not decoded.
+
+    The one validator of every instance that arrives (DIMSE, STOW-RS, upload, import),
+    whatever its transfer syntax. A deflated data set is inflated within ``inflate_limit``.
 
     Raises
     ------
@@ -101,6 +134,8 @@ def parse_instance(data: bytes) -> ParsedInstance:
             "not a DICOM Part-10 file: the 128-byte preamble and 'DICM' prefix are missing",
             "unreadable",
         )
+    if _declares_deflate(data):
+        _check_inflated_size(data, 132 + 12 + _meta_group_length(data), inflate_limit)
     fp = io.BytesIO(data)
     collected: list[str] = []
     try:
@@ -151,21 +186,72 @@ def _check_meta(data: bytes, meta: FileMetaDataset, transfer_syntax: str) -> Non
             )
 
 
-def _meta_group_length(data: bytes) -> int:
-    """Bytes of group 0002 after the group length element (always explicit VR LE)."""
-    start = offset = 132 + 12
+def _declares_deflate(data: bytes) -> bool:
+    """Whether the File Meta Information names Deflated Explicit VR Little Endian: looked up
+    before pydicom reads the file, since pydicom inflates the whole data set in one call."""
+    value = _meta_element(data, 0x00020010)
+    return value is not None and value.rstrip(b"\0 ") == DeflatedExplicitVRLittleEndian.encode()
+
+
+def _check_inflated_size(data: bytes, start: int, limit: InflateLimit) -> None:
+    """Inflate the data set in bounded steps, keeping nothing, and refuse it once it passes
+    the limit (PS3.5 §A.5: raw deflate of everything after the File Meta Information)."""
+    deflated = memoryview(data)[start:]
+    bound = limit.bound(len(deflated))
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    pending: bytes | memoryview = deflated
+    try:
+        while not inflater.eof:
+            produced = len(inflater.decompress(pending, _INFLATE_CHUNK))
+            if not produced and not inflater.unconsumed_tail:
+                raise zlib.error("the deflate stream ends before its last block")
+            total += produced
+            if total > bound:
+                raise InvalidInstance(
+                    f"the deflated data set ({len(deflated)} bytes) inflates to more than "
+                    f"{bound} bytes, the limit here (KLINIKA_MAX_INFLATED_BYTES / "
+                    "KLINIKA_MAX_INFLATE_RATIO)",
+                    "too-large",
+                )
+            pending = inflater.unconsumed_tail
+    except zlib.error as exc:
+        raise InvalidInstance(
+            f"the deflated data set cannot be inflated: {exc}", "unreadable"
+        ) from exc
+
+
+def _meta_walk(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(tag, value offset, value length) of each group 0002 element after the group length
+    (always Explicit VR Little Endian, PS3.10 §7.1); the last item is (0, end offset, 0)."""
+    offset = 132 + 12
     while offset + 8 <= len(data):
-        group, _elem = struct.unpack_from("<HH", data, offset)
+        group, elem = struct.unpack_from("<HH", data, offset)
         if group != 0x0002:
             break
         vr = data[offset + 4 : offset + 6]
         if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN"):
             length = struct.unpack_from("<L", data, offset + 8)[0]
-            offset += 12 + length
+            value_offset = offset + 12
         else:
             length = struct.unpack_from("<H", data, offset + 6)[0]
-            offset += 8 + length
-    return offset - start
+            value_offset = offset + 8
+        yield group << 16 | elem, value_offset, length
+        offset = value_offset + length
+    yield 0, offset, 0
+
+
+def _meta_element(data: bytes, tag: int) -> bytes | None:
+    for found, offset, length in _meta_walk(data):
+        if found == tag:
+            return data[offset : offset + length]
+    return None
+
+
+def _meta_group_length(data: bytes) -> int:
+    """Bytes of group 0002 after the group length element."""
+    *_, (_, end, _) = _meta_walk(data)
+    return end - (132 + 12)
 
 
 def _peek_tag(data: bytes, offset: int, transfer_syntax: str) -> int | None:
@@ -173,7 +259,7 @@ def _peek_tag(data: bytes, offset: int, transfer_syntax: str) -> int | None:
         return None
     endian = ">" if transfer_syntax == "1.2.840.10008.1.2.2" else "<"
     group, elem = struct.unpack_from(f"{endian}HH", data, offset)
-    return group << 16 | elem
+    return int(group) << 16 | int(elem)
 
 
 def _check_elements(dataset: Dataset) -> None:
@@ -190,7 +276,7 @@ def _check_elements(dataset: Dataset) -> None:
                     f"{value_length}: the file is truncated",
                     "unreadable",
                 )
-            if raw.VR in _TEXT_VRS and raw.value:
+            if _text_vr(raw) and raw.value:
                 _check_text_bytes(raw, charsets)
         try:
             dataset[tag]
@@ -198,9 +284,17 @@ def _check_elements(dataset: Dataset) -> None:
             raise InvalidInstance(f"element {tag} cannot be read: {exc}", "unreadable") from exc
 
 
+def _text_vr(raw: RawDataElement) -> bool:
+    """Whether an element holds text: its explicit VR, or in Implicit VR (where the raw
+    element has no VR) the data dictionary's (PS3.5 §7.1.3, PS3.6)."""
+    if raw.VR is not None:
+        return raw.VR in _TEXT_VRS
+    return dictionary_has_tag(raw.tag) and dictionary_VR(raw.tag) in _TEXT_VRS
+
+
 def _check_text_bytes(raw: RawDataElement, charsets: list[str]) -> None:
     """Refuse text whose bytes are impossible in the declared repertoire (PS3.5 §6.1)."""
-    value = bytes(raw.value)
+    value = bytes(raw.value or b"")
     primary = (charsets[0] if charsets else "").strip()
     if not charsets or (primary in ("", "ISO_IR 6") and len(charsets) == 1):
         if any(b > 0x7F for b in value):

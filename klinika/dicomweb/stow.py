@@ -19,7 +19,8 @@ BATCH = 32
 #: A batch is stored once it holds this many bytes, whatever its count.
 BATCH_BYTES = 64 * 1024 * 1024
 
-#: Failure Reason (0008,1197) for each rejection reason (PS3.4 Annex GG.4, PS3.18 §10.5.3).
+#: Failure Reason (0008,1197) for each rejection reason (PS3.4 Annex GG.4, PS3.18 §10.5.3):
+#: every :data:`klinika.errors.RejectReason` (a test keeps the table complete).
 FAILURE_REASONS = {
     "unreadable": 0xC000,
     "missing-attribute": 0xA900,
@@ -30,6 +31,7 @@ FAILURE_REASONS = {
     "unsupported-media-type": 0xC000,
     "duplicate": 0x0111,
     "storage-full": 0xA700,
+    "too-large": 0xA700,
     "not-authorized": 0x0124,
 }
 

@@ -6,9 +6,11 @@ outcome to a DIMSE status; they ask ``auth`` whether the calling AE may do the s
 leave one audit event per request. May import: archive, index, auth, audit, dicom, config.
 
 Modules: ``server`` (the AE, its contexts, starting and stopping), ``handlers`` (one per
-service), ``peers`` (who may associate; refusals are logged and audited), ``identifiers``
-(Q/R identifiers to queries and answers back), ``status`` (domain outcomes to DIMSE
-statuses), ``scu`` (Klinika as a client: echo, send, query, retrieve).
+service), ``peers`` (who may associate: called and calling AE; refusals are logged and
+audited), ``sop_classes`` (every storage SOP class we accept, retired ones included), ``tls``
+(DICOM TLS contexts and listener), ``identifiers`` (Q/R identifiers to queries and answers
+back), ``status`` (domain outcomes to DIMSE statuses), ``scu`` (Klinika as a client: echo,
+send, query, retrieve).
 
 References
 ----------

@@ -20,7 +20,7 @@ from pynetdicom.dimse_primitives import C_STORE
 
 from klinika.archive import Archive, InstanceRecord
 from klinika.audit import Actor, AuditTrail
-from klinika.auth import AuthService
+from klinika.auth import SERVICE_ACTIONS, AuthService
 from klinika.config import RemoteAE, Settings
 from klinika.dicom.attributes import Level
 from klinika.dicom.part10 import file_meta_prefix
@@ -28,6 +28,7 @@ from klinika.dimse import status
 from klinika.dimse.identifiers import answer_bytes, answer_dataset, identifier_query
 from klinika.dimse.peers import calling_peer
 from klinika.dimse.retrieve import Accepted, adopt, prepare, proposed_contexts
+from klinika.dimse.tls import is_certified
 from klinika.errors import InvalidQuery, KlinikaError
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,16 @@ class RetrieveRefused(KlinikaError):
     pynetdicom only lets a C-MOVE handler fail before its sub-operation count by raising:
     it answers 0xC513 (a 0xCxxx "unable to process" status) and logs this message.
     """
+
+
+#: The service of each request event (as :data:`klinika.auth.SERVICE_ACTIONS` names them).
+_SERVICES = {
+    "EVT_C_ECHO": "echo",
+    "EVT_C_STORE": "store",
+    "EVT_C_FIND": "find",
+    "EVT_C_MOVE": "move",
+    "EVT_C_GET": "get",
+}
 
 
 def _model(event: events.Event) -> str:
@@ -64,8 +75,12 @@ class Handlers:
     settings: Settings
 
     def _allowed(self, event: events.Event, action: str) -> bool:
+        """Whether the calling AE may use this event's service (``action`` names the matrix
+        entry it needs); a refusal is audited by ``auth`` with the calling AE."""
         title, address = calling_peer(event)
-        return self.auth.authorize_ae(title, address, action)
+        service = _SERVICES[event.event.name]
+        assert SERVICE_ACTIONS[service] == action, (service, action)
+        return self.auth.authorize_ae(title, address, service, certified=is_certified(event.assoc))
 
     def _record(self, event: events.Event, action: str, outcome: str, **fields: Any) -> None:
         title, address = calling_peer(event)
@@ -143,12 +158,14 @@ class Handlers:
     def move(self, event: events.Event) -> Iterator[Any]:
         """Send the matched instances to a configured destination (PS3.4 C.4.2).
 
+        The calling AE is authorized first (a refusal is audited whatever the destination).
         An unknown destination answers 0xA801. A refused request (not authorized, identifier
         not resolvable) raises :class:`RetrieveRefused` before the sub-operation count, which
         pynetdicom answers with 0xC513; the destination is not contacted. Each instance goes
         in its stored transfer syntax if the destination accepted it, else transcoded
         (:mod:`klinika.dimse.retrieve`).
         """
+        allowed = self._allowed(event, "dicom:read")
         destination = self._destination(event.move_destination or "")
         if destination is None:
             log.warning("C-MOVE to unknown destination %r refused", event.move_destination)
@@ -167,7 +184,7 @@ class Handlers:
             "evt_handlers": [(events.EVT_CONN_OPEN, opened)],
         }
         yield destination.host, destination.port, options
-        if not self._allowed(event, "dicom:read"):
+        if not allowed:
             raise RetrieveRefused(f"{calling_peer(event)[0]} may not retrieve here")
         records = self._resolve(event, "C-MOVE")
         if records is None:

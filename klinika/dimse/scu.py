@@ -7,6 +7,7 @@ PS3.4 Annex A (Verification), B (Storage), C (Query/Retrieve).
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,12 +42,22 @@ class SendResult:
 
 @contextmanager
 def _association(
-    settings: Settings, peer: RemoteAE, contexts: list[PresentationContext]
+    settings: Settings,
+    peer: RemoteAE,
+    contexts: list[PresentationContext],
+    tls: ssl.SSLContext | None = None,
 ) -> Iterator[Association]:
+    """An association to ``peer``, over DICOM TLS (PS3.15 B.1) when ``tls`` is given (see
+    :func:`klinika.dimse.tls.client_tls_context`); the host name is what the certificate
+    must name."""
     ae = AE(ae_title=settings.ae_title)
     ae.requested_contexts = contexts
     assoc = ae.associate(
-        peer.host, peer.port, ae_title=peer.title, evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)]
+        peer.host,
+        peer.port,
+        ae_title=peer.title,
+        evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)],
+        tls_args=(tls, peer.host) if tls is not None else None,
     )
     if not assoc.is_established:
         raise PeerError(
@@ -58,22 +69,28 @@ def _association(
         assoc.release()
 
 
-def echo(settings: Settings, peer: RemoteAE) -> int:
-    """C-ECHO; returns the status (0 = success)."""
-    with _association(settings, peer, [build_context(Verification)]) as assoc:
+def echo(settings: Settings, peer: RemoteAE, tls: ssl.SSLContext | None = None) -> int:
+    """C-ECHO (over DICOM TLS with ``tls``); returns the status (0 = success)."""
+    with _association(settings, peer, [build_context(Verification)], tls) as assoc:
         answer = assoc.send_c_echo()
     if "Status" not in answer:
         raise PeerError(f"{peer.title} sent no C-ECHO response")
     return int(answer.Status)
 
 
-def send(settings: Settings, archive: Archive, study_uid: str, peer: RemoteAE) -> SendResult:
-    """C-STORE every instance of a study to ``peer``: as stored when the peer accepted the
-    stored transfer syntax, else transcoded to one it accepted (see
+def send(
+    settings: Settings,
+    archive: Archive,
+    study_uid: str,
+    peer: RemoteAE,
+    tls: ssl.SSLContext | None = None,
+) -> SendResult:
+    """C-STORE every instance of a study to ``peer`` (over DICOM TLS with ``tls``): as stored
+    when the peer accepted the stored transfer syntax, else transcoded to one it accepted (see
     :mod:`klinika.dimse.retrieve`); an instance it can take in neither way is a failure."""
     records = archive.instances(study_uid)
     failed: list[tuple[str, int]] = []
-    with _association(settings, peer, proposed_contexts(records)) as assoc:
+    with _association(settings, peer, proposed_contexts(records), tls) as assoc:
         accepted = Accepted.of(assoc)
         for number, record in enumerate(records):
             item = prepare(archive, record, accepted)

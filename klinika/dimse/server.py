@@ -10,16 +10,7 @@ from typing import Any, ClassVar, cast
 
 import pynetdicom.service_class
 from pydicom.uid import ExplicitVRLittleEndian
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
-from pynetdicom.sop_class import (
-    PatientRootQueryRetrieveInformationModelFind,
-    PatientRootQueryRetrieveInformationModelGet,
-    PatientRootQueryRetrieveInformationModelMove,
-    StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelGet,
-    StudyRootQueryRetrieveInformationModelMove,
-    Verification,
-)
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
 from klinika.archive import Archive
@@ -28,6 +19,8 @@ from klinika.auth import AuthService
 from klinika.config import Settings
 from klinika.dimse.handlers import EncodedIdentifier, Handlers, set_nodelay
 from klinika.dimse.peers import admission_handler
+from klinika.dimse.sop_classes import storage_sop_classes
+from klinika.dimse.tls import TlsAssociationServer, server_tls_context
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +33,16 @@ ACCEPTED_TRANSFER_SYNTAXES = [
     *(syntax for syntax in ALL_TRANSFER_SYNTAXES if syntax != ExplicitVRLittleEndian),
 ]
 
+#: Verification and Patient/Study Root Q/R FIND, MOVE, GET (PS3.4 A, C.6.1, C.6.2); UIDs
+#: rather than pynetdicom's generated names, which type checkers cannot see.
+VERIFICATION = "1.2.840.10008.1.1"
 QUERY_RETRIEVE = (
-    PatientRootQueryRetrieveInformationModelFind,
-    PatientRootQueryRetrieveInformationModelMove,
-    PatientRootQueryRetrieveInformationModelGet,
-    StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelMove,
-    StudyRootQueryRetrieveInformationModelGet,
+    "1.2.840.10008.5.1.4.1.2.1.1",
+    "1.2.840.10008.5.1.4.1.2.1.2",
+    "1.2.840.10008.5.1.4.1.2.1.3",
+    "1.2.840.10008.5.1.4.1.2.2.1",
+    "1.2.840.10008.5.1.4.1.2.2.2",
+    "1.2.840.10008.5.1.4.1.2.2.3",
 )
 
 
@@ -135,10 +131,16 @@ class DimseServer:
 
     ae: AE
     server: ThreadedAssociationServer
+    tls_server: ThreadedAssociationServer | None = None
 
     @property
     def port(self) -> int:
         return int(self.server.server_address[1])
+
+    @property
+    def tls_port(self) -> int | None:
+        """The DICOM TLS listener's port, when it runs."""
+        return None if self.tls_server is None else int(self.tls_server.server_address[1])
 
     def shutdown(self) -> None:
         """Stop accepting, abort the open associations (an unacknowledged instance is the
@@ -150,18 +152,26 @@ class DimseServer:
 
 
 def build_ae(settings: Settings) -> AE:
-    """The AE with every storage SOP class in every transfer syntax pynetdicom knows, plus
-    verification and Patient/Study Root query/retrieve (C-GET role selection accepted)."""
+    """The AE with every storage SOP class of PS3.4, retired ones included
+    (:func:`~klinika.dimse.sop_classes.storage_sop_classes`), in every transfer syntax
+    pynetdicom knows, plus verification and Patient/Study Root query/retrieve (C-GET role
+    selection accepted).
+
+    With ``dimse_accept_unknown_sop_classes`` any private or unknown SOP class is taken as
+    storage too: pynetdicom's documented "unrestricted storage service"
+    (``_config.UNRESTRICTED_STORAGE_SERVICE``), a switch for the whole process (one DIMSE
+    listener per process). The called AE title is checked by
+    :func:`klinika.dimse.peers.admission_handler`.
+    """
+    _config.UNRESTRICTED_STORAGE_SERVICE = settings.dimse_accept_unknown_sop_classes
     ae = AE(ae_title=settings.ae_title)
     ae.maximum_pdu_size = 0  # no limit: fewer, larger P-DATA PDUs
     ae.maximum_associations = 32
     ae.network_timeout = 120
     ae.dimse_timeout = 120
-    for context in AllStoragePresentationContexts:
-        ae.add_supported_context(
-            context.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES, scu_role=True, scp_role=True
-        )
-    ae.add_supported_context(Verification)
+    for uid in storage_sop_classes():
+        ae.add_supported_context(uid, ACCEPTED_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
+    ae.add_supported_context(VERIFICATION)
     for sop_class in QUERY_RETRIEVE:
         ae.add_supported_context(sop_class, ACCEPTED_TRANSFER_SYNTAXES)
     # Calling AEs are admitted by klinika.dimse.peers (title and address), not by
@@ -211,17 +221,28 @@ def start_dimse_server(
     settings: Settings,
     *,
     listener: socket.socket | None = None,
+    tls_listener: socket.socket | None = None,
 ) -> DimseServer:
     """Listen on ``settings.dimse_host:dimse_port`` in background threads; non-blocking.
 
     Calling AEs are admitted by :func:`klinika.dimse.peers.admission_handler`; each service
     is then authorized by ``auth`` and audited. ``settings.dimse_port`` 0 picks a free port
-    (see :attr:`DimseServer.port`). With ``listener`` (from :func:`listening_socket`), this
-    process accepts from that shared socket instead, next to the other DIMSE processes.
+    (see :attr:`DimseServer.port`). With ``listener`` (and ``tls_listener`` for DICOM TLS,
+    from :func:`listening_socket`), this process accepts from those shared sockets instead,
+    next to the other DIMSE processes.
     """
     send_encoded_answers_as_they_are()
     handlers = Handlers(archive, auth, audit, settings)
     ae = build_ae(settings)
+    evt_handlers: list[Any] = [
+        (evt.EVT_CONN_OPEN, set_nodelay),
+        (evt.EVT_REQUESTED, admission_handler(auth, audit, settings.ae_title)),
+        (evt.EVT_C_ECHO, handlers.echo),
+        (evt.EVT_C_STORE, handlers.store),
+        (evt.EVT_C_FIND, handlers.find),
+        (evt.EVT_C_MOVE, handlers.move),
+        (evt.EVT_C_GET, handlers.get),
+    ]
     server_class: type[Any] = NoDelayAssociationServer
     address: tuple[str, int] = (settings.dimse_host, settings.dimse_port)
     if listener is not None:
@@ -230,15 +251,7 @@ def start_dimse_server(
     server = ae.make_server(
         address,
         server_class=server_class,
-        evt_handlers=[
-            (evt.EVT_CONN_OPEN, set_nodelay),
-            (evt.EVT_REQUESTED, admission_handler(auth, audit)),
-            (evt.EVT_C_ECHO, handlers.echo),
-            (evt.EVT_C_STORE, handlers.store),
-            (evt.EVT_C_FIND, handlers.find),
-            (evt.EVT_C_MOVE, handlers.move),
-            (evt.EVT_C_GET, handlers.get),
-        ],
+        evt_handlers=evt_handlers,
     )
     server.contexts = SharedContexts(server.contexts)
     ae._servers.append(server)  # as start_server does, so that shutdown() finds it
@@ -249,4 +262,45 @@ def start_dimse_server(
         settings.dimse_host,
         server.server_address[1],
     )
-    return DimseServer(ae, server)
+    return DimseServer(ae, server, start_tls_listener(ae, settings, evt_handlers, tls_listener))
+
+
+def start_tls_listener(
+    ae: AE,
+    settings: Settings,
+    evt_handlers: list[Any],
+    listener: socket.socket | None = None,
+) -> ThreadedAssociationServer | None:
+    """The DICOM TLS listener on ``dimse_tls_port`` (PS3.15 B.1) with the same services and
+    handlers, when a certificate and key are configured; None otherwise. With ``listener``
+    (several DIMSE processes) this process accepts from that shared socket, as on the plain
+    port."""
+    context = server_tls_context(settings)
+    if context is None:
+        return None
+    server_class: type[Any] = TlsAssociationServer
+    address: tuple[str, int] = (settings.dimse_host, settings.dimse_tls_port)
+    if listener is not None:
+        server_class = type(
+            "SharedTlsListener",
+            (SharedListenerServer,),
+            {"shared_socket": listener, "get_request": TlsAssociationServer.get_request},
+        )
+        address = listener.getsockname()[:2]
+    server = ae.make_server(
+        address,
+        server_class=server_class,
+        evt_handlers=evt_handlers,
+        ssl_context=context,
+    )
+    server.contexts = SharedContexts(server.contexts)
+    ae._servers.append(server)
+    threading.Thread(target=server.serve_forever, name="dimse-tls-acceptor", daemon=True).start()
+    log.info(
+        "DICOM TLS %s listening on %s:%d%s",
+        settings.ae_title,
+        settings.dimse_host,
+        server.server_address[1],
+        " (client certificates verified)" if settings.dimse_tls_ca else "",
+    )
+    return server

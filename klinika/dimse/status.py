@@ -21,16 +21,20 @@ IDENTIFIER_MISMATCH = 0xA900
 MOVE_DESTINATION_UNKNOWN = 0xA801
 SUBOPERATIONS_FAILED = 0xA702
 
-#: C-STORE status for each rejection reason of ``Archive.store``.
-STORE_FAILURES = {
+#: C-STORE status for each rejection reason of ``Archive.store`` (every
+#: :data:`klinika.errors.RejectReason`; a test keeps the table complete).
+STORE_FAILURES: dict[str, int] = {
     "unreadable": CANNOT_UNDERSTAND,
     "missing-attribute": DATASET_MISMATCH,
     "invalid-uid": DATASET_MISMATCH,
     "invalid-charset": DATASET_MISMATCH,
     "study-mismatch": DATASET_MISMATCH,
     "unsupported-transfer-syntax": CANNOT_UNDERSTAND,
-    "duplicate": 0xA900,
+    "too-large": OUT_OF_RESOURCES,
+    "not-authorized": NOT_AUTHORIZED,
+    "duplicate": DATASET_MISMATCH,
     "storage-full": OUT_OF_RESOURCES,
+    "unsupported-media-type": CANNOT_UNDERSTAND,
 }
 
 

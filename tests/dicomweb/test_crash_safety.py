@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +11,10 @@ import requests
 
 from tests.conftest import start_server, wait_until
 from tests.dicomweb.conftest import multipart_body
+from tests.durability import (
+    assert_acknowledged_instances_read_back,
+    assert_index_refers_to_intact_blobs,
+)
 from tests.factories import make_instance
 
 
@@ -61,27 +63,9 @@ def test_sigkill_during_stow_keeps_every_acknowledged_instance(tmp_path: Path) -
     sender.join(timeout=30)
     assert len(acknowledged) >= 8, "the server should have acknowledged some batches first"
 
-    # Nothing half-written is indexed: every indexed blob exists and hashes to its key.
-    with sqlite3.connect(data_dir / "index.sqlite") as db:
-        rows = db.execute("SELECT sop_instance_uid, blob_key FROM instances").fetchall()
-    for _sop, key in rows:
-        blob = data_dir / "blobs" / key[:2] / key[2:4] / key
-        assert hashlib.sha256(blob.read_bytes()).hexdigest() == key
-
+    assert_index_refers_to_intact_blobs(data_dir)
     restarted = start_server(data_dir)
     try:
-        for sop, data in acknowledged.items():
-            url = f"{restarted.dicomweb}/studies/{study}/series/{study}.0/instances/{sop}"
-            response = requests.get(
-                url,
-                headers={
-                    "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*',
-                    **dict(getattr(restarted, "headers", {})),
-                },
-                timeout=10,
-            )
-            assert response.status_code == 200, sop
-            assert data in response.content
-        assert not list((data_dir / "blobs" / "tmp").iterdir()), "leftover temp files are cleaned"
+        assert_acknowledged_instances_read_back(restarted, study, study + ".0", acknowledged)
     finally:
         restarted.stop()

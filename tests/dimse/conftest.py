@@ -26,6 +26,9 @@ from klinika.runtime import Runtime
 from tests.conftest import LiveServer, free_port, port_open, start_server, wait_until
 
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+#: The calling AE of the tests' query/retrieve peers: querying and retrieving needs a
+#: configured modality (only echo and store are open to any local AE).
+TEST_SCU = "TESTSCU@127.0.0.1:11112/echo,store,find,move,get"
 
 
 @dataclass
@@ -67,7 +70,8 @@ def dimse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dimse]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    server = start_server(root / "data", {"KLINIKA_MODALITIES": f"STORESCP@127.0.0.1:{store_port}"})
+    modalities = f"STORESCP@127.0.0.1:{store_port} {TEST_SCU}"
+    server = start_server(root / "data", {"KLINIKA_MODALITIES": modalities})
     wait_until(lambda: port_open(store_port), 30, message="storescp did not listen")
     yield Dimse(server, int(server.env["KLINIKA_DIMSE_PORT"]), store_dir, store_port)
     server.stop()
@@ -107,7 +111,9 @@ class LocalDimse:
 
 @contextmanager
 def local_dimse(data_dir: Path, **settings: Any) -> Iterator[LocalDimse]:
-    """Start :func:`klinika.dimse.start_dimse_server` on a free port of 127.0.0.1."""
+    """Start :func:`klinika.dimse.start_dimse_server` on a free port of 127.0.0.1; TESTSCU
+    is a configured modality unless ``modalities`` says otherwise."""
+    settings.setdefault("modalities", TEST_SCU)
     runtime = Runtime(
         load_settings(env={}, data_dir=data_dir, dimse_port=0, fsync=False, **settings)
     )

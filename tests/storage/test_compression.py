@@ -44,9 +44,13 @@ def test_existing_blobs_are_compressed_in_place(tmp_path: Path) -> None:
 
 
 def test_a_compressed_archive_serves_identical_bytes_frames_and_retrieves(tmp_path: Path) -> None:
-    server = start_server(tmp_path / "data", {"KLINIKA_COMPRESS_STORAGE": "true"})
+    server = start_server(
+        tmp_path / "data",
+        # getscu's AE may retrieve (only configured modalities may; docs/dimse.md)
+        {"KLINIKA_COMPRESS_STORAGE": "true", "KLINIKA_MODALITIES": "GETSCU@127.0.0.1:11112/get"},
+    )
     try:
-        sent = {uid: p for uid, p in good_samples().items() if "dicom-samples" in str(p)}
+        sent = {uid: p for uid, p in good_samples().items() if p.is_relative_to(SAMPLES)}
         response = stow(server, [p.read_bytes() for p in sent.values()])
         assert response.status_code in (200, 202)
         stored = list((server.data_dir / "blobs").glob("??/??/*"))
@@ -80,6 +84,8 @@ def test_a_compressed_archive_serves_identical_bytes_frames_and_retrieves(tmp_pa
         subprocess.run(
             [
                 "getscu",
+                "-aet",
+                "GETSCU",
                 "-aec",
                 "KLINIKA",
                 "-S",

@@ -1,0 +1,42 @@
+"""Checks shared by the kill -9 tests (STOW-RS and C-STORE): acknowledged means durable."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Mapping
+from pathlib import Path
+
+import requests
+
+from tests.conftest import LiveServer
+
+
+def assert_index_refers_to_intact_blobs(data_dir: Path) -> None:
+    """Nothing half-written is indexed: every indexed blob exists and hashes to its key."""
+    with sqlite3.connect(data_dir / "index.sqlite") as db:
+        rows = db.execute("SELECT sop_instance_uid, blob_key FROM instances").fetchall()
+    for sop, key in rows:
+        blob = data_dir / "blobs" / key[:2] / key[2:4] / key
+        assert hashlib.sha256(blob.read_bytes()).hexdigest() == key, sop
+
+
+def assert_acknowledged_instances_read_back(
+    server: LiveServer, study_uid: str, series_uid: str, acknowledged: Mapping[str, bytes]
+) -> None:
+    """Each acknowledged instance (SOP Instance UID -> bytes that must appear in what WADO-RS
+    returns: the Part-10 file, or the data set for C-STORE) reads back from a restarted
+    server, and no temporary file is left behind."""
+    for sop, expected in acknowledged.items():
+        url = f"{server.dicomweb}/studies/{study_uid}/series/{series_uid}/instances/{sop}"
+        response = requests.get(
+            url,
+            headers={
+                "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*',
+                **server.headers,
+            },
+            timeout=10,
+        )
+        assert response.status_code == 200, sop
+        assert expected in response.content, sop
+    assert not list((server.data_dir / "blobs" / "tmp").iterdir()), "leftover temp files"

@@ -138,6 +138,10 @@ def _row(
     }
 
 
+#: How long the background writer waits for more events before committing a lone one.
+WRITER_LINGER_SECONDS = 0.1
+
+
 class AuditTrail:
     """The append-only trail of one installation, in the index database.
 
@@ -151,6 +155,7 @@ class AuditTrail:
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
+        self._flush_now = threading.Event()
 
     # ------------------------------------------------------------------ write
     def record(
@@ -199,12 +204,14 @@ class AuditTrail:
     def flush(self) -> None:
         """Wait until every queued event is written."""
         if self._writer is not None:
+            self._flush_now.set()
             self._queue.join()
 
     def close(self) -> None:
         """Write what is queued and stop the writer thread."""
         with self._writer_lock:
             if self._writer is not None:
+                self._flush_now.set()
                 self._queue.put(None)
                 self._writer.join(timeout=30)
                 self._writer = None
@@ -221,6 +228,12 @@ class AuditTrail:
     def _drain(self) -> None:
         while True:
             first = self._queue.get()
+            if first is not None and self._queue.empty():
+                # Linger a moment so that the events of a burst (one per C-STORE or C-FIND)
+                # share one commit: each commit is a log fsync that holds the writer lock the
+                # next instance's index transaction waits for. flush() cuts the wait short.
+                self._flush_now.wait(WRITER_LINGER_SECONDS)
+            self._flush_now.clear()
             batch = [first]
             while len(batch) < 500:
                 try:

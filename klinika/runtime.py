@@ -7,7 +7,7 @@ Edges never receive the Runtime itself; they get the collaborators they need
 from __future__ import annotations
 
 from klinika.archive import Archive
-from klinika.audit import AuditTrail
+from klinika.audit import AuditTrail, CheckpointLog, SyslogSender, load_audit_key
 from klinika.auth import (
     AuthPolicy,
     AuthService,
@@ -40,8 +40,20 @@ class Runtime:
             self.blobs,
             duplicate_policy=settings.duplicate_policy,
             metadata_cache_size=settings.metadata_cache_series,
+            allow_patient_mismatch=settings.allow_patient_mismatch,
         )
-        self.audit = AuditTrail(self.database)
+        audit_key = load_audit_key(settings.audit_key_path)
+        self.audit = AuditTrail(
+            self.database,
+            key=audit_key,
+            checkpoints=CheckpointLog(settings.audit_checkpoint_path, audit_key),
+            checkpoint_every=settings.audit_checkpoint_events,
+            checkpoint_seconds=settings.audit_checkpoint_seconds,
+            syslog=SyslogSender(settings.audit_syslog) if settings.audit_syslog else None,
+            source_id=settings.ae_title,
+            patient_of=self.archive.patient_of,
+        )
+        self.audit.start_keyed_chain()
         self.auth = AuthService(
             self.database,
             self.audit,

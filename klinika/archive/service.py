@@ -17,6 +17,13 @@ import sqlalchemy as sa
 from pydicom import dcmread
 from sqlalchemy.dialects import postgresql, sqlite
 
+from klinika.archive.admission import (
+    Refusal,
+    StudyPatient,
+    check_derived,
+    check_document,
+    check_patient,
+)
 from klinika.archive.records import (
     InstanceRecord,
     MetadataDocument,
@@ -32,6 +39,7 @@ from klinika.dicom.header import ParsedInstance, parse_instance
 from klinika.dicom.json import metadata_json, with_base
 from klinika.errors import InvalidInstance, NotFound, StorageFull
 from klinika.index import schema
+from klinika.index.matching import normalize_name
 from klinika.index.query import Query, QueryResult, count, search
 from klinika.storage import BlobRef, FileStore
 
@@ -62,6 +70,9 @@ class Archive:
         ``reject`` the new one.
     listeners
         Called after each committed batch with the outcomes (for audit, caches, forwarding).
+    allow_patient_mismatch
+        Let an instance join a study that holds another patient (for migrations); refused
+        with ``patient-mismatch`` by default (see :mod:`klinika.archive.admission`).
     """
 
     def __init__(
@@ -72,8 +83,10 @@ class Archive:
         duplicate_policy: str = "keep",
         metadata_cache_size: int = 256,
         listeners: Iterable[StoredListener] = (),
+        allow_patient_mismatch: bool = False,
     ) -> None:
         self.database = database
+        self.allow_patient_mismatch = allow_patient_mismatch
         self.blobs = blobs
         self.duplicate_policy = duplicate_policy
         self.listeners = list(listeners)
@@ -91,7 +104,7 @@ class Archive:
         items: Iterable[bytes],
         *,
         study_uid: str | None = None,
-        sop_classes: frozenset[str] | None = None,
+        derived_only: bool = False,
     ) -> list[StoreOutcome]:
         """Store several instances with one index transaction.
 
@@ -99,7 +112,11 @@ class Archive:
         trace, the others go on. An outcome other than ``rejected`` is returned only after the
         blob is fsynced and the index transaction committed. With ``study_uid``, instances of
         another study are rejected (``study-mismatch``), as STOW-RS to a study URL requires.
-        With ``sop_classes``, instances of other SOP classes are rejected (``not-authorized``).
+        With ``derived_only`` (a caller who may only annotate), anything but an SR, KO, PR or
+        SEG whose content matches its class is rejected (``not-authorized``). Encapsulated
+        Documents of another MIME type than their IOD's (``unsupported-document``) and
+        instances naming another patient than their study's (``patient-mismatch``) are
+        rejected for everyone (:mod:`klinika.archive.admission`).
         """
         outcomes: list[StoreOutcome] = []
         accepted: list[tuple[ParsedInstance, StoreOutcome]] = []
@@ -124,9 +141,9 @@ class Archive:
                     f"the instance belongs to study {parsed.study_uid}, not {study_uid}"
                 )
                 continue
-            if sop_classes is not None and parsed.sop_class_uid not in sop_classes:
-                outcome.status, outcome.reason = "rejected", "not-authorized"
-                outcome.message = f"storing SOP class {parsed.sop_class_uid} is not allowed here"
+            refusal = check_document(parsed) or (check_derived(parsed) if derived_only else None)
+            if refusal is not None:
+                _refuse(outcome, refusal)
                 continue
             accepted.append((parsed, outcome))
         if self.duplicate_policy != "overwrite":
@@ -179,7 +196,11 @@ class Archive:
             touched_series: set[int] = set()
             touched_studies: set[int] = set()
             parents: dict[tuple[str, str], tuple[int, int]] = {}
+            study_patients: dict[str, StudyPatient | None] = {}
             for item in pending:
+                if not self._same_patient(connection, item, study_patients):
+                    unreferenced.add(item.blob.key)
+                    continue
                 key = (item.parsed.study_uid, item.parsed.series_uid)
                 if key not in parents:  # a batch is mostly one series: look its parents up once
                     parents[key] = self._upsert_parents(connection, item.parsed)
@@ -197,6 +218,39 @@ class Archive:
             for study_pk in touched_studies:
                 _refresh_study(connection, study_pk)
         self._delete_unreferenced(unreferenced)
+
+    def _same_patient(
+        self,
+        connection: sa.Connection,
+        item: _Pending,
+        known: dict[str, StudyPatient | None],
+    ) -> bool:
+        """Whether the instance names its study's patient (inside the index transaction, so a
+        study created a moment ago by another writer counts); rejects it otherwise."""
+        dataset, study_uid = item.parsed.dataset, item.parsed.study_uid
+        if study_uid not in known:
+            known[study_uid] = _study_patient(connection, study_uid)
+        stored = known[study_uid]
+        if stored is None:  # a new study: the next instances of the batch must match this one
+            known[study_uid] = StudyPatient(
+                str(dataset.get("PatientID", "") or ""),
+                str(dataset.get("IssuerOfPatientID", "") or "") or None,
+                _name(dataset.get("PatientName")),
+            )
+            return True
+        if self.allow_patient_mismatch:
+            return True
+        refusal = check_patient(dataset, study_uid, stored, normalize=_name)
+        if refusal is None:
+            return True
+        _refuse(item.outcome, refusal)
+        return False
+
+    def patient_of(self, study_uid: str) -> str | None:
+        """The Patient ID of a stored study (None when the study is not here)."""
+        with self.database.reader.connect() as connection:
+            stored = _study_patient(connection, study_uid)
+        return None if stored is None else stored.patient_id
 
     def _upsert_parents(self, connection: sa.Connection, parsed: ParsedInstance) -> tuple[int, int]:
         dataset = parsed.dataset
@@ -520,6 +574,29 @@ class Archive:
             )
         self._delete_unreferenced({r.blob_key for r in records})
         return len(records)
+
+
+def _refuse(outcome: StoreOutcome, refusal: Refusal) -> None:
+    outcome.status, outcome.reason, outcome.message = "rejected", refusal.reason, refusal.message
+
+
+def _name(value: object) -> str | None:
+    """A Patient's Name compared as the query engine matches names (case, accents and
+    trailing empty components do not count)."""
+    text = str(value).strip() if value is not None else ""
+    return normalize_name(text) if text else None
+
+
+def _study_patient(connection: sa.Connection, study_uid: str) -> StudyPatient | None:
+    patients, studies = schema.patients, schema.studies
+    row = connection.execute(
+        sa.select(patients.c.patient_id, patients.c.issuer_of_patient_id, patients.c.patient_name)
+        .join(studies, studies.c.patient_pk == patients.c.pk)
+        .where(studies.c.study_instance_uid == study_uid)
+    ).first()
+    if row is None:
+        return None
+    return StudyPatient(row[0] or "", row[1] or None, _name(row[2]))
 
 
 def _first(match: dict[str, Any], tag: str) -> str | None:

@@ -10,7 +10,6 @@ from klinika.archive import Archive, StoreOutcome
 from klinika.auth.models import Principal
 from klinika.auth.permissions import is_allowed
 from klinika.config import Settings
-from klinika.dicom.sop import DERIVED_SOP_CLASSES
 from klinika.dicomweb.common import Guard, dicomweb_base, json_bytes, json_response
 from klinika.dicomweb.multipart import MultipartReader
 from klinika.errors import UnsupportedMediaType
@@ -29,6 +28,8 @@ FAILURE_REASONS = {
     "duplicate": 0x0111,
     "storage-full": 0xA700,
     "not-authorized": 0x0124,
+    "unsupported-document": 0xC000,
+    "patient-mismatch": 0xA900,
 }
 
 
@@ -87,7 +88,7 @@ def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> AP
     Storer = Annotated[Principal, Depends(guard("dicom:annotate", recorded_as="dicom:store"))]
 
     async def store(request: Request, study_uid: str | None, principal: Principal) -> Response:
-        sop_classes = None if is_allowed(principal.role, "dicom:store") else DERIVED_SOP_CLASSES
+        derived_only = not is_allowed(principal.role, "dicom:store")
         reader = MultipartReader(request.headers.get("content-type", ""))
         if reader.part_type != "application/dicom":
             raise UnsupportedMediaType("only application/dicom parts are accepted by STOW-RS here")
@@ -104,7 +105,7 @@ def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> AP
                             archive.store_many,
                             list(batch),
                             study_uid=study_uid,
-                            sop_classes=sop_classes,
+                            derived_only=derived_only,
                         )
                     )
                 )

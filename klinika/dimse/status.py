@@ -31,6 +31,8 @@ STORE_FAILURES = {
     "unsupported-transfer-syntax": CANNOT_UNDERSTAND,
     "duplicate": 0xA900,
     "storage-full": OUT_OF_RESOURCES,
+    "unsupported-document": CANNOT_UNDERSTAND,
+    "patient-mismatch": DATASET_MISMATCH,
 }
 
 

@@ -163,3 +163,22 @@ def test_a_migration_may_allow_patient_mismatches(archive: Archive) -> None:
     first = make_instance(study_uid=study, PatientID="A")
     second = make_instance(study_uid=study, PatientID="B")
     assert [o.status for o in archive.store_many([first, second])] == ["stored", "stored"]
+
+
+def test_stored_documents_are_served_in_a_sandbox(site: Installation) -> None:
+    pdf = pydicom.dcmread(PDF).EncapsulatedDocument.rstrip(b"\0") + b"\n%" + b"x" * 8191
+    document = rewritten(PDF, EncapsulatedDocument=pdf, EncapsulatedDocumentLength=len(pdf))
+    answer = stow(site, "operator", document)
+    assert answer["status"] == 200
+    instance_url = answer["00081199"]["Value"][0]["00081190"]["Value"][0]
+    path = instance_url[instance_url.index("/dicom-web") :]
+    headers = site.headers("doctor")
+    (metadata,) = site.client.get(path + "/metadata", headers=headers).json()
+    bulk = metadata["00420011"]["BulkDataURI"]  # where OHIF fetches the document from
+    assert "/bulk/" in bulk
+    response = site.client.get(bulk[bulk.index("/dicom-web") :], headers=headers)
+    assert response.status_code == 200
+    assert response.headers["content-security-policy"] == "sandbox; default-src 'none'"
+    assert response.headers["content-disposition"] == "attachment"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert pdf in response.content

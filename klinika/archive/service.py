@@ -93,6 +93,7 @@ class Archive:
         self._cache: OrderedDict[tuple[str, str, str], MetadataDocument] = OrderedDict()
         self._cache_size = metadata_cache_size
         self._cache_lock = threading.Lock()
+        self._deleted_patients: OrderedDict[str, str] = OrderedDict()
 
     # ----------------------------------------------------------------- ingest
     def store(self, data: bytes) -> StoreOutcome:
@@ -133,6 +134,7 @@ class Archive:
                 study_uid=parsed.study_uid,
                 series_uid=parsed.series_uid,
                 warnings=parsed.warnings,
+                patient_id=str(parsed.dataset.get("PatientID", "") or "") or None,
             )
             outcomes.append(outcome)
             if study_uid is not None and parsed.study_uid != study_uid:
@@ -247,10 +249,14 @@ class Archive:
         return False
 
     def patient_of(self, study_uid: str) -> str | None:
-        """The Patient ID of a stored study (None when the study is not here)."""
+        """The Patient ID of a stored study, or of one this process deleted a moment ago (its
+        delete event is written after the deletion); None when the study is unknown."""
         with self.database.reader.connect() as connection:
             stored = _study_patient(connection, study_uid)
-        return None if stored is None else stored.patient_id
+        if stored is not None:
+            return stored.patient_id
+        with self._cache_lock:
+            return self._deleted_patients.get(study_uid)
 
     def _upsert_parents(self, connection: sa.Connection, parsed: ParsedInstance) -> tuple[int, int]:
         dataset = parsed.dataset
@@ -533,6 +539,12 @@ class Archive:
         Returns the number of instances removed. Raises :class:`NotFound` when nothing matched.
         """
         records = self.instances(study_uid, series_uid, sop_instance_uid)
+        patient_id = self.patient_of(study_uid)
+        if patient_id is not None:
+            with self._cache_lock:
+                self._deleted_patients[study_uid] = patient_id
+                while len(self._deleted_patients) > 1024:
+                    self._deleted_patients.popitem(last=False)
         sop_uids = [r.sop_instance_uid for r in records]
         instances, series, studies = schema.instances, schema.series, schema.studies
         with self.database.writer.begin() as connection:

@@ -6,7 +6,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from klinika.archive import Archive, StoreOutcome
+from klinika.archive import Archive, StoreOutcome, audit_subject
+from klinika.auth.http import note_access
 from klinika.auth.models import Principal
 from klinika.auth.permissions import is_allowed
 from klinika.config import Settings
@@ -128,6 +129,7 @@ def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> AP
             flush()
             settled = [r if isinstance(r, list) else await r for r in results]
         outcomes = [outcome for group in settled for outcome in group]
+        note_access(request, **audit_subject((o.study_uid, o.patient_id) for o in outcomes))
         base = dicomweb_base(request, settings.public_base_url)
         status, body = stow_response(outcomes, base, study_uid)
         return json_response(request, json_bytes(body), status_code=status)

@@ -12,8 +12,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from klinika.archive import Archive, StoreOutcome, sources
+from klinika.archive import Archive, StoreOutcome, audit_subject, sources
 from klinika.archive.sources import Item, store_items, too_large, zip_members
+from klinika.auth.http import note_access
 from klinika.auth.models import Principal
 from klinika.web.pages.context import PageContext
 
@@ -31,6 +32,7 @@ def outcome_json(name: str, outcome: StoreOutcome) -> dict[str, Any]:
         "reason": outcome.reason,
         "message": outcome.message,
         "study_uid": outcome.study_uid,
+        "patient_id": outcome.patient_id,
     }
 
 
@@ -87,6 +89,7 @@ def create_router(context: PageContext) -> APIRouter:
             async for chunk in request.stream():
                 body.write(chunk)
             results = await run_in_threadpool(store_upload, context.archive, name, body)
+        note_access(request, **audit_subject((r["study_uid"], r["patient_id"]) for r in results))
         return JSONResponse({"file": name, "results": results})
 
     return router

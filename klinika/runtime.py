@@ -7,7 +7,7 @@ Edges never receive the Runtime itself; they get the collaborators they need
 from __future__ import annotations
 
 from klinika.archive import Archive
-from klinika.audit import AuditTrail, CheckpointLog, SyslogSender, load_audit_key
+from klinika.audit import AuditTrail, CheckpointLog, SyslogSender, load_audit_keys
 from klinika.auth import (
     AuthPolicy,
     AuthService,
@@ -42,11 +42,12 @@ class Runtime:
             metadata_cache_size=settings.metadata_cache_series,
             allow_patient_mismatch=settings.allow_patient_mismatch,
         )
-        audit_key = load_audit_key(settings.audit_key_path)
+        audit_key, *older_keys = load_audit_keys(settings.audit_key_path)
         self.audit = AuditTrail(
             self.database,
             key=audit_key,
-            checkpoints=CheckpointLog(settings.audit_checkpoint_path, audit_key),
+            older_keys=older_keys,
+            checkpoints=CheckpointLog(settings.audit_checkpoint_path, audit_key, older_keys),
             checkpoint_every=settings.audit_checkpoint_events,
             checkpoint_seconds=settings.audit_checkpoint_seconds,
             syslog=SyslogSender(settings.audit_syslog) if settings.audit_syslog else None,

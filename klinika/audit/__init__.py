@@ -16,7 +16,7 @@ the newest events or re-chaining without the key is detected by :meth:`AuditTrai
 
 from klinika.audit.chain import GENESIS, KEYED_CHAIN_START, canonical_json, event_hash
 from klinika.audit.checkpoints import Anchor, CheckpointLog
-from klinika.audit.key import load_audit_key
+from klinika.audit.key import load_audit_key, load_audit_keys
 from klinika.audit.syslog import SyslogSender
 from klinika.audit.trail import Actor, AuditEvent, AuditFilter, AuditTrail, VerifyResult
 
@@ -34,4 +34,5 @@ __all__ = [
     "canonical_json",
     "event_hash",
     "load_audit_key",
+    "load_audit_keys",
 ]

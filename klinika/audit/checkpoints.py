@@ -13,6 +13,7 @@ import hmac
 import json
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,9 +43,10 @@ class CheckpointLog:
     """The append-only checkpoint file of one installation (several processes may append:
     each line is one ``write`` on an ``O_APPEND`` descriptor, then fsynced)."""
 
-    def __init__(self, path: Path, key: bytes) -> None:
+    def __init__(self, path: Path, key: bytes, older_keys: Sequence[bytes] = ()) -> None:
         self.path = path
         self._key = key
+        self._keys = {key_id(k): k for k in (key, *older_keys)}
         self._lock = threading.Lock()
 
     def append(self, seq: int, head_hash: str, at: str) -> str:
@@ -87,7 +89,8 @@ class CheckpointLog:
             except (ValueError, KeyError, TypeError):
                 problems.append(f"{where} is not a checkpoint line")
                 continue
-            if not hmac.compare_digest(mac, checkpoint_mac(self._key, seq, head_hash, at)):
+            key = self._keys.get(str(entry.get("key_id", "")))
+            if key is None or not hmac.compare_digest(mac, checkpoint_mac(key, seq, head_hash, at)):
                 problems.append(f"{where} is not signed with this installation's audit key")
                 continue
             anchors.append(Anchor(f"{where} ({at})", seq, head_hash))

@@ -1,6 +1,10 @@
 """The audit key: 32 random bytes in a file of the secrets folder (mode 0600), never in the
 database, so that whoever can write the database cannot re-chain the trail.
 
+The file holds one key per line in hex: the first chains new events; the others are older
+keys, kept so that the events they chained still verify (a restore onto a new machine, a key
+rotation: add the old key as a second line).
+
 The file is created on first start, the way the JWT secret is (:mod:`klinika.auth.secret`):
 written to a temporary file, then linked into place, so concurrent workers agree on one key.
 """
@@ -18,23 +22,40 @@ KEY_BYTES = 32
 
 
 def load_audit_key(path: Path) -> bytes:
-    """The key in ``path`` (hex text); creates the file when it does not exist.
+    """The current key in ``path``; creates the file when it does not exist.
 
     Raises
     ------
     ConfigError
         When the file exists but does not hold a key of at least 32 bytes.
     """
+    return load_audit_keys(path)[0]
+
+
+def load_audit_keys(path: Path) -> list[bytes]:
+    """Every key in ``path``, the current one first; creates the file when it does not exist.
+
+    Raises
+    ------
+    ConfigError
+        When the file exists but a line is not a hex key of at least 32 bytes.
+    """
     if not path.exists():
         create_secret_file(path, secrets.token_hex(KEY_BYTES))
-    text = path.read_text(encoding="ascii").strip()
-    try:
-        key = bytes.fromhex(text)
-    except ValueError as exc:
-        raise ConfigError(f"the audit key file {path} does not hold a hex key") from exc
-    if len(key) < KEY_BYTES:
-        raise ConfigError(f"the audit key in {path} is shorter than {KEY_BYTES} bytes")
-    return key
+    keys: list[bytes] = []
+    for line in path.read_text(encoding="ascii").splitlines():
+        if not line.strip():
+            continue
+        try:
+            key = bytes.fromhex(line.strip())
+        except ValueError as exc:
+            raise ConfigError(f"the audit key file {path} holds a line that is not hex") from exc
+        if len(key) < KEY_BYTES:
+            raise ConfigError(f"an audit key in {path} is shorter than {KEY_BYTES} bytes")
+        keys.append(key)
+    if not keys:
+        raise ConfigError(f"the audit key file {path} is empty")
+    return keys
 
 
 def create_secret_file(path: Path, content: str) -> None:

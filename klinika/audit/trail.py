@@ -151,6 +151,15 @@ def _row(
     }
 
 
+def _named_key_id(details: str) -> str:
+    """The key id a keyed-chain event names ("" when its details are not what we write)."""
+    try:
+        named = json.loads(details).get("key_id")
+    except (ValueError, AttributeError):
+        return ""
+    return named if isinstance(named, str) else ""
+
+
 class AuditTrail:
     """The append-only trail of one installation, in the index database.
 
@@ -162,10 +171,11 @@ class AuditTrail:
     ----------
     database
         Where the events live.
-    key
-        The audit key (:func:`klinika.audit.key.load_audit_key`): events are chained with
-        HMAC-SHA256 under it, from an ``audit:keyed-chain`` event on (written by
-        :meth:`start_keyed_chain`). Without a key, plain SHA-256 (tests, old installations).
+    key, older_keys
+        The audit key (:func:`klinika.audit.key.load_audit_keys`): events are chained with
+        HMAC-SHA256 under it, from an ``audit:keyed-chain`` event naming its key id on
+        (written by :meth:`start_keyed_chain`). ``older_keys`` verify the segments that
+        earlier keys chained. Without a key, plain SHA-256 (tests, old installations).
     checkpoints
         Where signed checkpoints of the head are appended: every ``checkpoint_every`` events,
         every ``checkpoint_seconds`` while events arrive, and at :meth:`close`.
@@ -181,6 +191,7 @@ class AuditTrail:
         database: Database,
         *,
         key: bytes | None = None,
+        older_keys: Iterable[bytes] = (),
         checkpoints: CheckpointLog | None = None,
         checkpoint_every: int = 1000,
         checkpoint_seconds: float = 300.0,
@@ -190,6 +201,7 @@ class AuditTrail:
     ) -> None:
         self.database = database
         self._key = key
+        self._keys = {key_id(k): k for k in (*older_keys, *([key] if key else []))}
         self._checkpoints = checkpoints
         self._checkpoint_every = max(1, checkpoint_every)
         self._checkpoint_seconds = checkpoint_seconds
@@ -251,9 +263,10 @@ class AuditTrail:
         self._queue.put(_row(actor, action, outcome, **fields))
 
     def start_keyed_chain(self) -> AuditEvent | None:
-        """Write the event that starts the keyed chain, unless the trail has one already
-        (returns it when written). Events before it stay verifiable with their unkeyed hash;
-        from it on, rewriting the chain needs the key."""
+        """Write the event that starts the chain under this installation's key, unless the
+        trail's newest such event names this key already (returns it when written). Events
+        before it stay verifiable with their unkeyed hash or earlier key; from it on,
+        rewriting the chain needs the key."""
         if self._key is None:
             return None
         row = _row(
@@ -332,7 +345,7 @@ class AuditTrail:
                 .where(audit_chain.c.id == 1)
                 .with_for_update()
             ).one()
-            if unless_keyed and self._keyed_start(connection) is not None:
+            if unless_keyed and self._current_key_id(connection) == key_id(self._key or b""):
                 return []
             seq, prev = head.seq, head.hash
             for row in rows:
@@ -381,13 +394,15 @@ class AuditTrail:
         return None if found is None else str(found)
 
     @staticmethod
-    def _keyed_start(connection: sa.Connection) -> int | None:
-        found = connection.execute(
-            sa.select(sa.func.min(audit_events.c.seq)).where(
-                audit_events.c.action == KEYED_CHAIN_START
-            )
+    def _current_key_id(connection: sa.Connection) -> str | None:
+        """The key id the newest keyed-chain event names (None when there is none)."""
+        details = connection.execute(
+            sa.select(audit_events.c.details)
+            .where(audit_events.c.action == KEYED_CHAIN_START)
+            .order_by(audit_events.c.seq.desc())
+            .limit(1)
         ).scalar()
-        return None if found is None else int(found)
+        return None if details is None else _named_key_id(details)
 
     def _after_commit(self, events: list[AuditEvent]) -> None:
         """Send the events to syslog and checkpoint when enough have been written."""
@@ -478,11 +493,20 @@ class AuditTrail:
 
             if problems:
                 return broken(None, problems[0])
+            key: bytes | None = None
             for row in self._scan(connection, AuditFilter(), upto=head.seq):
-                if keyed_from is None and row["action"] == KEYED_CHAIN_START and self._key:
-                    keyed_from = row["seq"]
-                key = self._key if keyed_from is not None else None
                 problem = None
+                if row["action"] == KEYED_CHAIN_START and (self._keys or keyed_from):
+                    named = _named_key_id(row["details"])
+                    key = self._keys.get(named)
+                    keyed_from = keyed_from or row["seq"]
+                    if key is None:
+                        return broken(
+                            row["seq"],
+                            f"events from {row['seq']} on are chained with an audit key this "
+                            f"installation does not hold (key id {named}): add that key as a "
+                            "further line of the audit key file",
+                        )
                 if row["seq"] != expected_seq:
                     problem = f"event {expected_seq} is missing (found {row['seq']} next)"
                 elif row["prev_hash"] != expected_prev:

@@ -157,7 +157,8 @@ def audit_message(event: dict[str, Any], *, source_id: str) -> bytes:
     for element in objects[-1:]:  # the chain position, to match a message with the trail
         _detail(element, "klinika-seq", str(event["seq"]))
         _detail(element, "klinika-hash", str(event["hash"]))
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    text: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return text
 
 
 def _code_element(code: Code, tag: str) -> ET.Element:

@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import threading
+from typing import Any
 from urllib.parse import urlsplit
 
 from klinika.errors import ConfigError
@@ -81,7 +82,7 @@ class SyslogSender:
             info = socket.getaddrinfo(parts.hostname, parts.port or 514, type=socket.SOCK_DGRAM)
             family, kind, proto, _, address = info[0]
             self._socket = socket.socket(family, kind, proto)
-            self._address: object = address
+            self._address: tuple[Any, ...] | str = address
         elif parts.scheme == "unix" and parts.path:
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._address = parts.path
@@ -93,7 +94,7 @@ class SyslogSender:
     def send(self, message: bytes) -> None:
         try:
             with self._lock:
-                self._socket.sendto(message, self._address)  # type: ignore[arg-type]
+                self._socket.sendto(message, self._address)
         except OSError as exc:
             log.warning("could not send an audit message to %s: %s", self.target, exc)
 

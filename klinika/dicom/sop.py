@@ -30,7 +30,7 @@ DERIVED_SOP_CLASSES = SR_SOP_CLASSES | PRESENTATION_STATE_SOP_CLASSES | SEGMENTA
 #: PS3.3 A.45.1.4.1 (PDF), A.45.2.4.1 (CDA, ``text/XML``), A.85.1.4.1 (STL), A.85.2.4.1 (OBJ),
 #: A.85.3.4.1 (MTL). Anything else (``text/html``, ...) is not stored: a viewer would show it
 #: in a frame of our own origin.
-ENCAPSULATED_DOCUMENT_MIME_TYPES = {
+ENCAPSULATED_DOCUMENT_MIME_TYPES: dict[str, str] = {
     uid.EncapsulatedPDFStorage: "application/pdf",
     uid.EncapsulatedCDAStorage: "text/xml",
     uid.EncapsulatedSTLStorage: "model/stl",

@@ -593,22 +593,35 @@ def _refuse(outcome: StoreOutcome, refusal: Refusal) -> None:
 
 
 def _name(value: object) -> str | None:
-    """A Patient's Name compared as the query engine matches names (case, accents and
-    trailing empty components do not count)."""
-    text = str(value).strip() if value is not None else ""
+    """A Patient's Name compared as the query engine matches names (case and trailing empty
+    components do not count); the alphabetic group only, the one every system writes."""
+    text = str(value).split("=")[0].strip() if value is not None else ""
     return normalize_name(text) if text else None
 
 
 def _study_patient(connection: sa.Connection, study_uid: str) -> StudyPatient | None:
+    """The patient a stored study holds: identity (ID, issuer) from the patient row, the name
+    from one of the study's instances (the patient row keeps the name of the patient's first
+    study; a later study may spell it otherwise, e.g. after a marriage)."""
     patients, studies = schema.patients, schema.studies
     row = connection.execute(
-        sa.select(patients.c.patient_id, patients.c.issuer_of_patient_id, patients.c.patient_name)
+        sa.select(patients.c.patient_id, patients.c.issuer_of_patient_id, studies.c.pk)
         .join(studies, studies.c.patient_pk == patients.c.pk)
         .where(studies.c.study_instance_uid == study_uid)
     ).first()
     if row is None:
         return None
-    return StudyPatient(row[0] or "", row[1] or None, _name(row[2]))
+    metadata = connection.execute(
+        sa.select(schema.instances.c.metadata_json)
+        .join(schema.series, schema.instances.c.series_pk == schema.series.c.pk)
+        .where(schema.series.c.study_pk == row[2])
+        .limit(1)
+    ).scalar()
+    name = None
+    if metadata:
+        values = json.loads(metadata).get("00100010", {}).get("Value") or [{}]
+        name = _name(values[0].get("Alphabetic") if isinstance(values[0], dict) else None)
+    return StudyPatient(row[0] or "", row[1] or None, name)
 
 
 def _first(match: dict[str, Any], tag: str) -> str | None:

@@ -182,3 +182,17 @@ def test_stored_documents_are_served_in_a_sandbox(site: Installation) -> None:
     assert response.headers["content-disposition"] == "attachment"
     assert response.headers["x-content-type-options"] == "nosniff"
     assert pdf in response.content
+
+
+def test_a_patient_renamed_between_studies_can_still_add_to_the_new_study(
+    archive: Archive,
+) -> None:
+    before, after = generate_uid(), generate_uid()
+    maiden = make_instance(study_uid=before, PatientID="W-1", PatientName="Doe^Jane")
+    married = [
+        make_instance(study_uid=after, PatientID="W-1", PatientName="Smith^Jane") for _ in "ab"
+    ]
+    assert archive.store(maiden).status == "stored"
+    assert [archive.store(item).status for item in married] == ["stored", "stored"]  # one by one
+    late = make_instance(study_uid=before, PatientID="W-1", PatientName="Smith^Jane")
+    assert archive.store(late).reason == "patient-mismatch"  # the first study says Doe

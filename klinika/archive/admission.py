@@ -141,8 +141,8 @@ def check_patient(
         if (mine or None) != (theirs or None):
             return Refusal(
                 "patient-mismatch",
-                f"study {study_uid} belongs to another patient: {label} "
-                f"{mine or '(empty)'!r} differs from the stored {theirs or '(empty)'!r}",
+                f"{label} {mine or '(empty)'!r} is not the patient of study {study_uid} "
+                f"(it holds {theirs or '(empty)'!r})",
             )
     return None
 

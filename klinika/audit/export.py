@@ -15,7 +15,7 @@ COLUMNS = [*HASHED_FIELDS, "hash"]
 
 def to_csv(events: Iterable[AuditEvent]) -> Iterator[str]:
     """A header line, then one line per event; ``details`` stays the stored JSON text, so a
-    reader can recompute each hash from the file alone."""
+    reader who holds the audit key can recompute each hash from the file alone."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
 

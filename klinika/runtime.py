@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from klinika.archive import Archive
-from klinika.audit import AuditTrail
+from klinika.audit import AuditTrail, CheckpointLog, SyslogSender, load_audit_keys
 from klinika.auth import (
     AuthPolicy,
     AuthService,
@@ -86,8 +86,21 @@ class Runtime:
             duplicate_policy=settings.duplicate_policy,
             metadata_cache_size=settings.metadata_cache_series,
             inflate_limit=InflateLimit(settings.max_inflated_bytes, settings.max_inflate_ratio),
+            allow_patient_mismatch=settings.allow_patient_mismatch,
         )
-        self.audit = AuditTrail(self.database)
+        audit_key, *older_keys = load_audit_keys(settings.audit_key_path)
+        self.audit = AuditTrail(
+            self.database,
+            key=audit_key,
+            older_keys=older_keys,
+            checkpoints=CheckpointLog(settings.audit_checkpoint_path, audit_key, older_keys),
+            checkpoint_every=settings.audit_checkpoint_events,
+            checkpoint_seconds=settings.audit_checkpoint_seconds,
+            syslog=SyslogSender(settings.audit_syslog) if settings.audit_syslog else None,
+            source_id=settings.ae_title,
+            patient_of=self.archive.patient_of,
+        )
+        self.audit.start_keyed_chain()
         self.auth = AuthService(
             self.database,
             self.audit,

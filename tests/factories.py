@@ -10,6 +10,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 _counter = iter(range(1, 10**9))
+#: The patient number of each study made here: instances of one study name one patient, as the
+#: archive requires (``patient-mismatch``); a new study gets a new patient.
+_study_patients: dict[str, int] = {}
 
 
 def make_instance(
@@ -25,16 +28,19 @@ def make_instance(
     **attributes: Any,
 ) -> bytes:
     """A CT instance as Part-10 bytes (uncompressed, in ``transfer_syntax``); keyword
-    arguments set any attribute."""
+    arguments set any attribute. Instances of one study name the same patient unless
+    ``PatientID``/``PatientName`` say otherwise."""
     n = next(_counter)
+    study_uid = study_uid or generate_uid()
+    patient = _study_patients.setdefault(study_uid, n)
     ds = Dataset()
     ds.SpecificCharacterSet = charset
     ds.SOPClassUID = CTImageStorage
     ds.SOPInstanceUID = sop_uid or generate_uid()
-    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.StudyInstanceUID = study_uid
     ds.SeriesInstanceUID = series_uid or generate_uid()
-    ds.PatientName = f"Test^Patient{n}"
-    ds.PatientID = f"PID{n}"
+    ds.PatientName = f"Test^Patient{patient}"
+    ds.PatientID = f"PID{patient}"
     ds.StudyDate = "20240101"
     ds.StudyTime = "120000"
     ds.Modality = "CT"

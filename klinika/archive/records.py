@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,10 +35,28 @@ class StoreOutcome:
     reason: RejectReason | None = None
     message: str | None = None
     warnings: list[str] = field(default_factory=list)
+    patient_id: str | None = None
 
     @property
     def accepted(self) -> bool:
         return self.status != "rejected"
+
+
+def audit_subject(studies: Iterable[tuple[str | None, str | None]]) -> dict[str, Any]:
+    """What an ingest request was about, for its audit event, from ``(study_uid, patient_id)``
+    of each instance: the study and patient when there is one of each, else ``details``
+    listing every study with its patient."""
+    seen = {study: patient for study, patient in studies if study}
+    if not seen:
+        return {}
+    if len(seen) == 1:
+        ((study, patient),) = seen.items()
+        return {"study_uid": study, "patient_id": patient}
+    patients = set(seen.values())
+    subject: dict[str, Any] = {"details": {"studies": dict(sorted(seen.items())[:100])}}
+    if len(patients) == 1:
+        subject["patient_id"] = patients.pop()
+    return subject
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,13 @@ import sqlalchemy as sa
 from pydicom import dcmread
 from sqlalchemy.dialects import postgresql, sqlite
 
+from klinika.archive.admission import (
+    Refusal,
+    StudyPatient,
+    check_derived,
+    check_document,
+    check_patient,
+)
 from klinika.archive.records import (
     InstanceRecord,
     MetadataDocument,
@@ -38,6 +45,7 @@ from klinika.dicom.header import (
 from klinika.dicom.json import metadata_json, with_base
 from klinika.errors import InvalidInstance, NotFound, StorageFull
 from klinika.index import schema
+from klinika.index.matching import normalize_name
 from klinika.index.query import Query, QueryResult, count, search, search_stream
 from klinika.storage import BlobRef, FileStore
 
@@ -79,6 +87,9 @@ class Archive:
         Called after each committed batch with the outcomes (for audit, caches, forwarding).
     inflate_limit
         How far a deflated data set may inflate before it is refused (``too-large``).
+    allow_patient_mismatch
+        Let an instance join a study that holds another patient (for migrations); refused
+        with ``patient-mismatch`` by default (see :mod:`klinika.archive.admission`).
     """
 
     def __init__(
@@ -90,8 +101,10 @@ class Archive:
         metadata_cache_size: int = 256,
         listeners: Iterable[StoredListener] = (),
         inflate_limit: InflateLimit = DEFAULT_INFLATE_LIMIT,
+        allow_patient_mismatch: bool = False,
     ) -> None:
         self.database = database
+        self.allow_patient_mismatch = allow_patient_mismatch
         self.blobs = blobs
         self.duplicate_policy = duplicate_policy
         self.listeners = list(listeners)
@@ -102,6 +115,7 @@ class Archive:
         self._commit_lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._queue: list[_Ticket] = []
+        self._deleted_patients: OrderedDict[str, str] = OrderedDict()
 
     # ----------------------------------------------------------------- ingest
     def store(self, data: bytes) -> StoreOutcome:
@@ -113,7 +127,7 @@ class Archive:
         items: Iterable[bytes],
         *,
         study_uid: str | None = None,
-        sop_classes: frozenset[str] | None = None,
+        derived_only: bool = False,
     ) -> list[StoreOutcome]:
         """Store several instances with one index transaction.
 
@@ -121,7 +135,11 @@ class Archive:
         trace, the others go on. An outcome other than ``rejected`` is returned only after the
         blob is fsynced and the index transaction committed. With ``study_uid``, instances of
         another study are rejected (``study-mismatch``), as STOW-RS to a study URL requires.
-        With ``sop_classes``, instances of other SOP classes are rejected (``not-authorized``).
+        With ``derived_only`` (a caller who may only annotate), anything but an SR, KO, PR or
+        SEG whose content matches its class is rejected (``not-authorized``). Encapsulated
+        Documents of another MIME type than their IOD's (``unsupported-document``) and
+        instances naming another patient than their study's (``patient-mismatch``) are
+        rejected for everyone (:mod:`klinika.archive.admission`).
         """
         outcomes: list[StoreOutcome] = []
         accepted: list[tuple[ParsedInstance, StoreOutcome]] = []
@@ -138,6 +156,7 @@ class Archive:
                 study_uid=parsed.study_uid,
                 series_uid=parsed.series_uid,
                 warnings=parsed.warnings,
+                patient_id=str(parsed.dataset.get("PatientID", "") or "") or None,
             )
             outcomes.append(outcome)
             if study_uid is not None and parsed.study_uid != study_uid:
@@ -146,9 +165,9 @@ class Archive:
                     f"the instance belongs to study {parsed.study_uid}, not {study_uid}"
                 )
                 continue
-            if sop_classes is not None and parsed.sop_class_uid not in sop_classes:
-                outcome.status, outcome.reason = "rejected", "not-authorized"
-                outcome.message = f"storing SOP class {parsed.sop_class_uid} is not allowed here"
+            refusal = check_document(parsed) or (check_derived(parsed) if derived_only else None)
+            if refusal is not None:
+                _refuse(outcome, refusal)
                 continue
             accepted.append((parsed, outcome))
         if self.duplicate_policy != "overwrite" and len(accepted) > 1:
@@ -258,7 +277,11 @@ class Archive:
             touched_series: set[int] = set()
             touched_studies: set[int] = set()
             parents: dict[tuple[str, str], tuple[int, int]] = {}
+            study_patients: dict[str, StudyPatient | None] = {}
             for item in pending:
+                if not self._same_patient(connection, item, study_patients):
+                    unreferenced.add(item.blob.key)
+                    continue
                 key = (item.parsed.study_uid, item.parsed.series_uid)
                 if key not in parents:  # a batch is mostly one series: look its parents up once
                     found = connection.execute(_statements().parents, _parent_keys(key)).first()
@@ -281,6 +304,43 @@ class Archive:
             for study_pk in touched_studies:
                 _refresh_study(connection, study_pk)
         self._delete_unreferenced(unreferenced)
+
+    def _same_patient(
+        self,
+        connection: sa.Connection,
+        item: _Pending,
+        known: dict[str, StudyPatient | None],
+    ) -> bool:
+        """Whether the instance names its study's patient (inside the index transaction, so a
+        study created a moment ago by another writer counts); rejects it otherwise."""
+        dataset, study_uid = item.parsed.dataset, item.parsed.study_uid
+        if study_uid not in known:
+            known[study_uid] = _study_patient(connection, study_uid)
+        stored = known[study_uid]
+        if stored is None:  # a new study: the next instances of the batch must match this one
+            known[study_uid] = StudyPatient(
+                str(dataset.get("PatientID", "") or ""),
+                str(dataset.get("IssuerOfPatientID", "") or "") or None,
+                _name(dataset.get("PatientName")),
+            )
+            return True
+        if self.allow_patient_mismatch:
+            return True
+        refusal = check_patient(dataset, study_uid, stored, normalize=_name)
+        if refusal is None:
+            return True
+        _refuse(item.outcome, refusal)
+        return False
+
+    def patient_of(self, study_uid: str) -> str | None:
+        """The Patient ID of a stored study, or of one this process deleted a moment ago (its
+        delete event is written after the deletion); None when the study is unknown."""
+        with self.database.reader.connect() as connection:
+            stored = _study_patient(connection, study_uid)
+        if stored is not None:
+            return stored.patient_id
+        with self._cache_lock:
+            return self._deleted_patients.get(study_uid)
 
     def _upsert_parents(self, connection: sa.Connection, parsed: ParsedInstance) -> tuple[int, int]:
         dataset = parsed.dataset
@@ -572,6 +632,12 @@ class Archive:
         Returns the number of instances removed. Raises :class:`NotFound` when nothing matched.
         """
         records = self.instances(study_uid, series_uid, sop_instance_uid)
+        patient_id = self.patient_of(study_uid)
+        if patient_id is not None:
+            with self._cache_lock:
+                self._deleted_patients[study_uid] = patient_id
+                while len(self._deleted_patients) > 1024:
+                    self._deleted_patients.popitem(last=False)
         sop_uids = [r.sop_instance_uid for r in records]
         instances, series, studies = schema.instances, schema.series, schema.studies
         with self.database.writer.begin() as connection:
@@ -613,6 +679,42 @@ class Archive:
             )
         self._delete_unreferenced({r.blob_key for r in records})
         return len(records)
+
+
+def _refuse(outcome: StoreOutcome, refusal: Refusal) -> None:
+    outcome.status, outcome.reason, outcome.message = "rejected", refusal.reason, refusal.message
+
+
+def _name(value: object) -> str | None:
+    """A Patient's Name compared as the query engine matches names (case and trailing empty
+    components do not count); the alphabetic group only, the one every system writes."""
+    text = str(value).split("=")[0].strip() if value is not None else ""
+    return normalize_name(text) if text else None
+
+
+def _study_patient(connection: sa.Connection, study_uid: str) -> StudyPatient | None:
+    """The patient a stored study holds: identity (ID, issuer) from the patient row, the name
+    from one of the study's instances (the patient row keeps the name of the patient's first
+    study; a later study may spell it otherwise, e.g. after a marriage)."""
+    patients, studies = schema.patients, schema.studies
+    row = connection.execute(
+        sa.select(patients.c.patient_id, patients.c.issuer_of_patient_id, studies.c.pk)
+        .join(studies, studies.c.patient_pk == patients.c.pk)
+        .where(studies.c.study_instance_uid == study_uid)
+    ).first()
+    if row is None:
+        return None
+    metadata = connection.execute(
+        sa.select(schema.instances.c.metadata_json)
+        .join(schema.series, schema.instances.c.series_pk == schema.series.c.pk)
+        .where(schema.series.c.study_pk == row[2])
+        .limit(1)
+    ).scalar()
+    name = None
+    if metadata:
+        values = json.loads(metadata).get("00100010", {}).get("Value") or [{}]
+        name = _name(values[0].get("Alphabetic") if isinstance(values[0], dict) else None)
+    return StudyPatient(row[0] or "", row[1] or None, name)
 
 
 def _first(match: dict[str, Any], tag: str) -> str | None:

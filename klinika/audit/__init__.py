@@ -1,27 +1,38 @@
-"""The audit trail: append-only, hash-chained events; verification; queries and export.
+"""The audit trail: append-only, keyed hash chain; checkpoints; verification; queries, export
+and syslog (IHE ATNA).
 
-Owns :class:`AuditTrail` (record, verify, search, export), :class:`Actor` and the
-``audit_events`` / ``audit_chain`` tables. May import: db, errors. The HTTP routes in
-:mod:`klinika.web.admin` receive their permission guard from the caller, so this room never
-imports ``auth``.
+Owns :class:`AuditTrail` (record, verify, search, export), :class:`Actor`, the audit key, the
+checkpoint file and the ``audit_events`` / ``audit_chain`` tables. May import: db, errors. The
+HTTP routes in :mod:`klinika.web.admin` receive their permission guard from the caller, so
+this room never imports ``auth``.
 
-Every event stores the hash of the previous one and its own SHA-256 over a canonical JSON of
-its fields (:func:`klinika.audit.chain.event_hash`). ``audit_chain`` holds the head (last
-sequence number and hash), so deleting the newest rows is detected too. The chain proves the
-trail was not edited by someone who could not also rewrite every later hash; anchoring the head
-elsewhere (backups, syslog) closes that gap.
+Every event stores the hash of the previous one and its own HMAC-SHA256, under a key kept in
+the secrets folder and never in the database, over a canonical JSON of its fields
+(:func:`klinika.audit.chain.event_hash`; events older than the key keep a plain SHA-256 up to
+the ``audit:keyed-chain`` event). ``audit_chain`` holds the head; signed checkpoints of the
+head go to a file beside the key and to syslog, and backups record the head too, so cutting
+the newest events or re-chaining without the key is detected by :meth:`AuditTrail.verify`.
 """
 
-from klinika.audit.chain import GENESIS, canonical_json, event_hash
+from klinika.audit.chain import GENESIS, KEYED_CHAIN_START, canonical_json, event_hash
+from klinika.audit.checkpoints import Anchor, CheckpointLog
+from klinika.audit.key import load_audit_key, load_audit_keys
+from klinika.audit.syslog import SyslogSender
 from klinika.audit.trail import Actor, AuditEvent, AuditFilter, AuditTrail, VerifyResult
 
 __all__ = [
     "GENESIS",
+    "KEYED_CHAIN_START",
     "Actor",
+    "Anchor",
     "AuditEvent",
     "AuditFilter",
     "AuditTrail",
+    "CheckpointLog",
+    "SyslogSender",
     "VerifyResult",
     "canonical_json",
     "event_hash",
+    "load_audit_key",
+    "load_audit_keys",
 ]

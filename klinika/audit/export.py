@@ -27,7 +27,8 @@ def csv_cell(value: object) -> str:
 
 def to_csv(events: Iterable[AuditEvent]) -> Iterator[str]:
     """A header line, then one line per event; ``details`` stays the stored JSON text, so a
-    reader can recompute each hash from the file alone (after undoing :func:`csv_cell`)."""
+    reader who holds the audit key can recompute each hash from the file alone (after undoing
+    :func:`csv_cell`)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
 

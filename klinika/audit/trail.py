@@ -7,14 +7,18 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Iterator, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from klinika.audit.chain import GENESIS, canonical_json, event_hash
+from klinika.audit.atna import audit_message
+from klinika.audit.chain import GENESIS, KEYED_CHAIN_START, canonical_json, event_hash, key_id
+from klinika.audit.checkpoints import Anchor, CheckpointLog
 from klinika.audit.schema import audit_chain, audit_events
+from klinika.audit.syslog import MSGID_ATNA, MSGID_CHECKPOINT, SyslogSender, rfc5424
 from klinika.db import Database
 from klinika.errors import InvalidQuery
 
@@ -22,6 +26,9 @@ log = logging.getLogger(__name__)
 
 Outcome = Literal["success", "failure", "denied"]
 _BATCH = 1000
+_PATIENT_CACHE = 4096
+#: ``patient_of(study_uid)``: the Patient ID of a study the index holds, else None.
+PatientLookup = Callable[[str], str | None]
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,10 @@ class AuditEvent:
     prev_hash: str
     hash: str
 
+    def as_row(self) -> dict[str, Any]:
+        """The fields as stored (``details`` as its JSON text)."""
+        return asdict(self)
+
     def as_dict(self) -> dict[str, Any]:
         """The fields, with ``details`` decoded from its JSON text."""
         out = asdict(self)
@@ -87,6 +98,8 @@ class VerifyResult:
     first_bad_seq: int | None = None
     problem: str | None = None
     head_seq: int = 0
+    anchors: int = 0  # checkpoints and backup heads compared with the chain
+    keyed_from: int | None = None  # the first event hashed with the audit key
 
 
 def timestamp(now: dt.datetime | None = None) -> str:
@@ -140,6 +153,13 @@ def _row(
 
 #: How long the background writer waits for more events before committing a lone one.
 WRITER_LINGER_SECONDS = 0.1
+def _named_key_id(details: str) -> str:
+    """The key id a keyed-chain event names ("" when its details are not what we write)."""
+    try:
+        named = json.loads(details).get("key_id")
+    except (ValueError, AttributeError):
+        return ""
+    return named if isinstance(named, str) else ""
 
 
 class AuditTrail:
@@ -148,14 +168,58 @@ class AuditTrail:
     Recording takes the writer lock (``BEGIN IMMEDIATE`` on SQLite, a row lock on the chain
     head on PostgreSQL), so concurrent workers append one after another and the chain stays
     linear.
+
+    Parameters
+    ----------
+    database
+        Where the events live.
+    key, older_keys
+        The audit key (:func:`klinika.audit.key.load_audit_keys`): events are chained with
+        HMAC-SHA256 under it, from an ``audit:keyed-chain`` event naming its key id on
+        (written by :meth:`start_keyed_chain`). ``older_keys`` verify the segments that
+        earlier keys chained. Without a key, plain SHA-256 (tests, old installations).
+    checkpoints
+        Where signed checkpoints of the head are appended: every ``checkpoint_every`` events,
+        every ``checkpoint_seconds`` while events arrive, and at :meth:`close`.
+    syslog, source_id
+        Where each event is also sent as an IHE ATNA message (RFC 5424), and the
+        AuditSourceID it names (the AE title).
+    patient_of
+        Fills ``patient_id`` for events that name a study but not its patient.
     """
 
-    def __init__(self, database: Database) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        key: bytes | None = None,
+        older_keys: Iterable[bytes] = (),
+        checkpoints: CheckpointLog | None = None,
+        checkpoint_every: int = 1000,
+        checkpoint_seconds: float = 300.0,
+        syslog: SyslogSender | None = None,
+        source_id: str = "KLINIKA",
+        patient_of: PatientLookup | None = None,
+    ) -> None:
         self.database = database
+        self._key = key
+        self._keys = {key_id(k): k for k in (*older_keys, *([key] if key else []))}
+        self._checkpoints = checkpoints
+        self._checkpoint_every = max(1, checkpoint_every)
+        self._checkpoint_seconds = checkpoint_seconds
+        self._syslog = syslog
+        self._source_id = source_id
+        self._patient_of = patient_of
+        self._patients: OrderedDict[str, str] = OrderedDict()
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
         self._flush_now = threading.Event()
+        self._checkpoint_lock = threading.Lock()
+        self._unanchored = 0  # events appended here since the last checkpoint
+        self._last_anchor: tuple[int, str] | None = None
+        self._ticker: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     # ------------------------------------------------------------------ write
     def record(
@@ -201,6 +265,23 @@ class AuditTrail:
         self._start_writer()
         self._queue.put(_row(actor, action, outcome, **fields))
 
+    def start_keyed_chain(self) -> AuditEvent | None:
+        """Write the event that starts the chain under this installation's key, unless the
+        trail's newest such event names this key already (returns it when written). Events
+        before it stay verifiable with their unkeyed hash or earlier key; from it on,
+        rewriting the chain needs the key."""
+        if self._key is None:
+            return None
+        row = _row(
+            Actor.system(),
+            KEYED_CHAIN_START,
+            "success",
+            details={"algorithm": "HMAC-SHA256", "key_id": key_id(self._key)},
+        )
+        self.flush()
+        written = self._append([row], unless_keyed=True)
+        return written[0] if written else None
+
     def flush(self) -> None:
         """Wait until every queued event is written."""
         if self._writer is not None:
@@ -208,13 +289,24 @@ class AuditTrail:
             self._queue.join()
 
     def close(self) -> None:
-        """Write what is queued and stop the writer thread."""
+        """Write what is queued, checkpoint the head, stop the background threads."""
         with self._writer_lock:
             if self._writer is not None:
                 self._flush_now.set()
                 self._queue.put(None)
                 self._writer.join(timeout=30)
                 self._writer = None
+        self._stopping.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=30)
+            self._ticker = None
+        if self._unanchored:
+            try:
+                self.checkpoint()
+            except Exception:  # the database may be gone already; the events are in it
+                log.exception("could not write the closing audit checkpoint")
+        if self._syslog is not None:
+            self._syslog.close()
 
     def _start_writer(self) -> None:
         if self._writer is None:
@@ -252,60 +344,217 @@ class AuditTrail:
             if None in batch:
                 return
 
-    def _append(self, rows: list[dict[str, Any]]) -> list[AuditEvent]:
-        """Chain and insert rows in one transaction (the writer lock keeps the chain linear)."""
+    def _append(
+        self, rows: list[dict[str, Any]], *, unless_keyed: bool = False
+    ) -> list[AuditEvent]:
+        """Chain and insert rows in one transaction (the writer lock keeps the chain linear).
+        With ``unless_keyed``, nothing is written when a keyed-chain event exists already."""
+        self._fill_patients(rows)
         with self.database.writer.begin() as connection:
             head = connection.execute(
                 sa.select(audit_chain.c.seq, audit_chain.c.hash)
                 .where(audit_chain.c.id == 1)
                 .with_for_update()
             ).one()
+            if unless_keyed and self._current_key_id(connection) == key_id(self._key or b""):
+                return []
             seq, prev = head.seq, head.hash
             for row in rows:
                 seq += 1
                 row["seq"] = seq
                 row["occurred_at"] = row.pop("_at", None) or timestamp()
                 row["prev_hash"] = prev
-                row["hash"] = prev = event_hash(row)
+                row["hash"] = prev = event_hash(row, self._key)
             connection.execute(sa.insert(audit_events), rows)
             connection.execute(
                 sa.update(audit_chain).where(audit_chain.c.id == 1).values(seq=seq, hash=prev)
             )
-        return [AuditEvent(**row) for row in rows]
+        events = [AuditEvent(**row) for row in rows]
+        self._after_commit(events)
+        return events
+
+    def _fill_patients(self, rows: list[dict[str, Any]]) -> None:
+        """``patient_id`` for rows that name a study only: from the index, else from the
+        trail's own last event about that study (a deleted study is gone from the index)."""
+        for row in rows:
+            study_uid = row.get("study_uid")
+            if row.get("patient_id") or not study_uid:
+                continue
+            with self._checkpoint_lock:
+                found = self._patients.get(study_uid)
+            if found is None:
+                found = self._patient_of(study_uid) if self._patient_of else None
+                if found is None:
+                    found = self._patient_in_trail(study_uid)
+                if found is not None:  # an unknown study may arrive later: not cached
+                    with self._checkpoint_lock:
+                        self._patients[study_uid] = found
+                        while len(self._patients) > _PATIENT_CACHE:
+                            self._patients.popitem(last=False)
+            row["patient_id"] = found
+
+    def _patient_in_trail(self, study_uid: str) -> str | None:
+        columns = audit_events.c
+        with self.database.reader.connect() as connection:
+            found = connection.execute(
+                sa.select(columns.patient_id)
+                .where(columns.study_uid == study_uid, columns.patient_id.is_not(None))
+                .order_by(columns.seq.desc())
+                .limit(1)
+            ).scalar()
+        return None if found is None else str(found)
+
+    @staticmethod
+    def _current_key_id(connection: sa.Connection) -> str | None:
+        """The key id the newest keyed-chain event names (None when there is none)."""
+        details = connection.execute(
+            sa.select(audit_events.c.details)
+            .where(audit_events.c.action == KEYED_CHAIN_START)
+            .order_by(audit_events.c.seq.desc())
+            .limit(1)
+        ).scalar()
+        return None if details is None else _named_key_id(details)
+
+    def _after_commit(self, events: list[AuditEvent]) -> None:
+        """Send the events to syslog and checkpoint when enough have been written."""
+        if self._syslog is not None:
+            for event in events:
+                message = audit_message(event.as_row(), source_id=self._source_id)
+                self._syslog.send(rfc5424(message, msgid=MSGID_ATNA))
+        if self._checkpoints is None or not events:
+            return
+        with self._checkpoint_lock:
+            self._unanchored += len(events)
+            due = self._unanchored >= self._checkpoint_every
+        if due:
+            self.checkpoint((events[-1].seq, events[-1].hash))
+        self._start_ticker()
+
+    # ------------------------------------------------------------ checkpoints
+    def checkpoint(self, head: tuple[int, str] | None = None) -> Anchor | None:
+        """Append a signed checkpoint of the head (read now unless given) to the checkpoint
+        file and send it to syslog. Returns it, or None without a checkpoint file or when
+        the head is the one checkpointed last."""
+        if self._checkpoints is None:
+            return None
+        if head is None:
+            with self.database.reader.connect() as connection:
+                row = connection.execute(
+                    sa.select(audit_chain.c.seq, audit_chain.c.hash).where(audit_chain.c.id == 1)
+                ).one()
+            head = (int(row.seq), str(row.hash))
+        with self._checkpoint_lock:
+            self._unanchored = 0
+            if head == self._last_anchor or head[0] == 0:
+                return None
+            self._last_anchor = head
+            line = self._checkpoints.append(head[0], head[1], timestamp())
+        if self._syslog is not None:
+            self._syslog.send(rfc5424(line.encode("utf-8"), msgid=MSGID_CHECKPOINT))
+        return Anchor("checkpoint", head[0], head[1])
+
+    def _start_ticker(self) -> None:
+        if self._ticker is not None or self._checkpoint_seconds <= 0:
+            return
+        with self._checkpoint_lock:
+            if self._ticker is None and not self._stopping.is_set():
+                self._ticker = threading.Thread(
+                    target=self._tick, name="audit-checkpoints", daemon=True
+                )
+                self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stopping.wait(self._checkpoint_seconds):
+            if self._unanchored:
+                try:
+                    self.checkpoint()
+                except Exception:
+                    log.exception("could not write an audit checkpoint")
 
     # ----------------------------------------------------------------- verify
-    def verify(self) -> VerifyResult:
-        """Recompute the chain from the first event: every hash, every link, no gap in the
-        sequence, and the head matching the last event."""
+    def verify(self, anchors: Iterable[Anchor] = ()) -> VerifyResult:
+        """Recompute the chain from the first event up to the head read at the start: every
+        hash (keyed from the keyed-chain event on), every link, no gap in the sequence, the
+        head matching the last event, and every anchor (this installation's checkpoints and
+        the ``anchors`` given, e.g. backup manifests' heads) matching the chain.
+
+        Anchors are read before the head, so events appended meanwhile by other processes
+        are beyond the head and never seen: no false alarm while others write.
+        """
         self.flush()
+        problems: list[str] = []
+        known = list(anchors)
+        if self._checkpoints is not None:
+            signed, problems = self._checkpoints.read()
+            known.extend(signed)
+        by_seq: dict[int, list[Anchor]] = {}
+        for anchor in known:
+            by_seq.setdefault(anchor.seq, []).append(anchor)
         expected_prev, expected_seq, checked = GENESIS, 1, 0
+        keyed_from: int | None = None
         with self.database.reader.connect() as connection:
             head = connection.execute(
                 sa.select(audit_chain.c.seq, audit_chain.c.hash).where(audit_chain.c.id == 1)
             ).one_or_none()
             if head is None:
                 return VerifyResult(False, 0, None, "the chain head row is missing")
-            for row in self._scan(connection, AuditFilter()):
+
+            def broken(seq: int | None, problem: str) -> VerifyResult:
+                return VerifyResult(False, checked, seq, problem, head.seq, len(known), keyed_from)
+
+            if problems:
+                return broken(None, problems[0])
+            key: bytes | None = None
+            for row in self._scan(connection, AuditFilter(), upto=head.seq):
                 problem = None
+                if row["action"] == KEYED_CHAIN_START and (self._keys or keyed_from):
+                    named = _named_key_id(row["details"])
+                    key = self._keys.get(named)
+                    keyed_from = keyed_from or row["seq"]
+                    if key is None:
+                        return broken(
+                            row["seq"],
+                            f"events from {row['seq']} on are chained with an audit key this "
+                            f"installation does not hold (key id {named}): add that key as a "
+                            "further line of the audit key file",
+                        )
                 if row["seq"] != expected_seq:
                     problem = f"event {expected_seq} is missing (found {row['seq']} next)"
                 elif row["prev_hash"] != expected_prev:
                     problem = f"event {row['seq']} does not link to the event before it"
-                elif event_hash(row) != row["hash"]:
+                elif event_hash(row, key) != row["hash"]:
                     problem = f"event {row['seq']} was altered (its hash does not match)"
+                else:
+                    for anchor in by_seq.get(row["seq"], ()):
+                        if anchor.hash != row["hash"]:
+                            problem = (
+                                f"event {row['seq']} differs from what {anchor.source} "
+                                "recorded (the trail was rewritten)"
+                            )
                 if problem:
-                    return VerifyResult(False, checked, row["seq"], problem, head.seq)
+                    return broken(row["seq"], problem)
                 expected_prev, expected_seq, checked = row["hash"], row["seq"] + 1, checked + 1
         if head.seq != expected_seq - 1 or head.hash != expected_prev:
-            return VerifyResult(
-                False,
-                checked,
+            return broken(
                 expected_seq,
                 f"the chain head says {head.seq} events but {expected_seq - 1} remain "
                 "(events were deleted from the end, or the head was altered)",
-                head.seq,
             )
-        return VerifyResult(True, checked, head_seq=head.seq)
+        beyond = [a for a in known if a.seq > head.seq]
+        if beyond:
+            first = max(beyond, key=lambda a: a.seq)
+            return broken(
+                head.seq + 1,
+                f"{first.source} recorded event {first.seq}, but the trail ends at event "
+                f"{head.seq} (events were cut from the end)",
+            )
+        if self._key is not None and keyed_from is None and checked:
+            return broken(
+                None,
+                "no event starts the keyed chain although this installation has an audit "
+                "key: the trail was re-chained without the key",
+            )
+        return VerifyResult(True, checked, None, None, head.seq, len(known), keyed_from)
 
     # ----------------------------------------------------------------- search
     def search(
@@ -334,8 +583,12 @@ class AuditTrail:
             for row in self._scan(connection, where):
                 yield AuditEvent(**row)
 
-    def _scan(self, connection: sa.Connection, where: AuditFilter) -> Iterator[dict[str, Any]]:
+    def _scan(
+        self, connection: sa.Connection, where: AuditFilter, *, upto: int | None = None
+    ) -> Iterator[dict[str, Any]]:
         conditions = self._conditions(where)
+        if upto is not None:
+            conditions.append(audit_events.c.seq <= upto)
         after = 0
         while True:
             rows = (

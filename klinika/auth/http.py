@@ -177,6 +177,22 @@ def _access_context(request: Request) -> tuple[dict[str, str | None], dict[str, 
     return resource, details
 
 
+def note_access(
+    request: Request,
+    *,
+    study_uid: str | None = None,
+    patient_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Tell this request's access events what the route found out (the study and patient a
+    STOW or an upload stored): fills their empty columns and adds ``details``."""
+    for access in request.scope.get(_PENDING) or ():
+        for column, value in (("study_uid", study_uid), ("patient_id", patient_id)):
+            if value and not access.resource.get(column):
+                access.resource[column] = value
+        access.details.update(details or {})
+
+
 class ReadCoalescer:
     """Decides which study reads are worth an event of their own.
 

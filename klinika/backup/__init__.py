@@ -1,7 +1,8 @@
 """Backups, restore, retention and the integrity check (fsck) of one installation.
 
 Owns :func:`create_backup`, :func:`verify_backup`, :func:`restore_backup`, :func:`prune`,
-:func:`fsck` and the scheduler ``klinika serve`` runs (:func:`start_backup_scheduler`).
+:func:`fsck`, :func:`audit_anchors` (the audit heads manifests recorded) and the scheduler
+``klinika serve`` runs (:func:`start_backup_scheduler`).
 May import: storage, index, archive (fsck re-indexes orphans through the one ingest path),
 audit, db, config, errors.
 
@@ -12,6 +13,7 @@ folder lacks, and each backup is complete on its own through its manifest. Files
 destination are read as untrusted input (keys are checked before they become paths).
 """
 
+from klinika.backup.anchors import audit_anchors
 from klinika.backup.fsck import FsckReport, fsck
 from klinika.backup.manifest import BackupError, Manifest, read_manifest
 from klinika.backup.retention import Retention, backups_in, prune
@@ -24,6 +26,7 @@ __all__ = [
     "FsckReport",
     "Manifest",
     "Retention",
+    "audit_anchors",
     "backups_in",
     "create_backup",
     "fsck",

@@ -1,4 +1,4 @@
-"""``klinika user …`` and ``klinika audit …``: accounts and the audit trail from the shell.
+"""``klinika user …``: accounts from the shell.
 
 Whoever runs these commands can read the data folder, so they are trusted: no login is asked.
 Each change is recorded in the audit trail with the actor ``cli`` (role ``system``).
@@ -146,24 +146,6 @@ def enable(ctx: click.Context, username: str) -> None:
     _set_active(ctx, username, True)
 
 
-@click.group()
-def audit() -> None:
-    """The audit trail."""
-
-
-@audit.command("verify")
-@click.pass_context
-def verify(ctx: click.Context) -> None:
-    """Check the hash chain; exits 1 if an event was edited or deleted."""
-    with _runtime(ctx) as runtime:
-        result = runtime.audit.verify()
-    if not result.ok:
-        click.echo(f"audit trail BROKEN after {result.checked} good events: {result.problem}")
-        ctx.exit(1)
-    click.echo(f"audit trail intact: {result.checked} events")
-
-
 def register(group: click.Group) -> None:
-    """Add ``user`` and ``audit`` to the ``klinika`` command."""
+    """Add ``user`` to the ``klinika`` command (``audit`` is in :mod:`.audit_commands`)."""
     group.add_command(user)
-    group.add_command(audit)

@@ -169,6 +169,7 @@ def restore(ctx: click.Context, backup_dir: Path, force: bool) -> None:
     except BackupError as exc:
         raise click.ClickException(str(exc)) from exc
     restored = time.monotonic() - started
+    _set_aside_checkpoints(settings.audit_checkpoint_path)
     with Runtime(settings) as runtime:
         with _progress("Checking") as progress:
             report = fsck(runtime.archive, progress=progress)
@@ -193,6 +194,14 @@ def restore(ctx: click.Context, backup_dir: Path, force: bool) -> None:
         f"audit chain {'verifies' if chain.ok else 'BROKEN'}"
     )
     ctx.exit(0 if report.clean and chain.ok else 1)
+
+
+def _set_aside_checkpoints(path: Path) -> None:
+    """A restore rolls the trail back to the backup's head: this installation's checkpoints
+    of the later head are kept beside, not compared (``backup:restore`` is in the trail)."""
+    if path.exists():
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        path.rename(path.with_name(f"{path.stem}.before-restore-{stamp}{path.suffix}"))
 
 
 @click.command(name="fsck")

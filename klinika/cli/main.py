@@ -319,8 +319,15 @@ def upgrade(ctx: click.Context) -> None:
 
 
 def _register_commands() -> None:
-    from klinika.cli import auth_commands, backup_commands, dimse_commands, viewer_commands
+    from klinika.cli import (
+        audit_commands,
+        auth_commands,
+        backup_commands,
+        dimse_commands,
+        viewer_commands,
+    )
 
+    audit_commands.register(cli)
     auth_commands.register(cli)
     backup_commands.register(cli)
     dimse_commands.register(cli)

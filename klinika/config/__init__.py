@@ -149,6 +149,14 @@ class Settings:
     zip_max_total_bytes: int = 16 * 1024**3
     zip_max_ratio: int = 200
     password_hash_profile: PasswordHashProfile = "production"
+    # audit: the key (default <data_dir>/secrets/audit.key, created on first start), signed
+    # checkpoints of the chain's head beside it, and an optional syslog copy (IHE ATNA)
+    audit_key_file: str = ""
+    audit_syslog: str = ""  # udp://host:514 or unix:///dev/log; off when empty
+    audit_checkpoint_events: int = 1000
+    audit_checkpoint_seconds: float = 300.0
+    # ingest: an instance naming another patient than its study's is refused unless allowed
+    allow_patient_mismatch: bool = False
     # dimse: known peers (C-MOVE destinations too); strict = only they may associate
     modalities: tuple[RemoteAE, ...] = ()
     dimse_strict: bool = False
@@ -212,6 +220,10 @@ class Settings:
             raise ConfigError("dimse_tls_ca needs the TLS listener: set dimse_tls_cert and _key")
         if self.max_inflated_bytes < 1 or self.max_inflate_ratio < 0:
             raise ConfigError("max_inflated_bytes must be positive and max_inflate_ratio ≥ 0")
+        if self.audit_checkpoint_events < 1:
+            raise ConfigError("audit_checkpoint_events must be at least 1")
+        if self.audit_syslog and not self.audit_syslog.startswith(("udp://", "unix://")):
+            raise ConfigError("audit_syslog must be udp://HOST:PORT or unix:///PATH")
         if not 1 <= self.login_lockout_seconds <= 86400:
             raise ConfigError("login_lockout_seconds must be between 1 and 86400")
         if not self.login_lockout_seconds <= self.login_lockout_max_seconds <= 7 * 86400:
@@ -266,6 +278,20 @@ class Settings:
     def cache_path(self) -> Path:
         """Where downloaded assets (the OHIF viewer) are kept."""
         return self.cache_dir or self.data_dir / "cache"
+
+    @property
+    def audit_key_path(self) -> Path:
+        """The audit key's file (mode 0600, never in the database)."""
+        return (
+            Path(self.audit_key_file)
+            if self.audit_key_file
+            else self.data_dir / "secrets" / "audit.key"
+        )
+
+    @property
+    def audit_checkpoint_path(self) -> Path:
+        """The signed checkpoints of the audit chain, beside the key."""
+        return self.audit_key_path.parent / "audit-checkpoints.log"
 
     @property
     def blob_dir(self) -> Path:

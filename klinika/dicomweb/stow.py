@@ -6,11 +6,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from klinika.archive import Archive, StoreOutcome
+from klinika.archive import Archive, StoreOutcome, audit_subject
+from klinika.auth.http import note_access
 from klinika.auth.models import Principal
 from klinika.auth.permissions import is_allowed
 from klinika.config import Settings
-from klinika.dicom.sop import DERIVED_SOP_CLASSES
 from klinika.dicomweb.common import Guard, dicomweb_base, json_bytes, json_response
 from klinika.dicomweb.multipart import MultipartReader
 from klinika.errors import RequestTooLarge, UnsupportedMediaType
@@ -33,6 +33,8 @@ FAILURE_REASONS = {
     "storage-full": 0xA700,
     "too-large": 0xA700,
     "not-authorized": 0x0124,
+    "unsupported-document": 0xC000,
+    "patient-mismatch": 0xA900,
 }
 
 
@@ -91,7 +93,7 @@ def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> AP
     Storer = Annotated[Principal, Depends(guard("dicom:annotate", recorded_as="dicom:store"))]
 
     async def store(request: Request, study_uid: str | None, principal: Principal) -> Response:
-        sop_classes = None if is_allowed(principal.role, "dicom:store") else DERIVED_SOP_CLASSES
+        derived_only = not is_allowed(principal.role, "dicom:store")
         limit = settings.max_request_bytes
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
@@ -119,7 +121,7 @@ def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> AP
                 await asyncio.wait([storing])
             storing = asyncio.ensure_future(
                 run_in_threadpool(
-                    archive.store_many, list(batch), study_uid=study_uid, sop_classes=sop_classes
+                    archive.store_many, list(batch), study_uid=study_uid, derived_only=derived_only
                 )
             )
             results.append(storing)
@@ -162,6 +164,7 @@ def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> AP
             await flush()
             settled = [r if isinstance(r, list) else await r for r in results]
         outcomes = [outcome for group in settled for outcome in group]
+        note_access(request, **audit_subject((o.study_uid, o.patient_id) for o in outcomes))
         base = dicomweb_base(request, settings.public_base_url)
         status, body = stow_response(outcomes, base, study_uid)
         return json_response(request, json_bytes(body), status_code=status)

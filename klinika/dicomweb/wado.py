@@ -50,6 +50,17 @@ _FRAME_TYPES = (_OCTET, *sorted(set(FRAME_MEDIA_TYPES.values())))
 _IMMUTABLE = {"Cache-Control": "private, max-age=86400"}
 
 
+#: Bulk data may be a stored document (an Encapsulated PDF, CDA, a 3D model) that came from a
+#: modality or a STOW client: whoever opens its URL gets a download in a sandbox (no script,
+#: no same-origin rights, nothing loaded), never a page of our origin. The viewer fetches it
+#: by XHR, which these headers do not hinder.
+BULK_HEADERS = {
+    "Content-Security-Policy": "sandbox; default-src 'none'",
+    "Content-Disposition": "attachment",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
 def _dicom_plan(choices: list[MultipartChoice], records: list[InstanceRecord]) -> str | None:
     """Which transfer syntax to send: None = as stored, else the one to transcode to."""
     for choice in choices:
@@ -286,7 +297,9 @@ def create_wado_router(archive: Archive, settings: Settings, guard: Guard) -> AP
             except (ValueError, IndexError) as exc:
                 raise NotFound(f"no bulk data {reference!r} in instance {sop}") from exc
             payloads = [bytes(element.value)]
-        return MultipartResponse([(_OCTET, p) for p in payloads], _OCTET, headers=_IMMUTABLE)
+        return MultipartResponse(
+            [(_OCTET, p) for p in payloads], _OCTET, headers={**_IMMUTABLE, **BULK_HEADERS}
+        )
 
     def rendered(
         request: Request,

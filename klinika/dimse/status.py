@@ -35,6 +35,8 @@ STORE_FAILURES: dict[str, int] = {
     "duplicate": DATASET_MISMATCH,
     "storage-full": OUT_OF_RESOURCES,
     "unsupported-media-type": CANNOT_UNDERSTAND,
+    "unsupported-document": CANNOT_UNDERSTAND,
+    "patient-mismatch": DATASET_MISMATCH,
 }
 
 

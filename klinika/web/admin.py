@@ -77,6 +77,8 @@ def create_audit_router(trail: AuditTrail, guard: Guard) -> APIRouter:
             "head_seq": result.head_seq,
             "first_bad_seq": result.first_bad_seq,
             "problem": result.problem,
+            "anchors": result.anchors,  # checkpoints compared (backups: `klinika audit verify`)
+            "keyed_from": result.keyed_from,
         }
 
     return router

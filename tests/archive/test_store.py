@@ -59,8 +59,8 @@ def test_duplicate_policy_keep_reports_a_duplicate_and_keeps_the_first(archive: 
 def test_duplicate_policy_overwrite_replaces_the_blob(tmp_path: Path, archive: Archive) -> None:
     archive.duplicate_policy = "overwrite"
     study = "1.2.3.9"
-    first = make_instance(study_uid=study, sop_uid="1.2.3.4.6", PatientName="First")
-    second = make_instance(study_uid=study, sop_uid="1.2.3.4.6", PatientName="Second")
+    first = make_instance(study_uid=study, sop_uid="1.2.3.4.6", SeriesDescription="First")
+    second = make_instance(study_uid=study, sop_uid="1.2.3.4.6", SeriesDescription="Second")
     archive.store(first)
     assert archive.store(second).status == "replaced"
     record = archive.instances(study)[0]

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from pydicom.data import get_testdata_file
 
-from klinika.audit import Actor, AuditFilter, event_hash
+from klinika.audit import Actor, AuditFilter, event_hash, load_audit_key
 from klinika.cli.auth_commands import register
 from tests.auth.conftest import PASSWORDS, SECRET, Installation
 
@@ -118,7 +118,9 @@ def test_the_chain_verifies_and_each_hash_covers_its_fields(site: Installation) 
     first = audit.record(Actor("x", "system"), "test:one", "success", details={"n": 1})
     second = audit.record(Actor("y", "system"), "test:two", "success", patient_id="P1")
     assert second.prev_hash == first.hash
-    assert event_hash(second.__dict__) == second.hash
+    key = load_audit_key(site.settings.audit_key_path)
+    assert event_hash(second.__dict__, key) == second.hash
+    assert event_hash(second.__dict__) != second.hash  # keyed: the unkeyed hash differs
     result = audit.verify()
     assert result.ok and result.checked == result.head_seq >= 2
 
@@ -203,11 +205,12 @@ def test_admins_search_page_export_and_verify_over_http(site: Installation) -> N
     )
     rows = list(csv.DictReader(io.StringIO(exported.text)))
     assert len(rows) == 5
+    key = load_audit_key(site.settings.audit_key_path)
     for row in rows:
         fields = {k: (v or None) for k, v in row.items()}
         fields["seq"] = int(row["seq"])
         fields["details"] = row["details"]
-        assert event_hash(fields) == row["hash"]
+        assert event_hash(fields, key) == row["hash"]
     as_json = site.client.get(
         "/api/audit/export", params={"format": "json", "action": "test:page"}, headers=admin
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,13 @@ def klinika(
         timeout=300,
         env={**os.environ, **(env or {})},
     )
+
+
+def keep_audit_key(source: Path, target: Path) -> None:
+    """What docs/operations.md asks: the audit key is kept apart from the backups and put
+    into the new data folder before a restore."""
+    (target / "secrets").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source / "secrets" / "audit.key", target / "secrets" / "audit.key")
 
 
 def runtime_of(data_dir: Path, database_url: str = "") -> Runtime:

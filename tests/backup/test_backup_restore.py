@@ -10,6 +10,7 @@ from tests.backup.conftest import (
     answers,
     ingest_samples,
     instance_hashes,
+    keep_audit_key,
     klinika,
     runtime_of,
     the_backup,
@@ -33,6 +34,7 @@ def test_backup_wipe_restore_gives_back_the_same_archive(loaded: Path, tmp_path:
     assert klinika(loaded, "backup", "verify", str(backup)).returncode == 0
 
     restored = tmp_path / "restored"
+    keep_audit_key(loaded, restored)
     result = klinika(restored, "restore", str(backup))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "fsck clean" in result.stdout and "audit chain verifies" in result.stdout
@@ -43,6 +45,22 @@ def test_backup_wipe_restore_gives_back_the_same_archive(loaded: Path, tmp_path:
         assert runtime.audit.verify().ok
         actions = [e.action for e in runtime.audit.search(AuditFilter(), limit=50)[0]]
         assert "backup:restore" in actions and "user:create" in " ".join(actions)
+
+
+def test_a_restore_without_the_audit_key_says_which_key_is_missing(
+    loaded: Path, tmp_path: Path
+) -> None:
+    assert klinika(loaded, "backup", str(tmp_path / "backups")).returncode == 0
+    restored = tmp_path / "restored"
+    result = klinika(restored, "restore", str(the_backup(tmp_path / "backups")))
+    assert result.returncode == 1 and "audit chain BROKEN" in result.stdout
+    failed = klinika(restored, "audit", "verify")
+    assert failed.returncode == 1 and "does not hold" in failed.stdout, failed.stdout
+    old_key = (loaded / "secrets" / "audit.key").read_text()
+    key_file = restored / "secrets" / "audit.key"
+    key_file.write_text(key_file.read_text() + old_key)  # the old key as a further line
+    verified = klinika(restored, "audit", "verify")
+    assert verified.returncode == 0 and "intact" in verified.stdout, verified.stdout
 
 
 def test_restore_refuses_an_installation_that_holds_data(loaded: Path, tmp_path: Path) -> None:
@@ -95,6 +113,7 @@ def test_compressed_archive_backs_up_and_restores_byte_identical(
     assert all(p.suffix == ".zst" for p in blob_files(tmp_path / "backups" / "blobs"))
     backup = the_backup(tmp_path / "backups")
     assert klinika(loaded, "backup", "verify", str(backup)).returncode == 0
+    keep_audit_key(loaded, tmp_path / "restored")
     result = klinika(tmp_path / "restored", "restore", str(backup))
     assert result.returncode == 0, result.stdout + result.stderr
     assert instance_hashes(tmp_path / "restored") == before
@@ -122,6 +141,7 @@ def test_postgresql_index_is_dumped_and_restored(postgres_database: str, tmp_pat
         connection.execute(f'CREATE DATABASE "{name}"')
     target = {"KLINIKA_DATABASE_URL": target_url}
     restored = tmp_path / "restored"
+    keep_audit_key(data, restored)
     result = klinika(restored, "restore", str(backup), env=target)
     assert result.returncode == 0, result.stdout + result.stderr
     assert answers(restored, target_url) == before_answers
@@ -136,6 +156,7 @@ def test_sqlite_backup_restores_into_postgresql(
     before = answers(loaded)
     assert klinika(loaded, "backup", str(tmp_path / "backups")).returncode == 0
     restored = tmp_path / "restored"
+    keep_audit_key(loaded, restored)
     result = klinika(
         restored,
         "restore",

@@ -12,7 +12,7 @@ import requests
 from klinika.audit import AuditFilter
 from klinika.dicom.attributes import Level
 from klinika.index.query import Query
-from tests.backup.conftest import klinika, runtime_of, the_backup
+from tests.backup.conftest import keep_audit_key, klinika, runtime_of, the_backup
 from tests.conftest import start_server, wait_until
 from tests.dicomweb.conftest import multipart_body
 from tests.factories import make_instance
@@ -94,6 +94,7 @@ def test_backup_while_stow_and_c_store_run_is_consistent(tmp_path: Path) -> None
         server.stop()
     assert len(acknowledged) > len(before_backup), "STOW did not run during the backup"
     restored = tmp_path / "restored"
+    keep_audit_key(server.data_dir, restored)
     result = klinika(restored, "restore", str(the_backup(tmp_path / "backups")))
     assert result.returncode == 0 and "fsck clean" in result.stdout, result.stdout + result.stderr
     with runtime_of(restored) as runtime:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from klinika.archive import Archive, StoreOutcome
+from klinika.archive import Archive, StoreOutcome, audit_subject
 from klinika.archive.sources import (
     DEFAULT_LIMITS,
     ImportLimits,
@@ -21,6 +21,7 @@ from klinika.archive.sources import (
     too_large,
     zip_members,
 )
+from klinika.auth.http import note_access
 from klinika.auth.models import Principal
 from klinika.config import Settings
 from klinika.errors import RequestTooLarge
@@ -40,6 +41,7 @@ def outcome_json(name: str, outcome: StoreOutcome) -> dict[str, Any]:
         "reason": outcome.reason,
         "message": outcome.message,
         "study_uid": outcome.study_uid,
+        "patient_id": outcome.patient_id,
     }
 
 
@@ -120,6 +122,7 @@ def create_router(context: PageContext) -> APIRouter:
                     raise RequestTooLarge(f"the file is larger than the {most} bytes accepted")
                 body.write(chunk)
             results = await run_in_threadpool(store_upload, context.archive, name, body, limits)
+        note_access(request, **audit_subject((r["study_uid"], r["patient_id"]) for r in results))
         return JSONResponse({"file": name, "results": results})
 
     return router

@@ -19,7 +19,7 @@ from klinika.config import Settings
 from klinika.db import Database
 from klinika.index import schema as _schema  # noqa: F401  (registers the index tables)
 from klinika.reports import Clinic, ReportService
-from klinika.storage import FileStore
+from klinika.storage import open_blob_store
 
 
 class Runtime:
@@ -31,9 +31,7 @@ class Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.database = Database(settings.database_url)
         self.database.upgrade()
-        self.blobs = FileStore(
-            settings.blob_dir, fsync=settings.fsync, compress=settings.compress_storage
-        )
+        self.blobs = open_blob_store(settings)
         self.blobs.clean_temporary()
         self.archive = Archive(
             self.database,
@@ -58,6 +56,7 @@ class Runtime:
 
     def close(self) -> None:
         self.audit.close()
+        self.blobs.close()
         self.database.dispose()
 
     def __enter__(self) -> Runtime:

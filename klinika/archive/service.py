@@ -30,10 +30,10 @@ from klinika.dicom.attributes import Level
 from klinika.dicom.frames import PixelLocation, frame_from_part10, number_of_frames
 from klinika.dicom.header import ParsedInstance, parse_instance
 from klinika.dicom.json import metadata_json, with_base
-from klinika.errors import InvalidInstance, NotFound, StorageFull
+from klinika.errors import InvalidInstance, NotFound, StorageFull, StorageUnavailable
 from klinika.index import schema
 from klinika.index.query import Query, QueryResult, count, search
-from klinika.storage import BlobRef, FileStore
+from klinika.storage import BlobRef, BlobStore
 
 _SLOW_FRAME_SYNTAXES = ("1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
 StoredListener = Callable[[Sequence[StoreOutcome]], None]
@@ -67,7 +67,7 @@ class Archive:
     def __init__(
         self,
         database: Database,
-        blobs: FileStore,
+        blobs: BlobStore,
         *,
         duplicate_policy: str = "keep",
         metadata_cache_size: int = 256,
@@ -139,10 +139,10 @@ class Archive:
         # Writing and fsyncing release the GIL: the blobs of a batch are written in parallel.
         written = self.blobs.put_many([parsed.part10 for parsed, _ in accepted])
         for (parsed, outcome), blob in zip(accepted, written, strict=True):
-            if isinstance(blob, StorageFull):
+            if isinstance(blob, StorageFull | StorageUnavailable):
                 outcome.status, outcome.reason, outcome.message = (
                     "rejected",
-                    "storage-full",
+                    "storage-full" if isinstance(blob, StorageFull) else "storage-unavailable",
                     str(blob),
                 )
             else:

@@ -13,6 +13,7 @@ from klinika.backup.manifest import Manifest
 from klinika.backup.retention import Retention, latest_backup_time, prune
 from klinika.backup.snapshot import create_backup
 from klinika.config import Settings
+from klinika.storage import open_blob_store
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,9 @@ class BackupScheduler:
 def run_scheduled_backup(settings: Settings, audit: AuditTrail) -> None:
     """One incremental backup, its audit event, then pruning by the retention policy."""
     assert settings.backup_dir is not None
+    store = open_blob_store(settings)
     try:
-        folder, manifest = create_backup(
-            settings.database_url, settings.blob_dir, settings.backup_dir
-        )
+        folder, manifest = create_backup(settings.database_url, store, settings.backup_dir)
         audit.record(
             Actor.system(),
             "backup:create",
@@ -60,6 +60,8 @@ def run_scheduled_backup(settings: Settings, audit: AuditTrail) -> None:
     except Exception as exc:  # a failed backup must not stop the server, but must be seen
         log.exception("scheduled backup failed")
         audit.record(Actor.system(), "backup:create", "failure", details={"error": str(exc)})
+    finally:
+        store.close()
 
 
 def backup_details(folder: Path, manifest: Manifest) -> dict[str, object]:

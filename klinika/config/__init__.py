@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args, get_type_hints
 from klinika.errors import ConfigError
 
 DuplicatePolicy = Literal["keep", "overwrite", "reject"]
+StorageKind = Literal["files", "s3"]
 DIMSE_SERVICES = frozenset({"echo", "store", "find", "move", "get"})
 
 
@@ -97,6 +98,18 @@ class Settings:
     duplicate_policy: DuplicatePolicy = "keep"
     fsync: bool = True
     compress_storage: bool = False
+    # blob storage: "files" (<data_dir>/blobs) or "s3" (any S3 API: AWS, MinIO, Ceph RGW,
+    # SeaweedFS). The secret key comes from s3_secret_access_key or s3_secret_access_key_file.
+    storage: StorageKind = "files"
+    s3_endpoint: str = ""
+    s3_bucket: str = ""
+    s3_region: str = "us-east-1"
+    s3_prefix: str = ""
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = dataclasses.field(default="", repr=False)
+    s3_secret_access_key_file: str = ""
+    s3_retry_seconds: float = 30.0  # how long failed requests are retried before giving up
+    s3_multipart_mb: int = 16  # instances larger than this go up in parts
     qido_default_limit: int = 1000
     qido_max_limit: int = 10000
     metadata_cache_series: int = 256
@@ -142,11 +155,24 @@ class Settings:
         for name in ("token_hours_admin", "token_hours_user", "login_max_failures"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        self._check_storage()
         if not 1 <= self.login_lockout_seconds <= 86400:
             raise ConfigError("login_lockout_seconds must be between 1 and 86400")
         if not self.database_url:
             db_path = (self.data_dir / "index.sqlite").resolve()
             object.__setattr__(self, "database_url", f"sqlite:///{db_path}")
+
+    def _check_storage(self) -> None:
+        if self.storage not in get_args(StorageKind):
+            raise ConfigError(
+                f"storage must be one of {get_args(StorageKind)}, not {self.storage!r}"
+            )
+        if self.storage == "s3" and not self.s3_bucket:
+            raise ConfigError("storage = s3 needs s3_bucket (KLINIKA_S3_BUCKET)")
+        if self.s3_retry_seconds < 0:
+            raise ConfigError("s3_retry_seconds must not be negative")
+        if self.s3_multipart_mb < 5:
+            raise ConfigError("s3_multipart_mb must be at least 5 (S3's smallest part)")
 
     @property
     def cache_path(self) -> Path:

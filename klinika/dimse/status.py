@@ -31,6 +31,7 @@ STORE_FAILURES = {
     "unsupported-transfer-syntax": CANNOT_UNDERSTAND,
     "duplicate": 0xA900,
     "storage-full": OUT_OF_RESOURCES,
+    "storage-unavailable": OUT_OF_RESOURCES,
 }
 
 

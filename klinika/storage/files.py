@@ -13,37 +13,37 @@ import errno
 import hashlib
 import io
 import os
-import re
+import shutil
 import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import zstandard
 
-from klinika.errors import KlinikaError, NotFound, StorageFull
+from klinika.errors import NotFound, StorageFull
+from klinika.storage.protocol import (
+    KEY_PATTERN,
+    BlobRef,
+    PutError,
+    StorageUsage,
+    StoredBlob,
+    check_key,
+)
 
-_KEY = re.compile(r"^[0-9a-f]{64}$")
-
-
-@dataclass(frozen=True)
-class BlobRef:
-    """Where a blob is: its key (SHA-256 hex of the bytes) and size."""
-
-    key: str
-    size: int
-
+_KEY = KEY_PATTERN
 
 ZSTD_SUFFIX = ".zst"
 ZSTD_LEVEL = 3
 
 
 class FileStore:
-    """Blobs as files ``<root>/<k[0:2]>/<k[2:4]>/<key>``; temporary files under ``<root>/tmp``.
+    """A :class:`~klinika.storage.BlobStore` on the local file system.
+
+    Blobs as files ``<root>/<k[0:2]>/<k[2:4]>/<key>``; temporary files under ``<root>/tmp``.
 
     With ``compress``, new blobs are written zstd-compressed as ``<key>.zst`` (the key is still
     the SHA-256 of the original bytes), and every read gives the original bytes back: storage
@@ -61,10 +61,11 @@ class FileStore:
         self._tmp.mkdir(parents=True, exist_ok=True)
         self._pool: ThreadPoolExecutor | None = None
 
+    kind = "files"
+
     def path(self, key: str) -> Path:
         """The file of ``key``. Refuses anything but a 64-digit hex key (no path tricks)."""
-        if not _KEY.match(key):
-            raise KlinikaError(f"invalid blob key {key!r}")
+        check_key(key)
         return self.root / key[:2] / key[2:4] / key
 
     def stored_path(self, key: str) -> Path:
@@ -121,13 +122,13 @@ class FileStore:
         if self.fsync:
             _fsync_dir(target.parent)
 
-    def put_many(self, items: list[bytes]) -> list[BlobRef | StorageFull]:
+    def put_many(self, items: list[bytes]) -> list[BlobRef | PutError]:
         """Store several blobs at once on a small thread pool (writes and fsyncs overlap).
 
         Each result is the blob's reference, or the :class:`StorageFull` error it met.
         """
 
-        def put_one(data: bytes) -> BlobRef | StorageFull:
+        def put_one(data: bytes) -> BlobRef | PutError:
             try:
                 return self.put(data)
             except StorageFull as exc:
@@ -177,6 +178,46 @@ class FileStore:
                 handle.seek(offset)
                 parts.append(handle.read(length))
         return b"".join(parts)
+
+    def stream(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """The original bytes of a blob in chunks."""
+        with self.open(key) as handle:
+            yield from iter(lambda: handle.read(chunk_size), b"")
+
+    def read_stored(self, key: str) -> StoredBlob:
+        """The file's bytes as kept (zstd when the blob is stored compressed)."""
+        path = self.stored_path(key)
+        try:
+            return StoredBlob(path.read_bytes(), path.name.endswith(ZSTD_SUFFIX))
+        except FileNotFoundError as exc:
+            raise NotFound(f"blob {key} is missing from storage") from exc
+
+    def put_stored(self, key: str, blob: StoredBlob) -> None:
+        """Write a blob in the form given (temporary file, fsync, rename, fsync dir)."""
+        target = self.path(key)
+        if blob.compressed:
+            target = target.with_name(key + ZSTD_SUFFIX)
+        self._write(target, blob.payload)
+
+    def usage(self) -> StorageUsage:
+        disk = shutil.disk_usage(self.root)
+        return StorageUsage("files", str(self.root), disk.free, disk.total)
+
+    def check(self) -> str | None:
+        """The blob folder exists and its temporary folder takes a file."""
+        if not self.root.is_dir():
+            return "blob folder missing"
+        try:
+            with tempfile.NamedTemporaryFile(dir=self._tmp, prefix="check-"):
+                pass
+        except OSError as exc:
+            return f"blob folder not writable: {exc.strerror or type(exc).__name__}"
+        return None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def exists(self, key: str) -> bool:
         plain = self.path(key)

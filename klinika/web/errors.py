@@ -20,6 +20,7 @@ from klinika.errors import (
     NotAcceptable,
     NotFound,
     StorageFull,
+    StorageUnavailable,
     UnsupportedMediaType,
 )
 
@@ -30,6 +31,7 @@ STATUS = {
     NotAcceptable: 406,
     UnsupportedMediaType: 415,
     StorageFull: 507,
+    StorageUnavailable: 503,
     Unauthenticated: 401,
     Forbidden: 403,
     LoginThrottled: 429,

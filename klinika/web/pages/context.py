@@ -22,7 +22,7 @@ from klinika.config import Settings
 from klinika.db import Database
 from klinika.i18n import LANGUAGE_NAMES, LANGUAGES, N_, negotiate, translator
 from klinika.reports import ReportService
-from klinika.storage import FileStore
+from klinika.storage import BlobStore
 
 STATIC_DIR = Path(__file__).parent / "static"
 #: The cookie that remembers an explicit language choice (readable by our scripts).
@@ -129,5 +129,5 @@ class PageContext:
     audit: AuditTrail
     archive: Archive
     database: Database
-    blobs: FileStore
+    blobs: BlobStore
     reports: ReportService

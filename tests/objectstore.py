@@ -198,6 +198,14 @@ def seaweedfs() -> Iterator[SeaweedFS]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture
+def own_seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """A SeaweedFS of the test's own, so that stopping it disturbs no other test."""
+    server = start_seaweedfs(tmp_path_factory.mktemp("own-seaweedfs"))
+    yield server
+    server.kill()
+
+
 def s3_env(request: pytest.FixtureRequest) -> dict[str, str]:
     """Settings for a fresh, empty prefix on the session's S3 server."""
     server: SeaweedFS = request.getfixturevalue("seaweedfs")

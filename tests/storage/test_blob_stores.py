@@ -18,7 +18,7 @@ from klinika.runtime import Runtime
 from klinika.storage import BlobStore, StoredBlob, open_blob_store
 from klinika.storage.s3 import S3Store
 from tests.factories import make_instance
-from tests.objectstore import SECRET_KEY, SeaweedFS, s3_env, start_seaweedfs
+from tests.objectstore import SECRET_KEY, SeaweedFS, s3_env
 
 
 @pytest.fixture
@@ -111,14 +111,6 @@ def test_the_secret_key_can_come_from_a_file(
     store = open_blob_store(settings)
     assert store.check() is None
     assert store.read(store.put(b"x" * 100).key) == b"x" * 100
-
-
-@pytest.fixture
-def own_seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
-    """A SeaweedFS of this test's own, so that stopping it disturbs no other test."""
-    server = start_seaweedfs(tmp_path_factory.mktemp("own-seaweedfs"))
-    yield server
-    server.kill()
 
 
 def test_the_store_going_away_rejects_clearly_and_indexes_nothing(

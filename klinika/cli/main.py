@@ -213,11 +213,18 @@ def upgrade(ctx: click.Context) -> None:
 
 
 def _register_commands() -> None:
-    from klinika.cli import auth_commands, backup_commands, dimse_commands, viewer_commands
+    from klinika.cli import (
+        auth_commands,
+        backup_commands,
+        dimse_commands,
+        storage_commands,
+        viewer_commands,
+    )
 
     auth_commands.register(cli)
     backup_commands.register(cli)
     dimse_commands.register(cli)
+    storage_commands.register(cli)
     viewer_commands.register(cli)
 
 

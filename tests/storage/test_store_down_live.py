@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
+import pytest
 import requests
 from pydicom.uid import CTImageStorage
 
@@ -34,6 +35,7 @@ def indexed(server: LiveServer, study: str) -> int:
     return 0 if response.status_code == 204 else len(response.json())
 
 
+@pytest.mark.slow
 def test_the_store_dying_mid_stow_loses_nothing_acknowledged_and_indexes_nothing_half(
     own_seaweedfs: SeaweedFS, tmp_path: Path
 ) -> None:

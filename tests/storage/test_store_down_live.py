@@ -42,6 +42,10 @@ def test_the_store_dying_mid_stow_loses_nothing_acknowledged_and_indexes_nothing
     env = own_seaweedfs.env("live") | {"KLINIKA_S3_RETRY_SECONDS": "2"}
     server = start_server(tmp_path / "data", env)
     try:
+        page = requests.get(server.url + "/admin/system", headers=server.headers, timeout=30).text
+        assert 'data-testid="health-storage">ok<' in page
+        assert f"s3: {own_seaweedfs.endpoint}/klinika/live" in page  # where the blobs are
+
         first = [make_instance(study_uid=STUDY, rows=32, columns=32) for _ in range(32)]
         rest = [make_instance(study_uid=STUDY, rows=32, columns=32) for _ in range(12)]
 
@@ -89,6 +93,8 @@ def test_the_store_dying_mid_stow_loses_nothing_acknowledged_and_indexes_nothing
         ready = requests.get(server.url + "/health/ready", timeout=30)
         assert ready.status_code == 503 and ready.json()["storage"].startswith("error")
         assert indexed(server, STUDY) == len(first)  # nothing half-indexed
+        page = requests.get(server.url + "/admin/system", headers=server.headers, timeout=30).text
+        assert 'data-testid="health-storage">error: object storage' in page
 
         own_seaweedfs.start()  # the store comes back: everything acknowledged is whole
         assert requests.get(server.url + "/health/ready", timeout=30).status_code == 200

@@ -49,6 +49,11 @@ class StorageFull(KlinikaError):
     """The blob store could not write because the disk is full."""
 
 
+class StorageUnavailable(KlinikaError):
+    """The blob store cannot be reached or answers with errors (object storage down, after
+    retries): nothing was stored, and the client may try again later."""
+
+
 class NotFound(KlinikaError):
     """The study, series, instance or frame asked for is not in the archive."""
 

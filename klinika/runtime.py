@@ -26,7 +26,7 @@ from klinika.db import Database
 from klinika.dicom.header import InflateLimit
 from klinika.index import schema as _schema  # noqa: F401  (registers the index tables)
 from klinika.reports import Clinic, ReportService
-from klinika.storage import FileStore
+from klinika.storage import open_blob_store
 
 
 def secure_data_dir(data_dir: Path) -> None:
@@ -75,9 +75,7 @@ class Runtime:
         self.database = Database(settings.database_url)
         if prepare:
             self.database.upgrade()
-        self.blobs = FileStore(
-            settings.blob_dir, fsync=settings.fsync, compress=settings.compress_storage
-        )
+        self.blobs = open_blob_store(settings)
         if prepare:
             self.blobs.clean_temporary()
         self.archive = Archive(
@@ -119,6 +117,7 @@ class Runtime:
 
     def close(self) -> None:
         self.audit.close()
+        self.blobs.close()
         self.database.dispose()
 
     def __enter__(self) -> Runtime:

@@ -16,7 +16,7 @@ import pytest
 import requests
 from pydicom.data import get_testdata_file
 
-pytest_plugins = ["tests.databases", "tests.browser"]  # database_url, postgres_server; browser
+pytest_plugins = ["tests.databases", "tests.objectstore", "tests.browser"]  # database_url, blob_env
 
 #: Sample DICOM files kept in the repository (sources and licences in its README.md).
 SAMPLES = Path(__file__).parent / "data" / "samples"

@@ -1,4 +1,5 @@
-"""Checks shared by the kill -9 tests (STOW-RS and C-STORE): acknowledged means durable."""
+"""Checks shared by the kill -9 tests (STOW-RS and C-STORE, blobs in files or S3): acknowledged
+means durable."""
 
 from __future__ import annotations
 
@@ -9,16 +10,24 @@ from pathlib import Path
 
 import requests
 
+from klinika.config import load_settings
+from klinika.storage import open_blob_store
 from tests.conftest import LiveServer
 
 
-def assert_index_refers_to_intact_blobs(data_dir: Path) -> None:
-    """Nothing half-written is indexed: every indexed blob exists and hashes to its key."""
+def assert_index_refers_to_intact_blobs(
+    data_dir: Path, blob_env: Mapping[str, str] | None = None
+) -> None:
+    """Nothing half-written is indexed: every indexed blob exists and hashes to its key
+    (``blob_env``: the ``KLINIKA_*`` settings of the blob store; files when empty)."""
     with sqlite3.connect(data_dir / "index.sqlite") as db:
         rows = db.execute("SELECT sop_instance_uid, blob_key FROM instances").fetchall()
-    for sop, key in rows:
-        blob = data_dir / "blobs" / key[:2] / key[2:4] / key
-        assert hashlib.sha256(blob.read_bytes()).hexdigest() == key, sop
+    blobs = open_blob_store(load_settings(env=dict(blob_env or {}), data_dir=data_dir))
+    try:
+        for sop, key in rows:
+            assert hashlib.sha256(blobs.read(key)).hexdigest() == key, sop
+    finally:
+        blobs.close()
 
 
 def assert_acknowledged_instances_read_back(
@@ -26,7 +35,7 @@ def assert_acknowledged_instances_read_back(
 ) -> None:
     """Each acknowledged instance (SOP Instance UID -> bytes that must appear in what WADO-RS
     returns: the Part-10 file, or the data set for C-STORE) reads back from a restarted
-    server, and no temporary file is left behind."""
+    server, and (files) no temporary file is left behind."""
     for sop, expected in acknowledged.items():
         url = f"{server.dicomweb}/studies/{study_uid}/series/{series_uid}/instances/{sop}"
         response = requests.get(
@@ -39,4 +48,5 @@ def assert_acknowledged_instances_read_back(
         )
         assert response.status_code == 200, sop
         assert expected in response.content, sop
-    assert not list((server.data_dir / "blobs" / "tmp").iterdir()), "leftover temp files"
+    leftovers = server.data_dir / "blobs" / "tmp"
+    assert not leftovers.is_dir() or not list(leftovers.iterdir()), "leftover temp files"

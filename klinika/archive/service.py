@@ -43,11 +43,11 @@ from klinika.dicom.header import (
     parse_instance,
 )
 from klinika.dicom.json import metadata_json, with_base
-from klinika.errors import InvalidInstance, NotFound, StorageFull
+from klinika.errors import InvalidInstance, NotFound, StorageFull, StorageUnavailable
 from klinika.index import schema
 from klinika.index.matching import normalize_name
 from klinika.index.query import Query, QueryResult, count, search, search_stream
-from klinika.storage import BlobRef, FileStore
+from klinika.storage import BlobRef, BlobStore
 
 _SLOW_FRAME_SYNTAXES = ("1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
 StoredListener = Callable[[Sequence[StoreOutcome]], None]
@@ -95,7 +95,7 @@ class Archive:
     def __init__(
         self,
         database: Database,
-        blobs: FileStore,
+        blobs: BlobStore,
         *,
         duplicate_policy: str = "keep",
         metadata_cache_size: int = 256,
@@ -180,33 +180,19 @@ class Archive:
                     self._mark_duplicate(outcome)
             accepted = [(p, o) for p, o in accepted if o.sop_instance_uid not in known]
         # The blobs of a batch are written and fsynced on the store's writer threads (I/O
-        # releases the GIL) while this thread builds the index rows; a single instance (one
-        # C-STORE) is written here, which spares two thread hand-overs per instance. The
-        # index is written only once every blob is durable.
-        refs = [self.blobs.ref_of(parsed.part10) for parsed, _ in accepted]
-        writes: list[Callable[[], BlobRef | StorageFull]]
-        if len(accepted) == 1:
-            written = self.blobs.put_or_full(accepted[0][0].part10, refs[0])
-            writes = [lambda: written]
-        else:
-            writes = [
-                self.blobs.put_soon(parsed.part10, ref).result
-                for (parsed, _), ref in zip(accepted, refs, strict=True)
-            ]
-        rows = [
-            _instance_values(parsed, ref) for (parsed, _), ref in zip(accepted, refs, strict=True)
-        ]
+        # releases the GIL); a single instance (one C-STORE) is written inline, which spares
+        # two thread hand-overs. The index is written only once every blob is durable.
+        written = self.blobs.put_many([parsed.part10 for parsed, _ in accepted])
         pending: list[_Pending] = []
-        for (parsed, outcome), write, row in zip(accepted, writes, rows, strict=True):
-            blob = write()
-            if isinstance(blob, StorageFull):
+        for (parsed, outcome), blob in zip(accepted, written, strict=True):
+            if isinstance(blob, StorageFull | StorageUnavailable):
                 outcome.status, outcome.reason, outcome.message = (
                     "rejected",
-                    "storage-full",
+                    "storage-full" if isinstance(blob, StorageFull) else "storage-unavailable",
                     str(blob),
                 )
             else:
-                pending.append(_Pending(parsed, blob, outcome, row))
+                pending.append(_Pending(parsed, blob, outcome, _instance_values(parsed, blob)))
         if pending:
             self._index_grouped(pending)
         committed = [o for o in outcomes if o.status in ("stored", "replaced")]

@@ -1,4 +1,4 @@
-"""Reconciling the index with the blobs on disk (``klinika fsck``).
+"""Reconciling the index with the blobs in the store, files or S3 (``klinika fsck``).
 
 It lives in ``backup`` because a restore is only done when fsck says the result is whole, and
 both need the same blob-by-blob view of an installation; a separate ``integrity`` room would
@@ -15,8 +15,9 @@ import sqlalchemy as sa
 
 from klinika.archive import Archive
 from klinika.backup.manifest import Progress
+from klinika.errors import StorageUnavailable
 from klinika.index import schema
-from klinika.storage import FileStore
+from klinika.storage import BlobStore
 
 REPAIR_BATCH = 50
 
@@ -165,13 +166,14 @@ def _batches(items: list[str], size: int) -> Iterator[list[str]]:
         yield items[start : start + size]
 
 
-def _sha256(blobs: FileStore, key: str) -> str:
+def _sha256(blobs: BlobStore, key: str) -> str:
     """Checksum of a blob's original bytes (decompressed when stored compressed)."""
     try:
-        with blobs.open(key) as handle:
-            digest = hashlib.sha256()
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-            return digest.hexdigest()
+        digest = hashlib.sha256()
+        for chunk in blobs.stream(key):
+            digest.update(chunk)
+        return digest.hexdigest()
+    except StorageUnavailable:  # the store is down: that is not damage, and fsck must say so
+        raise
     except Exception:  # unreadable or undecompressable: damaged
         return ""

@@ -97,14 +97,16 @@ def copy_durably(source: Path, target: Path) -> int:
     return size
 
 
-def write_durably(target: Path, data: bytes) -> None:
+def write_durably(target: Path, data: bytes, *, sync_dir: bool = True) -> None:
+    """Temporary file, fsync, rename (and fsync the directory unless the caller does)."""
     temporary = target.with_name(target.name + ".part")
     with temporary.open("wb") as writer:
         writer.write(data)
         writer.flush()
         os.fsync(writer.fileno())
     os.replace(temporary, target)
-    fsync_dir(target.parent)
+    if sync_dir:
+        fsync_dir(target.parent)
 
 
 def fsync_dir(path: Path) -> None:

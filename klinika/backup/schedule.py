@@ -1,20 +1,34 @@
-"""Backups on a schedule inside ``klinika serve`` (hourly by default when a destination is set)."""
+"""Backups on a schedule inside ``klinika serve`` (hourly by default when a destination is set).
+
+Several nodes on one PostgreSQL index may all have the scheduler on: a session advisory lock
+lets one of them back up at a time, and a node that gets the lock after another one's backup
+finds it recent and skips, so a schedule runs once across nodes.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import sqlalchemy as sa
 
 from klinika.audit import Actor, AuditTrail
 from klinika.backup.manifest import Manifest
 from klinika.backup.retention import Retention, latest_backup_time, prune
 from klinika.backup.snapshot import create_backup
 from klinika.config import Settings
+from klinika.db import Database
+from klinika.storage import open_blob_store
 
 log = logging.getLogger(__name__)
+
+#: The advisory lock key of scheduled backups ("KLBK"), shared by every node of an index.
+BACKUP_LOCK_KEY = 0x4B4C424B
 
 
 @dataclass
@@ -29,13 +43,52 @@ class BackupScheduler:
         self.thread.join(timeout=600)
 
 
-def run_scheduled_backup(settings: Settings, audit: AuditTrail) -> None:
-    """One incremental backup, its audit event, then pruning by the retention policy."""
+def run_scheduled_backup(settings: Settings, audit: AuditTrail) -> bool:
+    """One incremental backup, its audit event, then pruning by the retention policy; unless
+    another node is backing up or has just done so. Returns whether this node backed up."""
     assert settings.backup_dir is not None
+    with _one_node(audit.database) as mine:
+        if not mine or _recent(settings):
+            log.info("scheduled backup skipped: another node runs or ran it")
+            return False
+        _backup_and_prune(settings, audit)
+        return True
+
+
+@contextlib.contextmanager
+def _one_node(database: Database) -> Iterator[bool]:
+    """Whether this node holds the backup lock: a PostgreSQL session advisory lock (nodes
+    share one index); on SQLite there is one machine and the destination's file lock."""
+    if database.dialect != "postgresql":
+        yield True
+        return
+    with database.writer.connect() as connection:
+        key = {"key": BACKUP_LOCK_KEY}
+        held = bool(connection.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), key).scalar())
+        connection.commit()
+        try:
+            yield held
+        finally:
+            if held:
+                connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), key)
+                connection.commit()
+
+
+def _recent(settings: Settings) -> bool:
+    """A backup newer than half the interval exists (another node's, this round)."""
+    assert settings.backup_dir is not None
+    latest = latest_backup_time(settings.backup_dir)
+    if latest is None:
+        return False
+    age = (dt.datetime.now(dt.UTC) - latest).total_seconds()
+    return age < settings.backup_interval_minutes * 30
+
+
+def _backup_and_prune(settings: Settings, audit: AuditTrail) -> None:
+    assert settings.backup_dir is not None
+    store = open_blob_store(settings)
     try:
-        folder, manifest = create_backup(
-            settings.database_url, settings.blob_dir, settings.backup_dir
-        )
+        folder, manifest = create_backup(settings.database_url, store, settings.backup_dir)
         audit.record(
             Actor.system(),
             "backup:create",
@@ -60,6 +113,8 @@ def run_scheduled_backup(settings: Settings, audit: AuditTrail) -> None:
     except Exception as exc:  # a failed backup must not stop the server, but must be seen
         log.exception("scheduled backup failed")
         audit.record(Actor.system(), "backup:create", "failure", details={"error": str(exc)})
+    finally:
+        store.close()
 
 
 def backup_details(folder: Path, manifest: Manifest) -> dict[str, object]:

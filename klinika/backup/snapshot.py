@@ -1,9 +1,10 @@
 """Creating, verifying and restoring backups.
 
 A destination folder holds ``blobs/ab/cd/<sha256>[.zst]`` (shared by every backup in it, the
-archive's own layout, blobs copied as stored) and one folder per backup, named by its UTC
-time, with the index dump and ``manifest.json``. A backup is built under ``.partial-<time>``
-and renamed into place once its manifest is durable, so a folder with a manifest is complete.
+file store's layout, blobs copied as the installation's store keeps them, files or S3) and one
+folder per backup, named by its UTC time, with the index dump and ``manifest.json``. A backup
+is built under ``.partial-<time>`` and renamed into place once its manifest is durable, so a
+folder with a manifest is complete.
 """
 
 from __future__ import annotations
@@ -23,27 +24,29 @@ from klinika.backup.manifest import (
     Progress,
     blob_digest,
     blob_path,
-    copy_durably,
     destination_lock,
     fsync_dir,
     read_manifest,
     sha256_of,
     stored_blob,
+    write_durably,
     write_manifest,
 )
 from klinika.errors import NotFound
-from klinika.storage import FileStore
+from klinika.storage import BlobStore, StoredBlob
+from klinika.storage.files import ZSTD_SUFFIX
 
 
 def create_backup(
     database_url: str,
-    blob_root: Path,
+    blobs: BlobStore,
     destination: Path,
     *,
     full: bool = False,
     progress: Progress | None = None,
 ) -> tuple[Path, Manifest]:
-    """Back up the index and the blobs it references into ``destination``.
+    """Back up the index and the blobs it references (read from ``blobs``, files or S3) into
+    the folder ``destination``.
 
     The index is dumped first (a consistent snapshot while the server keeps writing); the
     blobs copied are those *that snapshot* references, so instances arriving meanwhile go
@@ -54,6 +57,8 @@ def create_backup(
     ------
     BackupError
         When the index cannot be dumped or another backup runs into the same destination.
+    StorageUnavailable
+        When the installation's blob store cannot be read (nothing is kept of this backup).
     """
     started = time.monotonic()
     with destination_lock(destination):
@@ -73,7 +78,7 @@ def create_backup(
                 dialect=snapshot.dialect,
                 audit_head=snapshot.audit_head,
             )
-            _copy_blobs(FileStore(blob_root), destination / "blobs", manifest, full, progress)
+            _copy_blobs(blobs, destination / "blobs", manifest, full, progress)
             manifest.seconds = round(time.monotonic() - started, 3)
             write_manifest(partial, manifest)
             folder = destination / stamp
@@ -86,7 +91,7 @@ def create_backup(
 
 
 def _copy_blobs(
-    source: FileStore, root: Path, manifest: Manifest, full: bool, progress: Progress | None
+    source: BlobStore, root: Path, manifest: Manifest, full: bool, progress: Progress | None
 ) -> None:
     touched: set[Path] = set()
     total = len(manifest.blobs)
@@ -94,10 +99,13 @@ def _copy_blobs(
         present = stored_blob(root, key)
         if full or present is None:
             try:
-                stored = source.stored_path(key)
-                target = blob_path(root, key).with_name(stored.name)
-                copy_durably(stored, target)
-            except (NotFound, FileNotFoundError):  # deleted from the archive since the snapshot
+                stored = source.read_stored(key)
+                target = blob_path(root, key)
+                if stored.compressed:
+                    target = target.with_name(key + ZSTD_SUFFIX)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_durably(target, stored.payload, sync_dir=False)
+            except NotFound:  # deleted from the archive since the snapshot
                 manifest.problems.append(f"blob {key} was gone from the archive")
             else:
                 if present is not None and present != target:
@@ -138,42 +146,41 @@ def verify_backup(backup: Path, progress: Progress | None = None) -> list[str]:
 def restore_backup(
     backup: Path,
     database_url: str,
-    blob_root: Path,
+    blobs: BlobStore,
     *,
     force: bool = False,
     progress: Progress | None = None,
 ) -> Manifest:
     """Verify a backup, then restore its index into ``database_url`` and its blobs into
-    ``blob_root``. Refuses an installation that already holds data unless ``force``
+    ``blobs`` (files or S3). Refuses an installation that already holds data unless ``force``
     (then the index is replaced and blobs are added; fsck shows what is left over).
 
     Raises
     ------
     BackupError
         When the backup is not whole or the target is not empty.
+    StorageUnavailable
+        When the target blob store cannot be written (the index is not loaded then).
     """
     problems = verify_backup(backup)
     if problems:
         raise BackupError(f"the backup is not whole: {problems[0]} ({len(problems)} problem(s))")
-    holds_blobs = blob_root.exists() and any(blob_root.glob("??/??/*"))
+    holds_blobs = next(iter(blobs.blob_keys()), None) is not None
     if not force and (holds_blobs or not index_is_empty(database_url)):
         raise BackupError(
             "the target installation is not empty (index or blobs); restore into an empty "
             "data folder and database, or use --force"
         )
     manifest = read_manifest(backup)
-    source, target = backup.parent / "blobs", FileStore(blob_root)
-    touched: set[Path] = set()
+    source = backup.parent / "blobs"
     total = len(manifest.blobs)
     for key, _size in manifest.blobs:  # blobs first: an index never points at nothing
-        if not target.exists(key):
+        if not blobs.exists(key):
             stored = stored_blob(source, key)
             assert stored is not None  # verified above
-            copy_durably(stored, target.path(key).with_name(stored.name))
-            touched.add(target.path(key).parent)
+            compressed = stored.name.endswith(ZSTD_SUFFIX)
+            blobs.put_stored(key, StoredBlob(stored.read_bytes(), compressed))
         if progress:
             progress(1, total)
-    for folder in touched:
-        fsync_dir(folder)
     load_index(backup / manifest.index_file, manifest.dialect, database_url)
     return manifest

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from klinika.cli.context import settings_from
+from klinika.errors import StorageUnavailable
 
 BackupPath = click.Path(exists=True, file_okay=False, path_type=Path)
 
@@ -60,12 +61,12 @@ def create(ctx: click.Context, destination: Path, full: bool) -> None:
             with _progress("Backing up") as progress:
                 folder, manifest = create_backup(
                     settings.database_url,
-                    settings.blob_dir,
+                    runtime.blobs,
                     destination,
                     full=full,
                     progress=progress,
                 )
-        except BackupError as exc:
+        except (BackupError, StorageUnavailable) as exc:
             runtime.audit.record(
                 Actor.system(), "backup:create", "failure", details={"error": str(exc)}
             )
@@ -158,16 +159,20 @@ def restore(ctx: click.Context, backup_dir: Path, force: bool) -> None:
     from klinika.audit import Actor
     from klinika.backup import BackupError, fsck, restore_backup
     from klinika.runtime import Runtime
+    from klinika.storage import open_blob_store
 
     settings = settings_from(ctx)
     started = time.monotonic()
+    blobs = open_blob_store(settings)
     try:
         with _progress("Restoring") as progress:
             manifest = restore_backup(
-                backup_dir, settings.database_url, settings.blob_dir, force=force, progress=progress
+                backup_dir, settings.database_url, blobs, force=force, progress=progress
             )
-    except BackupError as exc:
+    except (BackupError, StorageUnavailable) as exc:
         raise click.ClickException(str(exc)) from exc
+    finally:
+        blobs.close()
     restored = time.monotonic() - started
     _set_aside_checkpoints(settings.audit_checkpoint_path)
     with Runtime(settings) as runtime:

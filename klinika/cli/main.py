@@ -324,6 +324,7 @@ def _register_commands() -> None:
         auth_commands,
         backup_commands,
         dimse_commands,
+        storage_commands,
         viewer_commands,
     )
 
@@ -331,6 +332,7 @@ def _register_commands() -> None:
     auth_commands.register(cli)
     backup_commands.register(cli)
     dimse_commands.register(cli)
+    storage_commands.register(cli)
     viewer_commands.register(cli)
 
 

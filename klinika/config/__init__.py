@@ -21,6 +21,7 @@ from klinika.errors import ConfigError
 DuplicatePolicy = Literal["keep", "overwrite", "reject"]
 #: argon2id cost of new password hashes: "production" always, "test" only for test suites.
 PasswordHashProfile = Literal["production", "test"]
+StorageKind = Literal["files", "s3"]
 DIMSE_SERVICES = frozenset({"echo", "store", "find", "move", "get"})
 
 
@@ -113,6 +114,18 @@ class Settings:
     duplicate_policy: DuplicatePolicy = "keep"
     fsync: bool = True
     compress_storage: bool = False
+    # blob storage: "files" (<data_dir>/blobs) or "s3" (any S3 API: AWS, MinIO, Ceph RGW,
+    # SeaweedFS). The secret key comes from s3_secret_access_key or s3_secret_access_key_file.
+    storage: StorageKind = "files"
+    s3_endpoint: str = ""
+    s3_bucket: str = ""
+    s3_region: str = "us-east-1"
+    s3_prefix: str = ""
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = dataclasses.field(default="", repr=False)
+    s3_secret_access_key_file: str = ""
+    s3_retry_seconds: float = 30.0  # how long failed requests are retried before giving up
+    s3_multipart_mb: int = 16  # instances larger than this go up in parts
     qido_default_limit: int = 1000
     qido_max_limit: int = 10000
     metadata_cache_series: int = 256
@@ -224,6 +237,7 @@ class Settings:
             raise ConfigError("audit_checkpoint_events must be at least 1")
         if self.audit_syslog and not self.audit_syslog.startswith(("udp://", "unix://")):
             raise ConfigError("audit_syslog must be udp://HOST:PORT or unix:///PATH")
+        self._check_storage()
         if not 1 <= self.login_lockout_seconds <= 86400:
             raise ConfigError("login_lockout_seconds must be between 1 and 86400")
         if not self.login_lockout_seconds <= self.login_lockout_max_seconds <= 7 * 86400:
@@ -252,6 +266,18 @@ class Settings:
         if not self.database_url:
             db_path = (self.data_dir / "index.sqlite").resolve()
             object.__setattr__(self, "database_url", f"sqlite:///{db_path}")
+
+    def _check_storage(self) -> None:
+        if self.storage not in get_args(StorageKind):
+            raise ConfigError(
+                f"storage must be one of {get_args(StorageKind)}, not {self.storage!r}"
+            )
+        if self.storage == "s3" and not self.s3_bucket:
+            raise ConfigError("storage = s3 needs s3_bucket (KLINIKA_S3_BUCKET)")
+        if self.s3_retry_seconds < 0:
+            raise ConfigError("s3_retry_seconds must not be negative")
+        if self.s3_multipart_mb < 5:
+            raise ConfigError("s3_multipart_mb must be at least 5 (S3's smallest part)")
 
     @property
     def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

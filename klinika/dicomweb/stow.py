@@ -32,6 +32,7 @@ FAILURE_REASONS = {
     "duplicate": 0x0111,
     "storage-full": 0xA700,
     "too-large": 0xA700,
+    "storage-unavailable": 0xA700,
     "not-authorized": 0x0124,
     "unsupported-document": 0xC000,
     "patient-mismatch": 0xA900,
@@ -65,7 +66,8 @@ def _reference(outcome: StoreOutcome, base: str) -> dict:
 def stow_response(
     outcomes: list[StoreOutcome], base: str, study_uid: str | None
 ) -> tuple[int, dict]:
-    """The STOW-RS response data set and HTTP status (200 all, 202 some, 409 none stored)."""
+    """The STOW-RS response data set and HTTP status (200 all, 202 some, 409 none stored;
+    503 when none was stored because the blob store is down, so the client retries later)."""
     stored = [o for o in outcomes if o.accepted]
     failed = [o for o in outcomes if not o.accepted]
     body: dict = {}
@@ -83,6 +85,8 @@ def stow_response(
     if not failed:  # PS3.18 §10.5.3: 202 when any stored instance carries a warning
         has_warnings = any(o.warnings or o.status == "duplicate" for o in stored)
         return (202 if has_warnings else 200), body
+    if not stored and any(o.reason == "storage-unavailable" for o in failed):
+        return 503, body
     return (202 if stored else 409), body
 
 

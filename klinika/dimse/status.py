@@ -37,6 +37,7 @@ STORE_FAILURES: dict[str, int] = {
     "unsupported-media-type": CANNOT_UNDERSTAND,
     "unsupported-document": CANNOT_UNDERSTAND,
     "patient-mismatch": DATASET_MISMATCH,
+    "storage-unavailable": OUT_OF_RESOURCES,
 }
 
 

@@ -13,37 +13,37 @@ import errno
 import hashlib
 import io
 import os
-import re
+import shutil
 import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
 import zstandard
 
-from klinika.errors import KlinikaError, NotFound, StorageFull
+from klinika.errors import NotFound, StorageFull
+from klinika.storage.protocol import (
+    KEY_PATTERN,
+    BlobRef,
+    PutError,
+    StorageUsage,
+    StoredBlob,
+    check_key,
+)
 
-_KEY = re.compile(r"^[0-9a-f]{64}$")
-
-
-@dataclass(frozen=True)
-class BlobRef:
-    """Where a blob is: its key (SHA-256 hex of the bytes) and size."""
-
-    key: str
-    size: int
-
+_KEY = KEY_PATTERN
 
 ZSTD_SUFFIX = ".zst"
 ZSTD_LEVEL = 3
 
 
 class FileStore:
-    """Blobs as files ``<root>/<k[0:2]>/<k[2:4]>/<key>``; temporary files under ``<root>/tmp``.
+    """A :class:`~klinika.storage.BlobStore` on the local file system.
+
+    Blobs as files ``<root>/<k[0:2]>/<k[2:4]>/<key>``; temporary files under ``<root>/tmp``.
 
     With ``compress``, new blobs are written zstd-compressed as ``<key>.zst`` (the key is still
     the SHA-256 of the original bytes), and every read gives the original bytes back: storage
@@ -61,10 +61,11 @@ class FileStore:
         self._tmp.mkdir(parents=True, exist_ok=True)
         self._pool: ThreadPoolExecutor | None = None
 
+    kind = "files"
+
     def path(self, key: str) -> Path:
         """The file of ``key``. Refuses anything but a 64-digit hex key (no path tricks)."""
-        if not _KEY.match(key):
-            raise KlinikaError(f"invalid blob key {key!r}")
+        check_key(key)
         return self.root / key[:2] / key[2:4] / key
 
     def stored_path(self, key: str) -> Path:
@@ -83,22 +84,15 @@ class FileStore:
             return packed
         raise NotFound(f"blob {key} is missing from storage")
 
-    @staticmethod
-    def ref_of(data: bytes) -> BlobRef:
-        """The reference ``data`` gets when stored (its SHA-256 and size), without storing it."""
-        return BlobRef(hashlib.sha256(data).hexdigest(), len(data))
-
-    def put(self, data: bytes, ref: BlobRef | None = None) -> BlobRef:
+    def put(self, data: bytes) -> BlobRef:
         """Store ``data`` durably and return its reference; a blob already present is kept.
-
-        ``ref`` is :meth:`ref_of` ``data`` when the caller has computed it already.
 
         Raises
         ------
         StorageFull
             When the disk is full; nothing is left behind.
         """
-        key = ref.key if ref is not None else hashlib.sha256(data).hexdigest()
+        key = hashlib.sha256(data).hexdigest()
         if self.exists(key):
             return BlobRef(key, len(data))
         target = self.path(key)
@@ -129,13 +123,13 @@ class FileStore:
         if self.fsync:
             _fsync_dir(target.parent)
 
-    def put_many(self, items: list[bytes]) -> list[BlobRef | StorageFull]:
+    def put_many(self, items: list[bytes]) -> list[BlobRef | PutError]:
         """Store several blobs at once on a small thread pool (writes and fsyncs overlap).
 
         Each result is the blob's reference, or the :class:`StorageFull` error it met.
         """
 
-        def put_one(data: bytes) -> BlobRef | StorageFull:
+        def put_one(data: bytes) -> BlobRef | PutError:
             try:
                 return self.put(data)
             except StorageFull as exc:
@@ -144,19 +138,6 @@ class FileStore:
         if len(items) <= 1:
             return [put_one(data) for data in items]
         return list(self._writers().map(put_one, items))
-
-    def put_or_full(self, data: bytes, ref: BlobRef) -> BlobRef | StorageFull:
-        """:meth:`put` with a known reference; a full disk is returned, not raised."""
-        try:
-            return self.put(data, ref)
-        except StorageFull as exc:
-            return exc
-
-    def put_soon(self, data: bytes, ref: BlobRef) -> Future[BlobRef | StorageFull]:
-        """Start :meth:`put_or_full` on a writer thread. The caller does other work while
-        the write and its fsyncs (which release the GIL) are under way, and must wait for the
-        result before relying on the blob being durable."""
-        return self._writers().submit(self.put_or_full, data, ref)
 
     def _writers(self) -> ThreadPoolExecutor:
         with self._recent_lock:
@@ -202,6 +183,46 @@ class FileStore:
                 handle.seek(offset)
                 parts.append(handle.read(length))
         return b"".join(parts)
+
+    def stream(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """The original bytes of a blob in chunks."""
+        with self.open(key) as handle:
+            yield from iter(lambda: handle.read(chunk_size), b"")
+
+    def read_stored(self, key: str) -> StoredBlob:
+        """The file's bytes as kept (zstd when the blob is stored compressed)."""
+        path = self.stored_path(key)
+        try:
+            return StoredBlob(path.read_bytes(), path.name.endswith(ZSTD_SUFFIX))
+        except FileNotFoundError as exc:
+            raise NotFound(f"blob {key} is missing from storage") from exc
+
+    def put_stored(self, key: str, blob: StoredBlob) -> None:
+        """Write a blob in the form given (temporary file, fsync, rename, fsync dir)."""
+        target = self.path(key)
+        if blob.compressed:
+            target = target.with_name(key + ZSTD_SUFFIX)
+        self._write(target, blob.payload)
+
+    def usage(self) -> StorageUsage:
+        disk = shutil.disk_usage(self.root)
+        return StorageUsage("files", str(self.root), disk.free, disk.total)
+
+    def check(self) -> str | None:
+        """The blob folder exists and its temporary folder takes a file."""
+        if not self.root.is_dir():
+            return "blob folder missing"
+        try:
+            with tempfile.NamedTemporaryFile(dir=self._tmp, prefix="check-"):
+                pass
+        except OSError as exc:
+            return f"blob folder not writable: {exc.strerror or type(exc).__name__}"
+        return None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def exists(self, key: str) -> bool:
         plain = self.path(key)

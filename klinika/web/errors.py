@@ -23,6 +23,7 @@ from klinika.errors import (
     NotFound,
     RequestTooLarge,
     StorageFull,
+    StorageUnavailable,
     UnsupportedMediaType,
 )
 
@@ -33,6 +34,7 @@ STATUS = {
     NotAcceptable: 406,
     UnsupportedMediaType: 415,
     StorageFull: 507,
+    StorageUnavailable: 503,
     Unauthenticated: 401,
     Forbidden: 403,
     CrossSiteRequest: 403,

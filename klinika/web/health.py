@@ -8,10 +8,10 @@ from fastapi.responses import JSONResponse
 
 from klinika import __version__
 from klinika.db import Database
-from klinika.storage import FileStore
+from klinika.storage import BlobStore
 
 
-def readiness(database: Database, blobs: FileStore) -> dict[str, str]:
+def readiness(database: Database, blobs: BlobStore) -> dict[str, str]:
     """``ok`` or what is wrong, for the database and the blob storage."""
     checks = {"database": "ok", "storage": "ok"}
     try:
@@ -19,12 +19,16 @@ def readiness(database: Database, blobs: FileStore) -> dict[str, str]:
             connection.execute(sa.text("SELECT 1"))
     except Exception as exc:  # any failure means not ready
         checks["database"] = f"error: {type(exc).__name__}"
-    if not blobs.root.is_dir():
-        checks["storage"] = "error: blob folder missing"
+    try:
+        problem = blobs.check()
+    except Exception as exc:  # any failure means not ready
+        problem = type(exc).__name__
+    if problem:
+        checks["storage"] = f"error: {problem}"
     return checks
 
 
-def create_health_router(database: Database, blobs: FileStore) -> APIRouter:
+def create_health_router(database: Database, blobs: BlobStore) -> APIRouter:
     router = APIRouter(tags=["health"])
 
     @router.get("/health", summary="Liveness")

@@ -21,8 +21,22 @@ def compose() -> dict:
 
 def test_the_seed_services_each_with_a_health_check() -> None:
     services = compose()["services"]
-    assert set(services) == {"pacs_nginx_proxy", "pacs_app", "pacs_dimse", "pacs_db"}
+    default = {name for name, service in services.items() if "profiles" not in service}
+    assert default == {"pacs_nginx_proxy", "pacs_app", "pacs_dimse", "pacs_db"}
     assert all("healthcheck" in service for service in services.values())
+
+
+def test_the_object_storage_profile_adds_an_s3_server_the_app_and_dimse_can_use() -> None:
+    document = compose()
+    s3 = document["services"]["pacs_s3"]
+    assert s3["profiles"] == ["object-storage"] and "ports" not in s3  # internal only
+    assert "-s3.port.iceberg=0" in s3["command"] and "-s3.port.lance=0" in s3["command"]
+    for name in ("pacs_app", "pacs_dimse"):
+        environment = document["services"][name]["environment"]
+        assert environment["KLINIKA_STORAGE"] == "${KLINIKA_STORAGE:-files}"
+        assert "KLINIKA_S3_SECRET_ACCESS_KEY" not in environment  # the file, never the value
+        assert environment["KLINIKA_S3_SECRET_ACCESS_KEY_FILE"] == "/run/secrets/s3_secret_key"
+        assert "s3_secret_key" in document["services"][name]["secrets"]
 
 
 def test_only_https_http_and_dimse_are_published() -> None:
@@ -36,7 +50,7 @@ def test_only_https_http_and_dimse_are_published() -> None:
 
 def test_named_volumes_and_secrets_from_files() -> None:
     document = compose()
-    assert set(document["volumes"]) == {"klinika_data", "postgres_data"}
+    assert set(document["volumes"]) == {"klinika_data", "postgres_data", "s3_data"}
     assert {"db_password", "jwt_secret"} <= set(document["secrets"])
     app = document["services"]["pacs_app"]
     assert "KLINIKA_JWT_SECRET" not in app["environment"]  # the file, never the value

@@ -12,6 +12,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 
 from tests.conftest import LiveServer, sample_files, start_server
+from tests.objectstore import s3_env
 
 
 @dataclass
@@ -65,9 +66,13 @@ def good_samples() -> dict[str, Path]:
     return found
 
 
-@pytest.fixture(scope="session")  # once per worker: pytest-randomly interleaves packages
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
-    server = start_server(tmp_path_factory.mktemp("dicomweb") / "data")
+@pytest.fixture(scope="session", params=["files", "s3"])  # session: pytest-randomly interleaves
+def loaded(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Loaded]:
+    """The samples stored through STOW-RS into a live server, on each blob store."""
+    env = {} if request.param == "files" else s3_env(request)
+    server = start_server(tmp_path_factory.mktemp("dicomweb") / "data", env)
     sent = good_samples()
     response = stow(server, [p.read_bytes() for p in sent.values()])
     yield Loaded(server, client_for(server), sent, response.json(), response.status_code)

@@ -1,4 +1,5 @@
-"""Acknowledged means durable: kill -9 the server in the middle of STOW streams."""
+"""Acknowledged means durable: kill -9 the server in the middle of STOW streams (blobs in
+files and in S3)."""
 
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ def slow_body(body: bytes, chunk: int = 16384) -> Iterator[bytes]:
         yield body[start : start + chunk]
 
 
-def test_sigkill_during_stow_keeps_every_acknowledged_instance(tmp_path: Path) -> None:
+def test_sigkill_during_stow_keeps_every_acknowledged_instance(
+    tmp_path: Path, blob_env: dict[str, str]
+) -> None:
     data_dir = tmp_path / "data"
-    server = start_server(data_dir)
+    server = start_server(data_dir, blob_env)
     headers = dict(getattr(server, "headers", {}))
     study = "1.2.826.0.1.3680043.99.1"
     acknowledged: dict[str, bytes] = {}
@@ -63,8 +66,8 @@ def test_sigkill_during_stow_keeps_every_acknowledged_instance(tmp_path: Path) -
     sender.join(timeout=30)
     assert len(acknowledged) >= 8, "the server should have acknowledged some batches first"
 
-    assert_index_refers_to_intact_blobs(data_dir)
-    restarted = start_server(data_dir)
+    assert_index_refers_to_intact_blobs(data_dir, blob_env)
+    restarted = start_server(data_dir, blob_env)
     try:
         assert_acknowledged_instances_read_back(restarted, study, study + ".0", acknowledged)
     finally:

@@ -1,7 +1,6 @@
 """The admin console: users and their sessions, the audit trail, the system. Every change goes
 through the same service methods as the API (``/api/users``, ``/api/sessions``, ``/api/audit``)."""
 
-import shutil
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -174,7 +173,7 @@ def create_router(context: PageContext) -> APIRouter:
             counts[level.name.lower()] = await run_in_threadpool(
                 archive.count, IndexQuery(level, strict=False)
             )
-        disk = shutil.disk_usage(context.blobs.root)
+        usage = await run_in_threadpool(context.blobs.usage)
         settings = context.settings
         return pages.render(
             request,
@@ -183,7 +182,7 @@ def create_router(context: PageContext) -> APIRouter:
             tab="system",
             counts=counts,
             stored=await run_in_threadpool(archive.stored_bytes),
-            disk=disk,
+            usage=usage,
             version=__version__,
             settings=settings,
             database=settings.database_url.split(":", 1)[0],

@@ -22,7 +22,7 @@ from klinika.config import Settings
 from klinika.db import Database
 from klinika.i18n import LANGUAGE_NAMES, LANGUAGES, N_, negotiate, translator
 from klinika.reports import ReportService
-from klinika.storage import FileStore
+from klinika.storage import BlobStore
 from klinika.web.csrf import form_token, keep_form_token
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -132,5 +132,5 @@ class PageContext:
     audit: AuditTrail
     archive: Archive
     database: Database
-    blobs: FileStore
+    blobs: BlobStore
     reports: ReportService

@@ -18,19 +18,25 @@ from klinika.auth import (
 from klinika.config import Settings
 from klinika.db import Database
 from klinika.index import schema as _schema  # noqa: F401  (registers the index tables)
+from klinika.observability import Metrics
+from klinika.observability.metrics import watch_pool
 from klinika.reports import Clinic, ReportService
 from klinika.storage import FileStore
 
 
 class Runtime:
-    """Database (migrated to head), blob store, archive, audit trail, auth service and report
-    service of one installation."""
+    """Database (migrated to head), blob store, archive, audit trail, auth service, report
+    service and the process's metrics of one installation."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.database = Database(settings.database_url)
         self.database.upgrade()
+        self.metrics = Metrics()
+        watch_pool(self.metrics, self.database.writer, "writer")
+        if self.database.reader is not self.database.writer:
+            watch_pool(self.metrics, self.database.reader, "reader")
         self.blobs = FileStore(
             settings.blob_dir, fsync=settings.fsync, compress=settings.compress_storage
         )
@@ -40,6 +46,7 @@ class Runtime:
             self.blobs,
             duplicate_policy=settings.duplicate_policy,
             metadata_cache_size=settings.metadata_cache_series,
+            listeners=[self.metrics.observe_ingest],
         )
         self.audit = AuditTrail(self.database)
         self.auth = AuthService(

@@ -33,6 +33,7 @@ class StoreOutcome:
     reason: str | None = None
     message: str | None = None
     warnings: list[str] = field(default_factory=list)
+    size: int | None = None  # bytes as received, once written
 
     @property
     def accepted(self) -> bool:

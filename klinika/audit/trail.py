@@ -196,6 +196,10 @@ class AuditTrail:
         self._start_writer()
         self._queue.put(_row(actor, action, outcome, **fields))
 
+    def queued(self) -> int:
+        """How many events :meth:`record_soon` queued that are not written yet (a metric)."""
+        return self._queue.qsize()
+
     def flush(self) -> None:
         """Wait until every queued event is written."""
         if self._writer is not None:

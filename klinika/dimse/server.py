@@ -25,6 +25,8 @@ from klinika.auth import AuthService
 from klinika.config import Settings
 from klinika.dimse.handlers import Handlers, set_nodelay
 from klinika.dimse.peers import admission_handler
+from klinika.dimse.telemetry import telemetry_handlers
+from klinika.observability import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,12 @@ def build_ae(settings: Settings) -> AE:
 
 
 def start_dimse_server(
-    archive: Archive, auth: AuthService, audit: AuditTrail, settings: Settings
+    archive: Archive,
+    auth: AuthService,
+    audit: AuditTrail,
+    settings: Settings,
+    *,
+    metrics: Metrics | None = None,
 ) -> DimseServer:
     """Listen on ``settings.dimse_host:dimse_port`` in background threads; non-blocking.
 
@@ -119,6 +126,7 @@ def start_dimse_server(
             (evt.EVT_C_FIND, handlers.find),
             (evt.EVT_C_MOVE, handlers.move),
             (evt.EVT_C_GET, handlers.get),
+            *telemetry_handlers(metrics or Metrics()),  # metrics and the DIMSE access log
         ],
     )
     server.contexts = SharedContexts(server.contexts)

@@ -21,6 +21,7 @@ from klinika.web.pages import PageContext, Pages, create_pages_router
 from klinika.web.pages.context import STATIC_DIR
 from klinika.web.reports import create_reports_router
 from klinika.web.security import SecurityHeaders
+from klinika.web.telemetry import Telemetry, install_state_probes
 from klinika.web.viewer import create_viewer_router
 
 
@@ -55,8 +56,17 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         public_paths=PUBLIC_PATHS,
     )
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(Telemetry, metrics=runtime.metrics, audit=runtime.audit, settings=settings)
     guard = Guard(runtime.auth, runtime.audit)
-    app.include_router(create_health_router(runtime.database, runtime.blobs))
+    install_state_probes(
+        runtime.metrics,
+        settings,
+        database=runtime.database,
+        blobs=runtime.blobs,
+        archive=runtime.archive,
+        audit=runtime.audit,
+    )
+    app.include_router(create_health_router(runtime.database, runtime.blobs, settings))
     app.include_router(create_auth_router(runtime.auth, guard))
     app.include_router(create_audit_router(runtime.audit, guard))
     app.include_router(

@@ -1,4 +1,11 @@
-"""Running the app under uvicorn: one process, or several workers sharing the database."""
+"""Running the app under uvicorn: one process, or several workers sharing the database.
+
+Logging is ours (:func:`klinika.observability.configure_logging`, ``log_config=None`` keeps
+uvicorn from installing its own), and so is the access log. uvicorn's proxy-header handling is
+applied inside :class:`~klinika.web.telemetry.TrustedRequestIds`, which sees the TCP peer first
+and keeps a proxy's ``X-Request-ID`` only from the addresses in ``FORWARDED_ALLOW_IPS``
+(uvicorn's own setting, default ``127.0.0.1``).
+"""
 
 from __future__ import annotations
 
@@ -6,34 +13,49 @@ import logging
 import os
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from klinika.config import Settings, load_settings
+from klinika.observability import configure_logging
 from klinika.runtime import Runtime
 from klinika.web.app import create_app
+from klinika.web.telemetry import TrustedRequestIds
 
 log = logging.getLogger("klinika")
 _UVICORN = {
     "http": "httptools",
     "loop": "uvloop",
     "access_log": False,
-    "proxy_headers": True,
+    "proxy_headers": False,  # applied by TrustedRequestIds, with the same trusted list
     "server_header": False,
     "log_level": "warning",
+    "log_config": None,
 }
+
+
+def _trusted_proxies() -> str:
+    return os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def served(app: ASGIApp) -> ASGIApp:
+    """``app`` as uvicorn runs it: trusted request ids and proxy headers around it."""
+    return TrustedRequestIds(app, _trusted_proxies())
 
 
 def run_server(settings: Settings, runtime: Runtime, *, host: str, port: int) -> None:
     """Serve HTTP on host:port in this process until interrupted."""
     app = create_app(settings, runtime)
     log.info("HTTP on http://%s:%d (data in %s)", host, port, settings.data_dir.resolve())
-    uvicorn.run(app, host=host, port=port, **_UVICORN)  # type: ignore[arg-type]
+    uvicorn.run(served(app), host=host, port=port, **_UVICORN)  # type: ignore[arg-type]
 
 
-def app_from_environment() -> FastAPI:
+def app_from_environment() -> ASGIApp:
     """The app of one worker process, from ``KLINIKA_*`` and ``KLINIKA_CONFIG`` (each worker
-    builds its own runtime: engines and caches are per process)."""
-    return create_app(load_settings())
+    builds its own runtime: engines and caches are per process; its logs and metrics join the
+    others' through the log file slots and ``PROMETHEUS_MULTIPROC_DIR``)."""
+    settings = load_settings()
+    configure_logging(settings)
+    return served(create_app(settings))
 
 
 def run_workers(settings: Settings, *, host: str, port: int, workers: int) -> None:

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from prometheus_client.core import GaugeMetricFamily, Metric
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -79,8 +80,19 @@ def _route_template(scope: Scope) -> str:
     """The matched route's path template (``/dicom-web/studies/{study_uid}``), never the raw
     path: a label per study would be a time series per study."""
     route = scope.get("route")
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) and path else "unmatched"
+    template = getattr(route, "path", None)
+    if not isinstance(template, str) or not template:
+        return "unmatched"
+    if isinstance(route, Mount):  # static files: one series for the whole mount
+        return template + "/{path}"
+    if ":path}" in template:  # a catch-all: its segments are not countable
+        return template
+    # An included router's route knows its path without the router's prefix: the prefix is
+    # what the request path has before the template's segments.
+    raw = scope["path"].rstrip("/").split("/")
+    depth = len(template.rstrip("/").split("/")) - 1
+    prefix = "/".join(raw[: len(raw) - depth]) if depth else scope["path"].rstrip("/")
+    return prefix + template if prefix and not template.startswith(prefix + "/") else template
 
 
 class Telemetry:

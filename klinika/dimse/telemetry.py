@@ -42,6 +42,7 @@ class _Association:
     peer: str
     calling_ae: str = ""
     called_ae: str = ""
+    requested: bool = False  # an A-ASSOCIATE-RQ arrived (not a bare TCP probe)
     result: str = "closed"  # accepted, rejected, aborted; "closed" before negotiation
     requests: dict[int, tuple[str, float]] = field(default_factory=dict)
     operations: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -70,6 +71,33 @@ class DimseTelemetry:
         with self._lock:
             self._open[id(event.assoc)] = state
         tag_thread(event.assoc, state.id)  # a pynetdicom Association is its own thread
+
+    def requested(self, event: evt.Event) -> None:
+        calling, called = event.assoc.requestor.ae_title, event.assoc.acceptor.ae_title
+        with self._lock:
+            state = self._open.get(id(event.assoc))
+            if state is not None:
+                state.requested = True
+                state.calling_ae, state.called_ae = calling, called
+                return
+        # Gone already: the admission handler, bound before us, refused the association
+        # (A-ASSOCIATE-RJ) and its connection closed before this handler ran.
+        self.metrics.dimse_associations.labels("rejected").inc()
+        address = event.assoc.requestor.address
+        access_log.info(
+            "association %s %s → %s rejected",
+            calling,
+            address,
+            called,
+            extra={
+                "calling_ae": calling,
+                "called_ae": called,
+                "user": calling,
+                "peer": address,
+                "result": "rejected",
+                "status": "rejected",
+            },
+        )
 
     def negotiated(self, event: evt.Event) -> None:
         state = self._state(event)
@@ -140,6 +168,14 @@ class DimseTelemetry:
             return
         if state.result in ("accepted", "aborted"):
             self.metrics.dimse_active.dec()
+        elif state.result == "closed" and state.requested:
+            # refused during negotiation without EVT_REJECTED
+            state.result = "rejected"
+            self.metrics.dimse_associations.labels("rejected").inc()
+        elif not state.requested:
+            # a TCP probe (a health check), or refused before our EVT_REQUESTED handler ran
+            # (which then counts it): no association to log here
+            return
         seconds = time.monotonic() - state.opened
         operations: dict[str, dict[str, int]] = {}
         for (operation, category), count in sorted(state.operations.items()):
@@ -175,6 +211,7 @@ def telemetry_handlers(metrics: Metrics) -> list[tuple[evt.EventType, Any]]:
     telemetry = DimseTelemetry(metrics)
     return [
         (evt.EVT_CONN_OPEN, telemetry.opened),
+        (evt.EVT_REQUESTED, telemetry.requested),
         (evt.EVT_ACCEPTED, telemetry.negotiated),
         (evt.EVT_REJECTED, telemetry.negotiated),
         (evt.EVT_ABORTED, telemetry.aborted),

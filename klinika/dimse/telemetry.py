@@ -66,7 +66,7 @@ class DimseTelemetry:
             return self._open.get(id(event.assoc))
 
     def opened(self, event: evt.Event) -> None:
-        address = event.address
+        address = event.address  # type: ignore[attr-defined]  # EVT_CONN_OPEN's (host, port)
         state = _Association(uuid.uuid4().hex[:12], time.monotonic(), f"{address[0]}:{address[1]}")
         with self._lock:
             self._open[id(event.assoc)] = state

@@ -61,7 +61,7 @@ def use_multiprocess(path: Path, *, clear: bool = True) -> None:
             stale.unlink()
     os.environ[MULTIPROC_ENV] = str(path)
     # prometheus_client picks its value class when first imported; pick again now.
-    values.ValueClass = values.get_value_class()
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 
 class _StateCollector(Collector):
@@ -85,14 +85,15 @@ class _MultiProcess(Collector):
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._collector = multiprocess.MultiProcessCollector(None, path=str(path))
+        self._collector = multiprocess.MultiProcessCollector(None, path=str(path))  # type: ignore[no-untyped-call]
 
     def collect(self) -> Iterable[Metric]:
         for name in glob.glob(str(self.path / "gauge_live*_*.db")):
             pid = int(Path(name).stem.rsplit("_", 1)[1])
             if not _alive(pid):
-                multiprocess.mark_process_dead(pid, str(self.path))
-        return self._collector.collect()
+                multiprocess.mark_process_dead(pid, str(self.path))  # type: ignore[no-untyped-call]
+        metrics: Iterable[Metric] = self._collector.collect()  # type: ignore[no-untyped-call]
+        return metrics
 
 
 def _alive(pid: int) -> bool:
@@ -174,6 +175,13 @@ class Metrics:
         self.backups = counter(
             "klinika_backup_runs", "Scheduled backups run by this process, by outcome", ("outcome",)
         )
+        # Series that alerts take increase() of exist from zero, so a first event is a rise.
+        for reason in ("rejected", "throttled"):
+            self.login_failures.labels(reason)
+        for result in ("accepted", "rejected", "aborted"):
+            self.dimse_associations.labels(result)
+        for outcome in ("success", "failure"):
+            self.backups.labels(outcome)
         self.registry.register(_StateCollector(self.probes))
 
     def set_probe(self, name: str, probe: StateProbe) -> None:

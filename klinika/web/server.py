@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -22,7 +23,7 @@ from klinika.web.app import create_app
 from klinika.web.telemetry import TrustedRequestIds
 
 log = logging.getLogger("klinika")
-_UVICORN = {
+_UVICORN: dict[str, Any] = {
     "http": "httptools",
     "loop": "uvloop",
     "access_log": False,
@@ -46,7 +47,7 @@ def run_server(settings: Settings, runtime: Runtime, *, host: str, port: int) ->
     """Serve HTTP on host:port in this process until interrupted."""
     app = create_app(settings, runtime)
     log.info("HTTP on http://%s:%d (data in %s)", host, port, settings.data_dir.resolve())
-    uvicorn.run(served(app), host=host, port=port, **_UVICORN)  # type: ignore[arg-type]
+    uvicorn.run(served(app), host=host, port=port, **_UVICORN)
 
 
 def app_from_environment() -> ASGIApp:
@@ -71,4 +72,4 @@ def run_workers(settings: Settings, *, host: str, port: int, workers: int) -> No
         port=port,
         workers=workers,
         **_UVICORN,
-    )  # type: ignore[arg-type]
+    )

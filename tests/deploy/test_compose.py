@@ -87,6 +87,7 @@ def test_every_service_rotates_its_logs_and_klinika_logs_json() -> None:
         assert logging["options"]["max-size"] and int(logging["options"]["max-file"]) >= 2, name
     for name in ("pacs_app", "pacs_dimse"):
         assert services[name]["environment"]["KLINIKA_LOG_FORMAT"] == "json"
+        assert services[name]["environment"]["KLINIKA_LOG_STREAM"] == "stdout"
 
 
 def test_production_backs_up_hourly_and_exposes_metrics_only_inside() -> None:

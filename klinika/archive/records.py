@@ -11,6 +11,7 @@ from pydicom.multival import MultiValue
 
 from klinika.dicom.attributes import Level, attributes_of
 from klinika.dicom.frames import PixelLocation
+from klinika.dicom.json import PIXEL_DATA_TAGS
 from klinika.index.matching import normalize_name
 
 Status = Literal["stored", "duplicate", "replaced", "rejected"]
@@ -54,6 +55,11 @@ class InstanceRecord:
     number_of_frames: int
     pixel_location: PixelLocation | None
     metadata_json: str
+
+    @property
+    def has_pixel_data(self) -> bool:
+        """Whether the instance has pixel data (of any of the three kinds) to render."""
+        return any(f'"{tag}"' in self.metadata_json for tag in PIXEL_DATA_TAGS)
 
 
 @dataclass(frozen=True)

@@ -205,6 +205,56 @@ def import_command(ctx: click.Context, paths: tuple[Path, ...], jobs: int) -> No
     _print_summary(summary)
 
 
+@cli.command(name="export")
+@click.argument("study_uid")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The ZIP file to write (DICOM files and a DICOMDIR).",
+)
+@click.option("--series", "series_uid", help="Only this series of the study.")
+@click.option(
+    "--deidentify",
+    is_flag=True,
+    help="De-identify (PS3.15 Annex E Basic Profile, modified dates, clean descriptors, "
+    "patient characteristics kept).",
+)
+@click.pass_context
+def export_command(
+    ctx: click.Context, study_uid: str, out: Path, series_uid: str | None, deidentify: bool
+) -> None:
+    """Write a study (or one series) as a ZIP of DICOM files with a DICOMDIR."""
+    from klinika.audit import Actor
+    from klinika.dicom.deidentify import Deidentifier
+    from klinika.errors import NotFound
+    from klinika.export import dicom_zip
+    from klinika.runtime import Runtime
+
+    with Runtime(settings_from(ctx)) as runtime:
+        try:
+            chunks = dicom_zip(
+                runtime.archive, study_uid, series_uid, Deidentifier() if deidentify else None
+            )
+        except NotFound as exc:
+            raise click.ClickException(str(exc)) from exc
+        partial = out.with_name(out.name + ".partial")
+        with partial.open("wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+        partial.replace(out)
+        runtime.audit.record(
+            Actor("cli", "system"),
+            "dicom:export",
+            "success",
+            study_uid=study_uid,
+            series_uid=series_uid,
+            details={"format": "dicom-deidentified" if deidentify else "dicom", "to": "file"},
+        )
+    click.echo(f"{out} ({out.stat().st_size:,} bytes)")
+
+
 def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
     counts = summary.counts
     click.echo(

@@ -12,12 +12,14 @@ PS3.18 §F.2 (DICOM JSON model), §F.2.6 (BulkDataURI).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
+log = logging.getLogger(__name__)
 BASE_PLACEHOLDER = "klinika-base:"
 BULK_DATA_THRESHOLD = 1024
 PIXEL_DATA_TAGS = ("7FE00010", "7FE00008", "7FE00009")
@@ -48,11 +50,7 @@ def metadata_json(dataset: Dataset, pixel_data_vr: str | None) -> str:
     def bulk_uri(_element: DataElement) -> str:
         return f"{base}/bulk/{next(counter)}"
 
-    as_dict = dataset.to_json_dict(
-        bulk_data_threshold=BULK_DATA_THRESHOLD,
-        bulk_data_element_handler=bulk_uri,
-        suppress_invalid_tags=True,
-    )
+    as_dict = json_dict(dataset, bulk_uri)
     if pixel_data_vr is not None:
         as_dict["7FE00010"] = {"vr": pixel_data_vr, "BulkDataURI": f"{base}/bulk/pixeldata"}
     return json.dumps(as_dict, ensure_ascii=False, separators=(",", ":"))
@@ -66,12 +64,26 @@ def iter_bulk_elements(dataset: Dataset) -> Iterator[DataElement]:
         found.append(element)
         return ""
 
-    dataset.to_json_dict(
-        bulk_data_threshold=BULK_DATA_THRESHOLD,
-        bulk_data_element_handler=collect,
-        suppress_invalid_tags=True,
-    )
+    json_dict(dataset, collect)
     yield from found
+
+
+def json_dict(dataset: Dataset, bulk_handler: Callable[[DataElement], str]) -> dict[str, Any]:
+    """The data set's DICOM JSON, leaving out elements whose value cannot be written.
+
+    Not pydicom's ``to_json_dict(suppress_invalid_tags=True)``: that switches pydicom's
+    process-wide reading mode to RAISE while it runs, so another thread validating an instance
+    at the same moment would refuse what it otherwise accepts.
+    """
+    as_dict: dict[str, Any] = {}
+    for tag in dataset.keys():  # noqa: SIM118 (iterating a Dataset yields its elements)
+        try:
+            as_dict[f"{tag:08X}"] = dataset[tag].to_json_dict(
+                bulk_data_element_handler=bulk_handler, bulk_data_threshold=BULK_DATA_THRESHOLD
+            )
+        except Exception as exc:  # pydicom raises many types for values it cannot convert
+            log.warning("element %s left out of the DICOM JSON: %s", tag, exc)
+    return as_dict
 
 
 def element_json(vr: str, value: Any) -> dict[str, Any]:

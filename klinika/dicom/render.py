@@ -71,7 +71,12 @@ class RenderOptions:
     media_type: str = "image/jpeg"
     quality: int | None = None
     window: tuple[float, float, str] | None = None
+    #: (rows, columns) the image is scaled to fit, keeping its aspect ratio
     viewport: tuple[int, int] | None = None
+    #: the output is exactly ``viewport``, the image centred on black (PS3.18 §8.3.5.1.3)
+    letterbox: bool = False
+    #: the source region (sx, sy, sw, sh) to render; a negative sw or sh flips that axis
+    region: tuple[int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.media_type not in SUPPORTED_MEDIA_TYPES:
@@ -125,10 +130,37 @@ def render_frame(dataset: Dataset, frame_index: int, options: RenderOptions) -> 
         raise RenderError(f"the pixel data cannot be decoded: {exc}") from exc
     image = _to_display(dataset, frame, options.window)
     picture = Image.fromarray(np.ascontiguousarray(image))
+    if options.region is not None:
+        picture = _region(picture, options.region)
     if options.viewport:
-        rows, columns = options.viewport
-        picture.thumbnail((max(columns, 1), max(rows, 1)), Image.Resampling.BILINEAR)
+        rows, columns = (max(v, 1) for v in options.viewport)
+        if options.letterbox:
+            scale = min(columns / picture.width, rows / picture.height)
+            size = (max(round(picture.width * scale), 1), max(round(picture.height * scale), 1))
+            scaled = picture.resize(size, Image.Resampling.BILINEAR)
+            picture = Image.new(scaled.mode, (columns, rows))
+            picture.paste(scaled, ((columns - size[0]) // 2, (rows - size[1]) // 2))
+        else:
+            picture.thumbnail((columns, rows), Image.Resampling.BILINEAR)
     return _encode(picture, options)
+
+
+def _region(picture: Image.Image, region: tuple[int, int, int, int]) -> Image.Image:
+    """The source region ``sx, sy, sw, sh`` (PS3.18 §8.3.5.1.3; sw or sh 0: to the edge),
+    flipped where sw or sh is negative; raises RenderError when it lies outside the image."""
+    sx, sy, sw, sh = region
+    sw, sh = sw or picture.width - sx, sh or picture.height - sy
+    left, right = sorted((sx, sx + sw))
+    top, bottom = sorted((sy, sy + sh))
+    if left < 0 or top < 0 or right > picture.width or bottom > picture.height or not sw or not sh:
+        size = f"{picture.width}x{picture.height}"
+        raise RenderError(f"the region {region} is not inside the {size} image")
+    picture = picture.crop((left, top, right, bottom))
+    if sw < 0:
+        picture = picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if sh < 0:
+        picture = picture.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+    return picture
 
 
 def render_thumbnail(

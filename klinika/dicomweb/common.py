@@ -18,10 +18,23 @@ _GZIP_MIN = 1024
 
 
 def dicomweb_base(request: Request, public_base_url: str = "") -> str:
-    """The absolute URL of the DICOMweb root as the client sees it."""
+    """The absolute URL of the DICOMweb root as the client sees it: the configured public base,
+    else the request's origin. A client that sends ``Host`` without the port (dicomweb-client,
+    requests) reached us directly on the listening socket's port, so that port is added — unless
+    a proxy forwarded the request, whose ``Host`` is then taken as it is."""
     if public_base_url:
         return public_base_url.rstrip("/") + "/dicom-web"
-    return str(request.base_url).rstrip("/") + "/dicom-web"
+    base = request.base_url
+    host = request.headers.get("host", "")
+    forwarded = any(
+        h in request.headers for h in ("x-forwarded-for", "x-forwarded-proto", "forwarded")
+    )
+    server = request.scope.get("server")
+    if host and base.port is None and not forwarded and server and server[1]:
+        default = 443 if base.scheme == "https" else 80
+        if int(server[1]) != default:
+            base = base.replace(port=int(server[1]))
+    return str(base).rstrip("/") + "/dicom-web"
 
 
 def wants_gzip(request: Request) -> bool:

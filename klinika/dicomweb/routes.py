@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from klinika.archive import Archive
 from klinika.config import Settings
+from klinika.dicomweb.capabilities import add_capabilities
 from klinika.dicomweb.common import Guard
 from klinika.dicomweb.delete import create_delete_router
 from klinika.dicomweb.qido import create_qido_router
@@ -21,6 +22,7 @@ def create_dicomweb_router(archive: Archive, settings: Settings, guard: Guard) -
     router.include_router(create_stow_router(archive, settings, guard))
     router.include_router(create_wado_router(archive, settings, guard))
     router.include_router(create_delete_router(archive, guard))
+    add_capabilities(router, guard, settings.public_base_url)
     return router
 
 

@@ -74,8 +74,8 @@ def stow_response(
         body["00000902"] = {"vr": "LO", "Value": [comments[:1024]]}
     if not outcomes:
         return 400, body
-    if not failed:
-        has_warnings = any(o.warnings for o in stored)
+    if not failed:  # PS3.18 §10.5.3: 202 when any stored instance carries a warning
+        has_warnings = any(o.warnings or o.status == "duplicate" for o in stored)
         return (202 if has_warnings else 200), body
     return (202 if stored else 409), body
 

@@ -110,10 +110,13 @@ def _render_options(request: Request, default_viewport: tuple[int, int] | None =
     accept = params.get("accept") or request.headers.get("accept")
     media_type = None
     for media in parse_accept(accept):
-        if media.media_type in ("*/*", "image/*"):
+        wanted = media.media_type
+        if wanted == "multipart/related":  # rendered study/series: the parts' type
+            wanted = media.params.get("type", "image/jpeg").lower()
+        if wanted in ("*/*", "image/*"):
             media_type = "image/jpeg"
-        elif media.media_type in render.SUPPORTED_MEDIA_TYPES:
-            media_type = media.media_type
+        elif wanted in render.SUPPORTED_MEDIA_TYPES:
+            media_type = wanted
         if media_type:
             break
     if media_type is None:
@@ -127,13 +130,10 @@ def _render_options(request: Request, default_viewport: tuple[int, int] | None =
             window = (float(parts[0]), float(parts[1]), parts[2] if len(parts) > 2 else "linear")
         except (ValueError, IndexError) as exc:
             raise InvalidQuery("window must be center,width[,function]") from exc
-    viewport = default_viewport
+    viewport, letterbox, region = default_viewport, False, None
     if params.get("viewport"):
-        try:
-            values = [int(v) for v in params["viewport"].split(",")]
-            viewport = (values[0], values[1])
-        except (ValueError, IndexError) as exc:
-            raise InvalidQuery("viewport must be rows,columns") from exc
+        width, height, region = _viewport(params["viewport"])
+        viewport, letterbox = (height, width), True
     quality = None
     if params.get("quality"):
         try:
@@ -143,8 +143,32 @@ def _render_options(request: Request, default_viewport: tuple[int, int] | None =
         if not 1 <= quality <= 100:
             raise InvalidQuery("quality must be a number from 1 to 100")
     return render.RenderOptions(
-        media_type=media_type, quality=quality, window=window, viewport=viewport
+        media_type=media_type,
+        quality=quality,
+        window=window,
+        viewport=viewport,
+        letterbox=letterbox,
+        region=region,
     )
+
+
+def _viewport(value: str) -> tuple[int, int, tuple[int, int, int, int] | None]:
+    """``vw,vh[,sx,sy,sw,sh]`` (PS3.18 §8.3.5.1.3): the output width and height, and the
+    source region (empty sx/sy mean 0; all four or none)."""
+    parts = value.split(",")
+    try:
+        width, height = int(parts[0]), int(parts[1])
+        region = None
+        if len(parts) == 6:
+            sx, sy, sw, sh = (int(p) if p else 0 for p in parts[2:])
+            region = (sx, sy, sw, sh)
+        elif len(parts) != 2:
+            raise ValueError(value)
+    except (ValueError, IndexError) as exc:
+        raise InvalidQuery("viewport must be vw,vh or vw,vh,sx,sy,sw,sh") from exc
+    if not (1 <= width <= 8192 and 1 <= height <= 8192):
+        raise InvalidQuery("viewport width and height must be between 1 and 8192")
+    return width, height, region
 
 
 def create_wado_router(archive: Archive, settings: Settings, guard: Guard) -> APIRouter:
@@ -271,6 +295,31 @@ def create_wado_router(archive: Archive, settings: Settings, guard: Guard) -> AP
         except render.RenderError as exc:
             raise NotAcceptable(str(exc)) from exc
         return Response(image, media_type=options.media_type, headers=_IMMUTABLE)
+
+    def rendered_instances(request: Request, records: list[InstanceRecord]) -> Response:
+        """Each instance with pixel data rendered (its first frame), as multipart/related
+        (PS3.18 §9.5: rendered study and series)."""
+        options = _render_options(request)
+        images = []
+        for record in records:
+            if not record.has_pixel_data:
+                continue  # SR, PDF, …: nothing to render
+            try:
+                images.append(archive.render_frame(record, 0, options))
+            except render.RenderError as exc:
+                raise NotAcceptable(f"{record.sop_instance_uid}: {exc}") from exc
+        if not images:
+            raise NotFound("there is no image to render")
+        part_type = options.media_type
+        return MultipartResponse([(part_type, i) for i in images], part_type, headers=_IMMUTABLE)
+
+    @router.get("/studies/{study}/rendered", summary="Rendered study")
+    def rendered_study(request: Request, study: str) -> Response:
+        return rendered_instances(request, archive.instances(study))
+
+    @router.get("/studies/{study}/series/{series}/rendered", summary="Rendered series")
+    def rendered_series(request: Request, study: str, series: str) -> Response:
+        return rendered_instances(request, archive.instances(study, series))
 
     @router.get(
         "/studies/{study}/series/{series}/instances/{sop}/rendered", summary="Rendered instance"

@@ -13,10 +13,10 @@ from zipstream import ZIP_STORED, ZipStream
 
 from klinika.archive import Archive, InstanceRecord
 from klinika.dicom import render
+from klinika.dicom.deidentify import Deidentifier, NotDeidentifiable
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIX = {"image/jpeg": "jpg", "image/png": "png"}
-_PIXEL_DATA = '"7FE00010"'  # its tag in the stored DICOM JSON
 CHUNK_BYTES = 1 << 20
 
 
@@ -25,40 +25,78 @@ def _records(archive: Archive, study_uid: str, series_uid: str | None) -> list[I
     return archive.instances(study_uid, series_uid)
 
 
-def dicomdir(archive: Archive, records: list[InstanceRecord]) -> tuple[bytes, dict[str, str]]:
-    """A DICOMDIR for ``records`` (PS3.10 §8, PS3.3 F.5) and each instance's path in the file-set.
+def dicomdir(
+    archive: Archive, records: list[InstanceRecord], deidentifier: Deidentifier | None = None
+) -> tuple[bytes, dict[str, str], list[str]]:
+    """A DICOMDIR for ``records`` (PS3.10 §8, PS3.3 F.5), each instance's path in the file-set
+    (by the SOP Instance UID stored, not the de-identified one), and what was left out.
 
     pydicom's FileSet builds the directory records; it is given header-only copies of the
-    instances (read up to the pixel data, not the whole file), and the stored files are then
-    placed at the paths it chose.
+    instances (read up to the pixel data, not the whole file), de-identified when the export
+    is, and the files are then placed at the paths it chose. An instance the de-identifier
+    cannot make safe is left out, with a line saying why (its position and modality only).
     """
     file_set = FileSet()
     file_set.ID = "KLINIKA"
+    left_out: list[str] = []
     with tempfile.TemporaryDirectory(prefix="klinika-dicomdir-") as work:
-        for record in records:
+        exported_as: dict[str, str] = {}
+        for number, record in enumerate(records, 1):
             with archive.blobs.open(record.blob_key) as stored:
                 header = dcmread(stored, stop_before_pixels=True)
+            if deidentifier is not None:
+                modality = header.get("Modality", "")
+                try:
+                    deidentifier.dataset(header)
+                except NotDeidentifiable as exc:
+                    left_out.append(f"instance {number} ({modality or 'no modality'}): {exc}")
+                    continue
+            exported_as[header.SOPInstanceUID] = record.sop_instance_uid
             file_set.add(header)
         file_set.write(work)
         paths = {
-            instance.SOPInstanceUID: Path(instance.path).relative_to(work).as_posix()
+            exported_as[instance.SOPInstanceUID]: Path(instance.path).relative_to(work).as_posix()
             for instance in file_set
         }
-        return (Path(work) / "DICOMDIR").read_bytes(), paths
+        return (Path(work) / "DICOMDIR").read_bytes(), paths, left_out
 
 
-def dicom_zip(archive: Archive, study_uid: str, series_uid: str | None = None) -> Iterator[bytes]:
+def dicom_zip(
+    archive: Archive,
+    study_uid: str,
+    series_uid: str | None = None,
+    deidentifier: Deidentifier | None = None,
+) -> Iterator[bytes]:
     """The stored DICOM files (bytes as received) and a DICOMDIR, as a streamed ZIP.
+
+    With a ``deidentifier`` every file and the DICOMDIR are de-identified (PS3.15 Annex E, one
+    mapping for the whole ZIP); instances it cannot make safe (burned-in annotation, encapsulated
+    documents) are left out and listed in ``NOT-INCLUDED.txt``.
 
     The instances and the DICOMDIR are found now (NotFound is raised here, before anything is
     sent); the files are read while the ZIP is consumed."""
     records = _records(archive, study_uid, series_uid)
-    directory, paths = dicomdir(archive, records)
+    directory, paths, left_out = dicomdir(archive, records, deidentifier)
     stream = ZipStream(compress_type=ZIP_STORED)  # DICOM pixel data rarely compresses well
     stream.add(directory, "DICOMDIR")
     for record in records:
-        stream.add(_blob(archive, record), paths[record.sop_instance_uid])
+        path = paths.get(record.sop_instance_uid)
+        if path is None:
+            continue
+        if deidentifier is None:
+            stream.add(_blob(archive, record), path)
+        else:
+            stream.add(_deidentified(archive, record, deidentifier), path)
+    if left_out:
+        stream.add("\n".join(left_out).encode() + b"\n", "NOT-INCLUDED.txt")
     return iter(stream)
+
+
+def _deidentified(
+    archive: Archive, record: InstanceRecord, deidentifier: Deidentifier
+) -> Iterator[bytes]:
+    """One instance de-identified when the ZIP reaches it (one instance in memory at a time)."""
+    yield deidentifier.part10(archive.read(record))
 
 
 def _blob(archive: Archive, record: InstanceRecord) -> Iterator[bytes]:
@@ -84,7 +122,7 @@ def images_zip(
     series_names: dict[str, str] = {}
     counts: dict[str, int] = {}
     for record in _records(archive, study_uid, series_uid):
-        if _PIXEL_DATA not in record.metadata_json:
+        if not record.has_pixel_data:
             continue
         folder = series_names.setdefault(record.series_uid, f"series-{len(series_names) + 1:02d}")
         counts[folder] = counts.get(folder, 0) + 1

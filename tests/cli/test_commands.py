@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+import pydicom
 
 from klinika.config import load_settings
 from klinika.dicom.attributes import Level
@@ -67,3 +70,22 @@ def test_demo_loads_every_modality_and_prints_a_first_admin_password(tmp_path: P
         assert cyrillic.matches[0]["00201208"]["Value"] == [12]
     rerun = klinika(tmp_path / "data", "demo", "--ct-slices", "12")
     assert "duplicate 62" in rerun.stdout and "password" not in rerun.stdout
+
+
+def test_export_writes_a_zip_and_deidentify_removes_the_patient(tmp_path: Path) -> None:
+    ct = PYDICOM_DATA / "CT_small.dcm"
+    assert klinika(tmp_path / "data", "import", str(ct)).returncode == 0
+    original = pydicom.dcmread(ct)
+    for flags, identified in (((), True), (("--deidentify",), False)):
+        out = tmp_path / f"export-{identified}.zip"
+        result = klinika(
+            tmp_path / "data", "export", original.StudyInstanceUID, "--out", str(out), *flags
+        )
+        assert result.returncode == 0, result.stderr
+        with zipfile.ZipFile(out) as bundle:
+            image = next(n for n in bundle.namelist() if n != "DICOMDIR")
+            exported = pydicom.dcmread(io.BytesIO(bundle.read(image)))
+        assert (exported.PatientID == original.PatientID) is identified
+        assert ("PatientIdentityRemoved" in exported) is not identified
+    missing = klinika(tmp_path / "data", "export", "1.2.3", "--out", str(tmp_path / "x.zip"))
+    assert missing.returncode != 0 and "1.2.3" in missing.stderr

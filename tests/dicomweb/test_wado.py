@@ -228,3 +228,56 @@ def test_unknown_study_is_404(loaded: Loaded) -> None:
         ).status_code
         == 404
     )
+
+
+def wado_uri(loaded: Loaded, name: str, **params: str) -> requests.Response:
+    study, series, sop, _ = pick(loaded, name)
+    query = {"requestType": "WADO", "studyUID": study, "seriesUID": series, "objectUID": sop}
+    return requests.get(
+        loaded.server.url + "/wado",
+        params=query | params,
+        headers=loaded.server.headers,
+        timeout=30,
+    )
+
+
+def test_wado_uri_anonymize_returns_a_deidentified_instance(loaded: Loaded) -> None:
+    original = pydicom.dcmread(io.BytesIO(pick(loaded, "CT_small.dcm")[3]))
+    answer = wado_uri(loaded, "CT_small.dcm", contentType="application/dicom", anonymize="yes")
+    assert answer.status_code == 200 and answer.headers["cache-control"] == "no-store"
+    result = pydicom.dcmread(io.BytesIO(answer.content))
+    assert result.PatientIdentityRemoved == "YES"
+    assert str(original.PatientName).encode() not in answer.content
+    assert result.SOPInstanceUID != original.SOPInstanceUID
+    assert np.array_equal(result.pixel_array, original.pixel_array)
+    assert wado_uri(loaded, "CT_small.dcm", anonymize="yes").status_code == 400  # JPEG asked
+    assert wado_uri(loaded, "CT_small.dcm", anonymize="no").status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [
+        ({"frameNumber": "abc"}, 400),
+        ({"frameNumber": "0"}, 400),
+        ({"frameNumber": "99"}, 404),
+        ({"windowCenter": "x", "windowWidth": "400"}, 400),
+        ({"rows": "a", "columns": "64"}, 400),
+        ({"imageQuality": "500"}, 400),
+        ({"imageQuality": "40"}, 200),
+        ({"windowCenter": "40", "windowWidth": "400", "rows": "64", "columns": "64"}, 200),
+    ],
+)
+def test_wado_uri_parameters_are_checked(
+    loaded: Loaded, params: dict[str, str], status: int
+) -> None:
+    assert wado_uri(loaded, "CT_small.dcm", **params).status_code == status
+
+
+def test_wado_uri_serves_an_encapsulated_pdf_sandboxed(loaded: Loaded) -> None:
+    answer = wado_uri(loaded, "encapsulated_pdf.dcm", contentType="application/pdf")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "application/pdf"
+    assert answer.content.startswith(b"%PDF")
+    assert answer.headers["content-security-policy"].startswith("sandbox")
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert wado_uri(loaded, "encapsulated_pdf.dcm").status_code == 406  # no JPEG of a PDF

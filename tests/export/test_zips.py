@@ -11,6 +11,7 @@ import pydicom
 import pytest
 from PIL import Image
 
+from klinika.dicom.deidentify import Deidentifier
 from klinika.errors import NotFound
 from klinika.export import dicom_zip, images_zip, zips
 from tests.conftest import PYDICOM_DATA, SAMPLES
@@ -92,3 +93,32 @@ def test_exporting_an_unknown_study_raises_before_anything_is_sent(stored) -> No
         dicom_zip(stored, "1.2.3.4")
     with pytest.raises(NotFound):
         images_zip(stored, "1.2.3.4")
+
+
+def test_deidentified_zip_has_no_patient_data_a_dicomdir_that_matches_and_leaves_out_documents(
+    stored, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    ct = pydicom.dcmread(PYDICOM_DATA / "CT_small.dcm")
+    with unzip(
+        dicom_zip(stored, study_of(PYDICOM_DATA / "CT_small.dcm"), None, Deidentifier())
+    ) as bundle:
+        bundle.extractall(tmp_path)
+        names = bundle.namelist()
+    directory = pydicom.dcmread(tmp_path / "DICOMDIR")
+    patient = next(
+        r for r in directory.DirectoryRecordSequence if r.DirectoryRecordType == "PATIENT"
+    )
+    assert patient.PatientID.startswith("ANON-") and patient.PatientID != ct.PatientID
+    image = next(r for r in directory.DirectoryRecordSequence if "ReferencedFileID" in r)
+    exported = pydicom.dcmread(tmp_path / Path(*image.ReferencedFileID))
+    assert exported.SOPInstanceUID == image.ReferencedSOPInstanceUIDInFile != ct.SOPInstanceUID
+    assert exported.PatientIdentityRemoved == "YES"
+    raw = (tmp_path / Path(*image.ReferencedFileID)).read_bytes()
+    assert str(ct.PatientName).encode() not in raw and ct.PatientID.encode() not in raw
+    assert (exported.pixel_array == ct.pixel_array).all()
+    assert len(names) == 2  # DICOMDIR and the one CT image
+
+    pdf_study = study_of(SAMPLES / "generated" / "encapsulated_pdf.dcm")
+    with unzip(dicom_zip(stored, pdf_study, None, Deidentifier())) as bundle:
+        assert "NOT-INCLUDED.txt" in bundle.namelist()
+        assert "encapsulated document" in bundle.read("NOT-INCLUDED.txt").decode()

@@ -5,9 +5,11 @@ first, audited)."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -212,3 +214,29 @@ def test_the_worklist_is_the_home_page_and_needs_a_session(server: LiveServer) -
     assert anonymous.status_code == 303
     assert anonymous.headers["location"].startswith("/login?next=%2Fworklist%3Fname%3Dx")
     assert Path(__file__).name == "test_worklist.py"
+
+
+def test_a_deidentified_share_download_is_offered_and_audited(server: LiveServer) -> None:
+    uid = uid_of("BULK11")
+    assert f"/export/studies/{uid}.zip?deidentify=yes" in page_of(
+        server, server.headers, pid="BULK11"
+    )
+    answer = requests.get(
+        f"{server.url}/export/studies/{uid}.zip",
+        params={"deidentify": "yes"},
+        headers=server.headers,
+    )
+    assert answer.status_code == 200
+    assert "deidentified" in answer.headers["content-disposition"]
+    with zipfile.ZipFile(io.BytesIO(answer.content)) as bundle:
+        contents = [bundle.read(name) for name in bundle.namelist()]
+    assert len(contents) == 2  # the DICOMDIR and the instance, neither naming the patient
+    assert all(
+        b"BULK11" not in c and b"Patient11" not in c and b"ACC-B11" not in c for c in contents
+    )
+    trail = requests.get(
+        server.url + "/api/audit",
+        params={"action": "dicom:export", "study_uid": uid},
+        headers=server.headers,
+    ).json()
+    assert "dicom-deidentified" in [e["details"]["format"] for e in trail["events"]]

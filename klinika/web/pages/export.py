@@ -1,5 +1,6 @@
-"""Export: a study or series as a streamed ZIP of its DICOM files (with a DICOMDIR) or of
-JPEG/PNG images. Each export is an audit event of its own (``dicom:export``)."""
+"""Export: a study or series as a streamed ZIP of its DICOM files (with a DICOMDIR), optionally
+de-identified (``?deidentify=yes``: PS3.15 Annex E, for sharing), or of JPEG/PNG images. Each
+export is an audit event of its own (``dicom:export``)."""
 
 from collections.abc import Iterator
 from typing import Annotated, Literal
@@ -10,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from klinika.auth.http import client_address
 from klinika.auth.models import Principal
+from klinika.dicom.deidentify import Deidentifier
 from klinika.export import dicom_zip, images_zip
 from klinika.web.pages.context import PageContext
 
@@ -31,6 +33,7 @@ def create_router(context: PageContext) -> APIRouter:
     router = APIRouter()
     Reader = Annotated[Principal, Depends(context.guard("dicom:read"))]
     Format = Annotated[Literal["jpeg", "png"], Query()]
+    Deidentify = Annotated[Literal["yes", "no"], Query()]
 
     async def audit(
         request: Request, principal: Principal, what: str, study: str, series: str | None
@@ -46,10 +49,15 @@ def create_router(context: PageContext) -> APIRouter:
             details={"format": what, "path": request.url.path},
         )
 
-    async def dicom(request: Request, principal: Principal, study: str, series: str | None):
-        chunks = await run_in_threadpool(dicom_zip, context.archive, study, series)
-        await audit(request, principal, "dicom", study, series)
-        return _download(chunks, f"{(series or study)[-24:]}.zip")
+    async def dicom(
+        request: Request, principal: Principal, study: str, series: str | None, deidentify: str
+    ):
+        deidentifier = Deidentifier() if deidentify == "yes" else None
+        chunks = await run_in_threadpool(dicom_zip, context.archive, study, series, deidentifier)
+        what = "dicom-deidentified" if deidentifier else "dicom"
+        await audit(request, principal, what, study, series)
+        suffix = "-deidentified" if deidentifier else ""
+        return _download(chunks, f"{(series or study)[-24:]}{suffix}.zip")
 
     async def images(
         request: Request, principal: Principal, study: str, series: str | None, format: str
@@ -61,12 +69,20 @@ def create_router(context: PageContext) -> APIRouter:
         return _download(chunks, f"{(series or study)[-24:]}-{format}.zip")
 
     @router.get("/export/studies/{study_uid}.zip")
-    async def study_dicom(request: Request, study_uid: str, principal: Reader):
-        return await dicom(request, principal, study_uid, None)
+    async def study_dicom(
+        request: Request, study_uid: str, principal: Reader, deidentify: Deidentify = "no"
+    ):
+        return await dicom(request, principal, study_uid, None, deidentify)
 
     @router.get("/export/studies/{study_uid}/series/{series_uid}.zip")
-    async def series_dicom(request: Request, study_uid: str, series_uid: str, principal: Reader):
-        return await dicom(request, principal, study_uid, series_uid)
+    async def series_dicom(
+        request: Request,
+        study_uid: str,
+        series_uid: str,
+        principal: Reader,
+        deidentify: Deidentify = "no",
+    ):
+        return await dicom(request, principal, study_uid, series_uid, deidentify)
 
     @router.get("/export/studies/{study_uid}/images.zip")
     async def study_images(

@@ -170,6 +170,16 @@ class SlotRotatingFileHandler(logging.handlers.RotatingFileHandler):
         name, self._lock_descriptor = claim_log_file(path)
         super().__init__(name, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
 
+    def format(self, record: logging.LogRecord) -> str:
+        # shouldRollover() formats each record to measure it, then emit() formats it again:
+        # format once per record.
+        cached = getattr(record, "_klinika_line", None)
+        if cached is not None and cached[0] is self:
+            return str(cached[1])
+        line = super().format(record)
+        record._klinika_line = (self, line)
+        return line
+
     def close(self) -> None:
         super().close()
         if self._lock_descriptor >= 0:
@@ -206,6 +216,9 @@ def configure_logging(settings: Settings) -> None:
         setattr(handler, _INSTALLED, True)
         root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
+    # No caller lookup (file, line, function) for every record: our formats do not show it,
+    # and it is the costliest step of a log call (the logging HOWTO's "Optimization").
+    logging._srcfile = None
     # pynetdicom's INFO/DEBUG output names patients and dumps data sets
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # "Context impl …" on every start

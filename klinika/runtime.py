@@ -25,6 +25,8 @@ from klinika.config import Settings
 from klinika.db import Database
 from klinika.dicom.header import InflateLimit
 from klinika.index import schema as _schema  # noqa: F401  (registers the index tables)
+from klinika.observability import Metrics
+from klinika.observability.metrics import watch_pool
 from klinika.reports import Clinic, ReportService
 from klinika.storage import open_blob_store
 
@@ -53,8 +55,8 @@ def secure_data_dir(data_dir: Path) -> None:
 
 
 class Runtime:
-    """Database (migrated to head), blob store, archive, audit trail, auth service and report
-    service of one installation.
+    """Database (migrated to head), blob store, archive, audit trail, auth service, report
+    service and the process's metrics of one installation.
 
     ``clock`` (seconds since the epoch) is what the auth service (sessions, login lockout) and
     the report service read the time from; tests give a clock they can move. ``prepare``
@@ -75,6 +77,10 @@ class Runtime:
         self.database = Database(settings.database_url)
         if prepare:
             self.database.upgrade()
+        self.metrics = Metrics()
+        watch_pool(self.metrics, self.database.writer, "writer")
+        if self.database.reader is not self.database.writer:
+            watch_pool(self.metrics, self.database.reader, "reader")
         self.blobs = open_blob_store(settings)
         if prepare:
             self.blobs.clean_temporary()
@@ -85,6 +91,7 @@ class Runtime:
             metadata_cache_size=settings.metadata_cache_series,
             inflate_limit=InflateLimit(settings.max_inflated_bytes, settings.max_inflate_ratio),
             allow_patient_mismatch=settings.allow_patient_mismatch,
+            listeners=[self.metrics.observe_ingest],
         )
         audit_key, *older_keys = load_audit_keys(settings.audit_key_path)
         self.audit = AuditTrail(

@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 # chromium: browser tests (Playwright drives Debian's Chromium; no browser is downloaded);
 # fonts-dejavu-core + fonts-noto-core: report PDFs (Latin diacritics and Cyrillic);
-# dicom3tools: dciodvfy checks the objects we write (transcoded, de-identified).
+# dicom3tools: dciodvfy checks the objects we write (transcoded, de-identified);
+# prometheus: promtool checks and unit-tests deploy/monitoring's alert rules.
 SYSTEM_PACKAGES=(python3-venv dcmtk dicom3tools orthanc poppler-utils iproute2 postgresql nginx
-  openssl chromium fonts-dejavu-core fonts-noto-core)
+  openssl chromium fonts-dejavu-core fonts-noto-core prometheus)
 # npm fetches the OHIF viewer; a Node.js that brings its own npm (NodeSource) is kept as it is.
 command -v npm >/dev/null || SYSTEM_PACKAGES+=(npm)
 
@@ -32,7 +33,7 @@ if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
   # servers (Orthanc in a network namespace, PostgreSQL with initdb on a free port).
   # Debian's orthanc package starts a system service on 0.0.0.0:8042/4242; the tests start
   # their own Orthanc when they need one, so the service is stopped and kept off.
-  for service in orthanc nginx; do
+  for service in orthanc nginx prometheus; do
     if command -v systemctl >/dev/null && systemctl is-enabled "$service" >/dev/null 2>&1; then
       as_root systemctl disable --now "$service" >/dev/null 2>&1 || true
     elif [ -x "/etc/init.d/$service" ]; then

@@ -36,6 +36,7 @@ class StoreOutcome:
     message: str | None = None
     warnings: list[str] = field(default_factory=list)
     patient_id: str | None = None
+    size: int | None = None  # bytes as received, once written
 
     @property
     def accepted(self) -> bool:

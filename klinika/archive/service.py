@@ -192,6 +192,7 @@ class Archive:
                     str(blob),
                 )
             else:
+                outcome.size = blob.size
                 pending.append(_Pending(parsed, blob, outcome, _instance_values(parsed, blob)))
         if pending:
             self._index_grouped(pending)

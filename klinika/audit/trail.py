@@ -281,6 +281,9 @@ class AuditTrail:
         self.flush()
         written = self._append([row], unless_keyed=True)
         return written[0] if written else None
+    def queued(self) -> int:
+        """How many events :meth:`record_soon` queued that are not written yet (a metric)."""
+        return self._queue.qsize()
 
     def flush(self) -> None:
         """Wait until every queued event is written."""

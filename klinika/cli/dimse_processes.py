@@ -135,9 +135,11 @@ def _worker(
 ) -> None:
     """One DIMSE process: its own runtime and AE on the shared socket, until SIGTERM."""
     from klinika.dimse import start_dimse_server
+    from klinika.observability import configure_logging
     from klinika.runtime import Runtime
 
     _die_with_parent()
+    configure_logging(settings)  # a log file slot of its own, not the parent's
     stop = threading.Event()
 
     def on_term(_signum: int, _frame: FrameType | None) -> None:
@@ -154,6 +156,7 @@ def _worker(
             settings,
             listener=listener,
             tls_listener=tls_listener,
+            metrics=runtime.metrics,
         )
         while not stop.wait(1.0):
             if os.getppid() != parent:  # the parent went away without telling us

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +20,7 @@ from klinika.errors import ConfigError
 
 if TYPE_CHECKING:
     from klinika.cli.dimse_processes import DimseProcesses
+    from klinika.runtime import Runtime
 
 
 @click.group()
@@ -36,12 +39,17 @@ if TYPE_CHECKING:
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> None:
     """Klinika PACS."""
+    from klinika.observability import configure_logging
+
     try:
-        ctx.ensure_object(dict)["settings"] = load_settings(
-            toml_path=config_path, data_dir=data_dir
-        )
+        settings = load_settings(toml_path=config_path, data_dir=data_dir)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
+    ctx.ensure_object(dict)["settings"] = settings
+    try:  # one logging setup for every command: servers and jobs alike
+        configure_logging(settings)
+    except OSError as exc:
+        raise click.UsageError(f"cannot write the log file {settings.log_file}: {exc}") from exc
 
 
 @cli.command()
@@ -64,38 +72,38 @@ def serve(
     ctx: click.Context, host: str | None, port: int | None, dimse: bool, workers: int
 ) -> None:
     """Run the HTTP server (DICOMweb, viewer, API) and the DIMSE listener."""
-    from klinika.backup.schedule import start_backup_scheduler
     from klinika.dimse import start_dimse_server
     from klinika.runtime import Runtime
     from klinika.web.server import run_server
 
     settings = settings_from(ctx)
-    _logging()
     if workers > 1:
         from klinika.web.server import run_workers
 
-        # migrate once before the workers start; scheduled backups run in this parent process
-        with Runtime(settings) as runtime:
-            scheduler = start_backup_scheduler(settings, runtime.audit)
-            try:
-                run_workers(
-                    settings,
-                    host=host or settings.http_host,
-                    port=port or settings.http_port,
-                    workers=workers,
-                )
-            finally:
-                if scheduler is not None:
-                    scheduler.stop()
+        # before any metric exists: the workers and this process share the metric files
+        _multiprocess_metrics(settings)
+        # migrate once before the workers start; scheduled backups run in this parent process,
+        # and so does the metrics listener (it adds up every worker's files)
+        with Runtime(settings) as runtime, _operations(settings, runtime):
+            run_workers(
+                settings,
+                host=host or settings.http_host,
+                port=port or settings.http_port,
+                workers=workers,
+            )
         return
-    processes = _start_dimse_processes(settings) if dimse else None
-    with Runtime(settings, prepare=processes is None) as runtime:
+    processes = None
+    if dimse and settings.dimse_workers > 1:
+        _multiprocess_metrics(settings)  # the DIMSE processes' metrics add up with this one's
+        processes = _start_dimse_processes(settings)
+    with Runtime(settings, prepare=processes is None) as runtime, _operations(settings, runtime):
         listener = None
         if dimse and processes is None:
-            listener = start_dimse_server(runtime.archive, runtime.auth, runtime.audit, settings)
+            listener = start_dimse_server(
+                runtime.archive, runtime.auth, runtime.audit, settings, metrics=runtime.metrics
+            )
         if processes is not None:
             processes.supervise_in_background()
-        scheduler = start_backup_scheduler(settings, runtime.audit)
         try:
             run_server(
                 settings, runtime, host=host or settings.http_host, port=port or settings.http_port
@@ -105,8 +113,58 @@ def serve(
                 listener.shutdown()
             if processes is not None:
                 processes.stop()
-            if scheduler is not None:
-                scheduler.stop()
+
+
+def _multiprocess_metrics(settings: Settings) -> None:
+    """Multi-process metrics for ``serve --workers``: ``PROMETHEUS_MULTIPROC_DIR`` when set
+    (a tmpfs in containers), else a folder under the data folder; emptied at start."""
+    import os
+
+    from klinika.observability import use_multiprocess
+
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    use_multiprocess(Path(given) if given else settings.data_dir.resolve() / "run" / "metrics")
+
+
+@contextlib.contextmanager
+def _operations(settings: Settings, runtime: Runtime) -> Iterator[None]:
+    """What a serving process runs beside its listener: the backup scheduler, the
+    installation's metric probes and, with ``metrics_port``, the metrics listener."""
+    from klinika.backup.schedule import start_backup_scheduler
+    from klinika.observability import start_metrics_server
+    from klinika.web.telemetry import install_state_probes
+
+    install_state_probes(
+        runtime.metrics,
+        settings,
+        database=runtime.database,
+        blobs=runtime.blobs,
+        archive=runtime.archive,
+        audit=runtime.audit,
+    )
+    server = None
+    if settings.metrics_port:
+        try:
+            server = start_metrics_server(
+                runtime.metrics, settings.metrics_host, settings.metrics_port
+            )
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot listen for metrics on {settings.metrics_host}:{settings.metrics_port}: "
+                f"{exc}"
+            ) from exc
+
+    def counted(ok: bool) -> None:
+        runtime.metrics.backups.labels("success" if ok else "failure").inc()
+
+    scheduler = start_backup_scheduler(settings, runtime.audit, on_backup=counted)
+    try:
+        yield
+    finally:
+        if scheduler is not None:
+            scheduler.stop()
+        if server is not None:
+            server.shutdown()
 
 
 def _start_dimse_processes(settings: Settings) -> DimseProcesses | None:
@@ -132,39 +190,49 @@ def dimse_only(ctx: click.Context) -> None:
     import threading
 
     from klinika.dimse import start_dimse_server
+    from klinika.observability import start_metrics_server
     from klinika.runtime import Runtime
 
     settings = settings_from(ctx)
-    _logging()
-    processes = _start_dimse_processes(settings)
-    if processes is not None:
+    if settings.dimse_workers > 1:
+        if settings.metrics_port:
+            _multiprocess_metrics(settings)  # the workers' metrics, added up here
+        processes = _start_dimse_processes(settings)
+        assert processes is not None
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            while not stop.wait(1.0):
-                processes.reap()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            processes.stop()
+        with contextlib.ExitStack() as cleanup:
+            if settings.metrics_port:
+                runtime = cleanup.enter_context(Runtime(settings, prepare=False))
+                server = start_metrics_server(
+                    runtime.metrics, settings.metrics_host, settings.metrics_port
+                )
+                cleanup.callback(server.shutdown)
+            try:
+                while not stop.wait(1.0):
+                    processes.reap()
+            except KeyboardInterrupt:
+                pass
+            finally:
+                processes.stop()
         return
     with Runtime(settings) as runtime:
-        listener = start_dimse_server(runtime.archive, runtime.auth, runtime.audit, settings)
+        listener = start_dimse_server(
+            runtime.archive, runtime.auth, runtime.audit, settings, metrics=runtime.metrics
+        )
+        metrics = (
+            start_metrics_server(runtime.metrics, settings.metrics_host, settings.metrics_port)
+            if settings.metrics_port
+            else None
+        )
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
             pass
         finally:
             listener.shutdown()
-
-
-def _logging() -> None:
-    import logging
-
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+            if metrics is not None:
+                metrics.shutdown()
 
 
 @cli.command(name="import")

@@ -22,6 +22,9 @@ DuplicatePolicy = Literal["keep", "overwrite", "reject"]
 #: argon2id cost of new password hashes: "production" always, "test" only for test suites.
 PasswordHashProfile = Literal["production", "test"]
 StorageKind = Literal["files", "s3"]
+LogFormat = Literal["text", "json"]
+LOG_STREAMS = ("stderr", "stdout", "none")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 DIMSE_SERVICES = frozenset({"echo", "store", "find", "move", "get"})
 
 
@@ -193,6 +196,23 @@ class Settings:
     backup_keep_daily: int = 7
     backup_keep_weekly: int = 4
     backup_keep_monthly: int = 12
+    # the promise: readiness is degraded and the alert fires when the newest backup in
+    # backup_dir is older than the RPO; the scheduler verifies the newest backup every
+    # backup_verify_days and the audit chain daily (backup_interval_minutes 0: monitor only,
+    # an outside timer makes the backups)
+    backup_rpo_minutes: float = 60.0
+    backup_verify_days: float = 30.0
+    # operations: logs (docs/operations.md) and Prometheus metrics (off unless a port or a
+    # token is set; never open on the main port without the token)
+    log_format: LogFormat = "text"
+    log_level: str = "info"
+    log_stream: str = "stderr"
+    log_file: Path | None = None
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_backups: int = 5
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
+    metrics_token: str = dataclasses.field(default="", repr=False)
     # clinic branding (pages, report PDF header)
     clinic_name: str = "Klinika"
     clinic_address: str = ""
@@ -263,6 +283,20 @@ class Settings:
         if self.password_min_length < 8:
             raise ConfigError("password_min_length must be at least 8 (ASVS 2.1.1 asks 12)")
         self.proxy_networks  # noqa: B018 (parsing them is the check: ConfigError if not)
+        if self.log_format not in get_args(LogFormat):
+            raise ConfigError(f"log_format must be text or json, not {self.log_format!r}")
+        if self.log_stream not in LOG_STREAMS:
+            raise ConfigError(f"log_stream must be one of {LOG_STREAMS}, not {self.log_stream!r}")
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise ConfigError(f"log_level must be one of {LOG_LEVELS}, not {self.log_level!r}")
+        if self.log_max_bytes < 1024 or self.log_backups < 1:
+            raise ConfigError("log_max_bytes must be at least 1024 and log_backups at least 1")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"metrics_port must be a TCP port, not {self.metrics_port}")
+        if self.metrics_token and len(self.metrics_token) < 16:
+            raise ConfigError("metrics_token must be at least 16 characters long")
+        if self.backup_rpo_minutes <= 0 or self.backup_verify_days <= 0:
+            raise ConfigError("backup_rpo_minutes and backup_verify_days must be positive")
         if not self.database_url:
             db_path = (self.data_dir / "index.sqlite").resolve()
             object.__setattr__(self, "database_url", f"sqlite:///{db_path}")
@@ -332,6 +366,7 @@ _OPTIONAL_PATHS = (
     "dimse_tls_cert",
     "dimse_tls_key",
     "dimse_tls_ca",
+    "log_file",
 )
 
 

@@ -20,7 +20,9 @@ from klinika.config import Settings
 from klinika.dimse.handlers import EncodedIdentifier, Handlers, set_nodelay
 from klinika.dimse.peers import admission_handler
 from klinika.dimse.sop_classes import storage_sop_classes
+from klinika.dimse.telemetry import telemetry_handlers
 from klinika.dimse.tls import TlsAssociationServer, server_tls_context
+from klinika.observability import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +224,7 @@ def start_dimse_server(
     *,
     listener: socket.socket | None = None,
     tls_listener: socket.socket | None = None,
+    metrics: Metrics | None = None,
 ) -> DimseServer:
     """Listen on ``settings.dimse_host:dimse_port`` in background threads; non-blocking.
 
@@ -242,6 +245,7 @@ def start_dimse_server(
         (evt.EVT_C_FIND, handlers.find),
         (evt.EVT_C_MOVE, handlers.move),
         (evt.EVT_C_GET, handlers.get),
+        *telemetry_handlers(metrics or Metrics()),  # metrics and the DIMSE access log
     ]
     server_class: type[Any] = NoDelayAssociationServer
     address: tuple[str, int] = (settings.dimse_host, settings.dimse_port)

@@ -23,6 +23,7 @@ from klinika.web.pages import PageContext, Pages, create_pages_router
 from klinika.web.pages.context import STATIC_DIR
 from klinika.web.reports import create_reports_router
 from klinika.web.security import RequestSanity, SecurityHeaders
+from klinika.web.telemetry import Telemetry, install_state_probes
 from klinika.web.viewer import create_viewer_router
 
 
@@ -60,6 +61,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.add_middleware(OriginCheck, public_base_url=settings.public_base_url)
     app.add_middleware(RequestSanity)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(Telemetry, metrics=runtime.metrics, audit=runtime.audit, settings=settings)
     if settings.proxy_networks:
         # outermost: who the client is (and the scheme) is settled before anything reads it
         app.add_middleware(
@@ -67,7 +69,15 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             trusted_hosts=[str(network) for network in settings.proxy_networks],
         )
     guard = Guard(runtime.auth, runtime.audit)
-    app.include_router(create_health_router(runtime.database, runtime.blobs))
+    install_state_probes(
+        runtime.metrics,
+        settings,
+        database=runtime.database,
+        blobs=runtime.blobs,
+        archive=runtime.archive,
+        audit=runtime.audit,
+    )
+    app.include_router(create_health_router(runtime.database, runtime.blobs, settings))
     app.include_router(create_auth_router(runtime.auth, guard))
     app.include_router(create_audit_router(runtime.audit, guard))
     app.include_router(

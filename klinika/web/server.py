@@ -1,19 +1,29 @@
-"""Running the app under uvicorn: one process, or several workers sharing the database."""
+"""Running the app under uvicorn: one process, or several workers sharing the database.
+
+Logging is ours (:func:`klinika.observability.configure_logging`, ``log_config=None`` keeps
+uvicorn from installing its own), and so is the access log. uvicorn's own proxy-header
+handling is off: ``create_app`` applies it for ``KLINIKA_TRUSTED_PROXIES`` only, and
+:class:`~klinika.web.telemetry.TrustedRequestIds`, which sees the TCP peer first, keeps a
+proxy's ``X-Request-ID`` from those addresses only.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from klinika.config import Settings, load_settings
+from klinika.observability import configure_logging
 from klinika.runtime import Runtime
 from klinika.web.app import create_app
+from klinika.web.telemetry import TrustedRequestIds
 
 log = logging.getLogger("klinika")
-_UVICORN = {
+_UVICORN: dict[str, Any] = {
     "http": "httptools",
     "loop": "uvloop",
     "access_log": False,
@@ -21,20 +31,29 @@ _UVICORN = {
     "proxy_headers": False,
     "server_header": False,
     "log_level": "warning",
+    "log_config": None,
 }
+
+
+def served(app: ASGIApp, settings: Settings) -> ASGIApp:
+    """``app`` as uvicorn runs it: request ids from trusted proxies kept, around it."""
+    return TrustedRequestIds(app, settings.proxy_networks)
 
 
 def run_server(settings: Settings, runtime: Runtime, *, host: str, port: int) -> None:
     """Serve HTTP on host:port in this process until interrupted."""
     app = create_app(settings, runtime)
     log.info("HTTP on http://%s:%d (data in %s)", host, port, settings.data_dir.resolve())
-    uvicorn.run(app, host=host, port=port, **_UVICORN)  # type: ignore[arg-type]
+    uvicorn.run(served(app, settings), host=host, port=port, **_UVICORN)
 
 
-def app_from_environment() -> FastAPI:
+def app_from_environment() -> ASGIApp:
     """The app of one worker process, from ``KLINIKA_*`` and ``KLINIKA_CONFIG`` (each worker
-    builds its own runtime: engines and caches are per process)."""
-    return create_app(load_settings())
+    builds its own runtime: engines and caches are per process; its logs and metrics join the
+    others' through the log file slots and ``PROMETHEUS_MULTIPROC_DIR``)."""
+    settings = load_settings()
+    configure_logging(settings)
+    return served(create_app(settings), settings)
 
 
 def run_workers(settings: Settings, *, host: str, port: int, workers: int) -> None:
@@ -50,4 +69,4 @@ def run_workers(settings: Settings, *, host: str, port: int, workers: int) -> No
         port=port,
         workers=workers,
         **_UVICORN,
-    )  # type: ignore[arg-type]
+    )

@@ -106,3 +106,25 @@ def test_only_nginx_is_trusted_to_say_who_the_client_is() -> None:
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert f"ENV KLINIKA_TRUSTED_PROXIES={nginx}" in dockerfile
     assert services["pacs_app"]["environment"]["KLINIKA_PUBLIC_BASE_URL"].startswith("https://")
+
+
+def test_every_service_rotates_its_logs_and_klinika_logs_json() -> None:
+    services = compose()["services"]
+    for name, service in services.items():
+        logging = service["logging"]
+        assert logging["driver"] == "json-file", name
+        assert logging["options"]["max-size"] and int(logging["options"]["max-file"]) >= 2, name
+    for name in ("pacs_app", "pacs_dimse"):
+        assert services[name]["environment"]["KLINIKA_LOG_FORMAT"] == "json"
+        assert services[name]["environment"]["KLINIKA_LOG_STREAM"] == "stdout"
+
+
+def test_production_backs_up_hourly_and_exposes_metrics_only_inside() -> None:
+    app = compose()["services"]["pacs_app"]
+    environment = app["environment"]
+    assert environment["KLINIKA_BACKUP_DIR"] == "/backups"
+    assert any(volume.endswith(":/backups") for volume in app["volumes"])
+    assert "60" in environment["KLINIKA_BACKUP_INTERVAL_MINUTES"]  # RPO <= 1 h by default
+    assert "60" in environment["KLINIKA_BACKUP_RPO_MINUTES"]
+    assert environment["KLINIKA_METRICS_PORT"] == "9464"  # never published (see ports above)
+    assert environment["PROMETHEUS_MULTIPROC_DIR"] in app["tmpfs"]

@@ -19,6 +19,7 @@ from klinika.errors import KlinikaError
 from klinika.i18n import LANGUAGE_NAMES, LANGUAGES
 from klinika.index.query import Query as IndexQuery
 from klinika.web.health import readiness
+from klinika.web.pages.backups import backup_overview
 from klinika.web.pages.context import ROLE_LABELS, PageContext
 
 AUDIT_PAGE = 100
@@ -186,7 +187,10 @@ def create_router(context: PageContext) -> APIRouter:
             version=__version__,
             settings=settings,
             database=settings.database_url.split(":", 1)[0],
-            health=await run_in_threadpool(readiness, context.database, context.blobs),
+            health=await run_in_threadpool(
+                readiness, context.database, context.blobs, settings
+            ),
+            backup=await run_in_threadpool(backup_overview, settings, context.audit),
         )
 
     return router

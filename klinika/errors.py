@@ -18,7 +18,10 @@ RejectReason = Literal[
     "not-authorized",
     "duplicate",
     "storage-full",
+    "storage-unavailable",
     "unsupported-media-type",
+    "unsupported-document",
+    "patient-mismatch",
 ]
 REJECT_REASONS: frozenset[str] = frozenset(get_args(RejectReason))
 

@@ -10,6 +10,6 @@ cd "$(dirname "$0")/.."
 .venv/bin/ruff check klinika tests
 .venv/bin/lint-imports
 node_modules/.bin/eslint --max-warnings 0 .
-# mypy --strict over klinika ([tool.mypy] in pyproject.toml); enable once every room is clean:
-# .venv/bin/mypy
+# mypy --strict over klinika ([tool.mypy] in pyproject.toml)
+.venv/bin/mypy
 exec .venv/bin/python -m pytest -n "${KLINIKA_TEST_WORKERS:-2}" --dist loadscope "$@"

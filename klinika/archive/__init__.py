@@ -7,7 +7,7 @@ caches happen there, once, and so do the admission rules (:mod:`klinika.archive.
 document types, derived objects' content, one patient per study).
 """
 
-from klinika.archive.records import audit_subject
-from klinika.archive.service import Archive, InstanceRecord, MetadataDocument, StoreOutcome
+from klinika.archive.records import InstanceRecord, MetadataDocument, StoreOutcome, audit_subject
+from klinika.archive.service import Archive
 
 __all__ = ["Archive", "InstanceRecord", "MetadataDocument", "StoreOutcome", "audit_subject"]

@@ -31,6 +31,7 @@ from klinika.dicom.sop import (
     SEGMENTATION_SOP_CLASSES,
     SR_SOP_CLASSES,
 )
+from klinika.errors import RejectReason
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -39,7 +40,7 @@ _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 class Refusal:
     """Why an instance is not admitted: a reason code and a message for people."""
 
-    reason: str
+    reason: RejectReason
     message: str
 
 

@@ -92,13 +92,14 @@ def run_drill(
     url = database_url or f"sqlite:///{(scratch / 'index.sqlite').resolve()}"
     try:
         started = time.monotonic()
-        manifest = restore_backup(backup, url, scratch / "blobs")
+        blobs = FileStore(scratch / "blobs")
+        manifest = restore_backup(backup, url, blobs)
         restored = time.monotonic() - started
         database = Database(url)
         try:
             database.upgrade()
             audit = AuditTrail(database)
-            report = fsck(Archive(database, FileStore(scratch / "blobs")))
+            report = fsck(Archive(database, blobs))
             chain = audit.verify()
             audit.close()
         finally:

@@ -29,6 +29,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_voi_lut, convert_color_space, pixel_array
+from pydicom.uid import UID
 
 from klinika.dicom.frames import number_of_frames
 
@@ -99,7 +100,7 @@ def dataset_for_frame(metadata_json: str, frame: bytes, transfer_syntax: str) ->
         raise RenderError("a LUT needed for rendering is bulk data; render from the file")
     dataset = Dataset.from_json(kept)
     dataset.file_meta = FileMetaDataset()
-    dataset.file_meta.TransferSyntaxUID = transfer_syntax
+    dataset.file_meta.TransferSyntaxUID = UID(transfer_syntax)
     compressed = transfer_syntax not in (
         "1.2.840.10008.1.2",
         "1.2.840.10008.1.2.1",
@@ -172,7 +173,9 @@ def render_thumbnail(
     )
 
 
-def _to_display(dataset: Dataset, frame: np.ndarray, window: tuple[float, float, str] | None):
+def _to_display(
+    dataset: Dataset, frame: np.ndarray, window: tuple[float, float, str] | None
+) -> np.ndarray:
     photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).strip()
     if photometric == "PALETTE COLOR":
         rgb = np.asarray(apply_color_lut(frame, dataset))
@@ -203,7 +206,8 @@ def _grayscale(
             stored = stored.view(np.int16)
         domain = stored.astype(np.float32) * slope + intercept
         lut = _voi(dataset, domain, window, lambda: _modality_range(frame, slope, intercept))
-        return lut[frame.view(np.uint16) if frame.dtype.itemsize == 2 else frame]
+        shown: np.ndarray = lut[frame.view(np.uint16) if frame.dtype.itemsize == 2 else frame]
+        return shown
     values = frame.astype(np.float32) * slope + intercept
     return _voi(dataset, values, window, lambda: (float(values.min()), float(values.max())))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
@@ -134,7 +135,7 @@ def create_qido_router(archive: Archive, settings: Settings, guard: Guard) -> AP
     return router
 
 
-def _add_retrieve_url(match: dict, level: Level, base: str) -> None:
+def _add_retrieve_url(match: dict[str, Any], level: Level, base: str) -> None:
     """RetrieveURL (0008,1190) of each match (PS3.18 Table 10.6.3-3)."""
 
     def uid(tag: str) -> str | None:

@@ -1,7 +1,7 @@
 """STOW-RS: store instances sent as multipart/related application/dicom (PS3.18 §10.5)."""
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -39,8 +39,8 @@ FAILURE_REASONS = {
 }
 
 
-def _reference(outcome: StoreOutcome, base: str) -> dict:
-    item: dict = {
+def _reference(outcome: StoreOutcome, base: str) -> dict[str, Any]:
+    item: dict[str, Any] = {
         "00081150": {"vr": "UI", "Value": [outcome.sop_class_uid]},
         "00081155": {"vr": "UI", "Value": [outcome.sop_instance_uid]},
     }
@@ -65,12 +65,12 @@ def _reference(outcome: StoreOutcome, base: str) -> dict:
 
 def stow_response(
     outcomes: list[StoreOutcome], base: str, study_uid: str | None
-) -> tuple[int, dict]:
+) -> tuple[int, dict[str, Any]]:
     """The STOW-RS response data set and HTTP status (200 all, 202 some, 409 none stored;
     503 when none was stored because the blob store is down, so the client retries later)."""
     stored = [o for o in outcomes if o.accepted]
     failed = [o for o in outcomes if not o.accepted]
-    body: dict = {}
+    body: dict[str, Any] = {}
     study = study_uid or (stored[0].study_uid if stored else None)
     if study and stored:
         body["00081190"] = {"vr": "UR", "Value": [f"{base}/studies/{study}"]}

@@ -123,7 +123,9 @@ def _frame_numbers(raw: str, most: int = 256) -> list[int]:
     return numbers
 
 
-def _render_options(request: Request, default_viewport: tuple[int, int] | None = None):
+def _render_options(
+    request: Request, default_viewport: tuple[int, int] | None = None
+) -> render.RenderOptions:
     params = request.query_params
     accept = params.get("accept") or request.headers.get("accept")
     media_type = None
@@ -193,7 +195,7 @@ def create_wado_router(archive: Archive, settings: Settings, guard: Guard) -> AP
     """The WADO-RS resources."""
     router = APIRouter(dependencies=[Depends(guard("dicom:read"))])
 
-    def retrieve(request: Request, study: str, series: str | None, sop: str | None):
+    def retrieve(request: Request, study: str, series: str | None, sop: str | None) -> Response:
         records = archive.instances(study, series, sop)
         choices = choose_multipart(request.headers.get("accept"), (_DICOM,), _DICOM)
         target = _dicom_plan(choices, records)
@@ -259,7 +261,9 @@ def create_wado_router(archive: Archive, settings: Settings, guard: Guard) -> AP
         "/studies/{study}/series/{series}/instances/{sop}/frames/{frames}",
         summary="Retrieve frames",
     )
-    async def retrieve_frames(request: Request, study: str, series: str, sop: str, frames: str):
+    async def retrieve_frames(
+        request: Request, study: str, series: str, sop: str, frames: str
+    ) -> Response:
         # The hot path of every viewer: an index lookup and a byte-range read, done inline
         # (well under a millisecond) instead of paying a thread hop per frame.
         numbers = _frame_numbers(frames, settings.max_frames_per_request)
@@ -284,7 +288,9 @@ def create_wado_router(archive: Archive, settings: Settings, guard: Guard) -> AP
         "/studies/{study}/series/{series}/instances/{sop}/bulk/{reference}",
         summary="Retrieve bulk data",
     )
-    def retrieve_bulk(request: Request, study: str, series: str, sop: str, reference: str):
+    def retrieve_bulk(
+        request: Request, study: str, series: str, sop: str, reference: str
+    ) -> Response:
         record = archive.instances(study, series, sop)[0]
         data = archive.read(record)
         if reference == "pixeldata":
@@ -351,11 +357,15 @@ def create_wado_router(archive: Archive, settings: Settings, guard: Guard) -> AP
         "/studies/{study}/series/{series}/instances/{sop}/frames/{frames}/rendered",
         summary="Rendered frame",
     )
-    def rendered_frame(request: Request, study: str, series: str, sop: str, frames: str):
+    def rendered_frame(
+        request: Request, study: str, series: str, sop: str, frames: str
+    ) -> Response:
         record = archive.instances(study, series, sop)[0]
         return rendered(request, record, _frame_numbers(frames)[0] - 1)
 
-    def thumbnail(request: Request, records: list[InstanceRecord], frame_index: int | None = None):
+    def thumbnail(
+        request: Request, records: list[InstanceRecord], frame_index: int | None = None
+    ) -> Response:
         images = [r for r in records if r.pixel_location is not None or r.number_of_frames > 1]
         if not images:
             raise NotFound("there is no image to make a thumbnail of")
@@ -386,7 +396,9 @@ def create_wado_router(archive: Archive, settings: Settings, guard: Guard) -> AP
         "/studies/{study}/series/{series}/instances/{sop}/frames/{frames}/thumbnail",
         summary="Frame thumbnail",
     )
-    def frame_thumbnail(request: Request, study: str, series: str, sop: str, frames: str):
+    def frame_thumbnail(
+        request: Request, study: str, series: str, sop: str, frames: str
+    ) -> Response:
         number = _frame_numbers(frames)[0]
         return thumbnail(request, archive.instances(study, series, sop), number - 1)
 

@@ -13,7 +13,7 @@ PS3.4 C.4.1 (C-FIND), PS3.18 §10.6 (QIDO-RS search transaction).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -33,7 +33,7 @@ from klinika.index import schema
 from klinika.index.matching import condition
 
 Include = frozenset[str] | Literal["all"]
-_ORDER = {
+_ORDER: dict[Level, Callable[[], list[sa.ColumnElement[Any]]]] = {
     Level.PATIENT: lambda: [schema.patients.c.patient_name_norm, schema.patients.c.pk],
     Level.STUDY: lambda: [
         schema.studies.c.study_date.desc(),
@@ -93,7 +93,7 @@ def _from_clause(level: Level) -> sa.FromClause:
     return joined
 
 
-def _column(attribute: IndexedAttribute) -> sa.ColumnElement:
+def _column(attribute: IndexedAttribute) -> sa.ColumnElement[Any]:
     return schema.TABLES[attribute.level].c[attribute.column]
 
 
@@ -218,8 +218,10 @@ def _entries(
         }
         entry.update(extra.get(row._pk, {}))
         for keyword in plan.unindexed:
-            tag = f"{tag_for_keyword(keyword):08X}"
-            entry.setdefault(tag, {"vr": dictionary_VR(tag_for_keyword(keyword))})
+            code = tag_for_keyword(keyword)
+            if code is None:  # not a keyword of the data dictionary: nothing to return
+                continue
+            entry.setdefault(f"{code:08X}", {"vr": dictionary_VR(code)})
         matches.append(dict(sorted(entry.items())))
     return matches
 
@@ -310,7 +312,7 @@ def _representative_values(
     instances, series = schema.instances, schema.series
     if level == Level.IMAGE:
         owner = instances.c.pk
-        source = instances
+        source: sa.FromClause = instances
     elif level == Level.SERIES:
         owner = instances.c.series_pk
         source = instances

@@ -7,6 +7,8 @@ case-insensitive matching (PS3.4 C.2.2.2.1).
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from klinika.db import metadata
@@ -22,10 +24,10 @@ PARENT = {Level.STUDY: Level.PATIENT, Level.SERIES: Level.STUDY, Level.IMAGE: Le
 PARENT_KEY = {Level.STUDY: "patient_pk", Level.SERIES: "study_pk", Level.IMAGE: "series_pk"}
 
 
-def _attribute_columns(level: Level) -> list[sa.Column]:
-    columns: list[sa.Column] = []
+def _attribute_columns(level: Level) -> list[sa.Column[Any]]:
+    columns: list[sa.Column[Any]] = []
     for attribute in attributes_of(level):
-        kind: sa.types.TypeEngine = sa.Integer() if attribute.is_integer else sa.String()
+        kind: sa.types.TypeEngine[Any] = sa.Integer() if attribute.is_integer else sa.String()
         columns.append(sa.Column(attribute.column, kind, nullable=True))
         if attribute.vr == "PN":
             columns.append(sa.Column(f"{attribute.column}_norm", sa.String(), nullable=True))

@@ -51,7 +51,7 @@ def create_router(context: PageContext) -> APIRouter:
 
     async def dicom(
         request: Request, principal: Principal, study: str, series: str | None, deidentify: str
-    ):
+    ) -> StreamingResponse:
         deidentifier = Deidentifier() if deidentify == "yes" else None
         chunks = await run_in_threadpool(dicom_zip, context.archive, study, series, deidentifier)
         what = "dicom-deidentified" if deidentifier else "dicom"
@@ -61,7 +61,7 @@ def create_router(context: PageContext) -> APIRouter:
 
     async def images(
         request: Request, principal: Principal, study: str, series: str | None, format: str
-    ):
+    ) -> StreamingResponse:
         chunks = await run_in_threadpool(
             images_zip, context.archive, study, series, MEDIA_TYPES[format]
         )
@@ -71,7 +71,7 @@ def create_router(context: PageContext) -> APIRouter:
     @router.get("/export/studies/{study_uid}.zip")
     async def study_dicom(
         request: Request, study_uid: str, principal: Reader, deidentify: Deidentify = "no"
-    ):
+    ) -> StreamingResponse:
         return await dicom(request, principal, study_uid, None, deidentify)
 
     @router.get("/export/studies/{study_uid}/series/{series_uid}.zip")
@@ -81,13 +81,13 @@ def create_router(context: PageContext) -> APIRouter:
         series_uid: str,
         principal: Reader,
         deidentify: Deidentify = "no",
-    ):
+    ) -> StreamingResponse:
         return await dicom(request, principal, study_uid, series_uid, deidentify)
 
     @router.get("/export/studies/{study_uid}/images.zip")
     async def study_images(
         request: Request, study_uid: str, principal: Reader, format: Format = "jpeg"
-    ):
+    ) -> StreamingResponse:
         return await images(request, principal, study_uid, None, format)
 
     @router.get("/export/studies/{study_uid}/series/{series_uid}/images.zip")
@@ -97,7 +97,7 @@ def create_router(context: PageContext) -> APIRouter:
         series_uid: str,
         principal: Reader,
         format: Format = "jpeg",
-    ):
+    ) -> StreamingResponse:
         return await images(request, principal, study_uid, series_uid, format)
 
     return router

@@ -89,9 +89,9 @@ class Filters:
             _, back, until = PRESETS[self.preset]
             start, end = today - dt.timedelta(days=back), today - dt.timedelta(days=until)
             return f"{start:%Y%m%d}-{end:%Y%m%d}"
-        start, end = _date(self.date_from), _date(self.date_to)
-        if start or end:
-            return f"{start}-{end}"
+        first, last = _date(self.date_from), _date(self.date_to)
+        if first or last:
+            return f"{first}-{last}"
         return ""
 
     def query(self, today: dt.date, page: int) -> IndexQuery:

@@ -18,7 +18,7 @@ from tests.dicomweb.conftest import Loaded, stow
 AS_STORED = (("application/dicom", "*"),)
 
 
-_picked: dict[str, tuple[str, str, str, bytes]] = {}
+_picked: dict[tuple[str, str], tuple[str, str, str, bytes]] = {}  # (server, name)
 
 
 def pick(loaded: Loaded, name: str) -> tuple[str, str, str, bytes]:
@@ -26,7 +26,8 @@ def pick(loaded: Loaded, name: str) -> tuple[str, str, str, bytes]:
 
     The data set is re-identified and saved in its own transfer syntax, pixel data untouched.
     """
-    if name not in _picked:
+    key = (loaded.server.url, name)  # one entry per server: `loaded` runs on files and S3
+    if key not in _picked:
         path = next(p for p in sample_files() if p.name == name)
         ds = pydicom.dcmread(path)
         study, series, sop = (generate_uid(entropy_srcs=[name, k]) for k in ("st", "se", "sop"))
@@ -37,8 +38,8 @@ def pick(loaded: Loaded, name: str) -> tuple[str, str, str, bytes]:
         data = buffer.getvalue()
         response = stow(loaded.server, [data])
         assert response.status_code == 200, response.text
-        _picked[name] = (study, series, sop, data)
-    return _picked[name]
+        _picked[key] = (study, series, sop, data)
+    return _picked[key]
 
 
 def original(loaded: Loaded, name: str) -> tuple[str, str, str, bytes]:

@@ -77,9 +77,15 @@ def add_capabilities(router: APIRouter, guard: Guard, public_base_url: str = "")
             return Response(body, media_type="application/json", headers=headers)
         return Response(_wadl(base, resources), media_type=WADL, headers=headers)
 
-    router.add_api_route(
-        "", capabilities, methods=["GET", "OPTIONS"], dependencies=reader, summary="Capabilities"
-    )
+    for method in ("GET", "OPTIONS"):
+        router.add_api_route(
+            "",
+            capabilities,
+            methods=[method],
+            dependencies=reader,
+            summary="Capabilities",
+            operation_id=f"dicomweb_capabilities_{method.lower()}",
+        )
 
     @router.options(
         "/{path:path}",

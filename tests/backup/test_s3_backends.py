@@ -13,7 +13,7 @@ from klinika.dicom.attributes import Level
 from klinika.index.query import Query
 from klinika.runtime import Runtime
 from klinika.storage import StoredBlob
-from tests.backup.conftest import SAMPLE_DIRS, klinika, the_backup
+from tests.backup.conftest import SAMPLE_DIRS, keep_audit_key, klinika, the_backup
 from tests.conftest import add_user
 from tests.factories import make_instance
 from tests.objectstore import s3_env
@@ -90,10 +90,12 @@ def test_backup_and_restore_from_s3_to_a_new_s3_prefix(
 
     elsewhere = s3_env(request)
     restored = tmp_path / "restored"
+    keep_audit_key(data, restored)
     result = klinika(restored, "restore", str(backup), env=elsewhere)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "fsck clean" in result.stdout
     assert hashes_on(restored, elsewhere) == before
+    keep_audit_key(data, tmp_path / "other")
     refused = klinika(tmp_path / "other", "restore", str(backup), env=elsewhere)
     assert refused.returncode != 0 and "not empty" in refused.stderr  # the bucket holds blobs
 

@@ -85,7 +85,9 @@ def test_two_workers_and_dimse_on_postgresql_lose_and_duplicate_nothing(
                     timeout=60,
                     headers={"Content-Type": content_type, **headers},
                 )
-                assert response.status_code == 200, response.text
+                # 202: some instances arrived by C-STORE first (a duplicate is a warning)
+                assert response.status_code in (200, 202), response.text
+                assert "00081198" not in response.json(), response.text
 
         def by_cstore() -> None:
             subprocess.run(

@@ -58,7 +58,13 @@ def varied(local: LocalDimse) -> str:
                 StudyDescription="КТ грудной клетки",
                 ImageType=["ORIGINAL", "PRIMARY", "AXIAL"],
             ),
-            make_instance(study_uid=study, PatientID="RU-1", Modality="MR", ImageType=["DERIVED"]),
+            make_instance(
+                study_uid=study,
+                PatientName="Иванов^Пётр=Ivanov^Petr",  # one patient per study
+                PatientID="RU-1",
+                Modality="MR",
+                ImageType=["DERIVED"],
+            ),
             make_instance(PatientName="Plain^Ascii", PatientID="A-1", charset="ISO_IR 100"),
         ]
     )

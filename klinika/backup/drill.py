@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -75,11 +76,17 @@ def resolve_backup(path: Path) -> Path:
 
 
 def run_drill(
-    backup: Path, scratch: Path, *, database_url: str | None = None, keep: bool = False
+    backup: Path,
+    scratch: Path,
+    *,
+    database_url: str | None = None,
+    keep: bool = False,
+    audit_keys: Sequence[bytes] = (),
 ) -> DrillReport:
     """Restore ``backup`` into ``scratch`` (an empty or new folder; SQLite there unless
     ``database_url`` names a scratch database, which a PostgreSQL dump needs), fsck it and
-    verify its audit chain. The scratch folder is removed afterwards unless ``keep``.
+    verify its audit chain (with ``audit_keys``, the installation's: the keyed chain cannot be
+    checked without them). The scratch folder is removed afterwards unless ``keep``.
 
     Raises
     ------
@@ -98,7 +105,8 @@ def run_drill(
         database = Database(url)
         try:
             database.upgrade()
-            audit = AuditTrail(database)
+            key, *older = audit_keys or (None,)
+            audit = AuditTrail(database, key=key, older_keys=older)
             report = fsck(Archive(database, blobs))
             chain = audit.verify()
             audit.close()

@@ -202,7 +202,15 @@ def drill(
     wanted = [(text, _size(text)) for text in sizes]
     scratch = scratch or Path(tempfile.mkdtemp(prefix="klinika-drill-"))
     try:
-        report = run_drill(resolve_backup(source), scratch, database_url=database_url, keep=keep)
+        from klinika.audit import load_audit_keys
+
+        report = run_drill(
+            resolve_backup(source),
+            scratch,
+            database_url=database_url,
+            keep=keep,
+            audit_keys=load_audit_keys(settings.audit_key_path),
+        )
     except BackupError as exc:
         raise click.ClickException(str(exc)) from exc
     estimates = {text: round(report.rto_for(size), 1) for text, size in wanted}

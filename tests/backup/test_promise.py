@@ -17,6 +17,7 @@ from klinika.backup.manifest import STAMP_FORMAT
 from klinika.backup.schedule import backup_status, run_checks
 from klinika.backup.snapshot import create_backup
 from klinika.config import load_settings
+from klinika.storage import open_blob_store
 from tests.backup.conftest import klinika, runtime_of, the_backup
 from tests.conftest import add_user, start_server
 from tests.observability.conftest import METRICS_TOKEN, bearer, scrape, value
@@ -156,7 +157,11 @@ def test_the_scheduler_verifies_the_newest_backup_monthly_and_the_chain_daily(
     destination = tmp_path / "backups"
     settings = load_settings(env={}, data_dir=loaded, backup_dir=destination)
     assert backup_status(settings).describe().startswith("stale: no backup in")
-    create_backup(settings.database_url, settings.blob_dir, destination)
+    blobs = open_blob_store(settings)
+    try:
+        create_backup(settings.database_url, blobs, destination)
+    finally:
+        blobs.close()
     assert backup_status(settings).describe() == "ok"
     assert load_settings(env={}, data_dir=loaded).backup_dir is None
     assert not backup_status(load_settings(env={}, data_dir=loaded)).stale

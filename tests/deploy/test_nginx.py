@@ -132,6 +132,7 @@ def test_http_redirects_to_https_with_301(proxy: Proxy) -> None:
 
 # the client must offer TLS 1.1 to show that nginx refuses it; Python warns that 1.1 is old
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1 is deprecated:DeprecationWarning")
 def test_tls_1_2_or_newer_only_and_security_headers_once(proxy: Proxy) -> None:
     context = ssl.create_default_context(cafile=str(proxy.cert))
     context.maximum_version = ssl.TLSVersion.TLSv1_1

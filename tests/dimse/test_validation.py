@@ -259,7 +259,8 @@ def test_an_honest_deflated_instance_is_stored(live: LiveServer, tmp_path: Path)
 # ---------------------------------------------------------------- status tables
 def _reasons_in_source() -> set[str]:
     """Every rejection reason the code can produce: string constants passed as ``reason=``,
-    as the second argument of ``InvalidInstance``, or assigned to an ``.reason`` attribute."""
+    as the second argument of ``InvalidInstance`` or the first of an admission ``Refusal``, or
+    assigned to an ``.reason`` attribute."""
     found: set[str] = set()
     for path in KLINIKA.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -269,6 +270,8 @@ def _reasons_in_source() -> set[str]:
                         found.add(keyword.value.value)
                 name = getattr(node.func, "id", getattr(node.func, "attr", ""))
                 reason = node.args[1] if name == "InvalidInstance" and node.args[1:] else None
+                if name == "Refusal" and node.args:
+                    reason = node.args[0]
                 if isinstance(reason, ast.Constant):
                     found.add(reason.value)
             if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Tuple):

@@ -26,7 +26,7 @@ def viewer_server(
     server = start_server(
         root / "data",
         extra_env={"KLINIKA_CACHE_DIR": str(ohif_cache)},
-        users={"irina": "doctor", "olga": "operator"},
+        users={"irina": "doctor", "vera": "doctor", "olga": "operator"},
     )
     load_demo(server, root / "demo", CT_SLICES)
     yield server

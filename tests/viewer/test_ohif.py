@@ -153,7 +153,9 @@ def test_switching_to_russian_translates_our_additions_and_ohif(
     viewer_server: LiveServer, open_page: OpenPage
 ) -> None:
     uid = ct_study_uid(viewer_server)
-    browser_page = open_viewer(open_page, viewer_server, "irina", uid)
+    # a doctor of her own: the language is stored with the user, and the other tests of this
+    # module (in any order) read OHIF's English labels
+    browser_page = open_viewer(open_page, viewer_server, "vera", uid)
     page = browser_page.page
     page.click("#klinika-user")
     with page.expect_navigation():

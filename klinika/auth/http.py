@@ -321,8 +321,11 @@ class SessionGate:
         self.public_prefixes = public_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "lifespan":
             await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":  # no route speaks WebSocket: refuse before the app sees it
+            await send({"type": "websocket.close", "code": 1008})
             return
         path, root = scope["path"], scope.get("root_path", "")
         if root and path.startswith(root):

@@ -116,7 +116,6 @@ INDEXED_ATTRIBUTES: tuple[IndexedAttribute, ...] = (
 )
 
 BY_KEYWORD: dict[str, IndexedAttribute] = {a.keyword: a for a in INDEXED_ATTRIBUTES}
-BY_TAG: dict[int, IndexedAttribute] = {a.tag: a for a in INDEXED_ATTRIBUTES}
 
 #: The attribute whose value identifies a row at each level.
 UNIQUE_KEY: dict[Level, str] = {

@@ -164,15 +164,6 @@ def _region(picture: Image.Image, region: tuple[int, int, int, int]) -> Image.Im
     return picture
 
 
-def render_thumbnail(
-    dataset: Dataset, frame_index: int = 0, size: int = 128, media_type: str = "image/jpeg"
-) -> bytes:
-    """A small rendering that fits ``size``×``size``."""
-    return render_frame(
-        dataset, frame_index, RenderOptions(media_type=media_type, viewport=(size, size))
-    )
-
-
 def _to_display(
     dataset: Dataset, frame: np.ndarray, window: tuple[float, float, str] | None
 ) -> np.ndarray:

@@ -46,7 +46,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.state.runtime = runtime
     install_error_handlers(app)
     # Default deny: every path needs a session except PUBLIC_PATHS; each route then declares
     # its action with Depends(guard(...)), which also writes the access audit event.

@@ -47,10 +47,16 @@ STATUS = {
 }
 
 
+def status_of(exc: KlinikaError) -> int:
+    """The status of the most specific class of ``exc`` that :data:`STATUS` names (its own
+    class first, then its bases in method resolution order); 500 when none is named."""
+    return next((STATUS[kind] for kind in type(exc).__mro__ if kind in STATUS), 500)
+
+
 def error_response(exc: KlinikaError) -> JSONResponse:
     """The HTTP answer for a domain error: its status, ``{"error": message}``, and the
     headers the status calls for (``WWW-Authenticate`` on 401, ``Retry-After`` on 429)."""
-    status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 500)
+    status = status_of(exc)
     headers: dict[str, str] = {}
     if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="klinika"'

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import socket
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,3 +125,22 @@ def test_the_audit_csv_escapes_cells_a_spreadsheet_would_run(server: LiveServer)
     dangerous = [a for a in actors if a[:1] in ("=", "+", "-", "@", "\t", "\r")]
     assert not dangerous, dangerous
     assert '\'=hyperlink("http://evil","x")' in actors or any(a.startswith("'=") for a in actors)
+
+
+def _upgrade_to_websocket(server: LiveServer, path: str, cookie: str) -> bytes:
+    """Send a WebSocket handshake (with a valid session) and return the status line."""
+    host, port = server.url.removeprefix("http://").split(":")
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        f"Sec-WebSocket-Version: 13\r\nCookie: {cookie}\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(request.encode())
+        return connection.recv(4096).split(b"\r\n", 1)[0]
+
+
+def test_websocket_handshakes_are_refused_even_with_a_session(server: LiveServer) -> None:
+    token = server.headers["Authorization"].removeprefix("Bearer ")
+    status = _upgrade_to_websocket(server, "/dicom-web/studies", f"klinika_session={token}")
+    assert b" 403 " in status + b" ", status

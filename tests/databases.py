@@ -6,6 +6,7 @@ The archive, index, auth and audit suites run on SQLite and on PostgreSQL (the
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -32,9 +33,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """``postgresql+psycopg://…`` of a cluster on 127.0.0.1 and a free port (fsync off)."""
+@contextlib.contextmanager
+def running_postgres(listen: str = "127.0.0.1") -> Iterator[str]:
+    """``postgresql+psycopg://…`` of a throwaway cluster on ``listen`` and a free port (fsync
+    off, every connection from ``listen``'s /16 trusted)."""
     bin_dir = _bin_dir()
     if bin_dir is None:
         pytest.skip("PostgreSQL server binaries are not installed (apt-get install postgresql)")
@@ -61,9 +63,13 @@ def postgres_server() -> Iterator[str]:
         check=True,
         capture_output=True,
     )
+    if listen != "127.0.0.1":  # initdb trusts loopback only
+        network = ".".join(listen.split(".")[:2]) + ".0.0/16"
+        with (data / "pg_hba.conf").open("a") as hba:
+            hba.write(f"host all all {network} trust\n")
     port = _free_port()
     options = (
-        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
+        f"-p {port} -k {root} -c listen_addresses={listen} -c fsync=off "
         "-c synchronous_commit=off -c max_connections=200"
     )
     subprocess.run(
@@ -83,13 +89,20 @@ def postgres_server() -> Iterator[str]:
         capture_output=True,
     )
     try:
-        yield f"postgresql+psycopg://klinika@127.0.0.1:{port}"
+        yield f"postgresql+psycopg://klinika@{listen}:{port}"
     finally:
         subprocess.run(
             [*as_postgres, f"{bin_dir}/pg_ctl", "-D", str(data), "-m", "immediate", "stop"],
             capture_output=True,
         )
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """``postgresql+psycopg://…`` of a cluster on 127.0.0.1 and a free port (fsync off)."""
+    with running_postgres() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

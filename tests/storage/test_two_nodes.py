@@ -1,7 +1,8 @@
 """Two stateless ``klinika serve`` nodes on one PostgreSQL index and one S3 bucket: what one
 node stores, the other serves at once (QIDO, series metadata, frames), caches included.
 
-(Loopback processes, not the network namespaces issue 20 asks for; see docs/deployment.md.)
+(Loopback processes; tests/deploy/test_cluster.py runs the nodes in network namespaces behind
+nginx.)
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""DIMSE services against DCMTK (echoscu, storescu, findscu, movescu, getscu, storescp).
+"""DIMSE services against DCMTK (echoscu, storescu, findscu, movescu, getscu, storescp), on
+both blob stores: files and S3 (issue 20).
 
 DCMTK's tools exit 0 even when instances fail, so every test checks what the other side holds.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import io
 import struct
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +17,10 @@ import pydicom
 import pytest
 import requests
 
-from tests.conftest import SAMPLES, samples_matching
+from tests.conftest import SAMPLES, samples_matching, start_server
 from tests.dimse.conftest import Dimse
 from tests.factories import make_instance
+from tests.objectstore import s3_env
 
 #: storescu options that propose a file's own transfer syntax (and uncompressed fallbacks).
 PROPOSE = {
@@ -36,6 +39,24 @@ PROPOSE = {
 #: SOP classes that DCMTK 3.6.7's storescu does not know (it refuses to start with them).
 NEWER_THAN_DCMTK = {"1.2.840.10008.5.1.4.1.1.66.7"}  # Label Map Segmentation
 CT_3SLICE = samples_matching(SAMPLES / "dcmqi" / "ct-3slice", "*.dcm")
+
+
+@pytest.fixture(scope="module", params=["files", "s3"])
+def dimse(
+    request: pytest.FixtureRequest, dimse: Dimse, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Dimse]:
+    """The shared listener (blobs in files), then one whose blobs are in an S3 bucket, with
+    the same modalities and the same storescp destination."""
+    if request.param == "files":
+        yield dimse
+        return
+    env = {"KLINIKA_MODALITIES": dimse.server.env["KLINIKA_MODALITIES"], **s3_env(request)}
+    server = start_server(tmp_path_factory.mktemp("dimse-s3") / "data", env)
+    try:
+        port = int(server.env["KLINIKA_DIMSE_PORT"])
+        yield Dimse(server, port, dimse.store_dir, dimse.store_port)
+    finally:
+        server.stop()
 
 
 def dataset_part(part10: bytes) -> bytes:

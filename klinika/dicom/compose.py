@@ -34,24 +34,13 @@ from pydicom.encaps import encapsulate
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
+from klinika.dicom.transcode import MEDIA_TYPE_DEFAULT_SYNTAX
 from klinika.errors import InvalidInstance
 
 IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.10.1391.1"
 IMPLEMENTATION_VERSION_NAME = "KLINIKA_010"
 NATIVE_NAMESPACE = "http://dicom.nema.org/PS3.19/models/NativeDICOM"
 
-#: Transfer syntax of a compressed pixel data part by its media type when the part names none
-#: (PS3.18 Table 8.7.3-5: the default transfer syntax of each media type).
-DEFAULT_SYNTAX_OF_MEDIA_TYPE = {
-    "image/jpeg": "1.2.840.10008.1.2.4.70",
-    "image/jls": "1.2.840.10008.1.2.4.80",
-    "image/jp2": "1.2.840.10008.1.2.4.90",
-    "image/jpx": "1.2.840.10008.1.2.4.92",
-    "image/jphc": "1.2.840.10008.1.2.4.201",
-    "image/dicom-rle": "1.2.840.10008.1.2.5",
-    "video/mpeg": "1.2.840.10008.1.2.4.100",
-    "video/mp4": "1.2.840.10008.1.2.4.102",
-}
 _NATIVE_PARTS = ("application/octet-stream", "application/dicom+octet-stream")
 _PIXEL_DATA = "7FE00010"
 _NUMBER_VRS = {"FL", "FD", "SL", "SS", "UL", "US", "SV", "UV"}
@@ -176,7 +165,7 @@ def _pixel_transfer_syntax(document: Mapping[str, Any], bulk: Mapping[str, list[
                 "unsupported-transfer-syntax",
             )
         return ExplicitVRLittleEndian
-    syntax = part.transfer_syntax or DEFAULT_SYNTAX_OF_MEDIA_TYPE.get(part.media_type)
+    syntax = part.transfer_syntax or MEDIA_TYPE_DEFAULT_SYNTAX.get(part.media_type)
     if not syntax:
         raise InvalidInstance(
             f"pixel data of media type {part.media_type} names no transfer syntax",

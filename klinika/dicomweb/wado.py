@@ -48,6 +48,7 @@ from klinika.dicomweb.negotiation import (
     choose_multipart,
     parse_accept,
 )
+from klinika.dicomweb.ranges import bare_media_type, single_part
 from klinika.errors import InvalidQuery, NotAcceptable, NotFound
 
 _DICOM = "application/dicom"
@@ -241,6 +242,10 @@ def create_wado_router(archive: Archive, settings: Settings, guard: Guard) -> AP
                 return f"{_DICOM}; transfer-syntax={target}", transcode(data, target)
             return f"{_DICOM}; transfer-syntax={record.transfer_syntax}", data
 
+        if sop is not None and bare_media_type(request.headers.get("accept"), (_DICOM,)):
+            part_type, payload = part(records[0])  # one instance asked bare: single part
+            return single_part(request, payload, part_type, _IMMUTABLE)
+
         async def body() -> AsyncIterator[bytes]:
             for record in records:  # one instance in memory at a time
                 for piece in part_pieces(*await run_in_threadpool(part, record), boundary):
@@ -320,6 +325,10 @@ def create_wado_router(archive: Archive, settings: Settings, guard: Guard) -> AP
             payloads = await run_in_threadpool(
                 lambda: [archive.read_frame(record, n - 1) for n in numbers]
             )
+        if len(payloads) == 1 and bare_media_type(
+            request.headers.get("accept"), (part_type.split(";")[0],)
+        ):
+            return single_part(request, payloads[0], part_type, _IMMUTABLE)
         return MultipartResponse(
             [(part_type, p) for p in payloads], part_type.split(";")[0], headers=_IMMUTABLE
         )
@@ -343,6 +352,8 @@ def create_wado_router(archive: Archive, settings: Settings, guard: Guard) -> AP
             except (ValueError, IndexError) as exc:
                 raise NotFound(f"no bulk data {reference!r} in instance {sop}") from exc
             payloads = [bytes(element.value)]
+        if len(payloads) == 1 and bare_media_type(request.headers.get("accept"), (_OCTET,)):
+            return single_part(request, payloads[0], _OCTET, {**_IMMUTABLE, **BULK_HEADERS})
         return MultipartResponse(
             [(_OCTET, p) for p in payloads], _OCTET, headers={**_IMMUTABLE, **BULK_HEADERS}
         )

@@ -142,6 +142,17 @@ def _compose(
     return out
 
 
+def warning_header(outcomes: list[StoreOutcome]) -> dict[str, str]:
+    """A ``Warning: 299`` header (PS3.18 §8.4.4, status report) saying what was accepted with
+    a warning, for instance a UID with a leading zero; the items carry WarningReason 0xB000."""
+    texts = [f"{o.sop_instance_uid}: {w}" for o in outcomes if o.accepted for w in o.warnings]
+    if not texts:
+        return {}
+    text = "; ".join(texts)[:2000].replace("\\", "\\\\").replace('"', "'")
+    text = "".join(c if c.isprintable() and ord(c) < 256 else "?" for c in text)
+    return {"Warning": f'299 klinika "{text}"'}
+
+
 def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> APIRouter:
     """The STOW-RS resources: images from roles that may store (``dicom:store``), derived
     objects (SR, KO, PR, SEG) also from readers (``dicom:annotate``)."""
@@ -245,7 +256,9 @@ def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> AP
         note_access(request, **audit_subject((o.study_uid, o.patient_id) for o in outcomes))
         base = dicomweb_base(request, settings.public_base_url)
         status, body = stow_response(outcomes, base, study_uid)
-        return json_response(request, json_bytes(body), status_code=status)
+        return json_response(
+            request, json_bytes(body), status_code=status, headers=warning_header(outcomes)
+        )
 
     @router.post("/studies", summary="Store instances")
     async def store_instances(request: Request, principal: Storer) -> Response:

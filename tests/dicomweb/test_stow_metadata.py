@@ -226,3 +226,32 @@ def test_json_metadata_that_is_not_json_is_refused(server: LiveServer) -> None:
     )
     assert response.status_code == 409
     assert "not JSON" in response.json()["00000902"]["Value"][0]
+
+
+def test_a_uid_with_a_leading_zero_is_accepted_with_a_warning(server: LiveServer) -> None:
+    """As DCMTK and Orthanc do for Varian RT objects (PS3.5 §9.1 forbids the leading zero)."""
+    from tests.dicomweb.conftest import stow
+
+    sop = "1.2.246.352.71.3.0123456789.1"
+    response = stow(server, [make_instance(sop_uid=sop)])
+    assert response.status_code == 202
+    (item,) = response.json()["00081199"]["Value"]
+    assert item["00081155"]["Value"] == [sop]
+    assert item["00081196"]["Value"] == [0xB000]
+    assert "leading zero" in response.headers["warning"]
+    found = httpx.get(
+        server.dicomweb + "/instances",
+        params={"SOPInstanceUID": sop},
+        headers={**server.headers, "Accept": "application/dicom+json"},
+        timeout=60,
+    )
+    assert [i["00080018"]["Value"][0] for i in found.json()] == [sop]
+
+
+def test_malformed_uids_are_still_refused(server: LiveServer) -> None:
+    from tests.dicomweb.conftest import stow
+
+    for bad in ("1.2.abc", "1..2", "1.2." + "3" * 70):
+        response = stow(server, [make_instance(sop_uid=bad)])
+        assert response.status_code == 409, bad
+        assert response.json()["00081198"]["Value"][0]["00081197"]["Value"] == [0xA900]

@@ -10,8 +10,11 @@ pixel module. :func:`encoded_frames` gives the frames of the result (WADO-RS ``/
 
 Encoders: pydicom's ``Dataset.compress`` with pylibjpeg-rle / pyjpegls / pylibjpeg-openjpeg
 for RLE, JPEG-LS and JPEG 2000; Pillow (libjpeg) for JPEG baseline, which pydicom cannot
-encode. HTJ2K (1.2.840.10008.1.2.4.201/.202/.203) has no encoder among the installed
-packages (OpenJPEG decodes HTJ2K but does not write it), so it is refused with that reason.
+encode; HTJ2K (lossless ``.4.201``, lossy ``.4.203``, RPCL progression) with OpenJPH's
+``ojph_compress`` (Debian ``openjph-tools``; no Python package writes HTJ2K: OpenJPEG only
+decodes it). HTJ2K with RPCL Options (``.4.202``) needs TLM marker segments, which
+``ojph_compress`` 0.9 does not write, and signed samples it does not read: both are refused
+with that reason, as is every target when its encoder is missing.
 
 pydicom's ``Dataset.decompress`` does the decoding. What it leaves wrong, fixed here:
 
@@ -33,7 +36,12 @@ PS3.18 Table 8.7.3-2/3 (media types of compressed frames).
 
 from __future__ import annotations
 
+import functools
 import io
+import os
+import shutil
+import subprocess
+import tempfile
 import warnings
 from typing import Any
 
@@ -65,9 +73,21 @@ JPEG_LS_LOSSLESS = "1.2.840.10008.1.2.4.80"
 JPEG_2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
 JPEG_2000 = "1.2.840.10008.1.2.4.91"
 RLE_LOSSLESS = "1.2.840.10008.1.2.5"
-HTJ2K = ("1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203")
+HTJ2K_LOSSLESS = "1.2.840.10008.1.2.4.201"
+HTJ2K_RPCL = "1.2.840.10008.1.2.4.202"
+HTJ2K_LOSSY = "1.2.840.10008.1.2.4.203"
+HTJ2K = (HTJ2K_LOSSLESS, HTJ2K_RPCL, HTJ2K_LOSSY)
 #: Compressed syntaxes :func:`transcode` can encode into.
-ENCODERS = (JPEG_BASELINE, JPEG_LS_LOSSLESS, JPEG_2000_LOSSLESS, JPEG_2000, RLE_LOSSLESS)
+ENCODERS = (
+    JPEG_BASELINE,
+    JPEG_LS_LOSSLESS,
+    JPEG_2000_LOSSLESS,
+    JPEG_2000,
+    RLE_LOSSLESS,
+    HTJ2K_LOSSLESS,
+    HTJ2K_LOSSY,
+)
+LOSSY_TARGETS = (JPEG_BASELINE, JPEG_2000, HTJ2K_LOSSY)
 #: What :func:`transcode` can produce.
 TARGETS = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, *ENCODERS)
 #: Lossy encodings we produce: JPEG baseline at this quality, JPEG 2000 at this ratio.
@@ -151,6 +171,8 @@ def can_transcode(source: str, target: str) -> bool:
     """
     if source == target:
         return True
+    if target in HTJ2K and can_encode(target, bits_allocated=0) is not None:
+        return False  # no encoder
     return target in TARGETS and can_decode(source)
 
 
@@ -163,20 +185,27 @@ def can_encode(
     and JPEG 2000 take 2 to 16 bits; RLE any of 8, 16 and 32 bits (PS3.5 Annex G); 1-bit
     data (SEG) is only sent native. Data sets without pixel data can take any syntax.
     """
-    if target in HTJ2K:
-        return "no HTJ2K encoder is installed (OpenJPEG only decodes HTJ2K)"
+    if target == HTJ2K_RPCL:
+        return (
+            "HTJ2K with RPCL Options needs TLM marker segments, which the installed HTJ2K "
+            f"encoder does not write; ask for {HTJ2K_LOSSLESS} (HTJ2K lossless, RPCL order)"
+        )
+    if target in HTJ2K and _ojph_compress() is None:
+        return "no HTJ2K encoder is installed (ojph_compress of Debian's openjph-tools)"
     if target not in TARGETS:
         return f"transcoding to {target} is not supported"
     if target not in ENCODERS or bits_allocated == 0:
         return None
     name = UID(target).name
+    if target in HTJ2K and pixel_representation != 0:
+        return f"{name}: the installed encoder (ojph_compress) reads unsigned samples only"
     if bits_allocated == 1:
         return f"1-bit pixel data is sent uncompressed only, not as {name}"
     if target == JPEG_BASELINE and (bits_allocated != 8 or pixel_representation != 0):
         return f"{name} takes 8-bit unsigned pixels; these have {bits_allocated} bits allocated"
     if target == RLE_LOSSLESS and bits_allocated not in (8, 16, 32):
         return f"{name} takes 8, 16 or 32 bits allocated, not {bits_allocated}"
-    if target in (JPEG_LS_LOSSLESS, JPEG_2000_LOSSLESS, JPEG_2000) and bits_allocated > 16:
+    if target in (JPEG_LS_LOSSLESS, JPEG_2000_LOSSLESS, JPEG_2000, *HTJ2K) and bits_allocated > 16:
         return f"{name} takes at most 16 bits, not {bits_allocated}"
     if samples not in (1, 3):
         return f"{name} takes 1 or 3 samples per pixel, not {samples}"
@@ -326,6 +355,8 @@ def _encode(dataset: FileDataset, target: str) -> None:
             warnings.simplefilter("ignore")
             if target == JPEG_BASELINE:
                 _encode_jpeg_baseline(dataset)
+            elif target in HTJ2K:
+                _encode_htj2k(dataset, target)
             elif target == JPEG_2000:
                 dataset.compress(
                     target, generate_instance_uid=False, j2k_cr=[J2K_RATIO], use_mct=False
@@ -338,7 +369,7 @@ def _encode(dataset: FileDataset, target: str) -> None:
         raise
     except Exception as exc:  # encoders raise many types
         raise CannotTranscode(f"cannot encode the pixel data as {UID(target).name}: {exc}") from exc
-    if target in (JPEG_BASELINE, JPEG_2000):
+    if target in LOSSY_TARGETS:
         dataset.LossyImageCompression = "01"
         method = _LOSSY_METHODS[target]
         ratio = native_size / max(1, sum(len(f) for f in _fragments(dataset)))
@@ -355,6 +386,64 @@ def _values(value: Any) -> list[Any]:
     if value is None or value == "":
         return []
     return [value] if isinstance(value, str | float | int) else list(value)
+
+
+@functools.cache
+def _ojph_compress() -> str | None:
+    """The path of OpenJPH's encoder, looked up once (when first needed, not at import)."""
+    return shutil.which("ojph_compress")
+
+
+def _encode_htj2k(dataset: FileDataset, target: str) -> None:
+    """Frames as HTJ2K code streams with OpenJPH's ``ojph_compress``: RPCL progression, no
+    colour transform (RGB stays RGB), reversible 5-3 for lossless, 9-7 for lossy (ITU-T
+    T.814; PS3.5 §8.2.14). Each frame goes through a temporary raw file (planar samples)."""
+    from pydicom.encaps import encapsulate
+
+    program = _ojph_compress()
+    if program is None:
+        raise CannotTranscode("no HTJ2K encoder is installed")
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    samples = int(dataset.get("SamplesPerPixel", 1))
+    rows, columns = int(dataset.Rows), int(dataset.Columns)
+    bits = int(dataset.BitsStored)
+    array = pixel_array(dataset, raw=True).reshape((frames, rows, columns, samples))
+    dtype = np.dtype("<u1") if int(dataset.BitsAllocated) <= 8 else np.dtype("<u2")
+    decompositions = max(0, min(5, int(np.log2(max(1, min(rows, columns)))) - 2))
+    reversible = "true" if target == HTJ2K_LOSSLESS else "false"
+    options = ["-num_decomps", str(decompositions), "-reversible", reversible]
+    options += ["-prog_order", "RPCL"]
+    encoded = []
+    with tempfile.TemporaryDirectory(prefix="klinika-htj2k-") as folder:
+        output = os.path.join(folder, "frame.j2c")
+        for frame in array:
+            if samples == 1:  # raw samples, little endian
+                source = os.path.join(folder, "frame.yuv")
+                payload = np.ascontiguousarray(frame[:, :, 0]).astype(dtype).tobytes()
+                options_in = ["-dims", f"{{{columns},{rows}}}", "-num_comps", "1"]
+                options_in += ["-signed", "false", "-bit_depth", str(bits)]
+                options_in += ["-downsamp", "{1,1}"]
+            else:  # RGB as a binary PPM (16-bit samples big endian), no colour transform
+                source = os.path.join(folder, "frame.ppm")
+                header = f"P6\n{columns} {rows}\n{(1 << bits) - 1}\n".encode()
+                wide = ">u2" if bits > 8 else "u1"
+                payload = header + np.ascontiguousarray(frame).astype(wide).tobytes()
+                options_in = ["-colour_trans", "false"]
+            with open(source, "wb") as handle:
+                handle.write(payload)
+            command = [program, "-i", source, "-o", output, *options_in, *options]
+            run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+            if run.returncode != 0 or not os.path.exists(output):
+                raise CannotTranscode(f"ojph_compress failed: {(run.stderr or run.stdout)[-300:]}")
+            with open(output, "rb") as handle:
+                encoded.append(handle.read())
+            os.unlink(output)
+    dataset.PixelData = encapsulate(encoded, has_bot=True)
+    dataset["PixelData"].VR = "OB"
+    dataset["PixelData"].is_undefined_length = True
+    if samples > 1:
+        dataset.PlanarConfiguration = 0
+    dataset.file_meta.TransferSyntaxUID = UID(target)
 
 
 def _encode_jpeg_baseline(dataset: FileDataset) -> None:

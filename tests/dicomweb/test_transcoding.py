@@ -105,7 +105,12 @@ def get(stored: Stored, path: str, accept: str) -> requests.Response:
 
 @pytest.mark.parametrize(
     ("syntax", "reason"),
-    [("1.2.840.10008.1.2.4.50", "8-bit"), ("1.2.840.10008.1.2.4.201", "HTJ2K")],
+    [
+        ("1.2.840.10008.1.2.4.50", "8-bit"),
+        ("1.2.840.10008.1.2.4.201", "unsigned"),  # CT_small is signed
+        ("1.2.840.10008.1.2.4.202", "TLM"),
+        ("1.2.840.10008.1.2.4.100", "not supported"),
+    ],
 )
 def test_what_cannot_be_made_is_406_with_the_reason(
     stored: Stored, syntax: str, reason: str
@@ -131,6 +136,22 @@ def test_frames_in_jpeg_ls_and_jpeg_2000_decode_to_the_stored_pixels(stored: Sto
         study, series, sop, [1], media_types=(("image/jp2", "1.2.840.10008.1.2.4.90"),)
     )
     assert np.array_equal(openjpeg.decode(j2k).astype(np.int16), original)
+
+
+def test_htj2k_frames_for_a_viewer_decode_to_the_stored_pixels(stored: Stored) -> None:
+    """OHIF asks for image/jphc; HTJ2K lossless (RPCL order) of the 8-bit RGB image."""
+    study, series, sop = stored.uids(RGB)
+    response = get(
+        stored,
+        f"/studies/{study}/series/{series}/instances/{sop}/frames/1",
+        'multipart/related; type="image/jphc"; transfer-syntax=1.2.840.10008.1.2.4.201',
+    )
+    assert response.status_code == 200, response.text
+    boundary = response.headers["content-type"].split("boundary=")[1].split(";")[0]
+    part = response.content.split(b"--" + boundary.encode())[1]
+    headers, payload = part.split(b"\r\n\r\n", 1)
+    assert b"image/jphc; transfer-syntax=1.2.840.10008.1.2.4.201" in headers
+    assert np.array_equal(openjpeg.decode(payload[:-2]), pixels(pydicom.dcmread(RGB)))
 
 
 def test_a_frame_part_names_its_media_type_and_transfer_syntax(stored: Stored) -> None:

@@ -188,3 +188,32 @@ def test_transcoded_instance_passes_dciodvfy(stored: Stored, tmp_path) -> None:
     before = {line for line in source.stderr.splitlines() if line.startswith("Error")}
     assert errors <= before, errors - before
     assert io.BytesIO(path.read_bytes()).getvalue()[128:132] == b"DICM"
+
+
+def test_wado_uri_transfer_syntax_uses_the_same_transcoder(stored: Stored) -> None:
+    study, series, sop = stored.uids(CT)
+    params = {
+        "requestType": "WADO",
+        "studyUID": study,
+        "seriesUID": series,
+        "objectUID": sop,
+        "contentType": "application/dicom",
+    }
+    url = stored.server.url + "/wado"
+    jls = requests.get(
+        url,
+        params={**params, "transferSyntax": "1.2.840.10008.1.2.4.80"},
+        headers=stored.server.headers,
+        timeout=60,
+    )
+    assert jls.status_code == 200
+    ds = pydicom.dcmread(io.BytesIO(jls.content))
+    assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.80"
+    assert np.array_equal(pixels(ds), pixels(pydicom.dcmread(CT)))
+    refused = requests.get(
+        url,
+        params={**params, "transferSyntax": "1.2.840.10008.1.2.4.50"},
+        headers=stored.server.headers,
+        timeout=60,
+    )
+    assert refused.status_code == 406 and "8-bit" in refused.text

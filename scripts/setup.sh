@@ -9,8 +9,10 @@ PYTHON=${PYTHON:-python3}
 # chromium: browser tests (Playwright drives Debian's Chromium; no browser is downloaded);
 # fonts-dejavu-core + fonts-noto-core: report PDFs (Latin diacritics and Cyrillic);
 # dicom3tools: dciodvfy checks the objects we write (transcoded, de-identified);
+# openjph-tools: ojph_compress, the HTJ2K encoder of WADO-RS transcoding (no Python package
+# writes HTJ2K);
 # prometheus: promtool checks and unit-tests deploy/monitoring's alert rules.
-SYSTEM_PACKAGES=(python3-venv dcmtk dicom3tools orthanc poppler-utils iproute2 postgresql nginx
+SYSTEM_PACKAGES=(python3-venv dcmtk dicom3tools openjph-tools orthanc poppler-utils iproute2 postgresql nginx
   openssl chromium fonts-dejavu-core fonts-noto-core prometheus)
 # npm fetches the OHIF viewer; a Node.js that brings its own npm (NodeSource) is kept as it is.
 command -v npm >/dev/null || SYSTEM_PACKAGES+=(npm)

@@ -33,6 +33,10 @@ from klinika.dicom.frames import PixelLocation, locate_pixel_data
 from klinika.errors import InvalidInstance
 
 _UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+#: Digits and dots only, but a component may start with 0 (``1.2.840.0113``): not a valid
+#: UID (PS3.5 §9.1), yet real devices (Varian RT) write them, and DCMTK and Orthanc accept
+#: them. Accepted with a warning; anything else malformed is still refused.
+_LENIENT_UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _TEXT_VRS = {"SH", "LO", "ST", "LT", "UT", "PN", "UC"}
 _REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
@@ -92,6 +96,16 @@ class ParsedInstance:
 def is_valid_uid(value: Any) -> bool:
     """A UID per PS3.5 §9.1: at most 64 characters, dot-separated numbers without leading 0s."""
     return isinstance(value, str) and 0 < len(value) <= 64 and bool(_UID_PATTERN.match(value))
+
+
+def has_leading_zero_only(value: Any) -> bool:
+    """A UID that breaks PS3.5 §9.1 only by a component with a leading zero (``1.2.03``)."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= 64
+        and bool(_LENIENT_UID_PATTERN.match(value))
+        and not _UID_PATTERN.match(value)
+    )
 
 
 def part10_from_dataset_bytes(
@@ -158,7 +172,7 @@ def parse_instance(
                 "unreadable",
             )
     _check_elements(dataset)
-    _check_required(dataset)
+    collected += _check_required(dataset)
     collected += _meta_warnings(dataset)
 
     location = None
@@ -319,13 +333,22 @@ def _check_text_bytes(raw: RawDataElement, charsets: list[str]) -> None:
             ) from exc
 
 
-def _check_required(dataset: Dataset) -> None:
+def _check_required(dataset: Dataset) -> list[str]:
+    """Refuse missing or malformed required UIDs; return warnings for the ones accepted
+    although a component has a leading zero (PS3.5 §9.1)."""
+    found: list[str] = []
     for keyword in _REQUIRED_UIDS:
         value = dataset.get(keyword)
         if value in (None, ""):
             raise InvalidInstance(f"required attribute {keyword} is missing", "missing-attribute")
-        if not is_valid_uid(str(value)):
+        if has_leading_zero_only(str(value)):
+            found.append(
+                f"{keyword} {str(value)!r} has a component with a leading zero, which PS3.5 "
+                "§9.1 does not allow; accepted as it is"
+            )
+        elif not is_valid_uid(str(value)):
             raise InvalidInstance(f"{keyword} {str(value)!r} is not a valid UID", "invalid-uid")
+    return found
 
 
 def _meta_warnings(dataset: Dataset) -> list[str]:

@@ -3,7 +3,18 @@
 Stored bytes are never changed; these functions produce what a peer or client accepts when it
 is not what we hold. :func:`transcode` turns a Part-10 instance of any transfer syntax we can
 decode into Explicit or Implicit VR Little Endian, with the Image Pixel module made right for
-native pixel data; :func:`can_transcode` says beforehand whether that will work.
+native pixel data, and from there into a compressed syntax of :data:`ENCODERS` (JPEG
+baseline, JPEG-LS lossless, JPEG 2000 lossless and lossy, RLE); :func:`can_transcode` says
+beforehand whether that will work for a transfer syntax, :func:`can_encode` for an instance's
+pixel module. :func:`encoded_frames` gives the frames of the result (WADO-RS ``/frames``).
+
+Encoders: pydicom's ``Dataset.compress`` with pylibjpeg-rle / pyjpegls / pylibjpeg-openjpeg
+for RLE, JPEG-LS and JPEG 2000; Pillow (libjpeg) for JPEG baseline, which pydicom cannot
+encode; HTJ2K (lossless ``.4.201``, lossy ``.4.203``, RPCL progression) with OpenJPH's
+``ojph_compress`` (Debian ``openjph-tools``; no Python package writes HTJ2K: OpenJPEG only
+decodes it). HTJ2K with RPCL Options (``.4.202``) needs TLM marker segments, which
+``ojph_compress`` 0.9 does not write, and signed samples it does not read: both are refused
+with that reason, as is every target when its encoder is missing.
 
 pydicom's ``Dataset.decompress`` does the decoding. What it leaves wrong, fixed here:
 
@@ -25,8 +36,14 @@ PS3.18 Table 8.7.3-2/3 (media types of compressed frames).
 
 from __future__ import annotations
 
+import functools
 import io
+import os
+import shutil
+import subprocess
+import tempfile
 import warnings
+from typing import Any
 
 import numpy as np
 from pydicom import dcmread
@@ -51,8 +68,31 @@ UNCOMPRESSED = (
     ExplicitVRBigEndian,
     DeflatedExplicitVRLittleEndian,
 )
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+JPEG_LS_LOSSLESS = "1.2.840.10008.1.2.4.80"
+JPEG_2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
+JPEG_2000 = "1.2.840.10008.1.2.4.91"
+RLE_LOSSLESS = "1.2.840.10008.1.2.5"
+HTJ2K_LOSSLESS = "1.2.840.10008.1.2.4.201"
+HTJ2K_RPCL = "1.2.840.10008.1.2.4.202"
+HTJ2K_LOSSY = "1.2.840.10008.1.2.4.203"
+HTJ2K = (HTJ2K_LOSSLESS, HTJ2K_RPCL, HTJ2K_LOSSY)
+#: Compressed syntaxes :func:`transcode` can encode into.
+ENCODERS = (
+    JPEG_BASELINE,
+    JPEG_LS_LOSSLESS,
+    JPEG_2000_LOSSLESS,
+    JPEG_2000,
+    RLE_LOSSLESS,
+    HTJ2K_LOSSLESS,
+    HTJ2K_LOSSY,
+)
+LOSSY_TARGETS = (JPEG_BASELINE, JPEG_2000, HTJ2K_LOSSY)
 #: What :func:`transcode` can produce.
-TARGETS = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+TARGETS = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, *ENCODERS)
+#: Lossy encodings we produce: JPEG baseline at this quality, JPEG 2000 at this ratio.
+JPEG_QUALITY = 90
+J2K_RATIO = 10.0
 
 #: Media type of a single compressed frame, by transfer syntax (PS3.18 Table 8.7.3-2).
 FRAME_MEDIA_TYPES: dict[str, str] = {
@@ -73,6 +113,18 @@ FRAME_MEDIA_TYPES: dict[str, str] = {
     "1.2.840.10008.1.2.4.100": "video/mpeg",
     "1.2.840.10008.1.2.4.102": "video/mp4",
     "1.2.840.10008.1.2.4.103": "video/mp4",
+}
+
+#: The transfer syntax a frame media type means when it names none (PS3.18 Table 8.7.3-5).
+MEDIA_TYPE_DEFAULT_SYNTAX: dict[str, str] = {
+    "image/jpeg": "1.2.840.10008.1.2.4.70",
+    "image/jls": "1.2.840.10008.1.2.4.80",
+    "image/jp2": "1.2.840.10008.1.2.4.90",
+    "image/jpx": "1.2.840.10008.1.2.4.92",
+    "image/jphc": "1.2.840.10008.1.2.4.201",
+    "image/dicom-rle": "1.2.840.10008.1.2.5",
+    "video/mpeg": "1.2.840.10008.1.2.4.100",
+    "video/mp4": "1.2.840.10008.1.2.4.102",
 }
 
 _JPEG = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57")
@@ -119,13 +171,75 @@ def can_transcode(source: str, target: str) -> bool:
     """
     if source == target:
         return True
+    if target in HTJ2K and can_encode(target, bits_allocated=0) is not None:
+        return False  # no encoder
     return target in TARGETS and can_decode(source)
 
 
-def transcode(part10: bytes, target: str) -> bytes:
-    """The Part-10 instance in ``target`` (Explicit or Implicit VR Little Endian).
+def can_encode(
+    target: str, *, bits_allocated: int, pixel_representation: int = 0, samples: int = 1
+) -> str | None:
+    """Why an image of this pixel module cannot be encoded in ``target``, or None if it can.
 
-    Compressed pixel data is decoded and the Image Pixel module updated; the SOP Instance UID
+    JPEG baseline takes 8-bit unsigned samples (ISO 10918-1 baseline, PS3.5 §8.2.1); JPEG-LS
+    and JPEG 2000 take 2 to 16 bits; RLE any of 8, 16 and 32 bits (PS3.5 Annex G); 1-bit
+    data (SEG) is only sent native. Data sets without pixel data can take any syntax.
+    """
+    if target == HTJ2K_RPCL:
+        return (
+            "HTJ2K with RPCL Options needs TLM marker segments, which the installed HTJ2K "
+            f"encoder does not write; ask for {HTJ2K_LOSSLESS} (HTJ2K lossless, RPCL order)"
+        )
+    if target in HTJ2K and _ojph_compress() is None:
+        return "no HTJ2K encoder is installed (ojph_compress of Debian's openjph-tools)"
+    if target not in TARGETS:
+        return f"transcoding to {target} is not supported"
+    if target not in ENCODERS or bits_allocated == 0:
+        return None
+    name = UID(target).name
+    if target in HTJ2K and pixel_representation != 0:
+        return f"{name}: the installed encoder (ojph_compress) reads unsigned samples only"
+    if bits_allocated == 1:
+        return f"1-bit pixel data is sent uncompressed only, not as {name}"
+    if target == JPEG_BASELINE and (bits_allocated != 8 or pixel_representation != 0):
+        return f"{name} takes 8-bit unsigned pixels; these have {bits_allocated} bits allocated"
+    if target == RLE_LOSSLESS and bits_allocated not in (8, 16, 32):
+        return f"{name} takes 8, 16 or 32 bits allocated, not {bits_allocated}"
+    if target in (JPEG_LS_LOSSLESS, JPEG_2000_LOSSLESS, JPEG_2000, *HTJ2K) and bits_allocated > 16:
+        return f"{name} takes at most 16 bits, not {bits_allocated}"
+    if samples not in (1, 3):
+        return f"{name} takes 1 or 3 samples per pixel, not {samples}"
+    return None
+
+
+def why_not(source: str, target: str, metadata: dict[str, Any]) -> str | None:
+    """Why an instance stored in ``source`` with this DICOM JSON ``metadata`` (PS3.18 F.2)
+    cannot be sent in ``target``, or None when :func:`transcode` will do it."""
+    if source == target:
+        return None
+    if target not in TARGETS:
+        return can_encode(target, bits_allocated=0) or f"transcoding to {target} is not supported"
+    if not can_decode(source):
+        return f"the stored {UID(source).name} pixel data cannot be decoded here"
+    has_pixels = "7FE00010" in metadata
+
+    def number(tag: str, default: int) -> int:
+        values = metadata.get(tag, {}).get("Value") or [default]
+        return int(values[0])
+
+    return can_encode(
+        target,
+        bits_allocated=number("00280100", 0) if has_pixels else 0,
+        pixel_representation=number("00280103", 0),
+        samples=number("00280002", 1),
+    )
+
+
+def transcode(part10: bytes, target: str) -> bytes:
+    """The Part-10 instance in ``target`` (one of :data:`TARGETS`).
+
+    Compressed pixel data is decoded and the Image Pixel module updated, then encoded again
+    when ``target`` is compressed (lossy targets set the lossy attributes); the SOP Instance UID
     is kept (a change of transfer syntax is not a new instance, PS3.5 §10). ``part10`` is
     returned as it is when it already is in ``target``.
 
@@ -135,7 +249,7 @@ def transcode(part10: bytes, target: str) -> bytes:
         When ``target`` is not one we produce, or the pixel data cannot be decoded.
     """
     if target not in TARGETS:
-        raise CannotTranscode(f"transcoding to {target} is not supported")
+        raise CannotTranscode(can_encode(target, bits_allocated=0) or target)
     try:
         dataset = dcmread(io.BytesIO(part10), force=True)
     except Exception as exc:  # pydicom raises many types on broken files
@@ -143,21 +257,29 @@ def transcode(part10: bytes, target: str) -> bytes:
     source = str(dataset.file_meta.get("TransferSyntaxUID", ""))
     if source == target:
         return part10
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if source == ExplicitVRBigEndian:
-                _to_little_endian(dataset)
-            elif not is_native(source) and "PixelData" in dataset:
-                _decompress(dataset, source)
-    except CannotTranscode:
-        raise
-    except Exception as exc:  # decoders raise many types
-        raise CannotTranscode(f"cannot decode the {UID(source).name} pixel data: {exc}") from exc
+    _native(dataset, source)
+    if target in ENCODERS and "PixelData" in dataset:
+        _encode(dataset, target)
     try:
         return _encoded(dataset, target, force=source == ExplicitVRBigEndian)
     except Exception as exc:  # an element pydicom cannot write in the target encoding
         raise CannotTranscode(f"cannot encode the instance as {UID(target).name}: {exc}") from exc
+
+
+def encoded_frames(part10: bytes, target: str) -> list[bytes]:
+    """Every frame of the instance in ``target`` (a syntax of :data:`ENCODERS`): each
+    frame's code stream, as WADO-RS sends compressed frames (PS3.18 §8.7.3.5.2).
+
+    Raises
+    ------
+    CannotTranscode
+        As :func:`transcode`.
+    """
+    from pydicom.encaps import generate_frames
+
+    dataset = dcmread(io.BytesIO(transcode(part10, target)))
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    return list(generate_frames(dataset.PixelData, number_of_frames=frames))
 
 
 def to_explicit_little_endian(part10: bytes) -> bytes:
@@ -201,6 +323,158 @@ def decode_frame(part10: bytes, frame_index: int) -> bytes:
 
 
 # ---------------------------------------------------------------------------- internals
+def _native(dataset: FileDataset, source: str) -> None:
+    """Make the data set's pixel data native little endian in place (see :func:`transcode`)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if source == ExplicitVRBigEndian:
+                _to_little_endian(dataset)
+            elif not is_native(source) and "PixelData" in dataset:
+                _decompress(dataset, source)
+    except CannotTranscode:
+        raise
+    except Exception as exc:  # decoders raise many types
+        raise CannotTranscode(f"cannot decode the {UID(source).name} pixel data: {exc}") from exc
+
+
+def _encode(dataset: FileDataset, target: str) -> None:
+    """Compress native pixel data in place into ``target``, with the Image Pixel and lossy
+    attributes it needs (PS3.3 C.7.6.3, C.7.6.1.1.5; PS3.5 §8.2)."""
+    reason = can_encode(
+        target,
+        bits_allocated=int(dataset.get("BitsAllocated", 0) or 0),
+        pixel_representation=int(dataset.get("PixelRepresentation", 0) or 0),
+        samples=int(dataset.get("SamplesPerPixel", 1) or 1),
+    )
+    if reason:
+        raise CannotTranscode(reason)
+    native_size = len(dataset.PixelData)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if target == JPEG_BASELINE:
+                _encode_jpeg_baseline(dataset)
+            elif target in HTJ2K:
+                _encode_htj2k(dataset, target)
+            elif target == JPEG_2000:
+                dataset.compress(
+                    target, generate_instance_uid=False, j2k_cr=[J2K_RATIO], use_mct=False
+                )
+            elif target in (JPEG_2000_LOSSLESS,):
+                dataset.compress(target, generate_instance_uid=False, use_mct=False)
+            else:
+                dataset.compress(target, generate_instance_uid=False)
+    except CannotTranscode:
+        raise
+    except Exception as exc:  # encoders raise many types
+        raise CannotTranscode(f"cannot encode the pixel data as {UID(target).name}: {exc}") from exc
+    if target in LOSSY_TARGETS:
+        dataset.LossyImageCompression = "01"
+        method = _LOSSY_METHODS[target]
+        ratio = native_size / max(1, sum(len(f) for f in _fragments(dataset)))
+        methods = list(_values(dataset.get("LossyImageCompressionMethod")))
+        ratios = list(_values(dataset.get("LossyImageCompressionRatio")))
+        if len(methods) != len(ratios):  # an earlier step described in part: start anew
+            methods, ratios = [], []
+        dataset.LossyImageCompressionMethod = [*methods, method]
+        dataset.LossyImageCompressionRatio = [*ratios, f"{ratio:.2f}"[:16]]
+
+
+def _values(value: Any) -> list[Any]:
+    """A multi-valued attribute's values as a list (one value, or none)."""
+    if value is None or value == "":
+        return []
+    return [value] if isinstance(value, str | float | int) else list(value)
+
+
+@functools.cache
+def _ojph_compress() -> str | None:
+    """The path of OpenJPH's encoder, looked up once (when first needed, not at import)."""
+    return shutil.which("ojph_compress")
+
+
+def _encode_htj2k(dataset: FileDataset, target: str) -> None:
+    """Frames as HTJ2K code streams with OpenJPH's ``ojph_compress``: RPCL progression, no
+    colour transform (RGB stays RGB), reversible 5-3 for lossless, 9-7 for lossy (ITU-T
+    T.814; PS3.5 §8.2.14). Each frame goes through a temporary raw file (planar samples)."""
+    from pydicom.encaps import encapsulate
+
+    program = _ojph_compress()
+    if program is None:
+        raise CannotTranscode("no HTJ2K encoder is installed")
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    samples = int(dataset.get("SamplesPerPixel", 1))
+    rows, columns = int(dataset.Rows), int(dataset.Columns)
+    bits = int(dataset.BitsStored)
+    array = pixel_array(dataset, raw=True).reshape((frames, rows, columns, samples))
+    dtype = np.dtype("<u1") if int(dataset.BitsAllocated) <= 8 else np.dtype("<u2")
+    decompositions = max(0, min(5, int(np.log2(max(1, min(rows, columns)))) - 2))
+    reversible = "true" if target == HTJ2K_LOSSLESS else "false"
+    options = ["-num_decomps", str(decompositions), "-reversible", reversible]
+    options += ["-prog_order", "RPCL"]
+    encoded = []
+    with tempfile.TemporaryDirectory(prefix="klinika-htj2k-") as folder:
+        output = os.path.join(folder, "frame.j2c")
+        for frame in array:
+            if samples == 1:  # raw samples, little endian
+                source = os.path.join(folder, "frame.yuv")
+                payload = np.ascontiguousarray(frame[:, :, 0]).astype(dtype).tobytes()
+                options_in = ["-dims", f"{{{columns},{rows}}}", "-num_comps", "1"]
+                options_in += ["-signed", "false", "-bit_depth", str(bits)]
+                options_in += ["-downsamp", "{1,1}"]
+            else:  # RGB as a binary PPM (16-bit samples big endian), no colour transform
+                source = os.path.join(folder, "frame.ppm")
+                header = f"P6\n{columns} {rows}\n{(1 << bits) - 1}\n".encode()
+                wide = ">u2" if bits > 8 else "u1"
+                payload = header + np.ascontiguousarray(frame).astype(wide).tobytes()
+                options_in = ["-colour_trans", "false"]
+            with open(source, "wb") as handle:
+                handle.write(payload)
+            command = [program, "-i", source, "-o", output, *options_in, *options]
+            run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+            if run.returncode != 0 or not os.path.exists(output):
+                raise CannotTranscode(f"ojph_compress failed: {(run.stderr or run.stdout)[-300:]}")
+            with open(output, "rb") as handle:
+                encoded.append(handle.read())
+            os.unlink(output)
+    dataset.PixelData = encapsulate(encoded, has_bot=True)
+    dataset["PixelData"].VR = "OB"
+    dataset["PixelData"].is_undefined_length = True
+    if samples > 1:
+        dataset.PlanarConfiguration = 0
+    dataset.file_meta.TransferSyntaxUID = UID(target)
+
+
+def _encode_jpeg_baseline(dataset: FileDataset) -> None:
+    """8-bit frames as JPEG baseline with Pillow (libjpeg): grey as one component, colour as
+    YCbCr 4:2:2 with PhotometricInterpretation YBR_FULL_422 (PS3.5 §8.2.1)."""
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    samples = int(dataset.get("SamplesPerPixel", 1))
+    photometric = str(dataset.get("PhotometricInterpretation", ""))
+    array = pixel_array(dataset, raw=True)
+    array = array.reshape((frames, int(dataset.Rows), int(dataset.Columns), samples))
+    if samples == 3 and photometric != "RGB":
+        raise CannotTranscode(f"JPEG baseline colour is encoded from RGB, not {photometric}")
+    encoded = []
+    for frame in array.astype(np.uint8):
+        image = Image.fromarray(np.ascontiguousarray(frame[:, :, 0] if samples == 1 else frame))
+        out = io.BytesIO()
+        image.save(out, "JPEG", quality=JPEG_QUALITY, subsampling=1, optimize=False)
+        encoded.append(out.getvalue())
+    dataset.PixelData = encapsulate(encoded, has_bot=True)
+    dataset["PixelData"].VR = "OB"
+    dataset["PixelData"].is_undefined_length = True
+    dataset.BitsStored, dataset.HighBit = 8, 7
+    if samples == 3:
+        dataset.PhotometricInterpretation = "YBR_FULL_422"
+        dataset.PlanarConfiguration = 0
+    dataset.file_meta.TransferSyntaxUID = UID(JPEG_BASELINE)
+
+
 def _encoded(dataset: FileDataset, target: str, *, force: bool) -> bytes:
     """Part-10 bytes in ``target``; ``force`` writes a data set read in another byte order
     (its values already converted by :func:`_to_little_endian`)."""

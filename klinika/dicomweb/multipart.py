@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import tempfile
 from collections.abc import Iterable, Iterator
-from typing import IO
+from typing import IO, NamedTuple
 
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
@@ -70,6 +70,17 @@ class MultipartResponse(Response):
         last = len(self.pieces) - 1
         for index, piece in enumerate(self.pieces):
             await send({"type": "http.response.body", "body": piece, "more_body": index < last})
+
+
+class BodyPart(NamedTuple):
+    """One received body part: its media type (lower case, no parameters), its bytes, the
+    whole Content-Type header (parameters such as ``transfer-syntax``) and its
+    Content-Location (how metadata refers to a bulk data part, PS3.18 §8.6.1.2)."""
+
+    media_type: str
+    data: bytes
+    content_type: str
+    location: str | None
 
 
 #: A part's bytes stay in memory up to this size, then spill to a temporary file.
@@ -198,8 +209,8 @@ class MultipartReader:
     def _finish(self) -> None:
         self._ended = True
 
-    def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
-        """Parse more of the body; return the parts completed so far as (type, bytes).
+    def feed(self, chunk: bytes) -> list[BodyPart]:
+        """Parse more of the body; return the parts completed so far.
 
         Raises
         ------
@@ -220,9 +231,11 @@ class MultipartReader:
             )
         done, self._done = self._done, []
         return [
-            (
+            BodyPart(
                 p.headers.get("content-type", self.part_type).split(";")[0].strip().lower(),
                 p.payload(),
+                p.headers.get("content-type", self.part_type),
+                p.headers.get("content-location"),
             )
             for p in done
         ]

@@ -1,4 +1,6 @@
-"""STOW-RS: store instances sent as multipart/related application/dicom (PS3.18 §10.5)."""
+"""STOW-RS: store instances sent as multipart/related (PS3.18 §10.5): Part-10 instances
+(``application/dicom``), or metadata (``application/dicom+json``, ``application/dicom+xml``)
+with bulk data parts, which :mod:`klinika.dicom.compose` turns into Part-10 instances."""
 
 import asyncio
 from typing import Annotated, Any
@@ -11,11 +13,23 @@ from klinika.auth.http import note_access
 from klinika.auth.models import Principal
 from klinika.auth.permissions import is_allowed
 from klinika.config import Settings
+from klinika.dicom.compose import (
+    BulkPart,
+    compose_instances,
+    native_xml_to_json,
+    parse_json_metadata,
+)
 from klinika.dicomweb.common import Guard, dicomweb_base, json_bytes, json_response
-from klinika.dicomweb.multipart import MultipartReader
-from klinika.errors import RequestTooLarge, UnsupportedMediaType
+from klinika.dicomweb.multipart import BodyPart, MultipartReader
+from klinika.dicomweb.negotiation import parse_accept
+from klinika.errors import InvalidInstance, RequestTooLarge, UnsupportedMediaType
 
 BATCH = 32
+_DICOM = "application/dicom"
+_JSON = "application/dicom+json"
+_XML = "application/dicom+xml"
+#: Root types of a STOW-RS request body (PS3.18 §10.5.1.2).
+REQUEST_TYPES = (_DICOM, _JSON, _XML)
 #: A batch is stored once it holds this many bytes, whatever its count.
 BATCH_BYTES = 64 * 1024 * 1024
 
@@ -90,6 +104,55 @@ def stow_response(
     return (202 if stored else 409), body
 
 
+def _bulk_part(part: BodyPart) -> BulkPart:
+    ranges = parse_accept(part.content_type)
+    syntax = ranges[0].params.get("transfer-syntax") if ranges else None
+    return BulkPart(part.media_type, part.data, syntax)
+
+
+def _compose(
+    metadata: list[BodyPart], bulk: dict[str, list[BulkPart]]
+) -> list[bytes | StoreOutcome]:
+    """The Part-10 instances of the metadata parts, or a rejected outcome for each data set
+    (or part) that cannot become one (PS3.18 §10.5.3: missing bulk data is a failure)."""
+    out: list[bytes | StoreOutcome] = []
+    for part in metadata:
+        try:
+            if part.media_type == _JSON:
+                documents = parse_json_metadata(part.data)
+            else:
+                documents = [native_xml_to_json(part.data)]
+        except InvalidInstance as exc:
+            out.append(StoreOutcome("rejected", reason=exc.reason, message=str(exc)))
+            continue
+        for item in compose_instances(documents, bulk):
+            if item.part10 is not None:
+                out.append(item.part10)
+            else:
+                error = item.error
+                out.append(
+                    StoreOutcome(
+                        "rejected",
+                        sop_class_uid=item.sop_class_uid,
+                        sop_instance_uid=item.sop_instance_uid,
+                        reason=error.reason if error else "unreadable",
+                        message=str(error),
+                    )
+                )
+    return out
+
+
+def warning_header(outcomes: list[StoreOutcome]) -> dict[str, str]:
+    """A ``Warning: 299`` header (PS3.18 §8.4.4, status report) saying what was accepted with
+    a warning, for instance a UID with a leading zero; the items carry WarningReason 0xB000."""
+    texts = [f"{o.sop_instance_uid}: {w}" for o in outcomes if o.accepted for w in o.warnings]
+    if not texts:
+        return {}
+    text = "; ".join(texts)[:2000].replace("\\", "\\\\").replace('"', "'")
+    text = "".join(c if c.isprintable() and ord(c) < 256 else "?" for c in text)
+    return {"Warning": f'299 klinika "{text}"'}
+
+
 def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> APIRouter:
     """The STOW-RS resources: images from roles that may store (``dicom:store``), derived
     objects (SR, KO, PR, SEG) also from readers (``dicom:annotate``)."""
@@ -107,8 +170,12 @@ def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> AP
             max_part_bytes=settings.max_instance_bytes,
             max_boundary=settings.max_multipart_boundary,
         )
-        if reader.part_type != "application/dicom":
-            raise UnsupportedMediaType("only application/dicom parts are accepted by STOW-RS here")
+        if reader.part_type not in REQUEST_TYPES:
+            raise UnsupportedMediaType(
+                f"STOW-RS accepts multipart/related of type {', '.join(REQUEST_TYPES)}"
+            )
+        metadata: list[BodyPart] = []  # JSON / XML data sets, built once the body has arrived
+        bulk: dict[str, list[BulkPart]] = {}
         # Batches are stored while the rest of the body still arrives, one batch at a time (so
         # memory holds at most the batch being stored and the one being filled); each batch's
         # outcomes keep their place, so the response lists instances in the order sent.
@@ -146,9 +213,16 @@ def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> AP
                 except RequestTooLarge as exc:
                     refused = exc
                     continue
-                for part_type, data in parts:
-                    if part_type != "application/dicom":
-                        message = f"a part of type {part_type} is not application/dicom"
+                for part in parts:
+                    part_type, data = part.media_type, part.data
+                    if part_type in (_JSON, _XML) and reader.part_type != _DICOM:
+                        metadata.append(part)
+                        continue
+                    if part_type != _DICOM:
+                        if reader.part_type != _DICOM and part.location:
+                            bulk.setdefault(part.location, []).append(_bulk_part(part))
+                            continue
+                        message = f"a part of type {part_type} is not {reader.part_type}"
                         results.append(
                             [
                                 StoreOutcome(
@@ -164,6 +238,17 @@ def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> AP
             if refused is not None:
                 raise refused
             reader.close()
+            if metadata:
+                await flush()
+                composed = await run_in_threadpool(_compose, metadata, bulk)
+                for item in composed:
+                    if isinstance(item, StoreOutcome):
+                        results.append([item])
+                        continue
+                    batch.append(item)
+                    held += len(item)
+                    if len(batch) >= BATCH or held >= BATCH_BYTES:
+                        await flush()
         finally:
             await flush()
             settled = [r if isinstance(r, list) else await r for r in results]
@@ -171,7 +256,9 @@ def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> AP
         note_access(request, **audit_subject((o.study_uid, o.patient_id) for o in outcomes))
         base = dicomweb_base(request, settings.public_base_url)
         status, body = stow_response(outcomes, base, study_uid)
-        return json_response(request, json_bytes(body), status_code=status)
+        return json_response(
+            request, json_bytes(body), status_code=status, headers=warning_header(outcomes)
+        )
 
     @router.post("/studies", summary="Store instances")
     async def store_instances(request: Request, principal: Storer) -> Response:

@@ -14,12 +14,11 @@ from collections.abc import Mapping
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydicom import dcmread
-from pydicom.uid import ExplicitVRLittleEndian
 
 from klinika.archive import Archive, InstanceRecord
 from klinika.dicom import render
 from klinika.dicom.deidentify import Deidentifier
-from klinika.dicom.transcode import to_explicit_little_endian
+from klinika.dicom.transcode import transcode
 from klinika.dicomweb.common import Guard
 from klinika.errors import InvalidQuery, NotAcceptable, NotFound
 
@@ -105,9 +104,7 @@ def _dicom(
 ) -> Response:
     data = archive.read(record)
     if syntax and syntax != record.transfer_syntax:
-        if syntax != ExplicitVRLittleEndian:
-            raise NotAcceptable(f"cannot transcode to {syntax}")
-        data = to_explicit_little_endian(data)
+        data = transcode(data, syntax)  # CannotTranscode is a 406 that says why
     if anonymize:
         data = Deidentifier().part10(data)
     headers = {"Cache-Control": "no-store"}

@@ -9,7 +9,9 @@ PS3.18 §10.4 (Retrieve transaction), §8.7.3 (media types and transfer syntaxes
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
@@ -22,11 +24,15 @@ from klinika.config import Settings
 from klinika.dicom import render
 from klinika.dicom.json import iter_bulk_elements, with_base
 from klinika.dicom.transcode import (
+    ENCODERS,
     FRAME_MEDIA_TYPES,
+    MEDIA_TYPE_DEFAULT_SYNTAX,
     can_decode,
     decode_frame,
+    encoded_frames,
     is_native,
-    to_explicit_little_endian,
+    transcode,
+    why_not,
 )
 from klinika.dicomweb.common import Guard, dicomweb_base, json_response
 from klinika.dicomweb.multipart import (
@@ -42,6 +48,7 @@ from klinika.dicomweb.negotiation import (
     choose_multipart,
     parse_accept,
 )
+from klinika.dicomweb.ranges import bare_media_type, single_part
 from klinika.errors import InvalidQuery, NotAcceptable, NotFound
 
 _DICOM = "application/dicom"
@@ -61,48 +68,76 @@ BULK_HEADERS = {
 }
 
 
+def _metadata(record: InstanceRecord) -> dict[str, Any]:
+    value = json.loads(record.metadata_json)
+    return value if isinstance(value, dict) else {}
+
+
 def _dicom_plan(choices: list[MultipartChoice], records: list[InstanceRecord]) -> str | None:
-    """Which transfer syntax to send: None = as stored, else the one to transcode to."""
+    """Which transfer syntax to send: None = as stored, else the one to transcode to
+    (PS3.18 §8.7.3.5.1: no transfer-syntax parameter means Explicit VR Little Endian)."""
+    reasons: list[str] = []
     for choice in choices:
-        wanted = choice.transfer_syntax
+        wanted = choice.transfer_syntax or ExplicitVRLittleEndian
         if wanted == "*":
             return None
-        if wanted in (None, ExplicitVRLittleEndian):
-            if all(
-                r.transfer_syntax == ExplicitVRLittleEndian or can_decode(r.transfer_syntax)
-                for r in records
-            ):
-                return ExplicitVRLittleEndian
-            continue
         if all(r.transfer_syntax == wanted for r in records):
             return None
+        problems = [
+            f"{r.sop_instance_uid}: {problem}"
+            for r in records
+            if (problem := why_not(r.transfer_syntax, wanted, _metadata(r)))
+        ]
+        if not problems:
+            return wanted
+        reasons.append(f"{wanted}: {problems[0]}")
     raise NotAcceptable(
-        "the instances cannot be sent in the requested transfer syntax; "
-        "ask with transfer-syntax=* to get them as stored"
+        "the instances cannot be sent in the requested transfer syntax ("
+        + "; ".join(reasons[:4])
+        + "); ask with transfer-syntax=* to get them as stored"
     )
 
 
-def _frame_part(record: InstanceRecord, choices: list[MultipartChoice]) -> tuple[str, bool]:
-    """(part Content-Type, decode?) for the frames of one instance."""
+def _frame_part(record: InstanceRecord, choices: list[MultipartChoice]) -> tuple[str, str]:
+    """(part Content-Type, how) for the frames of one instance: how is ``stored`` (byte
+    ranges as stored), ``decode`` (to native pixels) or the transfer syntax to encode into."""
     stored = record.transfer_syntax
+    reasons: list[str] = []
     for choice in choices:
         wanted = choice.transfer_syntax
         if is_native(stored):
             if choice.part_type == _OCTET and wanted in (None, "*", ExplicitVRLittleEndian):
-                return f"{_OCTET}; transfer-syntax={ExplicitVRLittleEndian}", stored not in (
-                    ExplicitVRLittleEndian,
-                    "1.2.840.10008.1.2",
+                native = stored in (ExplicitVRLittleEndian, "1.2.840.10008.1.2")
+                return f"{_OCTET}; transfer-syntax={ExplicitVRLittleEndian}", (
+                    "stored" if native else "decode"
                 )
-            continue
-        media = FRAME_MEDIA_TYPES.get(stored, _OCTET)
-        if wanted == "*" or (choice.part_type == media and wanted in (None, stored)):
-            return f"{media}; transfer-syntax={stored}", False
-        decodable = can_decode(stored)
-        if choice.part_type == _OCTET and wanted in (None, ExplicitVRLittleEndian) and decodable:
-            return f"{_OCTET}; transfer-syntax={ExplicitVRLittleEndian}", True
+        else:
+            media = FRAME_MEDIA_TYPES.get(stored, _OCTET)
+            if wanted == "*" or (choice.part_type == media and wanted in (None, stored)):
+                return f"{media}; transfer-syntax={stored}", "stored"
+            decodable = can_decode(stored)
+            if (
+                choice.part_type == _OCTET
+                and wanted in (None, ExplicitVRLittleEndian)
+                and decodable
+            ):
+                return f"{_OCTET}; transfer-syntax={ExplicitVRLittleEndian}", "decode"
+        if choice.part_type in MEDIA_TYPE_DEFAULT_SYNTAX:  # a compressed frame we may encode
+            target = wanted or MEDIA_TYPE_DEFAULT_SYNTAX[choice.part_type]
+            if FRAME_MEDIA_TYPES.get(target) != choice.part_type:
+                reasons.append(f"{target} is not a {choice.part_type} transfer syntax")
+                continue
+            problem = why_not(stored, target, _metadata(record))
+            if target not in ENCODERS and problem is None:
+                problem = f"frames are not encoded as {target} here"
+            if problem is None:
+                return f"{choice.part_type}; transfer-syntax={target}", target
+            reasons.append(f"{target}: {problem}")
+    detail = f" ({'; '.join(reasons[:4])})" if reasons else ""
     raise NotAcceptable(
-        f"frames stored as {stored} cannot be sent as requested; "
-        f"acceptable: {FRAME_MEDIA_TYPES.get(stored, _OCTET)} or transfer-syntax=*"
+        f"frames stored as {stored} cannot be sent as requested{detail}; "
+        f"acceptable: {FRAME_MEDIA_TYPES.get(stored, _OCTET)}, application/octet-stream, "
+        f"a media type with a transfer-syntax of {', '.join(ENCODERS)}, or transfer-syntax=*"
     )
 
 
@@ -204,8 +239,12 @@ def create_wado_router(archive: Archive, settings: Settings, guard: Guard) -> AP
         def part(record: InstanceRecord) -> tuple[str, bytes]:
             data = archive.read(record)
             if target is not None and record.transfer_syntax != target:
-                return f"{_DICOM}; transfer-syntax={target}", to_explicit_little_endian(data)
+                return f"{_DICOM}; transfer-syntax={target}", transcode(data, target)
             return f"{_DICOM}; transfer-syntax={record.transfer_syntax}", data
+
+        if sop is not None and bare_media_type(request.headers.get("accept"), (_DICOM,)):
+            part_type, payload = part(records[0])  # one instance asked bare: single part
+            return single_part(request, payload, part_type, _IMMUTABLE)
 
         async def body() -> AsyncIterator[bytes]:
             for record in records:  # one instance in memory at a time
@@ -269,17 +308,27 @@ def create_wado_router(archive: Archive, settings: Settings, guard: Guard) -> AP
         numbers = _frame_numbers(frames, settings.max_frames_per_request)
         record = archive.instances(study, series, sop)[0]
         choices = choose_multipart(request.headers.get("accept"), _FRAME_TYPES, _OCTET)
-        part_type, decode = _frame_part(record, choices)
+        part_type, how = _frame_part(record, choices)
         location = record.pixel_location
-        if decode:
+        if any(n > record.number_of_frames for n in numbers):
+            raise NotFound(f"instance {sop} has {record.number_of_frames} frames")
+        if how == "decode":
             data = await run_in_threadpool(archive.read, record)
             payloads = await run_in_threadpool(lambda: [decode_frame(data, n - 1) for n in numbers])
+        elif how != "stored":
+            data = await run_in_threadpool(archive.read, record)
+            encoded = await run_in_threadpool(encoded_frames, data, how)
+            payloads = [encoded[n - 1] for n in numbers]
         elif location is not None and location.frames is not None and len(numbers) <= 4:
             payloads = [archive.read_frame(record, n - 1) for n in numbers]
         else:
             payloads = await run_in_threadpool(
                 lambda: [archive.read_frame(record, n - 1) for n in numbers]
             )
+        if len(payloads) == 1 and bare_media_type(
+            request.headers.get("accept"), (part_type.split(";")[0],)
+        ):
+            return single_part(request, payloads[0], part_type, _IMMUTABLE)
         return MultipartResponse(
             [(part_type, p) for p in payloads], part_type.split(";")[0], headers=_IMMUTABLE
         )
@@ -303,6 +352,8 @@ def create_wado_router(archive: Archive, settings: Settings, guard: Guard) -> AP
             except (ValueError, IndexError) as exc:
                 raise NotFound(f"no bulk data {reference!r} in instance {sop}") from exc
             payloads = [bytes(element.value)]
+        if len(payloads) == 1 and bare_media_type(request.headers.get("accept"), (_OCTET,)):
+            return single_part(request, payloads[0], _OCTET, {**_IMMUTABLE, **BULK_HEADERS})
         return MultipartResponse(
             [(_OCTET, p) for p in payloads], _OCTET, headers={**_IMMUTABLE, **BULK_HEADERS}
         )

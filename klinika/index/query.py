@@ -45,6 +45,50 @@ _ORDER: dict[Level, Callable[[], list[sa.ColumnElement[Any]]]] = {
 }
 
 
+def _patient_studies() -> sa.ColumnElement[Any]:
+    studies = schema.studies.alias("counted_studies")  # the outer query may join studies
+    return (
+        sa.select(sa.func.count())
+        .select_from(studies)
+        .where(studies.c.patient_pk == schema.patients.c.pk)
+        .correlate(schema.patients)
+        .scalar_subquery()
+    )
+
+
+def _patient_series() -> sa.ColumnElement[Any]:
+    studies = schema.studies.alias("counted_studies")
+    series = schema.series.alias("counted_series")
+    return (
+        sa.select(sa.func.count())
+        .select_from(series.join(studies, series.c.study_pk == studies.c.pk))
+        .where(studies.c.patient_pk == schema.patients.c.pk)
+        .correlate(schema.patients)
+        .scalar_subquery()
+    )
+
+
+def _patient_instances() -> sa.ColumnElement[Any]:
+    studies = schema.studies.alias("counted_studies")
+    total = sa.func.sum(studies.c.number_of_study_related_instances)
+    return (
+        sa.select(sa.func.coalesce(total, 0))
+        .select_from(studies)
+        .where(studies.c.patient_pk == schema.patients.c.pk)
+        .correlate(schema.patients)
+        .scalar_subquery()
+    )
+
+
+#: Patient-level counts (PS3.4 C.3.1, Table C.6-1), counted when asked for: from the
+#: studies table (whose per-study counts ingest keeps current), never stored per patient.
+PATIENT_COUNTS: dict[str, Callable[[], sa.ColumnElement[Any]]] = {
+    "NumberOfPatientRelatedStudies": _patient_studies,
+    "NumberOfPatientRelatedSeries": _patient_series,
+    "NumberOfPatientRelatedInstances": _patient_instances,
+}
+
+
 @dataclass(frozen=True)
 class Query:
     """What to find. ``match`` keys are keywords or 8-digit hex tags."""
@@ -170,6 +214,7 @@ class _Plan:
     statement: sa.Select[Any]
     returned: list[IndexedAttribute]
     unindexed: list[str]
+    counts: list[str] = field(default_factory=list)
 
 
 def _plan(query: Query, *, one_more: bool) -> _Plan:
@@ -183,6 +228,17 @@ def _plan(query: Query, *, one_more: bool) -> _Plan:
     returned = _returned_attributes(query, keywords)
     table = schema.TABLES[query.level]
     columns = [_column(a).label(a.column) for a in returned]
+    asked = set(keywords) | (set(include) if include != "all" else set())
+    counts = [
+        k
+        for k in PATIENT_COUNTS
+        if k in asked or (include == "all" and query.level == Level.PATIENT)
+    ]
+    for keyword in counts:
+        if keywords.get(keyword, "") not in ("", "*") and query.strict:
+            raise InvalidQuery(f"matching on {keyword} is not supported")
+        keywords.pop(keyword, None)
+    columns += [PATIENT_COUNTS[k]().label(f"_count_{k}") for k in counts]
     statement = (
         sa.select(table.c.pk.label("_pk"), *columns)
         .select_from(_from_clause(query.level))
@@ -199,9 +255,9 @@ def _plan(query: Query, *, one_more: bool) -> _Plan:
     unindexed = sorted(
         k
         for k in (set(keywords) | (set(include) if include != "all" else set()))
-        if k not in indexed and k not in BY_KEYWORD
+        if k not in indexed and k not in BY_KEYWORD and k not in PATIENT_COUNTS
     )
-    return _Plan(query, statement, returned, unindexed)
+    return _Plan(query, statement, returned, unindexed, counts)
 
 
 def _entries(
@@ -217,6 +273,10 @@ def _entries(
             a.tag_hex: element_json(a.vr, _split(a, row._mapping[a.column])) for a in plan.returned
         }
         entry.update(extra.get(row._pk, {}))
+        for keyword in plan.counts:
+            entry[f"{tag_for_keyword(keyword) or 0:08X}"] = element_json(
+                "IS", int(row._mapping[f"_count_{keyword}"])
+            )
         for keyword in plan.unindexed:
             code = tag_for_keyword(keyword)
             if code is None:  # not a keyword of the data dictionary: nothing to return

@@ -370,3 +370,51 @@ def test_four_senders_and_queries_at_once_lose_nothing(dimse: Dimse, tmp_path: P
             timeout=10,
         ).json()
         assert response[0]["00201208"]["Value"] == [15], study
+
+
+def test_findscu_patient_level_counts_studies_series_and_instances(
+    dimse: Dimse, tmp_path: Path
+) -> None:
+    """NumberOfPatientRelated* at PATIENT level (PS3.4 C.6.1.1.2), counted by the one query
+    engine: two studies of one patient, three series, four instances."""
+    patient = f"COUNTS{abs(hash(tmp_path)) % 10**8}"
+    study_a, study_b = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    series = [pydicom.uid.generate_uid() for _ in range(3)]
+    files = []
+    for index, (study, one_series) in enumerate(
+        [(study_a, series[0]), (study_a, series[0]), (study_a, series[1]), (study_b, series[2])]
+    ):
+        path = tmp_path / f"i{index}.dcm"
+        path.write_bytes(
+            make_instance(
+                study_uid=study, series_uid=one_series, PatientID=patient, PatientName="Count^Me"
+            )
+        )
+        files.append(str(path))
+    dimse.run("storescu", "-xe", files=tuple(files))
+    (answer,) = find(
+        dimse,
+        tmp_path,
+        "QueryRetrieveLevel=PATIENT",
+        f"PatientID={patient}",
+        "NumberOfPatientRelatedStudies",
+        "NumberOfPatientRelatedSeries",
+        "NumberOfPatientRelatedInstances",
+        model="-P",
+    )
+    assert answer.NumberOfPatientRelatedStudies == 2
+    assert answer.NumberOfPatientRelatedSeries == 3
+    assert answer.NumberOfPatientRelatedInstances == 4
+    qido = requests.get(
+        f"{dimse.server.dicomweb}/studies",
+        params={
+            "PatientID": patient,
+            "includefield": "NumberOfPatientRelatedStudies,NumberOfPatientRelatedInstances",
+        },
+        headers={"Accept": "application/dicom+json", **dimse.server.headers},
+        timeout=30,
+    )
+    assert qido.status_code == 200
+    for study in qido.json():
+        assert study["00201200"]["Value"] == [2]  # NumberOfPatientRelatedStudies
+        assert study["00201204"]["Value"] == [4]  # NumberOfPatientRelatedInstances

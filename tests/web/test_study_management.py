@@ -15,7 +15,8 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from pydicom.uid import generate_uid
 
-from tests.conftest import LiveServer, login, start_server
+from tests.browser import OpenPage, log_in
+from tests.conftest import TEST_PASSWORD, LiveServer, login, start_server
 from tests.factories import make_instance
 
 TEST_SCU = "TESTSCU@127.0.0.1:11112/echo,store,find,move,get"
@@ -159,3 +160,94 @@ def test_doctors_and_operators_are_refused(server: LiveServer, user: str) -> Non
     assert [r.status_code for r in refused] == [403] * 6
     (found,) = client(server).search_for_studies(search_filters={"StudyInstanceUID": study})
     assert "00081030" not in found or found["00081030"].get("Value") != ["x"]
+
+
+def test_an_admin_manages_a_study_from_the_worklist_in_chromium(
+    server: LiveServer, open_page: OpenPage
+) -> None:
+    study, (first, second) = store(server, "UI-1", "Browser^Bob", series=2)
+    page = open_page()
+    log_in(page, server.url, "tester", TEST_PASSWORD, "/worklist?pid=UI-1")
+    browser = page.page
+    with browser.expect_navigation():
+        browser.locator(f'tr[data-study="{study}"] [data-testid=manage]').click()
+    assert browser.url.endswith(f"/worklist/studies/{study}")
+    for name in ("Edit patient", "Edit study", "Merge into…", "Split series…"):
+        assert browser.get_by_role("button", name=name).count() == 1, name
+    assert browser.get_by_role("button", name="Delete series").count() == 2
+
+    # edit: asked first; dismissing changes nothing
+    form = browser.locator("[data-testid=edit-study]")
+    form.locator("input[name=StudyDescription]").fill("Abdomen CT")
+    browser.once("dialog", lambda dialog: dialog.dismiss())
+    form.get_by_role("button", name="Edit study").click()
+    browser.wait_for_timeout(300)
+    assert "done=" not in browser.url
+    browser.once("dialog", lambda dialog: dialog.accept())
+    with browser.expect_navigation():
+        form.get_by_role("button", name="Edit study").click()
+    assert browser.locator("p.ok[role=status]").inner_text() == "The study was changed."
+    (found,) = client(server).search_for_studies(search_filters={"StudyInstanceUID": study})
+    assert found["00081030"]["Value"] == ["Abdomen CT"]
+
+    # split the second series out, then merge the new study back
+    browser.locator(f'tr[data-series="{second}"] input[type=checkbox]').check()
+    browser.once("dialog", lambda dialog: dialog.accept())
+    with browser.expect_navigation():
+        browser.get_by_role("button", name="Split series…").click()
+    assert "done=split" in browser.url and study not in browser.url
+    new_study = browser.url.split("/worklist/studies/")[1].split("?")[0]
+    assert [s["0020000E"]["Value"][0] for s in client(server).search_for_series(new_study)] == [
+        second
+    ]
+    merge = browser.locator("[data-testid=merge-study]")
+    merge.locator("input[name=target_study_uid]").fill(study)
+    browser.once("dialog", lambda dialog: dialog.accept())
+    with browser.expect_navigation():
+        merge.get_by_role("button", name="Merge into…").click()
+    assert browser.url.endswith(f"/worklist/studies/{study}?done=merged")
+    assert len(client(server).search_for_series(study)) == 2
+
+    # a refused change shows the reason on the page
+    merge = browser.locator("[data-testid=merge-study]")
+    merge.locator("input[name=target_study_uid]").fill(study)
+    browser.once("dialog", lambda dialog: dialog.accept())
+    with browser.expect_navigation():
+        merge.get_by_role("button", name="Merge into…").click()
+    assert "cannot be merged into itself" in browser.locator("p.error").inner_text()
+
+    browser.once("dialog", lambda dialog: dialog.accept())
+    with browser.expect_navigation():
+        browser.locator(f'tr[data-series="{first}"]').get_by_role(
+            "button", name="Delete series"
+        ).click()
+    assert browser.locator("p.ok[role=status]").inner_text() == "The series was deleted."
+    assert browser.locator("tr[data-series]").count() == 1
+    assert page.csp_violations() == [] and page.errors == []
+
+
+@pytest.mark.parametrize("user", ["doc", "op"])
+def test_doctors_and_operators_see_no_management_in_chromium(
+    server: LiveServer, open_page: OpenPage, user: str
+) -> None:
+    study, _ = store(server, f"UI-{user}", "Browser^Carl")
+    page = open_page()
+    log_in(page, server.url, user, TEST_PASSWORD, f"/worklist?pid=UI-{user}")
+    row = page.page.locator(f'tr[data-study="{study}"]')
+    assert row.count() == 1
+    assert row.locator("[data-testid=manage]").count() == 0
+    answer = page.page.goto(f"{server.url}/worklist/studies/{study}")
+    assert answer is not None and answer.status == 403
+    posted = page.page.request.post(
+        f"{server.url}/worklist/studies/{study}/edit", form={"StudyDescription": "x"}
+    )
+    assert posted.status == 403
+
+
+def test_the_study_view_speaks_russian(server: LiveServer, open_page: OpenPage) -> None:
+    study, _ = store(server, "UI-RU", "Браузер^Борис")
+    page = open_page(locale="ru-RU")
+    log_in(page, server.url, "tester", TEST_PASSWORD, f"/worklist/studies/{study}?lang=ru")
+    assert page.page.locator("h1").inner_text() == "Управление исследованием"
+    assert page.page.get_by_role("button", name="Выделить серии…").count() == 1
+    assert page.page.locator("input[name=PatientName]").input_value() == "Браузер^Борис"

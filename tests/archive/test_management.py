@@ -11,6 +11,7 @@ from pathlib import Path
 import pydicom
 import pytest
 import sqlalchemy as sa
+from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from klinika.archive.management import StudyManagement
@@ -21,6 +22,7 @@ from klinika.errors import Conflict, InvalidChange, NotFound
 from klinika.index import schema
 from klinika.reports import Draft
 from klinika.runtime import Runtime
+from tests.conftest import SAMPLES
 from tests.factories import make_instance
 
 ADMIN = Actor("admin", "admin")
@@ -274,3 +276,47 @@ def test_an_instance_arriving_meanwhile_makes_the_operation_a_conflict(
 def test_management_is_wired_to_the_report_guard(runtime: Runtime) -> None:
     assert isinstance(runtime.management, StudyManagement)
     assert runtime.reports.merge_refusal("1.2.3") is None
+
+
+SYNTAX_SAMPLES = [
+    *(
+        Path(get_testdata_file(name))  # type: ignore[arg-type]
+        for name in (
+            "CT_small.dcm",
+            "MR_small_bigendian.dcm",
+            "MR_small_implicit.dcm",
+            "JPEG2000.dcm",
+            "MR_small_RLE.dcm",
+            "image_dfl.dcm",
+        )
+    ),
+    SAMPLES / "generated" / "cyrillic_iso2022_ir_144.dcm",
+    SAMPLES / "generated" / "cyrillic_iso_ir_144.dcm",
+]
+
+
+@pytest.mark.parametrize("sample", SYNTAX_SAMPLES, ids=lambda p: p.name)
+def test_a_rewrite_keeps_the_transfer_syntax_pixel_data_and_other_text(
+    tmp_path: Path, sample: Path
+) -> None:
+    settings = load_settings(env={}, data_dir=tmp_path / "data", fsync=False)
+    with Runtime(settings) as runtime:
+        original = pydicom.dcmread(sample)
+        outcome = runtime.archive.store(sample.read_bytes())
+        assert outcome.status == "stored", outcome
+        study = str(original.StudyInstanceUID)
+        patient = runtime.archive.patient_of(study) or ""
+        runtime.management.update_patient(
+            patient, {"PatientName": "Сидоров^Пётр"}, actor=ADMIN, issuer=None
+        )
+        runtime.management.update_study(study, {"StudyDescription": "Ново"}, actor=ADMIN)
+        (record,) = runtime.archive.instances(study)
+        stored = pydicom.dcmread(io.BytesIO(runtime.archive.read(record)))
+        assert stored.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
+        assert stored.SOPInstanceUID == original.SOPInstanceUID
+        assert str(stored.PatientName) == "Сидоров^Пётр" and stored.StudyDescription == "Ново"
+        if "PixelData" in original:
+            assert stored.PixelData == original.PixelData
+        # text the change did not touch reads as before, whatever the character set became
+        for keyword in ("InstitutionName", "PatientID", "Modality"):
+            assert stored.get(keyword) == original.get(keyword), keyword

@@ -80,7 +80,13 @@ class Handlers:
         title, address = calling_peer(event)
         service = _SERVICES[event.event.name]
         assert SERVICE_ACTIONS[service] == action, (service, action)
-        return self.auth.authorize_ae(title, address, service, certified=is_certified(event.assoc))
+        return self.auth.authorize_ae(
+            title,
+            address,
+            service,
+            certified=is_certified(event.assoc),
+            subject=lambda: refused_subject(event),
+        )
 
     def _record(self, event: events.Event, action: str, outcome: str, **fields: Any) -> None:
         title, address = calling_peer(event)
@@ -100,6 +106,12 @@ class Handlers:
         if not self._allowed(event, "dicom:store"):
             return failure(status.NOT_AUTHORIZED, "this AE may not store here")
         outcome = self.archive.store(received_part10(event))
+        details: dict[str, Any] = {"status": outcome.status, "reason": outcome.reason}
+        patient_id = outcome.patient_id
+        if outcome.reason == "patient-mismatch":
+            # the event is about the study's patient (filled in by the trail); the foreign
+            # patient the instance claimed is kept beside it
+            details["claimed_patient_id"], patient_id = patient_id, None
         self._record(
             event,
             "dicom:store",
@@ -107,8 +119,8 @@ class Handlers:
             study_uid=outcome.study_uid,
             series_uid=outcome.series_uid,
             sop_instance_uid=outcome.sop_instance_uid,
-            patient_id=outcome.patient_id,
-            details={"status": outcome.status, "reason": outcome.reason},
+            patient_id=patient_id,
+            details=details,
         )
         if outcome.accepted:
             return status.SUCCESS
@@ -324,6 +336,26 @@ def _answer_builder(
         return answer_dataset(match, keys, level, ae_title)
 
     return build
+
+
+def refused_subject(event: events.Event) -> dict[str, str | None]:
+    """The study and patient a refused request names, for its audit event: the C-STORE data
+    set's, or the C-FIND/C-MOVE/C-GET identifier's (absent ones stay None)."""
+    if event.event.name == "EVT_C_ECHO":
+        return {}
+    try:
+        dataset = event.dataset if event.event.name == "EVT_C_STORE" else event.identifier
+        subject = {
+            "study_uid": str(dataset.get("StudyInstanceUID", "") or "") or None,
+            "patient_id": str(dataset.get("PatientID", "") or "") or None,
+        }
+    except Exception:  # an undecodable data set is refused anyway; the event says who asked
+        return {}
+    return {  # a wildcard or a list names no one patient or study
+        column: value
+        for column, value in subject.items()
+        if value and len(value) <= 64 and not any(c in value for c in "*?\\")
+    }
 
 
 def received_part10(event: events.Event) -> bytes:

@@ -82,7 +82,10 @@ def test_store_find_move_and_get_events_name_the_patient(tmp_path: Path) -> None
 
     stores = [(e["outcome"], e["study_uid"], e["patient_id"])
               for e in events if e["action"] == "dicom:store"]
-    assert stores == [("success", study, "AUD-1"), ("failure", study, "EVIL-1")]
+    # the refused foreign instance: an event about the study's patient, naming the claim too
+    assert stores == [("success", study, "AUD-1"), ("failure", study, "AUD-1")]
+    (claimed,) = [e for e in events if e["action"] == "dicom:store" and e["outcome"] == "failure"]
+    assert claimed["details"]["claimed_patient_id"] == "EVIL-1"
     reads = [e for e in events if e["action"] == "dicom:read"]
     services = [e["details"].get("service") for e in reads]
     assert {"C-FIND", "C-MOVE", "C-GET"} <= set(services), services
@@ -90,3 +93,32 @@ def test_store_find_move_and_get_events_name_the_patient(tmp_path: Path) -> None
         assert event["patient_id"] == "AUD-1", event
         assert event["study_uid"] == study, event
     assert received  # the C-MOVE reached its destination
+
+
+def test_refused_store_and_find_name_the_patient(tmp_path: Path) -> None:
+    modalities = "NOSTORE@127.0.0.1:11113/echo,find NOFIND@127.0.0.1:11114/echo,store"
+    with local_dimse(tmp_path / "data", modalities=modalities, dimse_strict=True) as local:
+        study = generate_uid()
+        instance = make_instance(study_uid=study, PatientID="AUD-2", PatientName="Audit^Two")
+        assoc = associate(local.port, CTImageStorage, aet="NOSTORE")
+        try:
+            assert assoc.send_c_store(dataset(instance)).Status != 0x0000
+        finally:
+            assoc.release()
+        assoc = associate(local.port, StudyRootQueryRetrieveInformationModelFind, aet="NOFIND")
+        try:
+            query = pydicom.Dataset()
+            query.QueryRetrieveLevel = "STUDY"
+            query.PatientID = "AUD-2"
+            query.StudyInstanceUID = study
+            answers = list(assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind))
+            assert answers[-1][0].Status != 0x0000
+        finally:
+            assoc.release()
+        local.runtime.audit.flush()
+        found, _ = local.runtime.audit.search(AuditFilter(outcome="denied"))
+    refused = sorted((e.actor, e.action, e.study_uid, e.patient_id) for e in found)
+    assert refused == [
+        ("NOFIND", "dicom:read", study, "AUD-2"),
+        ("NOSTORE", "dicom:store", study, "AUD-2"),
+    ]

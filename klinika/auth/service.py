@@ -586,10 +586,13 @@ class AuthService:
         *,
         certified: bool = False,
         peers: Iterable[DicomPeer] | None = None,
+        subject: Callable[[], Mapping[str, str | None]] | None = None,
     ) -> bool:
         """THE check for DICOM peers (see :mod:`klinika.auth.peers`): may this calling AE use
         ``service`` (``echo``, ``store``, ``find``, ``move``, ``get``)? A refusal is audited
-        as the service's action, denied, with the calling AE and the service."""
+        as the service's action, denied, with the calling AE and the service, and what
+        ``subject()`` says the request was about (``study_uid``, ``patient_id`` …; asked only
+        on a refusal)."""
         known = self.peers if peers is None else peers
         allowed = authorize_ae(known, calling_ae, address, service, certified=certified)
         if not allowed:
@@ -599,6 +602,7 @@ class AuthService:
                 "denied",
                 source=f"{calling_ae.strip()}@{address}",
                 details={"service": service},
+                **(dict(subject()) if subject is not None else {}),
             )
         return allowed
 

@@ -80,7 +80,13 @@ class Handlers:
         title, address = calling_peer(event)
         service = _SERVICES[event.event.name]
         assert SERVICE_ACTIONS[service] == action, (service, action)
-        return self.auth.authorize_ae(title, address, service, certified=is_certified(event.assoc))
+        return self.auth.authorize_ae(
+            title,
+            address,
+            service,
+            certified=is_certified(event.assoc),
+            subject=lambda: refused_subject(event),
+        )
 
     def _record(self, event: events.Event, action: str, outcome: str, **fields: Any) -> None:
         title, address = calling_peer(event)
@@ -100,6 +106,12 @@ class Handlers:
         if not self._allowed(event, "dicom:store"):
             return failure(status.NOT_AUTHORIZED, "this AE may not store here")
         outcome = self.archive.store(received_part10(event))
+        details: dict[str, Any] = {"status": outcome.status, "reason": outcome.reason}
+        patient_id = outcome.patient_id
+        if outcome.reason == "patient-mismatch":
+            # the event is about the study's patient (filled in by the trail); the foreign
+            # patient the instance claimed is kept beside it
+            details["claimed_patient_id"], patient_id = patient_id, None
         self._record(
             event,
             "dicom:store",
@@ -107,7 +119,8 @@ class Handlers:
             study_uid=outcome.study_uid,
             series_uid=outcome.series_uid,
             sop_instance_uid=outcome.sop_instance_uid,
-            details={"status": outcome.status, "reason": outcome.reason},
+            patient_id=patient_id,
+            details=details,
         )
         if outcome.accepted:
             return status.SUCCESS
@@ -136,6 +149,7 @@ class Handlers:
             return
         answer = _answer_builder(event, keys, query.level, self.settings.ae_title)
         sent = 0
+        seen = _Subjects()
         try:
             match = first
             while match is not None:
@@ -143,6 +157,7 @@ class Handlers:
                     yield status.CANCEL, None
                     return
                 yield status.PENDING, answer(match)
+                seen.add(_value(match, "0020000D"), _value(match, "00100020"))
                 sent += 1
                 match = next(matches, None)
         finally:
@@ -151,7 +166,13 @@ class Handlers:
                 event,
                 "dicom:read",
                 "success",
-                details={"service": "C-FIND", "level": query.level.name, "matches": sent},
+                **seen.columns(),
+                details={
+                    "service": "C-FIND",
+                    "level": query.level.name,
+                    "matches": sent,
+                    **seen.details(),
+                },
             )
 
     # ------------------------------------------------------------------ C-MOVE
@@ -227,13 +248,15 @@ class Handlers:
                 event, "dicom:read", "failure", details={"service": service, "error": str(exc)}
             )
             return None
-        studies = sorted({r.study_uid for r in records})
+        seen = _Subjects()
+        for study_uid in sorted({r.study_uid for r in records}):
+            seen.add(study_uid, self.archive.patient_of(study_uid))
         self._record(
             event,
             "dicom:read",
             "success",
-            study_uid=studies[0] if len(studies) == 1 else None,
-            details={"service": service, "instances": len(records), "studies": studies[:20]},
+            **seen.columns(),
+            details={"service": service, "instances": len(records), **seen.details()},
         )
         return records
 
@@ -249,6 +272,39 @@ class Handlers:
                 yield status.CANCEL, None
                 return
             yield status.PENDING, prepare(self.archive, record, accepted)
+
+
+class _Subjects:
+    """The studies and patients a C-FIND answered or a retrieve sent, for its audit event:
+    the study and patient columns when there is one of each, and lists (the first 20)."""
+
+    def __init__(self) -> None:
+        self.studies: dict[str, None] = {}
+        self.patients: dict[str, None] = {}
+
+    def add(self, study_uid: str | None, patient_id: str | None) -> None:
+        if study_uid and len(self.studies) < 20:
+            self.studies[study_uid] = None
+        if patient_id and len(self.patients) < 20:
+            self.patients[patient_id] = None
+
+    def columns(self) -> dict[str, str | None]:
+        return {
+            "study_uid": next(iter(self.studies)) if len(self.studies) == 1 else None,
+            "patient_id": next(iter(self.patients)) if len(self.patients) == 1 else None,
+        }
+
+    def details(self) -> dict[str, list[str]]:
+        return {"studies": list(self.studies), "patients": list(self.patients)}
+
+
+def _value(match: dict[str, Any], tag: str) -> str | None:
+    """The first value of a tag in a DICOM JSON match, as text."""
+    values = match.get(tag, {}).get("Value")
+    if not values:
+        return None
+    first = values[0]
+    return str(first.get("Alphabetic", "")) if isinstance(first, dict) else str(first)
 
 
 class EncodedIdentifier(Dataset):
@@ -280,6 +336,26 @@ def _answer_builder(
         return answer_dataset(match, keys, level, ae_title)
 
     return build
+
+
+def refused_subject(event: events.Event) -> dict[str, str | None]:
+    """The study and patient a refused request names, for its audit event: the C-STORE data
+    set's, or the C-FIND/C-MOVE/C-GET identifier's (absent ones stay None)."""
+    if event.event.name == "EVT_C_ECHO":
+        return {}
+    try:
+        dataset = event.dataset if event.event.name == "EVT_C_STORE" else event.identifier
+        subject = {
+            "study_uid": str(dataset.get("StudyInstanceUID", "") or "") or None,
+            "patient_id": str(dataset.get("PatientID", "") or "") or None,
+        }
+    except Exception:  # an undecodable data set is refused anyway; the event says who asked
+        return {}
+    return {  # a wildcard or a list names no one patient or study
+        column: value
+        for column, value in subject.items()
+        if value and len(value) <= 64 and not any(c in value for c in "*?\\")
+    }
 
 
 def received_part10(event: events.Event) -> bytes:

@@ -29,6 +29,7 @@ from klinika.observability import Metrics
 from klinika.observability.metrics import watch_pool
 from klinika.reports import Clinic, ReportService
 from klinika.storage import open_blob_store
+from klinika.workflow import Schedule
 
 
 def secure_data_dir(data_dir: Path) -> None:
@@ -56,7 +57,7 @@ def secure_data_dir(data_dir: Path) -> None:
 
 class Runtime:
     """Database (migrated to head), blob store, archive, audit trail, auth service, report
-    service and the process's metrics of one installation.
+    service, the workflow schedule and the process's metrics of one installation.
 
     ``clock`` (seconds since the epoch) is what the auth service (sessions, login lockout) and
     the report service read the time from; tests give a clock they can move. ``prepare``
@@ -121,6 +122,8 @@ class Runtime:
             Clinic(settings.clinic_name, settings.clinic_address, settings.clinic_logo),
             clock=clock,
         )
+
+        self.schedule = Schedule(self.database, self.audit, clock=clock)
 
     def close(self) -> None:
         self.audit.close()

@@ -25,6 +25,7 @@ from klinika.web.reports import create_reports_router
 from klinika.web.security import RequestSanity, SecurityHeaders
 from klinika.web.telemetry import Telemetry, install_state_probes
 from klinika.web.viewer import create_viewer_router
+from klinika.web.workflow import create_workflow_router
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
@@ -85,6 +86,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
     app.include_router(create_wado_uri_router(runtime.archive, guard))
     app.include_router(create_reports_router(runtime.reports, guard))
+    app.include_router(create_workflow_router(runtime.schedule, guard))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     renderer = Pages(settings)
     pages = PageContext(

@@ -147,7 +147,7 @@ def create_router(context: PageContext) -> APIRouter:
     def details_from(form: dict[str, str], step_id: str = "") -> StepDetails:
         family, given = form.pop("family_name", "").strip(), form.pop("given_name", "").strip()
         name = "^".join(p for p in (family, "^".join(given.split())) if p) if given else family
-        fields = {k: v for k, v in form.items() if k in StepDetails.__dataclass_fields__}
+        fields = {k: form.get(k, "") for k in StepDetails.__dataclass_fields__}
         return StepDetails(**{**fields, "patient_name": name, "step_id": step_id})
 
     async def read_form(request: Request) -> dict[str, str]:

@@ -26,6 +26,7 @@ from klinika.web.reports import create_reports_router
 from klinika.web.security import RequestSanity, SecurityHeaders
 from klinika.web.telemetry import Telemetry, install_state_probes
 from klinika.web.viewer import create_viewer_router
+from klinika.web.workflow import create_workflow_router
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
@@ -86,6 +87,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(create_wado_uri_router(runtime.archive, guard))
     app.include_router(create_reports_router(runtime.reports, guard))
     app.include_router(create_management_router(runtime.management, guard))
+    app.include_router(create_workflow_router(runtime.schedule, guard))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     renderer = Pages(settings)
     pages = PageContext(
@@ -99,6 +101,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         blobs=runtime.blobs,
         reports=runtime.reports,
         management=runtime.management,
+        schedule=runtime.schedule,
     )
     app.include_router(create_pages_router(pages))
     # last: OHIF's files and client-side routes answer the paths nobody else does

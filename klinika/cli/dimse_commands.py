@@ -173,11 +173,11 @@ def retrieve(ctx: click.Context, peer: str, study_uid: str) -> None:
     from klinika.dimse.scu import retrieve as send_move
 
     try:
-        completed, failed = send_move(settings_from(ctx), _peer(ctx, peer), study_uid)
+        result = send_move(settings_from(ctx), _peer(ctx, peer), study_uid)
     except KlinikaError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"retrieved {completed}, failed {failed}")
-    if failed:
+    click.echo(f"retrieved {result.completed + result.warnings}, failed {result.failed}")
+    if result.failed:
         ctx.exit(1)
 
 

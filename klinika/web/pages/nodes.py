@@ -93,7 +93,7 @@ def create_router(context: PageContext) -> APIRouter:
             return nodes_page(request, status_code=400, error=str(exc), form=form)
         return RedirectResponse(f"/admin/nodes?saved={node.title}", status_code=303)
 
-    @router.post("/admin/nodes/{node_id}")
+    @router.post("/admin/nodes/{node_id:int}")
     async def update_node(request: Request, node_id: int, principal: Manager) -> Response:
         form = dict(await request.form())
         try:
@@ -109,7 +109,7 @@ def create_router(context: PageContext) -> APIRouter:
             return nodes_page(request, status_code=400, error=str(exc))
         return RedirectResponse(f"/admin/nodes?saved={node.title}", status_code=303)
 
-    @router.post("/admin/nodes/{node_id}/delete")
+    @router.post("/admin/nodes/{node_id:int}/delete")
     async def remove_node(request: Request, node_id: int, principal: Manager) -> Response:
         try:
             await run_in_threadpool(

@@ -177,6 +177,9 @@ class Jobs:
             if keyword not in STUDY_KEYS:
                 raise InvalidQuery(f"{keyword} is not a study-level key")
             identifier[keyword] = value.strip()
+        # ask for answers in UTF-8 (PS3.4 C.2.2.2.1.1: the identifier's character set), so
+        # Cyrillic or Greek names come back readable whatever the node's default repertoire
+        identifier = {"SpecificCharacterSet": "ISO_IR 192", **identifier}
         found = query(
             self.settings, node.remote, "STUDY", identifier, tls=self._tls(node), limit=QUERY_LIMIT
         )

@@ -4,8 +4,11 @@ destination, C-ECHO tests from the nodes page."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,3 +198,22 @@ def test_a_bad_node_is_refused_with_the_reason(site: Site) -> None:
     assert page.status_code == 400 and "backslash" in page.text
     page = site.post("/admin/nodes", title="OK", host="127.0.0.1", port="70000")
     assert page.status_code == 400 and "65535" in page.text
+
+
+ORTHANC_SCRIPT = Path(__file__).with_name("orthanc_nodes.py")
+
+
+@pytest.mark.skipif(shutil.which("Orthanc") is None, reason="Orthanc is not installed")
+def test_orthanc_as_remote_pacs_from_the_console_in_chromium() -> None:
+    isolate = ["unshare", "--net"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
+    result = subprocess.run(
+        [*isolate, sys.executable, str(ORTHANC_SCRIPT)],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=Path(__file__).parents[2],
+    )
+    print(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "FAIL" not in result.stdout
+    assert result.stdout.count("ok  ") == 12, result.stdout

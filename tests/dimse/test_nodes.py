@@ -17,7 +17,15 @@ import pytest
 import requests
 from pydicom.uid import generate_uid
 
-from tests.conftest import LiveServer, free_port, login, port_open, start_server, wait_until
+from tests.conftest import (
+    LiveServer,
+    create_users,
+    free_port,
+    login,
+    port_open,
+    start_server,
+    wait_until,
+)
 from tests.dicomweb.conftest import stow
 from tests.dimse.conftest import DCMTK_ENV
 from tests.factories import make_instance
@@ -217,3 +225,30 @@ def test_orthanc_as_remote_pacs_from_the_console_in_chromium() -> None:
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert "FAIL" not in result.stdout
     assert result.stdout.count("ok  ") == 12, result.stdout
+
+
+def test_a_job_running_when_the_server_stopped_shows_as_interrupted(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from klinika.config import Settings
+    from klinika.dimse.schema import dimse_jobs
+    from klinika.runtime import Runtime
+
+    data_dir = tmp_path / "data"
+    create_users(data_dir, {"tester": "admin"})
+    with Runtime(Settings(data_dir=data_dir, password_hash_profile="test")) as runtime:
+        job = sa.insert(dimse_jobs).values(
+            kind="send", node="FAR", state="running", total=10, done=4,
+            target={"study_uid": "1.2.3"}, created_by="tester", created_at=1,
+        )
+        with runtime.database.writer.begin() as connection:
+            connection.execute(job)
+    server = start_server(data_dir)
+    try:
+        jobs = requests.get(server.url + "/api/jobs", headers=server.headers, timeout=30).json()
+        assert [(j["state"], j["done"], j["total"]) for j in jobs] == [("interrupted", 4, 10)]
+        page = requests.get(server.url + "/jobs", headers=server.headers, timeout=30).text
+        assert "Interrupted: the server stopped while this job ran" in page
+        assert "4 of 10" in page
+    finally:
+        server.stop()

@@ -145,12 +145,13 @@ def checked_node(
 
 
 class NodeRegistry:
-    """The known DICOM nodes of one installation (see the module docstring)."""
+    """The known DICOM nodes of one installation (see the module docstring); without an
+    audit trail it only reads (the CLI's lookups)."""
 
     def __init__(
         self,
         database: Database,
-        audit: AuditTrail,
+        audit: AuditTrail | None,
         configured: Iterable[RemoteAE] = (),
         *,
         strict: bool = False,
@@ -265,6 +266,8 @@ class NodeRegistry:
         self, actor: Actor, action: str, source: str | None, node: DicomNode, **extra: Any
     ) -> None:
         details = {k: v for k, v in node.as_dict().items() if k not in ("id", "source")}
+        if self.audit is None:
+            raise RuntimeError("a read-only node registry cannot change nodes")
         self.audit.record(actor, action, "success", source=source, details={**details, **extra})
 
 

@@ -252,3 +252,17 @@ def test_a_job_running_when_the_server_stopped_shows_as_interrupted(tmp_path: Pa
         assert "4 of 10" in page
     finally:
         server.stop()
+
+
+def test_the_cli_finds_a_console_node_by_its_title(site: Site) -> None:
+    site.post("/admin/nodes", title="NODESCP", host="127.0.0.1", port=str(site.store_port))
+    result = subprocess.run(
+        [sys.executable, "-m", "klinika", "echo", "NODESCP"],
+        env=site.server.env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    unknown = subprocess.run(
+        [sys.executable, "-m", "klinika", "echo", "NOSUCHNODE"],
+        env=site.server.env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert unknown.returncode != 0 and "not a known DICOM node" in unknown.stderr

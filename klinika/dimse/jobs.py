@@ -10,7 +10,8 @@ happened.
 Sending uses :func:`klinika.dimse.scu.send_records`, the transcoding-aware sender C-MOVE uses;
 retrieving is a C-MOVE to our own AE title (what arrives goes through our C-STORE SCP) or a
 C-GET whose instances go through ``Archive.store``, per node (:attr:`DicomNode.retrieve`).
-Every job is audited when it starts and when it ends, with the study (and so the patient).
+Every job is audited when it starts and when it ends (``details.phase`` ``started`` /
+``finished``), with the study (and so the patient).
 """
 
 from __future__ import annotations
@@ -224,10 +225,15 @@ class Jobs:
         self.audit.record(
             actor,
             "dicom:send",
-            "started",
+            "success",
             study_uid=study_uid,
             source=source,
-            details={"node": title, "job": job.job_id, "series": list(series_uids)},
+            details={
+                "phase": "started",
+                "node": title,
+                "job": job.job_id,
+                "series": list(series_uids),
+            },
         )
 
         def run(progress: Callable[[int, int], None]) -> tuple[int, int, int, str]:
@@ -260,11 +266,16 @@ class Jobs:
             self.audit.record(
                 actor,
                 "dicom:retrieve",
-                "started",
+                "success",
                 study_uid=study_uid,
                 patient_id=patient_id,
                 source=source,
-                details={"node": title, "job": job.job_id, "method": node.retrieve},
+                details={
+                    "phase": "started",
+                    "node": title,
+                    "job": job.job_id,
+                    "method": node.retrieve,
+                },
             )
             self._start(job, self._retriever(node, study_uid), actor, "dicom:retrieve", study_uid,
                         source)
@@ -401,6 +412,7 @@ class Jobs:
                     study_uid=study_uid,
                     source=source,
                     details={
+                        "phase": "finished",
                         "node": job.node,
                         "job": job.job_id,
                         "done": done,

@@ -165,7 +165,8 @@ def test_send_to_a_node_runs_as_a_job_and_storescp_receives_the_study(site: Site
     events = requests.get(
         site.server.url + "/api/audit?action=dicom:send", headers=site.server.headers
     ).json()["events"]
-    assert {e["outcome"] for e in events} >= {"started", "success"}
+    assert {e["details"]["phase"] for e in events} == {"started", "finished"}
+    assert {e["outcome"] for e in events} == {"success"}
     assert all(e["patient_id"] for e in events)
 
 
@@ -266,3 +267,30 @@ def test_the_cli_finds_a_console_node_by_its_title(site: Site) -> None:
         env=site.server.env, capture_output=True, text=True, timeout=120, check=False,
     )
     assert unknown.returncode != 0 and "not a known DICOM node" in unknown.stderr
+
+
+def test_send_one_series_of_a_study_and_a_send_to_an_unreachable_node_fails(site: Site) -> None:
+    site.post("/admin/nodes", title="NODESCP", host="127.0.0.1", port=str(site.store_port))
+    study_uid, chosen, other = generate_uid(), generate_uid(), generate_uid()
+    files = [make_instance(study_uid=study_uid, series_uid=chosen) for _ in range(2)]
+    files += [make_instance(study_uid=study_uid, series_uid=other) for _ in range(3)]
+    assert stow(site.server, files).ok
+    form = requests.get(
+        f"{site.server.url}/send/studies/{study_uid}", headers=site.server.headers, timeout=30
+    ).text
+    assert chosen in form and other in form  # one checkbox per series
+    answer = requests.post(
+        f"{site.server.url}/send/studies/{study_uid}",
+        data={"node": "NODESCP", "series": chosen},
+        headers=site.server.headers, allow_redirects=False, timeout=30,
+    )
+    job = site.wait_for_job(int(answer.headers["location"].split("started=")[1]))
+    assert (job["state"], job["done"], job["total"]) == ("done", 2, 2)
+    assert job["target"]["series_uids"] == [chosen]
+
+    site.post("/admin/nodes", title="NOBODY", host="127.0.0.1", port=str(free_port()))
+    answer = site.post(f"/send/studies/{study_uid}", node="NOBODY")
+    job = site.wait_for_job(int(answer.headers["location"].split("started=")[1]))
+    assert job["state"] == "failed" and "refused the association" in job["message"], job
+    page = requests.get(site.server.url + "/jobs", headers=site.server.headers).text
+    assert "Failed:" in page

@@ -207,6 +207,7 @@ def test_a_bad_node_is_refused_with_the_reason(site: Site) -> None:
     assert page.status_code == 400 and "backslash" in page.text
     page = site.post("/admin/nodes", title="OK", host="127.0.0.1", port="70000")
     assert page.status_code == 400 and "65535" in page.text
+    assert 'value="OK"' in page.text and 'value="70000"' in page.text  # kept to correct
 
 
 ORTHANC_SCRIPT = Path(__file__).with_name("orthanc_nodes.py")

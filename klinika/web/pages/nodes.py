@@ -90,7 +90,16 @@ def create_router(context: PageContext) -> APIRouter:
                 registry.add, node, actor=principal.actor, source=client_address(request)
             )
         except KlinikaError as exc:
-            return nodes_page(request, status_code=400, error=str(exc), form=form)
+            typed = {
+                "title": form.get("title", ""),
+                "host": form.get("host", ""),
+                "port": form.get("port", ""),
+                "tls": form.get("tls") == "on",
+                "services": [x for x in DIMSE_SERVICES if form.get(f"service_{x}") == "on"],
+                "retrieve": form.get("retrieve", "move"),
+                "description": form.get("description", ""),
+            }
+            return nodes_page(request, status_code=400, error=str(exc), typed=typed)
         return RedirectResponse(f"/admin/nodes?saved={node.title}", status_code=303)
 
     @router.post("/admin/nodes/{node_id:int}")

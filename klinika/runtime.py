@@ -20,11 +20,13 @@ from klinika.auth import (
     AuthService,
     TokenCodec,
     load_jwt_secret,
-    peers_from_settings,
 )
+from klinika.auth.nodes import NodeRegistry
 from klinika.config import Settings
 from klinika.db import Database
 from klinika.dicom.header import InflateLimit
+from klinika.dimse import schema as _jobs_schema  # noqa: F401  (registers the jobs table)
+from klinika.dimse.jobs import Jobs
 from klinika.index import schema as _schema  # noqa: F401  (registers the index tables)
 from klinika.observability import Metrics
 from klinika.observability.metrics import watch_pool
@@ -109,14 +111,19 @@ class Runtime:
             patient_of=self.archive.patient_of,
         )
         self.audit.start_keyed_chain()
+        # the one list of DICOM nodes: configured ones merged with the console's
+        self.nodes = NodeRegistry(
+            self.database, self.audit, settings.modalities, strict=settings.dimse_strict
+        )
         self.auth = AuthService(
             self.database,
             self.audit,
             TokenCodec(load_jwt_secret(settings)),
             AuthPolicy.from_settings(settings),
-            peers=peers_from_settings(settings.modalities, strict=settings.dimse_strict),
+            nodes=self.nodes,
             clock=clock,
         )
+        self.jobs = Jobs(self.database, self.archive, self.audit, self.nodes, settings)
         self.reports = ReportService(
             self.database,
             self.archive,

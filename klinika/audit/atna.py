@@ -67,6 +67,12 @@ EVENTS: dict[str, tuple[Code, str]] = {
     "dicom:find": (QUERY, "E"),
     "dicom:delete": (STUDY_DELETED, "D"),
     "dicom:export": (EXPORT, "R"),
+    # Send to… (we read and transfer), Query/Retrieve (instances created here), remote query
+    "dicom:send": (INSTANCES_TRANSFERRED, "R"),
+    "dicom:retrieve": (INSTANCES_TRANSFERRED, "C"),
+    "dicom:query": (QUERY, "E"),
+    # DICOM nodes: who may talk to the archive (a network configuration change)
+    "node:": (SECURITY_ALERT, "U"),
     "report:view": (PATIENT_RECORD, "R"),
     "report:pdf": (PATIENT_RECORD, "R"),
     "report:": (PATIENT_RECORD, "U"),

@@ -60,6 +60,13 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "workflow:schedule": frozenset({_A, _O}),
     # report performed procedure steps (MPPS) and ask for storage commitment
     "workflow:perform": frozenset({_A, _O, _M}),
+    # DICOM nodes in the console: add, edit, remove, test (C-ECHO)
+    "node:manage": frozenset({_A}),
+    # Send to… a DICOM node (a study or series leaves the archive): whoever reads images
+    # hands them on, as in dcm4chee's and Orthanc Explorer 2's default roles
+    "dicom:send": frozenset({_A, _D, _O}),
+    # Query/Retrieve from a remote PACS: brings studies in, so the roles that may import
+    "dicom:retrieve": frozenset({_A, _O}),
 }
 
 ACTIONS = frozenset(PERMISSIONS)

@@ -49,3 +49,22 @@ login_failures = sa.Table(
     sa.Column("locked_until", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
 )
+
+#: DICOM nodes added in the console (configured ones live in the settings, not here).
+#: ``services``: what the node may use on us, comma-separated (echo,store,find,move,get);
+#: ``retrieve``: how we retrieve from it (``move`` to our AE, or ``get``); ``tls``: DICOM TLS
+#: both ways (it must present a client certificate, we connect to it over TLS).
+dicom_nodes = sa.Table(
+    "dicom_nodes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("title", sa.String(16), nullable=False, unique=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("port", sa.Integer, nullable=False),
+    sa.Column("tls", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("services", sa.String(64), nullable=False),
+    sa.Column("retrieve", sa.String(8), nullable=False, server_default="move"),
+    sa.Column("description", sa.String(255), nullable=False, server_default=""),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)

@@ -24,6 +24,7 @@ from klinika.auth.errors import (
     UserExists,
 )
 from klinika.auth.models import LANGUAGES, AuthPolicy, LoginResult, Principal, Session, User
+from klinika.auth.nodes import NodeRegistry
 from klinika.auth.peers import LOCAL_ANY, SERVICE_ACTIONS, DicomPeer, authorize_ae
 from klinika.auth.permissions import USER_ROLES, is_allowed
 from klinika.auth.schema import login_failures, sessions, users
@@ -80,6 +81,7 @@ class AuthService:
         policy: AuthPolicy | None = None,
         *,
         peers: Iterable[DicomPeer] = LOCAL_ANY,
+        nodes: NodeRegistry | None = None,
         clock: Callable[[], float] = time.time,
         principal_cache_seconds: float = 2.0,
     ) -> None:
@@ -89,9 +91,16 @@ class AuthService:
         self.audit = audit
         self.codec = codec
         self.policy = policy or AuthPolicy()
-        self.peers = tuple(peers)
+        self._peers = tuple(peers)
+        #: the known DICOM nodes; without it, ``peers`` is the fixed list given
+        self.nodes = nodes
         self._clock = clock
         self._hash_slots = threading.BoundedSemaphore(self.policy.max_concurrent_hashes)
+
+    @property
+    def peers(self) -> tuple[DicomPeer, ...]:
+        """The calling AEs admitted now (the node registry's, read with its short cache)."""
+        return self.nodes.peers() if self.nodes is not None else self._peers
 
     def _now(self) -> int:
         return int(self._clock())

@@ -15,12 +15,28 @@ from klinika.errors import ConfigError, KlinikaError
 
 
 def _peer(ctx: click.Context, text: str) -> RemoteAE:
-    """``TITLE@HOST:PORT``, or a title from the configured modalities."""
+    """``TITLE@HOST:PORT``, or the title of a known DICOM node (configured or added in the
+    console: the same lookup the server uses)."""
     if "@" not in text:
-        for known in settings_from(ctx).modalities:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from klinika.auth.nodes import NodeRegistry
+        from klinika.db import Database
+
+        settings = settings_from(ctx)
+        for known in settings.modalities:
             if known.title == text:
                 return known
-        raise click.BadParameter(f"{text} is not a configured modality; use TITLE@HOST:PORT")
+        database = Database(settings.database_url)
+        try:
+            node = NodeRegistry(database, None, settings.modalities).find(text)
+        except SQLAlchemyError:  # no index yet (nothing ever served here): configured only
+            node = None
+        finally:
+            database.dispose()
+        if node is not None:
+            return node.remote
+        raise click.BadParameter(f"{text} is not a known DICOM node; use TITLE@HOST:PORT")
     try:
         return RemoteAE.parse(text)
     except ConfigError as exc:
@@ -173,11 +189,11 @@ def retrieve(ctx: click.Context, peer: str, study_uid: str) -> None:
     from klinika.dimse.scu import retrieve as send_move
 
     try:
-        completed, failed = send_move(settings_from(ctx), _peer(ctx, peer), study_uid)
+        result = send_move(settings_from(ctx), _peer(ctx, peer), study_uid)
     except KlinikaError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"retrieved {completed}, failed {failed}")
-    if failed:
+    click.echo(f"retrieved {result.completed + result.warnings}, failed {result.failed}")
+    if result.failed:
         ctx.exit(1)
 
 

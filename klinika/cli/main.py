@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -139,6 +140,10 @@ def _operations(settings: Settings, runtime: Runtime) -> Iterator[None]:
     from klinika.observability import start_metrics_server
     from klinika.web.telemetry import install_state_probes
 
+    # jobs a stopped server left running did not finish: say so on the jobs page
+    interrupted = runtime.jobs.mark_interrupted()
+    if interrupted:
+        logging.getLogger("klinika").warning("%d DICOM jobs were interrupted", interrupted)
     install_state_probes(
         runtime.metrics,
         settings,

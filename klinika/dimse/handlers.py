@@ -237,7 +237,10 @@ class Handlers:
 
     def _destination(self, title: bytes | str) -> RemoteAE | None:
         wanted = (title.decode() if isinstance(title, bytes) else title).strip()
-        return next((m for m in self.settings.modalities if m.title == wanted), None)
+        if self.auth.nodes is None:
+            return next((m for m in self.settings.modalities if m.title == wanted), None)
+        node = self.auth.nodes.find(wanted)
+        return node.remote if node is not None else None
 
     def _resolve(self, event: events.Event, service: str) -> list[InstanceRecord] | None:
         try:

@@ -102,6 +102,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         reports=runtime.reports,
         management=runtime.management,
         schedule=runtime.schedule,
+        nodes=runtime.nodes,
+        jobs=runtime.jobs,
     )
     app.include_router(create_pages_router(pages))
     # last: OHIF's files and client-side routes answer the paths nobody else does

@@ -14,6 +14,7 @@ from klinika.auth.errors import (
     Unauthenticated,
     UserExists,
 )
+from klinika.auth.nodes import InvalidNode
 from klinika.errors import (
     Conflict,
     InvalidChange,
@@ -44,6 +45,7 @@ STATUS = {
     RequestTooLarge: 413,
     LoginThrottled: 429,
     InvalidAccount: 400,
+    InvalidNode: 400,
     UserExists: 409,
     Conflict: 409,
 }

@@ -15,6 +15,7 @@ from klinika.web.pages import (
     admin,
     export,
     login,
+    nodes,
     reports,
     schedule,
     studies,
@@ -25,7 +26,7 @@ from klinika.web.pages.context import PageContext, Pages
 
 __all__ = ["PageContext", "Pages", "create_pages_router"]
 
-PAGE_MODULES = (login, worklist, studies, schedule, upload, export, reports, admin)
+PAGE_MODULES = (login, worklist, studies, schedule, upload, export, reports, admin, nodes)
 
 
 def create_pages_router(context: PageContext) -> APIRouter:

@@ -186,6 +186,7 @@ def create_router(context: PageContext) -> APIRouter:
             usage=usage,
             version=__version__,
             settings=settings,
+            nodes=await run_in_threadpool(context.nodes.nodes),
             database=settings.database_url.split(":", 1)[0],
             health=await run_in_threadpool(
                 readiness, context.database, context.blobs, settings

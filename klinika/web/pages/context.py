@@ -18,9 +18,11 @@ from klinika.audit import AuditTrail
 from klinika.auth import AuthService
 from klinika.auth.http import Guard, scope_principal
 from klinika.auth.models import Principal
+from klinika.auth.nodes import NodeRegistry
 from klinika.auth.permissions import is_allowed
 from klinika.config import Settings
 from klinika.db import Database
+from klinika.dimse.jobs import Jobs
 from klinika.i18n import LANGUAGE_NAMES, LANGUAGES, N_, negotiate, translator
 from klinika.reports import ReportService
 from klinika.storage import BlobStore
@@ -138,3 +140,5 @@ class PageContext:
     reports: ReportService
     management: StudyManagement
     schedule: Schedule
+    nodes: NodeRegistry
+    jobs: Jobs

@@ -82,7 +82,11 @@ def test_operator_cannot_write_and_reads_only_signed_versions(
     assert client.post(
         url(study, "/amend"), headers=operator, json={"revision": 2}
     ).status_code == (403)
-    client.post(url(study, "/amend"), headers=doctor, json={"revision": 2})
+    no_reason = client.post(url(study, "/amend"), headers=doctor, json={"revision": 2})
+    assert no_reason.status_code == 400 and "reason" in no_reason.json()["error"]
+    blank = client.post(url(study, "/amend"), headers=doctor, json={"revision": 2, "reason": " "})
+    assert blank.status_code == 400
+    client.post(url(study, "/amend"), headers=doctor, json={"revision": 2, "reason": "Уточнение"})
     client.put(url(study), headers=doctor, json=draft(3, findings="Черновик поправки."))
 
     seen = client.get(url(study), headers=operator).json()

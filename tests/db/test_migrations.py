@@ -9,6 +9,7 @@ from alembic.migration import MigrationContext
 
 import klinika.audit.schema  # registers its tables on metadata
 import klinika.auth.schema
+import klinika.index.labels
 import klinika.index.schema
 import klinika.reports.schema  # noqa: F401
 from klinika.db import Database, metadata

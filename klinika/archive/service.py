@@ -51,7 +51,7 @@ from klinika.errors import (
     StorageFull,
     StorageUnavailable,
 )
-from klinika.index import schema
+from klinika.index import labels, schema
 from klinika.index.matching import normalize_name
 from klinika.index.query import Query, QueryResult, count, search, search_stream
 from klinika.storage import BlobRef, BlobStore
@@ -805,6 +805,7 @@ class Archive:
                     ~sa.exists().where(studies.c.patient_pk == schema.patients.c.pk)
                 )
             )
+            labels.forget_if_gone(connection, study_uid)
         self._delete_unreferenced({r.blob_key for r in records})
         return len(records)
 

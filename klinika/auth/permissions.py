@@ -40,6 +40,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "study:manage": frozenset({_A}),
     # C-ECHO: proves the association only, no data
     "dicom:echo": frozenset({_A, _D, _O, _M}),
+    # put labels on studies and take them off (the worklist filters by them)
+    "study:label": frozenset({_A, _D, _O}),
     # read final reports (operators read final reports only)
     "report:read": frozenset({_A, _D, _O}),
     # read drafts and amendments in progress

@@ -217,6 +217,48 @@ class ReportService:
             details.update(version=view.version.number, revision=view.revision)
             return view
 
+    def add_key_image(
+        self,
+        study_uid: str,
+        image: KeyImage,
+        actor: Actor,
+        *,
+        language: str = "en",
+        source: str | None = None,
+    ) -> ReportView:
+        """Add a key image to the draft (the viewer's Key image button when no editor of the
+        study is open), starting the report when there is none; an image already chosen is
+        not added twice. Saved as :meth:`save_draft` saves (``report:save``).
+
+        Raises
+        ------
+        ReportStateError
+            The newest version is signed (amend first).
+        """
+        with self.database.reader.connect() as connection:
+            row = rows.report_row(connection, study_uid)
+            latest = rows.version_of(rows.latest(connection, row.pk)) if row else None
+        if latest is None or row is None:
+            return self.save_draft(
+                study_uid,
+                Draft(language=language, key_images=(image,)),
+                actor,
+                expected_revision=None,
+                source=source,
+            )
+        if latest.signed:
+            raise ReportStateError(
+                f"version {latest.number} is signed: amend the report to add key images"
+            )
+        chosen = {(i.sop_instance_uid, i.frame) for i in latest.key_images}
+        images = latest.key_images
+        if (image.sop_instance_uid, image.frame) not in chosen:
+            images = (*images, image)
+        draft = Draft(latest.language, latest.template, dict(latest.sections), images)
+        return self.save_draft(
+            study_uid, draft, actor, expected_revision=row.revision, source=source
+        )
+
     def sign(
         self,
         study_uid: str,
@@ -287,11 +329,20 @@ class ReportService:
         actor: Actor,
         *,
         expected_revision: int,
-        reason: str = "",
+        reason: str,
         source: str | None = None,
     ) -> ReportView:
-        """Start the next version as a draft copy of the signed one (which stays readable)."""
+        """Start the next version as a draft copy of the signed one (which stays readable).
+
+        Raises
+        ------
+        InvalidReport
+            Without a reason (a signed report is changed only for a stated reason), or with
+            one longer than 2000 characters.
+        """
         with self._audited(actor, "report:amend", study_uid, source) as details:
+            if not reason.strip():
+                raise InvalidReport("an amendment needs a reason")
             if len(reason) > 2000:
                 raise InvalidReport("the reason for amendment is longer than 2000 characters")
             now = int(self.clock())
@@ -315,7 +366,7 @@ class ReportService:
                         template=latest.template,
                         sections=latest.sections,
                         key_images=latest.key_images,
-                        amendment_reason=reason.strip() or None,
+                        amendment_reason=reason.strip(),
                         author=actor.name,
                         created_at=now,
                         updated_at=now,

@@ -31,6 +31,8 @@ OHIF_ROUTES = frozenset(
 #: Our additions, loaded by index.html before OHIF's bundles run.
 INJECTED = (
     '<link rel="stylesheet" href="/static/viewer.css">'
+    '<link rel="stylesheet" href="/static/viewer-extras.css">'
+    '<script src="/static/viewer-extras.js" defer></script>'
     '<script src="/static/viewer.js" defer></script>'
 )
 _HASHED_NAME = re.compile(r"(^|/)[^/]*[.-][0-9a-f]{16,}\.(js|wasm|css)$|^[0-9a-f]{16}\.wasm$")
@@ -72,6 +74,7 @@ class ViewerUser:
     language: str
     can_store: bool
     can_report: bool
+    can_write_report: bool = False
 
 
 class ViewerShell:
@@ -153,6 +156,7 @@ def app_config(user: ViewerUser, strings: dict[str, str]) -> str:
             "role": user.role,
             "roleLabel": user.role_label,
             "canReport": user.can_report,
+            "canWriteReport": user.can_write_report,
         },
         "language": user.language,
         "strings": strings,

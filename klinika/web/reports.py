@@ -80,6 +80,17 @@ def create_reports_router(reports: ReportService, guard: Guard) -> APIRouter:
         )
         return view.as_dict()
 
+    @router.post("/key-images", summary="Add a key image to the draft (the viewer's button)")
+    def add_key_image(
+        request: Request, study_uid: str, body: KeyImageBody, principal: Writer
+    ) -> dict[str, Any]:
+        image = KeyImage(body.series_uid, body.sop_instance_uid, body.frame, body.caption)
+        language = principal.language if principal.language in LANGUAGES else "en"
+        view = reports.add_key_image(
+            study_uid, image, principal.actor, language=language, source=client_address(request)
+        )
+        return view.as_dict()
+
     @router.post("/sign", summary="Sign the draft: final, PDF stored into the study")
     def sign(
         request: Request, study_uid: str, body: RevisionBody, principal: Signer

@@ -1,6 +1,7 @@
 """Serving the OHIF viewer: its files, index.html (with our script and its CSP) for its routes,
 and the per-user ``app-config.js``. Registered last: it answers the paths nobody else does."""
 
+import re
 from mimetypes import guess_type
 from typing import Annotated
 
@@ -12,7 +13,7 @@ from klinika.auth.http import Guard
 from klinika.auth.models import Principal
 from klinika.auth.permissions import is_allowed
 from klinika.config import Settings
-from klinika.i18n import N_, translator
+from klinika.i18n import N_, Translator, translator
 from klinika.viewer.install import load_installed
 from klinika.viewer.shell import ViewerShell, ViewerUser, app_config
 from klinika.web.pages.context import ROLE_LABELS, Pages, request_language
@@ -27,6 +28,29 @@ VIEWER_STRINGS = {
     "logout": N_("Log out"),
     "language": N_("Language"),
 }
+#: viewer-extras.js: the Key image button and the warning before a large volume in 3D;
+#: ``{name}`` placeholders are filled in by the script.
+VIEWER_EXTRA_STRINGS = {
+    "keyImage": N_("Key image"),
+    "keyImageTitle": N_("Add the image shown to the report's key images"),
+    "keyImageAdded": N_("Key image added to the report: series %(series)s, image %(image)s"),
+    "keyImageOpenEditor": N_("Key image added to the open report"),
+    "keyImageNone": N_("No image is shown in the active viewport"),
+    "keyImageFailed": N_("The key image was not added:"),
+    "volumeWarningTitle": N_("Load this volume in 3D?"),
+    "volumeWarning": N_(
+        "This volume has %(voxels)s million voxels and this computer draws 3D in software "
+        "(%(renderer)s). Loading it in 3D may take minutes and leave the page unresponsive."
+    ),
+    "volumeLoadAnyway": N_("Load in 3D anyway"),
+    "cancel": N_("Cancel"),
+}
+
+
+def extra_string(speak: Translator, message: str) -> str:
+    """A message whose ``%(name)s`` placeholders stay as ``{name}`` for the script."""
+    names = re.findall(r"%\((\w+)\)s", message)
+    return speak.gettext(message, **{name: "{" + name + "}" for name in names})
 
 
 def create_viewer_router(
@@ -52,8 +76,10 @@ def create_viewer_router(
             language=language,
             can_store=is_allowed(principal.role, "dicom:store"),
             can_report=is_allowed(principal.role, "report:read"),
+            can_write_report=is_allowed(principal.role, "report:write"),
         )
         strings = {key: speak.gettext(text) for key, text in VIEWER_STRINGS.items()}
+        strings |= {key: extra_string(speak, text) for key, text in VIEWER_EXTRA_STRINGS.items()}
         return Response(
             app_config(viewer_user, strings),
             media_type="text/javascript; charset=utf-8",

@@ -10,8 +10,10 @@ from alembic.migration import MigrationContext
 import klinika.audit.schema  # registers its tables on metadata
 import klinika.auth.schema
 import klinika.dimse.schema
+import klinika.index.labels
 import klinika.index.schema
-import klinika.reports.schema  # noqa: F401
+import klinika.reports.schema
+import klinika.workflow.schema  # noqa: F401
 from klinika.db import Database, metadata
 
 ALEMBIC = "alembic_version"

@@ -34,8 +34,29 @@ def test_a_doctor_writes_signs_and_amends_and_an_operator_reads(
     technique = page.locator("#section-technique")
     expect(technique).to_have_value(re.compile("."))
     assert "TDM multibarrette" in technique.input_value()
+    inserted = {
+        key: page.locator(f"#section-{key}").input_value()
+        for key in ("technique", "findings", "impression")
+    }
+    page.click("#insert-template")  # twice: nothing is added again
+    for key, text in inserted.items():
+        assert page.locator(f"#section-{key}").input_value() == text
+    assert technique.input_value().count("TDM multibarrette") == 1
     page.fill("#section-indication", "Toux persistante depuis trois semaines.")
-    page.locator("[data-key-image]").first.check()
+    # every slice can be picked, with its number: the second of two
+    expect(page.locator("[data-testid=key-slice-label]")).to_have_text(
+        "Slice 1 of 2 · image number 1"
+    )
+    page.locator("#key-slice-number").fill("2")
+    page.locator("#key-slice-number").dispatch_event("change")
+    expect(page.locator("[data-testid=key-slice-label]")).to_have_text(
+        "Slice 2 of 2 · image number 2"
+    )
+    page.click("#add-key-image")
+    chosen = page.locator("[data-testid=key-image-list] li")
+    expect(chosen).to_have_count(1)
+    assert chosen.first.get_attribute("data-sop-instance-uid") == study.sop_uids[1]
+    assert "slice 2 of 2" in chosen.first.inner_text()
     expect(page.locator("[data-testid=report-message]")).to_have_text("Draft saved")
     assert page.locator("[data-testid=report-status]").inner_text() == "Draft"
 
@@ -48,6 +69,7 @@ def test_a_doctor_writes_signs_and_amends_and_an_operator_reads(
     assert re.fullmatch(r"report-v1\.pdf", pdf.suggested_filename)
     assert Path(pdf.path()).read_bytes().startswith(b"%PDF-")
 
+    assert page.locator("#amend-report").is_disabled()  # no reason, no amendment
     page.fill("#amend-reason", "Précision de la conclusion")
     page.click("#amend-report")
     expect(page.locator("[data-testid=report-version]")).to_have_text("Version 2")
@@ -115,15 +137,27 @@ def test_an_operator_sees_no_draft_and_a_conflict_stops_autosave(
     assert doctor.errors == [] and doctor.csp_violations() == []
 
 
-def test_the_key_image_picker_spreads_its_choices_over_each_series() -> None:
+def test_the_key_image_picker_offers_every_slice_of_every_series_with_its_number() -> None:
+    import json
     from types import SimpleNamespace
 
-    from klinika.web.pages.reports import key_image_choices
+    from klinika.web.pages.reports import key_image_series
 
-    ct = [SimpleNamespace(series_uid="ct", number=n) for n in range(300)]
-    scout = [SimpleNamespace(series_uid="scout", number=n) for n in range(2)]
-    chosen = key_image_choices(ct + scout, limit=20)  # type: ignore[arg-type]
-    ct_numbers = [r.number for r in chosen if r.series_uid == "ct"]
-    assert len(chosen) <= 20 and [r.number for r in chosen if r.series_uid == "scout"] == [0, 1]
-    assert ct_numbers[0] < 30 and ct_numbers[-1] > 250  # head to feet, not the first slices
-    assert key_image_choices([]) == []
+    def record(series: str, sop: str, number: int, frames: int = 1) -> SimpleNamespace:
+        metadata = {"00200013": {"vr": "IS", "Value": [number]}}
+        metadata["00200011"] = {"vr": "IS", "Value": [7 if series == "ct" else 1]}
+        return SimpleNamespace(
+            series_uid=series,
+            sop_instance_uid=sop,
+            number_of_frames=frames,
+            metadata_json=json.dumps(metadata),
+        )
+
+    ct = [record("ct", f"ct{n}", n) for n in range(1, 301)]
+    cine = [record("us", "cine", 1, frames=3)]
+    series = key_image_series(ct + cine)  # type: ignore[arg-type]
+    assert [s["number"] for s in series] == [7, 1]
+    assert len(series[0]["slices"]) == 300  # not a sample: the lesion's slice is there
+    assert series[0]["slices"][150] == ["ct151", 1, 151]
+    assert series[1]["slices"] == [["cine", 1, 1], ["cine", 2, 1], ["cine", 3, 1]]
+    assert key_image_series([]) == []

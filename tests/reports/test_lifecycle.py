@@ -82,7 +82,11 @@ def test_operator_cannot_write_and_reads_only_signed_versions(
     assert client.post(
         url(study, "/amend"), headers=operator, json={"revision": 2}
     ).status_code == (403)
-    client.post(url(study, "/amend"), headers=doctor, json={"revision": 2})
+    no_reason = client.post(url(study, "/amend"), headers=doctor, json={"revision": 2})
+    assert no_reason.status_code == 400 and "reason" in no_reason.json()["error"]
+    blank = client.post(url(study, "/amend"), headers=doctor, json={"revision": 2, "reason": " "})
+    assert blank.status_code == 400
+    client.post(url(study, "/amend"), headers=doctor, json={"revision": 2, "reason": "Уточнение"})
     client.put(url(study), headers=doctor, json=draft(3, findings="Черновик поправки."))
 
     seen = client.get(url(study), headers=operator).json()
@@ -216,3 +220,32 @@ def test_two_writers_saving_from_the_same_revision_one_wins_one_conflicts(
     winner = outcomes[0]
     view = reports.current(study.study_uid, Actor("doctor", "doctor"), drafts=True)
     assert view.version.sections["findings"] == winner and view.revision == first.revision + 1
+
+
+def test_the_viewers_key_image_starts_or_extends_the_draft_once_and_not_a_signed_report(
+    site: Installation, study: Study
+) -> None:
+    doctor, operator = site.headers("doctor"), site.headers("operator")
+    client = site.client
+    image = {"series_uid": study.series_uid, "sop_instance_uid": study.sop_uids[1], "frame": 1}
+    assert client.post(url(study, "/key-images"), headers=operator, json=image).status_code == 403
+    started = client.post(url(study, "/key-images"), headers=doctor, json=image)
+    assert started.status_code == 200 and started.json()["status"] == "draft"
+    assert [i["sop_instance_uid"] for i in started.json()["version"]["key_images"]] == [
+        study.sop_uids[1]
+    ]
+    client.put(url(study), headers=doctor, json=draft(1, findings=FINDINGS))
+    again = client.post(url(study, "/key-images"), headers=doctor, json=image).json()
+    assert len(again["version"]["key_images"]) == 1  # the same image is not added twice
+    assert again["version"]["sections"]["findings"] == FINDINGS  # the draft's text is kept
+    first = {**image, "sop_instance_uid": study.sop_uids[0]}
+    both = client.post(url(study, "/key-images"), headers=doctor, json=first).json()
+    assert [i["sop_instance_uid"] for i in both["version"]["key_images"]] == [
+        study.sop_uids[1],
+        study.sop_uids[0],
+    ]
+    stranger = {**image, "sop_instance_uid": "1.2.3.4"}
+    assert client.post(url(study, "/key-images"), headers=doctor, json=stranger).status_code == 400
+    client.post(url(study, "/sign"), headers=doctor, json={"revision": both["revision"]})
+    signed = client.post(url(study, "/key-images"), headers=doctor, json=image)
+    assert signed.status_code == 409 and "amend" in signed.json()["error"]

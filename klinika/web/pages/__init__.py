@@ -13,12 +13,14 @@ from fastapi import APIRouter, Depends
 from klinika.web.csrf import require_form_token
 from klinika.web.pages import (
     admin,
+    appearance,
     export,
     login,
     nodes,
     reports,
     schedule,
     studies,
+    tags,
     upload,
     worklist,
 )
@@ -26,7 +28,19 @@ from klinika.web.pages.context import PageContext, Pages
 
 __all__ = ["PageContext", "Pages", "create_pages_router"]
 
-PAGE_MODULES = (login, worklist, studies, schedule, upload, export, reports, admin, nodes)
+PAGE_MODULES = (
+    login,
+    worklist,
+    studies,
+    schedule,
+    upload,
+    export,
+    reports,
+    tags,
+    appearance,
+    admin,
+    nodes,
+)
 
 
 def create_pages_router(context: PageContext) -> APIRouter:

@@ -34,6 +34,9 @@ STATIC_DIR = Path(__file__).parent / "static"
 LANGUAGE_COOKIE = "klinika_lang"
 #: The cookie OHIF's i18next reads; set together with ours so the viewer follows.
 OHIF_LANGUAGE_COOKIE = "i18next"
+#: The cookie holding the console's theme (``dark``, the default, or ``light``).
+THEME_COOKIE = "klinika_theme"
+THEMES = ("dark", "light")
 
 ROLE_LABELS = {
     "admin": N_("Administrator"),
@@ -49,6 +52,12 @@ def request_language(request: Request, principal: Principal | None = None) -> st
     explicit = request.query_params.get("lang") or request.cookies.get(LANGUAGE_COOKIE)
     preference = principal.language if principal else None
     return negotiate(explicit, preference, request.headers.get("accept-language"))
+
+
+def request_theme(request: Request) -> str:
+    """The console's theme for this browser (OHIF stays dark)."""
+    chosen = request.cookies.get(THEME_COOKIE, "")
+    return chosen if chosen in THEMES else THEMES[0]
 
 
 def safe_next(target: str | None, default: str = "/") -> str:
@@ -95,6 +104,7 @@ class Pages:
             "request": request,
             "principal": principal,
             "lang": language,
+            "theme": request_theme(request),
             "languages": [(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
             "role_label": speak.gettext(ROLE_LABELS.get(principal.role, principal.role))
             if principal

@@ -3,7 +3,8 @@ the worklist. The page is a shell (patient header, sections, buttons, in the rea
 language); ``static/reports.js`` loads, autosaves, signs and amends through the report API
 (``klinika/web/reports.py``), so the page and the API enforce the same rules."""
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -16,26 +17,32 @@ from klinika.reports.labels import SECTION_LABELS, SECTIONS, STATUS_LABELS
 from klinika.reports.templates import TEMPLATE_NAMES, template_key
 from klinika.web.pages.context import PageContext, request_language
 
-#: How many images the key image picker offers at most.
-MAX_KEY_IMAGE_CHOICES = 48
+
+def _first(metadata: dict[str, Any], tag: str) -> Any:
+    values = metadata.get(tag, {}).get("Value") or [None]
+    return values[0]
 
 
-def key_image_choices(
-    images: list[InstanceRecord], limit: int = MAX_KEY_IMAGE_CHOICES
-) -> list[InstanceRecord]:
-    """Images to offer, evenly spread over each series (a 300-slice CT offers slices from
-    head to feet, not its first 48), series in order."""
-    by_series: dict[str, list[InstanceRecord]] = {}
+def key_image_series(images: list[InstanceRecord]) -> list[dict[str, Any]]:
+    """Every image of the study for the key image picker, per series in order: each slice
+    (each frame of a multi-frame image) with its position and the image's Instance Number,
+    so the lesion's slice can be picked, not only a sample (issue 16, point 8)."""
+    by_series: dict[str, dict[str, Any]] = {}
     for record in images:
-        by_series.setdefault(record.series_uid, []).append(record)
-    if not by_series:
-        return []
-    share = max(1, limit // len(by_series))
-    chosen: list[InstanceRecord] = []
-    for records in by_series.values():
-        step = max(1, -(-len(records) // share))  # ceiling division
-        chosen.extend(records[step // 2 :: step][:share] if step > 1 else records[:share])
-    return chosen[:limit]
+        metadata = json.loads(record.metadata_json)
+        series = by_series.get(record.series_uid)
+        if series is None:
+            series = by_series[record.series_uid] = {
+                "series_uid": record.series_uid,
+                "number": _first(metadata, "00200011"),
+                "description": _first(metadata, "0008103E") or "",
+                "modality": _first(metadata, "00080060") or "",
+                "slices": [],
+            }
+        number = _first(metadata, "00200013")
+        for frame in range(1, record.number_of_frames + 1):
+            series["slices"].append([record.sop_instance_uid, frame, number])
+    return list(by_series.values())
 
 
 def create_router(context: PageContext) -> APIRouter:
@@ -53,7 +60,7 @@ def create_router(context: PageContext) -> APIRouter:
         except NotFound:
             return pages.render(request, "reports/missing.html", status_code=404, active="worklist")
         speak = translator(request_language(request, principal))
-        choices = key_image_choices(
+        images = key_image_series(
             [
                 record
                 for record in archive.instances(study_uid)
@@ -71,7 +78,7 @@ def create_router(context: PageContext) -> APIRouter:
             templates=[(key, speak.gettext(name)) for key, name in TEMPLATE_NAMES.items()],
             suggested_template=template_key(header.modality) or "",
             statuses={key: speak.gettext(label) for key, label in STATUS_LABELS.items()},
-            key_image_choices=choices,
+            key_image_series=images,
         )
 
     return router

@@ -6,15 +6,18 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from klinika.archive.labels import InvalidLabel, StudyLabels
+from klinika.auth.http import client_address
 from klinika.auth.models import Principal
 from klinika.dicom.attributes import Level
 from klinika.i18n import N_
 from klinika.index.query import Query as IndexQuery
-from klinika.web.pages.context import PageContext
+from klinika.index.query import QueryResult
+from klinika.web.pages.context import PageContext, safe_next
 
 PAGE_SIZE = 50
 #: sort key -> index attributes (the first decides the direction's meaning)
@@ -58,6 +61,7 @@ class Filters:
     date_to: str = ""
     sort: str = "date"
     order: str = "desc"
+    label: str = ""
 
     @property
     def fuzzy(self) -> bool:
@@ -94,11 +98,17 @@ class Filters:
             return f"{first}-{last}"
         return ""
 
-    def query(self, today: dt.date, page: int) -> IndexQuery:
-        """The index query for one page of this search (the bench times the same)."""
+    def query(
+        self, today: dt.date, page: int, labelled: list[str] | None = None
+    ) -> IndexQuery:
+        """The index query for one page of this search (the bench times the same);
+        ``labelled``: the studies carrying the label searched for (a UID list match)."""
+        match = self.match(today)
+        if labelled is not None:
+            match["StudyInstanceUID"] = "\\".join(labelled)
         return IndexQuery(
             Level.STUDY,
-            match=self.match(today),
+            match=match,
             include=frozenset(RETURNED),
             limit=PAGE_SIZE,
             offset=(page - 1) * PAGE_SIZE,
@@ -161,6 +171,8 @@ def create_router(context: PageContext) -> APIRouter:
     router = APIRouter()
     Reader = Annotated[Principal, Depends(context.guard("dicom:read"))]
     Deleter = Annotated[Principal, Depends(context.guard("dicom:delete"))]
+    Labeller = Annotated[Principal, Depends(context.guard("study:label"))]
+    labels = StudyLabels(context.database, context.audit)
 
     @router.get("/worklist")
     async def worklist(
@@ -176,13 +188,23 @@ def create_router(context: PageContext) -> APIRouter:
         sort: Annotated[str, Query(max_length=16)] = "date",
         order: Annotated[str, Query(max_length=4)] = "desc",
         page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+        label: Annotated[str, Query(max_length=64)] = "",
     ) -> Response:
-        filters = Filters(name, pid, accession, modality, preset, date_from, date_to, sort, order)
-        query = filters.query(dt.date.today(), page)
-        result = await run_in_threadpool(context.archive.search, query)
-        total = await run_in_threadpool(context.archive.count, query)
+        filters = Filters(
+            name, pid, accession, modality, preset, date_from, date_to, sort, order, label.strip()
+        )
+        labelled = await run_in_threadpool(labels.studies, filters.label) if filters.label else None
+        query = filters.query(dt.date.today(), page, labelled)
+        if labelled == []:  # no study has the label
+            result, total = QueryResult([], more=False), 0
+        else:
+            result = await run_in_threadpool(context.archive.search, query)
+            total = await run_in_threadpool(context.archive.count, query)
         rows = study_rows(result.matches)
-        statuses = await run_in_threadpool(context.reports.statuses, [row["uid"] for row in rows])
+        uids = [row["uid"] for row in rows]
+        statuses = await run_in_threadpool(context.reports.statuses, uids)
+        study_labels = await run_in_threadpool(labels.of, uids)
+        known_labels = await run_in_threadpool(labels.known)
         links = {
             "prev": filters.query_string(page=page - 1) if page > 1 else None,
             "next": filters.query_string(page=page + 1) if result.more else None,
@@ -200,6 +222,9 @@ def create_router(context: PageContext) -> APIRouter:
             filters=filters,
             rows=rows,
             statuses=statuses,
+            study_labels=study_labels,
+            known_labels=known_labels,
+            label_error=request.query_params.get("label_error"),
             total=total,
             page=page,
             pages=max(1, -(-total // PAGE_SIZE)),
@@ -215,5 +240,33 @@ def create_router(context: PageContext) -> APIRouter:
         """Delete a study (admins; the page asks for confirmation; audited by the guard)."""
         await run_in_threadpool(context.archive.delete, study_uid)
         return RedirectResponse("/worklist?deleted=1", status_code=303)
+
+    LabelText = Annotated[str, Form(max_length=200)]
+    Next = Annotated[str, Form(alias="next", max_length=4000)]
+
+    @router.post("/worklist/studies/{study_uid}/labels")
+    async def add_label(
+        request: Request, study_uid: str, principal: Labeller, label: LabelText, back: Next = ""
+    ) -> Response:
+        """Put a label on a study (audited as ``study:label``), back to the same worklist."""
+        back = safe_next(back, "/worklist")
+        try:
+            await run_in_threadpool(
+                labels.add, study_uid, label, principal.actor, source=client_address(request)
+            )
+        except InvalidLabel:
+            glue = "&" if "?" in back else "?"
+            return RedirectResponse(f"{back}{glue}label_error=1", status_code=303)
+        return RedirectResponse(back, status_code=303)
+
+    @router.post("/worklist/studies/{study_uid}/labels/remove")
+    async def remove_label(
+        request: Request, study_uid: str, principal: Labeller, label: LabelText, back: Next = ""
+    ) -> Response:
+        """Take a label off a study (audited as ``study:label``)."""
+        await run_in_threadpool(
+            labels.remove, study_uid, label, principal.actor, source=client_address(request)
+        )
+        return RedirectResponse(safe_next(back, "/worklist"), status_code=303)
 
     return router

@@ -11,7 +11,14 @@
   const words = document.getElementById("report-i18n").dataset;
   const $ = (id) => document.getElementById(id);
   const sections = Array.from(root.querySelectorAll("textarea[data-section]"));
-  const keyImages = Array.from(root.querySelectorAll("input[data-key-image]"));
+  const keyData = document.getElementById("key-image-data");
+  const keySeries = keyData ? JSON.parse(keyData.textContent) : [];
+  // where each (instance, frame) lies: series index and 1-based slice position
+  const slicePlace = new Map();
+  keySeries.forEach((series, s) => series.slices.forEach(([sop, frame], i) => {
+    slicePlace.set(`${sop}/${frame}`, { series: s, slice: i + 1 });
+  }));
+  let keyImages = []; // [{series_uid, sop_instance_uid, frame, caption}]
   const languageSelect = $("report-language");
   const templateSelect = $("report-template");
   const sectionLabels = {};
@@ -57,13 +64,9 @@
   function applyMode() {
     const open = editable();
     sections.forEach((area) => { area.readOnly = !open; });
-    keyImages.forEach((box) => {
-      box.disabled = !open;
-      const uid = box.dataset.sopInstanceUid;
-      root.querySelectorAll(`[data-caption-for="${uid}"], [data-frame-for="${uid}"]`).forEach(
-        (input) => { input.disabled = !open || !box.checked; },
-      );
-    });
+    root.querySelectorAll("#key-image-list input, #key-image-list button").forEach(
+      (input) => { input.disabled = !open; },
+    );
     languageSelect.disabled = !open;
     root.querySelectorAll("[data-write]").forEach((el) => { el.disabled = !open; });
     if (templateSelect) templateSelect.disabled = !open;
@@ -72,7 +75,7 @@
     if ($("amend-report")) {
       $("amend-report").hidden = !signed;
       $("amend-reason").closest("label").hidden = !signed;
-      $("amend-report").disabled = !canSign || conflict;
+      $("amend-report").disabled = !canSign || conflict || !$("amend-reason").value.trim();
     }
     if ($("download-pdf")) $("download-pdf").hidden = report === null;
   }
@@ -86,16 +89,7 @@
       key_images: [],
     };
     sections.forEach((area) => { body.sections[area.dataset.section] = area.value; });
-    keyImages.filter((box) => box.checked).forEach((box) => {
-      const caption = root.querySelector(`[data-caption-for="${box.dataset.sopInstanceUid}"]`);
-      const frame = root.querySelector(`[data-frame-for="${box.dataset.sopInstanceUid}"]`);
-      body.key_images.push({
-        series_uid: box.dataset.seriesUid,
-        sop_instance_uid: box.dataset.sopInstanceUid,
-        frame: frame ? Number(frame.value) || 1 : 1,
-        caption: caption ? caption.value : "",
-      });
-    });
+    body.key_images = keyImages.map((image) => ({ ...image }));
     return body;
   }
 
@@ -162,15 +156,13 @@
     sections.forEach((area) => { area.value = version.sections[area.dataset.section] || ""; });
     languageSelect.value = version.language;
     if (templateSelect && version.template) templateSelect.value = version.template;
-    const chosen = new Map(version.key_images.map((image) => [image.sop_instance_uid, image]));
-    keyImages.forEach((box) => {
-      const image = chosen.get(box.dataset.sopInstanceUid);
-      box.checked = Boolean(image);
-      const caption = root.querySelector(`[data-caption-for="${box.dataset.sopInstanceUid}"]`);
-      if (caption) caption.value = image ? image.caption : "";
-      const frame = root.querySelector(`[data-frame-for="${box.dataset.sopInstanceUid}"]`);
-      if (frame && image) frame.value = image.frame;
-    });
+    keyImages = version.key_images.map((image) => ({
+      series_uid: image.series_uid,
+      sop_instance_uid: image.sop_instance_uid,
+      frame: image.frame,
+      caption: image.caption || "",
+    }));
+    showKeyImages();
     const badge = $("report-status");
     badge.hidden = false;
     badge.className = `badge ${view.status}`;
@@ -255,9 +247,127 @@
     Object.entries(template.sections).forEach(([name, text]) => {
       const area = root.querySelector(`textarea[data-section="${name}"]`);
       if (!area) return;
+      if (!text.trim() || area.value.includes(text.trim())) return; // inserted already
       area.value = area.value.trim() ? `${area.value.trimEnd()}\n\n${text}` : text;
     });
     schedule();
+  }
+
+  // ---------------------------------------------------------------- key images
+  function frameUrl(seriesUid, sopUid, frame, kind) {
+    const study = encodeURIComponent(root.dataset.studyUid);
+    return `/dicom-web/studies/${study}/series/${encodeURIComponent(seriesUid)}/instances/`
+      + `${encodeURIComponent(sopUid)}/frames/${frame}/${kind}`;
+  }
+
+  function keyImageTitle(image) {
+    const place = slicePlace.get(`${image.sop_instance_uid}/${image.frame}`);
+    if (!place) return image.sop_instance_uid;
+    const series = keySeries[place.series];
+    return words.keyImageTitle.replace("{series}", series.number ?? place.series + 1)
+      .replace("{slice}", place.slice).replace("{total}", series.slices.length);
+  }
+
+  function showKeyImages() {
+    const list = $("key-image-list");
+    if (!list) return;
+    list.replaceChildren();
+    keyImages.forEach((image, index) => {
+      const item = document.createElement("li");
+      item.className = "key-image";
+      item.dataset.sopInstanceUid = image.sop_instance_uid;
+      item.dataset.frame = image.frame;
+      const picture = document.createElement("img");
+      picture.src = frameUrl(image.series_uid, image.sop_instance_uid, image.frame, "thumbnail");
+      picture.alt = keyImageTitle(image);
+      picture.width = 96;
+      picture.height = 96;
+      const title = document.createElement("span");
+      title.className = "key-image-title";
+      title.textContent = keyImageTitle(image);
+      const caption = document.createElement("input");
+      caption.type = "text";
+      caption.className = "key-image-caption";
+      caption.maxLength = 200;
+      caption.placeholder = words.caption;
+      caption.setAttribute("aria-label", `${words.caption}: ${keyImageTitle(image)}`);
+      caption.value = image.caption;
+      caption.addEventListener("input", () => { keyImages[index].caption = caption.value; schedule(); });
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "link-button key-image-remove";
+      remove.textContent = words.remove;
+      remove.addEventListener("click", () => {
+        keyImages.splice(index, 1);
+        showKeyImages();
+        schedule();
+      });
+      item.append(picture, title, caption, remove);
+      list.append(item);
+    });
+    applyMode();
+  }
+
+  function addKeyImage(image) {
+    const known = keyImages.some((chosen) => chosen.sop_instance_uid === image.sop_instance_uid
+      && chosen.frame === image.frame);
+    if (known) return false;
+    keyImages.push({ caption: "", ...image });
+    showKeyImages();
+    schedule();
+    return true;
+  }
+
+  function setUpKeyImageBrowser() {
+    const seriesSelect = $("key-series");
+    if (!seriesSelect || !keySeries.length) return;
+    const slider = $("key-slice");
+    const number = $("key-slice-number");
+    const current = () => {
+      const series = keySeries[Number(seriesSelect.value)];
+      const position = Math.min(Math.max(Number(slider.value) || 1, 1), series.slices.length);
+      return { series, position, slice: series.slices[position - 1] };
+    };
+    const showSlice = () => {
+      const { series, position, slice } = current();
+      const [sop, frame, instanceNumber] = slice;
+      number.value = position;
+      $("key-slice-label").textContent = words.sliceOf.replace("{slice}", position)
+        .replace("{total}", series.slices.length).replace("{number}", instanceNumber ?? "—");
+      $("key-preview").src = frameUrl(series.series_uid, sop, frame, "rendered");
+    };
+    const chooseSeries = () => {
+      const { series } = current();
+      slider.max = series.slices.length;
+      number.max = series.slices.length;
+      slider.value = Math.ceil(series.slices.length / 2);
+      showSlice();
+    };
+    seriesSelect.addEventListener("change", chooseSeries);
+    slider.addEventListener("input", showSlice);
+    number.addEventListener("change", () => { slider.value = number.value; showSlice(); });
+    $("add-key-image").addEventListener("click", () => {
+      const { series, slice } = current();
+      addKeyImage({ series_uid: series.series_uid, sop_instance_uid: slice[0], frame: slice[1] });
+    });
+    chooseSeries();
+  }
+
+  // The viewer's Key image button (viewer-extras.js) tells an open editor of the same study,
+  // which adds the image to its draft; with no editor open, the viewer saves it itself.
+  if ("BroadcastChannel" in window) {
+    const channel = new BroadcastChannel("klinika-key-images");
+    channel.addEventListener("message", (event) => {
+      const message = event.data || {};
+      if (message.type !== "add" || message.study_uid !== root.dataset.studyUid) return;
+      if (!editable()) {
+        channel.postMessage({ type: "refused", id: message.id });
+        return;
+      }
+      addKeyImage(message.image);
+      channel.postMessage({ type: "added", id: message.id });
+      say(words.keyImageAdded, "ok");
+    });
   }
 
   async function sign() {
@@ -277,6 +387,11 @@
 
   async function amend() {
     const reason = $("amend-reason").value;
+    if (!reason.trim()) {
+      say(words.reasonNeeded, "error");
+      $("amend-reason").focus();
+      return;
+    }
     const { status, data } = await call("POST", `${api}/amend`, { revision, reason });
     if (status === 200) {
       $("amend-reason").value = "";
@@ -291,10 +406,8 @@
 
   sections.forEach((area) => area.addEventListener("input", () => { if (editable()) schedule(); }));
   languageSelect.addEventListener("change", () => { templateCache[languageSelect.value] = null; schedule(); });
-  keyImages.forEach((box) => box.addEventListener("change", () => { applyMode(); schedule(); }));
-  root.querySelectorAll(".key-image-caption, [data-frame-for]").forEach(
-    (input) => input.addEventListener("input", schedule),
-  );
+  if ($("amend-reason")) $("amend-reason").addEventListener("input", applyMode);
+  setUpKeyImageBrowser();
   if ($("insert-template")) $("insert-template").addEventListener("click", insertTemplate);
   if ($("save-report")) $("save-report").addEventListener("click", () => { dirty = true; save(); });
   if ($("sign-report")) $("sign-report").addEventListener("click", sign);

@@ -18,8 +18,12 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 from pydicom.datadict import dictionary_VR, tag_for_keyword
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 
+from klinika.dicom.fold import fold, folding_table
 from klinika.errors import InvalidQuery
 
 _DATE = re.compile(r"^\d{8}$")
@@ -130,8 +134,10 @@ def condition(
     *,
     norm_column: sa.ColumnElement[str] | None = None,
     fuzzy: bool = False,
+    folded: bool = False,
 ) -> ColumnElement[bool] | None:
     """The SQL condition for matching ``attribute`` against ``value``; None means universal.
+    ``folded`` (the console's name search, with ``fuzzy``) also ignores accents and script.
 
     Raises
     ------
@@ -167,19 +173,82 @@ def condition(
             raise InvalidQuery(f"{attribute.keyword}={value!r} is not an integer") from exc
         return column.in_(numbers)
     if vr == "PN" and norm_column is not None:
-        return _person_name(norm_column, value, fuzzy)
+        return _person_name(norm_column, value, fuzzy, folded)
     if has_wildcard(value):
         return _wildcard(column, value)
     return column == value
 
 
+#: The SQL function SQLite runs for :class:`Folded` (registered per connection).
+SQLITE_FOLD = "klinika_fold"
+
+
+class Folded(FunctionElement[str]):
+    """``column`` (a ``_norm`` column: NFC, case-folded) as :func:`klinika.dicom.fold.fold`
+    spells it. SQLite calls :func:`fold` itself (:func:`prepare_folding` registers it: its
+    parser stops at some 100 nested calls); PostgreSQL runs ``replace()`` for the letters
+    spelled with several and one ``translate()`` for the others. The letters are constants of
+    the folding table, never user input."""
+
+    type = sa.String()
+    name = SQLITE_FOLD
+    inherit_cache = True
+
+
+@compiles(Folded, "sqlite")
+def _compile_folded_sqlite(element: Folded, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{SQLITE_FOLD}({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(Folded)
+def _compile_folded(element: Folded, compiler: SQLCompiler, **kw: Any) -> str:
+    sql = compiler.process(element.clauses, **kw)
+    table = folding_table()
+    singles = {char: spelling for char, spelling in table.items() if len(spelling) == 1}
+    for char, spelling in table.items():
+        if char not in singles:
+            sql = f"replace({sql}, '{char}', '{spelling}')"
+    return f"translate({sql}, '{''.join(singles)}', '{''.join(singles.values())}')"
+
+
+def prepare_folding(connection: sa.Connection) -> None:
+    """Give a SQLite connection the function :class:`Folded` compiles to (PostgreSQL needs
+    nothing)."""
+    if connection.dialect.name == "sqlite":
+        raw = connection.connection.driver_connection
+        if raw is not None:
+            raw.create_function(SQLITE_FOLD, 1, _fold_or_none, deterministic=True)
+
+
+def _fold_or_none(value: str | None) -> str | None:
+    return fold(value) if value is not None else None
+
+
+def folded_column(column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+    """``column`` folded in SQL (see :class:`Folded`)."""
+    return Folded(column)
+
+
+def _folded_words(norm_column: sa.ColumnElement[str], needle: str) -> ColumnElement[bool]:
+    """Each word of ``needle`` starts some word of the name once both are folded: ``muller``
+    finds ``Müller``, ``ivanov`` finds ``Иванов`` and ``иванов`` finds ``Ivanov``."""
+    words = [w for w in re.split(r"[\s^,=]+", fold(needle)) if w]
+    spaced = sa.func.replace(sa.func.replace(folded_column(norm_column), " ", "^"), "=", "^")
+    padded = sa.literal("^") + spaced
+    return sa.and_(
+        *(padded.like("%^" + _like_pattern(word) + "%", escape="\\") for word in words)
+    )
+
+
 def _person_name(
-    norm_column: sa.ColumnElement[str], value: str, fuzzy: bool
+    norm_column: sa.ColumnElement[str], value: str, fuzzy: bool, folded: bool = False
 ) -> ColumnElement[bool] | None:
     """Case-insensitive PN matching; with fuzzy matching each word may start any name part."""
     needle = normalize_name(value)
     if needle in ("", "*"):  # "^", "^^" … name nothing: universal matching
         return None
+    if fuzzy and folded and not has_wildcard(needle):
+        return _folded_words(norm_column, needle)
     if fuzzy and not has_wildcard(needle):
         words = [w for w in re.split(r"[\s^,]+", needle) if w]
         clauses = []

@@ -30,7 +30,7 @@ from klinika.dicom.attributes import (
 from klinika.dicom.json import element_json
 from klinika.errors import InvalidQuery
 from klinika.index import schema
-from klinika.index.matching import condition
+from klinika.index.matching import condition, prepare_folding
 
 Include = frozenset[str] | Literal["all"]
 _ORDER: dict[Level, Callable[[], list[sa.ColumnElement[Any]]]] = {
@@ -99,6 +99,9 @@ class Query:
     limit: int | None = None
     offset: int = 0
     fuzzy: bool = False
+    #: with ``fuzzy``: names also match without accents and across scripts (the console's
+    #: search; QIDO-RS and C-FIND never set it)
+    folded: bool = False
     include_parents: bool = False
     strict: bool = True
     #: (keyword, descending) pairs of indexed attributes; empty: the level's default order
@@ -160,7 +163,12 @@ def _match_conditions(
             if attribute.vr == "PN":
                 norm = schema.TABLES[attribute.level].c[f"{attribute.column}_norm"]
             found = condition(
-                _column(attribute), attribute, value, norm_column=norm, fuzzy=query.fuzzy
+                _column(attribute),
+                attribute,
+                value,
+                norm_column=norm,
+                fuzzy=query.fuzzy,
+                folded=query.folded,
             )
         if found is not None:
             conditions.append(found)
@@ -294,6 +302,8 @@ def search(connection: sa.Connection, query: Query) -> QueryResult:
     InvalidQuery
         For unknown attributes, malformed values, or (when ``strict``) unsupported match keys.
     """
+    if query.folded:
+        prepare_folding(connection)
     plan = _plan(query, one_more=True)
     rows = connection.execute(plan.statement).all()
     more = query.limit is not None and len(rows) > query.limit
@@ -314,6 +324,8 @@ def search_stream(
     InvalidQuery
         As :func:`search`, before the first match.
     """
+    if query.folded:
+        prepare_folding(connection)
     plan = _plan(query, one_more=False)
     result = connection.execution_options(yield_per=chunk).execute(plan.statement)
     try:
@@ -328,6 +340,8 @@ def count(connection: sa.Connection, query: Query) -> int:
 
     ``count(*)`` is exact: the FROM clause joins each entry only to its parents, one row each.
     """
+    if query.folded:
+        prepare_folding(connection)
     keywords = {resolve_keyword(k): v for k, v in query.match.items()}
     statement = (
         sa.select(sa.func.count())

@@ -48,7 +48,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         redoc_url=None,
         lifespan=lifespan,
     )
-    install_error_handlers(app)
+    renderer = Pages(settings)
+    install_error_handlers(app, renderer)
     # Default deny: every path needs a session except PUBLIC_PATHS; each route then declares
     # its action with Depends(guard(...)), which also writes the access audit event.
     app.add_middleware(
@@ -89,7 +90,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(create_management_router(runtime.management, guard))
     app.include_router(create_workflow_router(runtime.schedule, guard))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    renderer = Pages(settings)
     pages = PageContext(
         settings=settings,
         pages=renderer,

@@ -13,10 +13,11 @@ from klinika.auth.http import Guard
 from klinika.auth.models import Principal
 from klinika.auth.permissions import is_allowed
 from klinika.config import Settings
+from klinika.errors import NotFound
 from klinika.i18n import N_, Translator, translator
 from klinika.viewer.install import load_installed
 from klinika.viewer.shell import ViewerShell, ViewerUser, app_config
-from klinika.web.pages.context import ROLE_LABELS, Pages, request_language
+from klinika.web.pages.context import ROLE_LABELS, Pages, language_choice, request_language
 
 IMMUTABLE = "private, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
@@ -27,6 +28,8 @@ VIEWER_STRINGS = {
     "report": N_("Report"),
     "logout": N_("Log out"),
     "language": N_("Language"),
+    "automatic": N_("Automatic (browser)"),
+    "password": N_("Change password"),
 }
 #: viewer-extras.js: the Key image button and the warning before a large volume in 3D;
 #: ``{name}`` placeholders are filled in by the script.
@@ -77,6 +80,7 @@ def create_viewer_router(
             can_store=is_allowed(principal.role, "dicom:store"),
             can_report=is_allowed(principal.role, "report:read"),
             can_write_report=is_allowed(principal.role, "report:write"),
+            language_choice=language_choice(request, principal),
         )
         strings = {key: speak.gettext(text) for key, text in VIEWER_STRINGS.items()}
         strings |= {key: extra_string(speak, text) for key, text in VIEWER_EXTRA_STRINGS.items()}
@@ -107,7 +111,7 @@ def create_viewer_router(
         if shell is None:
             if ViewerShell.is_route(path):
                 return pages.render(request, "viewer_missing.html", status_code=503)
-            return Response(status_code=404)
+            raise NotFound(f"no page {path}")
         found = shell.file(path)
         if found is not None and found.name != "index.html":
             headers = {
@@ -125,6 +129,6 @@ def create_viewer_router(
                 shell.index_html,
                 headers={"Cache-Control": REVALIDATE, "Content-Security-Policy": shell.csp},
             )
-        return Response(status_code=404)
+        raise NotFound(f"no page {path}")  # a browser gets our translated 404 page
 
     return router

@@ -78,6 +78,7 @@
       $("amend-report").disabled = !canSign || conflict || !$("amend-reason").value.trim();
     }
     if ($("download-pdf")) $("download-pdf").hidden = report === null;
+    if ($("print-pdf")) $("print-pdf").hidden = report === null;
   }
 
   function draftBody() {

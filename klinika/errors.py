@@ -78,5 +78,10 @@ class Conflict(KlinikaError):
     (a stale report revision, signing a report that is already signed)."""
 
 
+class InvalidChange(KlinikaError):
+    """A change an admin asked for that cannot be made as given (an attribute that may not
+    be changed, a value its VR does not admit); the message names the attribute."""
+
+
 class RequestTooLarge(KlinikaError):
     """A request body, part or file is larger than a configured limit; the message names it."""

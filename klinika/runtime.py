@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from klinika.archive import Archive
+from klinika.archive.management import StudyManagement
 from klinika.audit import AuditTrail, CheckpointLog, SyslogSender, load_audit_keys
 from klinika.auth import (
     AuthPolicy,
@@ -56,7 +57,7 @@ def secure_data_dir(data_dir: Path) -> None:
 
 class Runtime:
     """Database (migrated to head), blob store, archive, audit trail, auth service, report
-    service and the process's metrics of one installation.
+    service, study management and the process's metrics of one installation.
 
     ``clock`` (seconds since the epoch) is what the auth service (sessions, login lockout) and
     the report service read the time from; tests give a clock they can move. ``prepare``
@@ -120,6 +121,9 @@ class Runtime:
             self.audit,
             Clinic(settings.clinic_name, settings.clinic_address, settings.clinic_logo),
             clock=clock,
+        )
+        self.management = StudyManagement(
+            self.archive, self.audit, merge_guards=[self.reports.merge_refusal]
         )
 
     def close(self) -> None:

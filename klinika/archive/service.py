@@ -7,10 +7,11 @@ import dataclasses
 import functools
 import gzip
 import io
+import itertools
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,12 +44,19 @@ from klinika.dicom.header import (
     parse_instance,
 )
 from klinika.dicom.json import metadata_json, with_base
-from klinika.errors import InvalidInstance, NotFound, StorageFull, StorageUnavailable
+from klinika.errors import (
+    Conflict,
+    InvalidInstance,
+    NotFound,
+    StorageFull,
+    StorageUnavailable,
+)
 from klinika.index import schema
 from klinika.index.matching import normalize_name
 from klinika.index.query import Query, QueryResult, count, search, search_stream
 from klinika.storage import BlobRef, BlobStore
 
+_REPLACE_BATCH = 32  # rewritten files parsed and written at a time
 _SLOW_FRAME_SYNTAXES = ("1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
 StoredListener = Callable[[Sequence[StoreOutcome]], None]
 
@@ -329,24 +337,42 @@ class Archive:
         with self._cache_lock:
             return self._deleted_patients.get(study_uid)
 
-    def _upsert_parents(self, connection: sa.Connection, parsed: ParsedInstance) -> tuple[int, int]:
+    def _upsert_parents(
+        self, connection: sa.Connection, parsed: ParsedInstance, *, update: bool = False
+    ) -> tuple[int, int]:
+        """The instance's patient, study and series rows (created when missing). With
+        ``update`` (a rewrite by study management), existing rows take the header's values
+        and parent: the study may move to another patient, the series to another study."""
         dataset = parsed.dataset
         patient = index_values(dataset, Level.PATIENT)
         patient_pk = _insert_or_get(
-            connection, schema.patients, patient, ("patient_id", "issuer_of_patient_id")
+            connection,
+            schema.patients,
+            patient,
+            ("patient_id", "issuer_of_patient_id"),
+            update=update,
         )
         study = index_values(dataset, Level.STUDY) | {
             "patient_pk": patient_pk,
             "updated_at": utc_now(),
-            "number_of_study_related_series": 0,
-            "number_of_study_related_instances": 0,
         }
-        study_pk = _insert_or_get(connection, schema.studies, study, ("study_instance_uid",))
-        series = index_values(dataset, Level.SERIES) | {
-            "study_pk": study_pk,
-            "number_of_series_related_instances": 0,
-        }
-        series_pk = _insert_or_get(connection, schema.series, series, ("series_instance_uid",))
+        study_pk = _insert_or_get(
+            connection,
+            schema.studies,
+            study,
+            ("study_instance_uid",),
+            update=update,
+            new_only={"number_of_study_related_series": 0, "number_of_study_related_instances": 0},
+        )
+        series = index_values(dataset, Level.SERIES) | {"study_pk": study_pk}
+        series_pk = _insert_or_get(
+            connection,
+            schema.series,
+            series,
+            ("series_instance_uid",),
+            update=update,
+            new_only={"number_of_series_related_instances": 0},
+        )
         return series_pk, study_pk
 
     def _upsert_instance(
@@ -388,6 +414,121 @@ class Archive:
             )
         for key in keys - used:
             self.blobs.delete(key)
+
+    # ---------------------------------------------------------------- replace
+    def replace_instances(self, rewrites: Iterable[tuple[InstanceRecord, bytes]]) -> int:
+        """Put rewritten instances in place of stored ones (study management): the same SOP
+        Instance UIDs with new attributes, possibly under another study, series parent or
+        patient. Returns the number of instances replaced.
+
+        The ingest machinery does it: each new Part-10 file is validated by
+        :func:`~klinika.dicom.header.parse_instance`, written by :meth:`BlobStore.put_many`,
+        and every instance row, its parents (patient, study, series: created or updated from
+        the new header), counts and metadata versions change in ONE index transaction. The
+        old blobs are deleted only after it committed (a crash in between leaves orphan
+        blobs, which fsck reports, never a row without its blob). Series, studies and
+        patients left empty are removed in the same transaction.
+
+        Raises
+        ------
+        InvalidInstance
+            A rewritten file does not parse, or names another SOP Instance UID.
+        Conflict
+            A series or study concerned changed while the files were rewritten (an instance
+            arrived or was replaced): nothing changed, try again.
+        StorageFull, StorageUnavailable
+            The blob store refused a new file: nothing changed.
+        """
+        records: list[InstanceRecord] = []
+        pending: list[_Pending] = []
+        new_keys: set[str] = set()
+        try:
+            for batch in _batches(rewrites, _REPLACE_BATCH):
+                parsed_batch = [self._parse_rewrite(record, data) for record, data in batch]
+                written = self.blobs.put_many([parsed.part10 for parsed in parsed_batch])
+                new_keys |= {b.key for b in written if isinstance(b, BlobRef)}
+                for blob in written:
+                    if isinstance(blob, StorageFull | StorageUnavailable):
+                        raise blob
+                for (record, _), parsed, blob in zip(batch, parsed_batch, written, strict=True):
+                    assert isinstance(blob, BlobRef)
+                    records.append(record)
+                    pending.append(  # the bytes are on disk: keep only what the index needs
+                        _Pending(
+                            dataclasses.replace(parsed, part10=b""),
+                            blob,
+                            StoreOutcome("replaced", sop_instance_uid=parsed.sop_instance_uid),
+                            _instance_values(parsed, blob),
+                        )
+                    )
+            if pending:
+                with self._commit_lock, self.database.writer.begin() as connection:
+                    self._replace_rows(connection, records, pending)
+        except BaseException:
+            self._delete_unreferenced(new_keys - {r.blob_key for r in records})
+            raise
+        self._delete_unreferenced({r.blob_key for r in records} - new_keys)
+        return len(pending)
+
+    def _parse_rewrite(self, record: InstanceRecord, data: bytes) -> ParsedInstance:
+        parsed = parse_instance(data, self.inflate_limit)
+        if parsed.sop_instance_uid != record.sop_instance_uid:
+            raise InvalidInstance(
+                f"the rewrite of {record.sop_instance_uid} names {parsed.sop_instance_uid}",
+                "invalid-uid",
+            )
+        return parsed
+
+    def _replace_rows(
+        self, connection: sa.Connection, records: list[InstanceRecord], pending: list[_Pending]
+    ) -> None:
+        """The index side of :meth:`replace_instances`, inside its transaction."""
+        instances, series = schema.instances, schema.series
+        rows = connection.execute(
+            sa.select(
+                instances.c.sop_instance_uid, instances.c.blob_key, instances.c.series_pk
+            ).where(instances.c.sop_instance_uid.in_([r.sop_instance_uid for r in records]))
+        ).all()
+        stored = {row[0]: (row[1], int(row[2])) for row in rows}
+        old_series: dict[int, int] = {}
+        for record in records:
+            found = stored.get(record.sop_instance_uid)
+            if found is None or found[0] != record.blob_key:
+                raise Conflict(
+                    f"instance {record.sop_instance_uid} changed meanwhile; nothing was changed"
+                )
+            old_series[found[1]] = old_series.get(found[1], 0) + 1
+        held: dict[int, int] = dict(
+            connection.execute(
+                sa.select(instances.c.series_pk, sa.func.count())
+                .where(instances.c.series_pk.in_(old_series))
+                .group_by(instances.c.series_pk)
+            ).all()
+        )
+        if any(held.get(pk, 0) != n for pk, n in old_series.items()):
+            raise Conflict("a series concerned received instances meanwhile; nothing was changed")
+        old_studies = set(
+            connection.execute(
+                sa.select(series.c.study_pk).where(series.c.pk.in_(old_series))
+            ).scalars()
+        )
+        parents: dict[tuple[str, str], tuple[int, int]] = {}
+        for item in pending:
+            key = (item.parsed.study_uid, item.parsed.series_uid)
+            if key not in parents:
+                parents[key] = self._upsert_parents(connection, item.parsed, update=True)
+            series_pk, _ = parents[key]
+            connection.execute(
+                sa.update(instances)
+                .where(instances.c.sop_instance_uid == item.parsed.sop_instance_uid)
+                .values(item.values | {"series_pk": series_pk})
+            )
+        for series_pk in set(old_series) | {pk for pk, _ in parents.values()}:
+            _refresh_series(connection, series_pk)
+        _remove_empty(connection, set(old_series))
+        for study_pk in old_studies | {pk for _, pk in parents.values()}:
+            _refresh_study(connection, study_pk)
+        _remove_empty(connection, set(), old_studies)
 
     # ----------------------------------------------------------------- queries
     def search(self, query: Query) -> QueryResult:
@@ -668,6 +809,14 @@ class Archive:
         return len(records)
 
 
+def _batches(
+    items: Iterable[tuple[InstanceRecord, bytes]], size: int
+) -> Iterator[list[tuple[InstanceRecord, bytes]]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
 def _refuse(outcome: StoreOutcome, refusal: Refusal) -> None:
     outcome.status, outcome.reason, outcome.message = "rejected", refusal.reason, refusal.message
 
@@ -731,9 +880,16 @@ def _dialect_insert(connection: sa.Connection) -> Any:
 
 
 def _insert_or_get(
-    connection: sa.Connection, table: sa.Table, values: dict[str, Any], keys: tuple[str, ...]
+    connection: sa.Connection,
+    table: sa.Table,
+    values: dict[str, Any],
+    keys: tuple[str, ...],
+    *,
+    update: bool = False,
+    new_only: dict[str, Any] | None = None,
 ) -> int:
-    """Insert a row unless one with the same ``keys`` exists; return its primary key.
+    """Insert a row unless one with the same ``keys`` exists (``new_only`` are values of a
+    new row only); return its primary key. With ``update``, an existing row takes ``values``.
 
     ``INSERT … ON CONFLICT DO NOTHING`` keeps concurrent writers on PostgreSQL from failing;
     on SQLite the writer already holds the database lock.
@@ -741,13 +897,42 @@ def _insert_or_get(
     where = [table.c[k] == values[k] for k in keys]
     found = connection.execute(sa.select(table.c.pk).where(*where)).scalar()
     if found is not None:
+        if update:
+            connection.execute(sa.update(table).where(table.c.pk == found).values(values))
         return int(found)
     connection.execute(
         _dialect_insert(connection)(table)
-        .values(values)
+        .values(values | (new_only or {}))
         .on_conflict_do_nothing(index_elements=keys)
     )
     return int(connection.execute(sa.select(table.c.pk).where(*where)).scalar_one())
+
+
+def _remove_empty(
+    connection: sa.Connection, series_pks: set[int], study_pks: set[int] | None = None
+) -> None:
+    """Delete the series among ``series_pks`` and the studies among ``study_pks`` that hold
+    nothing any more, then every patient without a study."""
+    instances, series, studies = schema.instances, schema.series, schema.studies
+    if series_pks:
+        connection.execute(
+            sa.delete(series).where(
+                series.c.pk.in_(series_pks),
+                ~sa.exists().where(instances.c.series_pk == series.c.pk),
+            )
+        )
+    if study_pks:
+        connection.execute(
+            sa.delete(studies).where(
+                studies.c.pk.in_(study_pks),
+                ~sa.exists().where(series.c.study_pk == studies.c.pk),
+            )
+        )
+    connection.execute(
+        sa.delete(schema.patients).where(
+            ~sa.exists().where(studies.c.patient_pk == schema.patients.c.pk)
+        )
+    )
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 Outcome = Literal["success", "failure", "denied"]
 _BATCH = 1000
 _PATIENT_CACHE = 4096
+#: how long a study's patient is trusted from the cache: study management in another worker
+#: may move a study to another patient (this process forgets at once: forget_studies)
+_PATIENT_CACHE_SECONDS = 30.0
 #: ``patient_of(study_uid)``: the Patient ID of a study the index holds, else None.
 PatientLookup = Callable[[str], str | None]
 
@@ -210,7 +214,7 @@ class AuditTrail:
         self._syslog = syslog
         self._source_id = source_id
         self._patient_of = patient_of
-        self._patients: OrderedDict[str, str] = OrderedDict()
+        self._patients: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
@@ -384,17 +388,26 @@ class AuditTrail:
             if row.get("patient_id") or not study_uid:
                 continue
             with self._checkpoint_lock:
-                found = self._patients.get(study_uid)
+                cached = self._patients.get(study_uid)
+            found = None
+            if cached is not None and time.monotonic() - cached[1] < _PATIENT_CACHE_SECONDS:
+                found = cached[0]
             if found is None:
                 found = self._patient_of(study_uid) if self._patient_of else None
                 if found is None:
                     found = self._patient_in_trail(study_uid)
                 if found is not None:  # an unknown study may arrive later: not cached
                     with self._checkpoint_lock:
-                        self._patients[study_uid] = found
+                        self._patients[study_uid] = (found, time.monotonic())
                         while len(self._patients) > _PATIENT_CACHE:
                             self._patients.popitem(last=False)
             row["patient_id"] = found
+
+    def forget_studies(self, study_uids: Iterable[str]) -> None:
+        """Drop the cached patients of these studies (study management moved them)."""
+        with self._checkpoint_lock:
+            for study_uid in study_uids:
+                self._patients.pop(study_uid, None)
 
     def _patient_in_trail(self, study_uid: str) -> str | None:
         columns = audit_events.c

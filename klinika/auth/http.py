@@ -74,6 +74,7 @@ _UID_PARAMS = {
     "study_uid": ("study_uid", "study"),
     "series_uid": ("series_uid", "series"),
     "sop_instance_uid": ("sop_instance_uid", "sop_uid", "instance_uid", "sop"),
+    "patient_id": ("patient_id",),
 }
 _QUERY_UIDS = {
     "study_uid": ("StudyInstanceUID", "0020000D", "studyUID"),

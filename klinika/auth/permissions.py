@@ -35,6 +35,9 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "dicom:annotate": frozenset({_A, _D, _O}),
     # delete studies, series, instances
     "dicom:delete": frozenset({_A}),
+    # study management: edit patient/study attributes, merge patients or studies, split or
+    # delete a series (klinika.archive.management)
+    "study:manage": frozenset({_A}),
     # C-ECHO: proves the association only, no data
     "dicom:echo": frozenset({_A, _D, _O, _M}),
     # read final reports (operators read final reports only)

@@ -97,6 +97,17 @@ class ReportService:
         with self.database.reader.connect() as connection:
             return rows.published(connection, study_uids, states, limit, offset)
 
+    def merge_refusal(self, study_uid: str) -> str | None:
+        """Why the study may not be merged into another (study management), or None: a
+        report is about one study, so a study with a report (a draft too) stays itself."""
+        state = self.statuses([study_uid]).get(study_uid)
+        if state is None:
+            return None
+        return (
+            f"study {study_uid} has a report ({state}); merge the other study into it instead, "
+            "or split its series out"
+        )
+
     def header(self, study_uid: str) -> StudyHeader:
         """The study's patient and study header, read from the index now."""
         return study_header(self.archive, study_uid)

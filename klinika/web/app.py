@@ -20,6 +20,7 @@ from klinika.web.admin import create_audit_router
 from klinika.web.csrf import OriginCheck
 from klinika.web.errors import error_response, install_error_handlers
 from klinika.web.health import create_health_router
+from klinika.web.management import create_management_router
 from klinika.web.pages import PageContext, Pages, create_pages_router
 from klinika.web.pages.context import STATIC_DIR
 from klinika.web.reports import create_reports_router
@@ -88,6 +89,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(create_reports_router(runtime.reports, guard))
     fhir = FhirService(runtime.archive, runtime.reports)
     app.include_router(create_fhir_router(fhir, settings, guard), prefix="/fhir")
+    app.include_router(create_management_router(runtime.management, guard))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     renderer = Pages(settings)
     pages = PageContext(

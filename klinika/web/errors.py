@@ -16,6 +16,7 @@ from klinika.auth.errors import (
 )
 from klinika.errors import (
     Conflict,
+    InvalidChange,
     InvalidInstance,
     InvalidQuery,
     KlinikaError,
@@ -33,6 +34,7 @@ STATUS = {
     NotFound: 404,
     InvalidQuery: 400,
     InvalidInstance: 400,
+    InvalidChange: 400,
     NotAcceptable: 406,
     UnsupportedMediaType: 415,
     StorageFull: 507,

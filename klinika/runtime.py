@@ -30,6 +30,7 @@ from klinika.observability import Metrics
 from klinika.observability.metrics import watch_pool
 from klinika.reports import Clinic, ReportService
 from klinika.storage import open_blob_store
+from klinika.workflow import Schedule
 
 
 def secure_data_dir(data_dir: Path) -> None:
@@ -57,7 +58,8 @@ def secure_data_dir(data_dir: Path) -> None:
 
 class Runtime:
     """Database (migrated to head), blob store, archive, audit trail, auth service, report
-    service, study management and the process's metrics of one installation.
+    service, study management, the workflow schedule and the process's metrics of one
+    installation.
 
     ``clock`` (seconds since the epoch) is what the auth service (sessions, login lockout) and
     the report service read the time from; tests give a clock they can move. ``prepare``
@@ -125,6 +127,7 @@ class Runtime:
         self.management = StudyManagement(
             self.archive, self.audit, merge_guards=[self.reports.merge_refusal]
         )
+        self.schedule = Schedule(self.database, self.audit, clock=clock)
 
     def close(self) -> None:
         self.audit.close()

@@ -2,9 +2,11 @@
 
 The DIMSE edge asks :func:`authorize_ae` (or :meth:`AuthService.authorize_ae`, which also
 audits refusals) before it serves C-STORE (``store``: action ``dicom:store``), C-FIND /
-C-MOVE / C-GET (``find`` / ``move`` / ``get``: ``dicom:read``) or C-ECHO (``echo``:
-``dicom:echo``). A peer's role is ``modality``; the answer is yes only if the matrix allows
-``modality`` the service's action AND the peer's own entry lists the service.
+C-MOVE / C-GET (``find`` / ``move`` / ``get``: ``dicom:read``), C-ECHO (``echo``:
+``dicom:echo``), Modality Worklist C-FIND (``worklist``: ``workflow:read``), MPPS N-CREATE /
+N-SET (``mpps``) or Storage Commitment N-ACTION (``commit``: both ``workflow:perform``).
+A peer's role is ``modality``; the answer is yes only if the matrix allows ``modality`` the
+service's action AND the peer's own entry lists the service.
 
 Secure by default, as Orthanc is since 1.9: without configuration any calling AE title from
 this machine may echo and store (:data:`LOCAL_ANY`); querying and retrieving needs a
@@ -27,6 +29,9 @@ SERVICE_ACTIONS = {
     "find": "dicom:read",
     "move": "dicom:read",
     "get": "dicom:read",
+    "worklist": "workflow:read",
+    "mpps": "workflow:perform",
+    "commit": "workflow:perform",
 }
 ALL_SERVICES = frozenset(SERVICE_ACTIONS)
 #: What any local process may do in the embedded default.

@@ -54,6 +54,12 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "audit:read": frozenset({_A}),
     # backups, restore, system maintenance
     "backup:manage": frozenset({_A}),
+    # read scheduled procedure steps: /api/worklist, the schedule page, Modality Worklist C-FIND
+    "workflow:read": frozenset({_A, _D, _O, _M}),
+    # schedule, change and cancel procedure steps (the front desk)
+    "workflow:schedule": frozenset({_A, _O}),
+    # report performed procedure steps (MPPS) and ask for storage commitment
+    "workflow:perform": frozenset({_A, _O, _M}),
 }
 
 ACTIONS = frozenset(PERMISSIONS)

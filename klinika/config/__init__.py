@@ -25,7 +25,9 @@ StorageKind = Literal["files", "s3"]
 LogFormat = Literal["text", "json"]
 LOG_STREAMS = ("stderr", "stdout", "none")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-DIMSE_SERVICES = frozenset({"echo", "store", "find", "move", "get"})
+DIMSE_SERVICES = frozenset(
+    {"echo", "store", "find", "move", "get", "worklist", "mpps", "commit"}
+)
 
 
 @dataclasses.dataclass(frozen=True)

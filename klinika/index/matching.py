@@ -11,16 +11,76 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Protocol
 
 import sqlalchemy as sa
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from sqlalchemy.sql.elements import ColumnElement
 
-from klinika.dicom.attributes import IndexedAttribute
 from klinika.errors import InvalidQuery
 
 _DATE = re.compile(r"^\d{8}$")
 _TIME = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
 _DATETIME = re.compile(r"^\d{4,14}(\.\d{1,6})?([+-]\d{4})?$")
+
+
+class Matchable(Protocol):
+    """What matching needs to know of an attribute: its keyword and VR."""
+
+    @property
+    def keyword(self) -> str: ...
+
+    @property
+    def vr(self) -> str: ...
+
+    @property
+    def is_integer(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class MatchColumn:
+    """An attribute held by a column of some other table than the index's levels (the
+    modality worklist's scheduled steps): matched with the same rules as the index.
+    ``norm`` is the case-folded column of a person name."""
+
+    keyword: str
+    column: sa.ColumnElement[Any]
+    norm: sa.ColumnElement[Any] | None = None
+
+    @cached_property
+    def vr(self) -> str:
+        tag = tag_for_keyword(self.keyword)
+        assert tag is not None, self.keyword
+        return dictionary_VR(tag)
+
+    @cached_property
+    def is_integer(self) -> bool:
+        return self.vr in {"IS", "US", "UL", "SS", "SL"}
+
+
+def match_terms(
+    columns: Mapping[str, MatchColumn], match: Mapping[str, str], *, fuzzy: bool = False
+) -> list[ColumnElement[bool]]:
+    """WHERE terms matching ``match`` (keyword -> value) against ``columns``; keys without a
+    column are return keys only (PS3.4 C.2.2.1.2: an SCP matches the keys it supports).
+
+    Raises
+    ------
+    InvalidQuery
+        When a value cannot be a match key for its attribute's VR.
+    """
+    terms = []
+    for keyword, value in match.items():
+        found = columns.get(keyword)
+        if found is None:
+            continue
+        term = condition(found.column, found, value, norm_column=found.norm, fuzzy=fuzzy)
+        if term is not None:
+            terms.append(term)
+    return terms
 
 
 def normalize_name(value: str) -> str:
@@ -65,7 +125,7 @@ def _range(
 
 def condition(
     column: sa.ColumnElement[str],
-    attribute: IndexedAttribute,
+    attribute: Matchable,
     value: str,
     *,
     norm_column: sa.ColumnElement[str] | None = None,

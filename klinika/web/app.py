@@ -27,6 +27,7 @@ from klinika.web.reports import create_reports_router
 from klinika.web.security import RequestSanity, SecurityHeaders
 from klinika.web.telemetry import Telemetry, install_state_probes
 from klinika.web.viewer import create_viewer_router
+from klinika.web.workflow import create_workflow_router
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
@@ -90,6 +91,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     fhir = FhirService(runtime.archive, runtime.reports)
     app.include_router(create_fhir_router(fhir, settings, guard), prefix="/fhir")
     app.include_router(create_management_router(runtime.management, guard))
+    app.include_router(create_workflow_router(runtime.schedule, guard))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     renderer = Pages(settings)
     pages = PageContext(

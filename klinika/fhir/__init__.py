@@ -1,10 +1,11 @@
 """The FHIR R4 edge: a read API over what the archive holds and the signed reports.
 
 Owns the ``/fhir`` routes (``CapabilityStatement``, ``Patient``, ``ImagingStudy``,
-``Endpoint``, ``DiagnosticReport``), the translation of FHIR search parameters into the ONE
-query engine's :class:`~klinika.index.query.Query` (no second query path), the resources
-built from its answers, and ``OperationOutcome`` errors. May import: archive, index, dicom,
-reports, auth, config, errors. Routes parse, call one :class:`FhirService` method, answer.
+``Endpoint``, ``DiagnosticReport``, ``ServiceRequest`` for scheduled procedure steps), the
+translation of FHIR search parameters into the ONE query engine's
+:class:`~klinika.index.query.Query` (no second query path), the resources built from its
+answers, and ``OperationOutcome`` errors. May import: archive, index, dicom, reports,
+workflow, auth, config, errors. Routes parse, call one :class:`FhirService` method, answer.
 
 Trust boundary: every search parameter and resource id arrives from the network; they are
 checked here (unknown parameters, modifiers and malformed values are refused with 400) before

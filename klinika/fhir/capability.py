@@ -36,6 +36,14 @@ SEARCH_PARAMS: dict[str, tuple[tuple[str, str], ...]] = {
         ("subject", "reference"),
         ("status", "token"),
     ),
+    "ServiceRequest": (
+        ("_id", "token"),
+        ("patient", "reference"),
+        ("subject", "reference"),
+        ("status", "token"),
+        ("occurrence", "date"),
+        ("modality", "token"),
+    ),
     "Endpoint": (),
 }
 

@@ -27,6 +27,28 @@ def patient_resource_id(patient_id: str, issuer: str | None = None) -> str:
     return _ENCODED + raw.encode("utf-8").hex()
 
 
+def text_resource_id(value: str) -> str:
+    """The resource id of a text key (a scheduled step's id), encoded as Patient IDs are."""
+    return patient_resource_id(value)
+
+
+def text_key(resource_id: str, resource_type: str) -> str:
+    """The text key a :func:`text_resource_id` names.
+
+    Raises
+    ------
+    NotFound
+        When ``resource_id`` cannot name anything.
+    """
+    try:
+        value, extra = patient_key(resource_id)
+    except NotFound as exc:
+        raise NotFound(f"{resource_type}/{resource_id[:80]} is not known") from exc
+    if extra is not None:
+        raise NotFound(f"{resource_type}/{resource_id[:80]} is not known")
+    return value
+
+
 def patient_key(resource_id: str) -> tuple[str, str | None]:
     """The (Patient ID, issuer) a Patient resource id names.
 

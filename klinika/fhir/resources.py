@@ -17,8 +17,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from klinika.fhir.ids import patient_resource_id
+from klinika.fhir.ids import patient_resource_id, text_resource_id
 from klinika.fhir.params import DICOM_MODALITY_SYSTEM, DICOM_UID_SYSTEM
+from klinika.workflow import ScheduledStep
 
 ENDPOINT_ID = "dicomweb"
 LOINC = "http://loinc.org"
@@ -339,6 +340,87 @@ def diagnostic_report(report: SignedReport) -> Json:
         resource["resultsInterpreter"] = [{"display": report.signed_by_name}]
     if report.conclusion:
         resource["conclusion"] = report.conclusion
+    return resource
+
+
+# ------------------------------------------------------------------ service request
+#: Scheduled procedure step status -> ServiceRequest.status (R4 valueset-request-status).
+REQUEST_STATUS = {
+    "SCHEDULED": "active",
+    "ARRIVED": "active",
+    "IN PROGRESS": "active",
+    "COMPLETED": "completed",
+    "DISCONTINUED": "revoked",
+}
+#: DICOM coding scheme designators (PS3.16 Table 8-1) with a FHIR system URI.
+_CODE_SYSTEMS = {
+    "SCT": "http://snomed.info/sct",
+    "LN": "http://loinc.org",
+    "DCM": DICOM_MODALITY_SYSTEM,
+}
+_IMAGING = {"system": "http://snomed.info/sct", "code": "363679005", "display": "Imaging"}
+
+
+def _pn_text(value: str) -> str:
+    parts = (value.split("^") + [""] * 5)[:5]
+    family, given, middle, prefix, suffix = (p.strip() for p in parts)
+    return " ".join(p for p in (prefix, family, given, middle, suffix) if p)
+
+
+def service_request(step: ScheduledStep) -> Json:
+    """A ServiceRequest for a scheduled procedure step (``klinika.workflow.ScheduledStep``):
+    the order the modality worklist serves.
+
+    References
+    ----------
+    FHIR R4 servicerequest.html; PS3.4 K.6.1.2 (worklist attributes).
+    """
+    details = step.details
+    subject: Json = {"reference": f"Patient/{patient_resource_id(details.patient_id)}"}
+    if details.patient_name:
+        subject["display"] = _pn_text(details.patient_name)
+    identifiers: list[Json] = [
+        {
+            "type": {"coding": [{"system": V2_0203, "code": "ACSN"}]},
+            "value": details.accession_number,
+        },
+        {"system": DICOM_UID_SYSTEM, "value": f"urn:oid:{step.study_instance_uid}"},
+    ]
+    resource: Json = {
+        "resourceType": "ServiceRequest",
+        "id": text_resource_id(details.step_id),
+        "identifier": identifiers,
+        "status": REQUEST_STATUS.get(step.status.value, "unknown"),
+        "intent": "order",
+        "category": [{"coding": [_IMAGING]}],
+        "subject": subject,
+        "authoredOn": instant(step.created_at),
+        "orderDetail": [{"coding": [_modality(details.modality)]}],
+    }
+    code: Json = {}
+    if details.procedure_code_value:
+        coding: Json = {"code": details.procedure_code_value}
+        system = _CODE_SYSTEMS.get(details.procedure_code_scheme.upper())
+        if system:
+            coding["system"] = system
+        if details.procedure_code_meaning:
+            coding["display"] = details.procedure_code_meaning
+        code["coding"] = [coding]
+    if details.requested_procedure_description:
+        code["text"] = details.requested_procedure_description
+    if code:
+        resource["code"] = code
+    started = fhir_date_time(details.start_date, details.start_time, None)
+    if started:
+        resource["occurrenceDateTime"] = started
+    if details.referring_physician:
+        resource["requester"] = {"display": _pn_text(details.referring_physician)}
+    if details.performing_physician:
+        resource["performer"] = [{"display": _pn_text(details.performing_physician)}]
+    if details.station_ae_title:
+        resource["locationCode"] = [{"text": details.station_ae_title}]
+    if details.step_description:
+        resource["note"] = [{"text": details.step_description}]
     return resource
 
 

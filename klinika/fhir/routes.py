@@ -2,9 +2,10 @@
 
 Access: ``/fhir/metadata`` is public (a client reads it to learn how to authenticate; it
 holds no patient data, R4 http.html §3.1.0.11); everything else needs a session and
-``dicom:read`` (Patient, ImagingStudy, Endpoint) or ``report:read`` (DiagnosticReport) from
-the one permission check, which records the access event; each route adds the patient and
-study it read to that event.
+``dicom:read`` (Patient, ImagingStudy, Endpoint), ``report:read`` (DiagnosticReport) or
+``workflow:read`` (ServiceRequest) from the one permission check, which records the access
+event; each route adds the patient and study it read to that event (reports and steps are
+recorded by their own services as ``report:view`` and ``workflow:read``).
 """
 
 
@@ -27,6 +28,7 @@ from klinika.fhir.service import (
     DIAGNOSTIC_REPORT_PARAMS,
     IMAGING_STUDY_PARAMS,
     PATIENT_PARAMS,
+    SERVICE_REQUEST_PARAMS,
     FhirService,
     Page,
 )
@@ -44,6 +46,7 @@ def create_fhir_router(service: FhirService, settings: Settings, guard: Guard) -
     router = APIRouter(tags=["fhir"])
     Reader = Annotated[Principal, Depends(guard("dicom:read"))]
     ReportReader = Annotated[Principal, Depends(guard("report:read"))]
+    StepReader = Annotated[Principal, Depends(guard("workflow:read"))]
 
     def origin(request: Request) -> str:
         return dicomweb_base(request, settings.public_base_url).removesuffix("/dicom-web")
@@ -133,6 +136,20 @@ def create_fhir_router(service: FhirService, settings: Settings, guard: Guard) -
         negotiate(request.headers.get("accept"), request.query_params.get("_format"))
         resource = service.diagnostic_report(
             resource_id, principal.actor, source=client_address(request), origin=origin(request)
+        )
+        return fhir_response(resource)
+
+    @router.get("/ServiceRequest", summary="Search scheduled procedure steps (orders)")
+    def search_requests(request: Request, principal: StepReader) -> Response:
+        found = search(request, SERVICE_REQUEST_PARAMS, "ServiceRequest")
+        page = service.service_requests(found, principal.actor, source=client_address(request))
+        return answer_page(request, "ServiceRequest", page, found.count, found.offset)
+
+    @router.get("/ServiceRequest/{resource_id}", summary="Read a scheduled procedure step")
+    def read_request(request: Request, resource_id: str, principal: StepReader) -> Response:
+        negotiate(request.headers.get("accept"), request.query_params.get("_format"))
+        resource = service.service_request(
+            resource_id, principal.actor, source=client_address(request)
         )
         return fhir_response(resource)
 

@@ -15,7 +15,7 @@ from klinika.audit import Actor
 from klinika.dicom.attributes import Level
 from klinika.errors import InvalidQuery, NotFound
 from klinika.fhir import resources
-from klinika.fhir.ids import patient_key, study_uid_of
+from klinika.fhir.ids import patient_key, study_uid_of, text_key
 from klinika.fhir.params import (
     DICOM_MODALITY_SYSTEM,
     DICOM_UID_SYSTEM,
@@ -28,10 +28,23 @@ from klinika.fhir.params import (
 from klinika.fhir.resources import Json, SignedReport, StudyContent, text
 from klinika.index.query import Query
 from klinika.reports import ReportService
+from klinika.workflow import Schedule, StepFilter
 
 PATIENT_PARAMS = ("_id", "identifier", "name", "family", "given", "birthdate", "gender")
 IMAGING_STUDY_PARAMS = ("_id", "patient", "subject", "identifier", "started", "modality")
 DIAGNOSTIC_REPORT_PARAMS = ("_id", "patient", "subject", "status")
+SERVICE_REQUEST_PARAMS = ("_id", "patient", "subject", "status", "occurrence", "modality")
+#: ServiceRequest.status -> the scheduled step states it stands for.
+_STEP_STATES = {
+    "active": ("SCHEDULED", "ARRIVED", "IN PROGRESS"),
+    "completed": ("COMPLETED",),
+    "revoked": ("DISCONTINUED",),
+}
+_REQUEST_STATUSES = frozenset(
+    {"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"}
+)
+#: How many steps one ServiceRequest search reads (pages are cut from them).
+MAX_STEPS = 2000
 
 _STUDY_INCLUDE = frozenset({"IssuerOfPatientID", "TimezoneOffsetFromUTC"})
 _SERIES_INCLUDE = frozenset({"BodyPartExamined", "SeriesDate", "SeriesTime"})
@@ -71,9 +84,10 @@ class _Nothing(Exception):
 class FhirService:
     """Patient, ImagingStudy and DiagnosticReport reads and searches."""
 
-    def __init__(self, archive: Archive, reports: ReportService) -> None:
+    def __init__(self, archive: Archive, reports: ReportService, schedule: Schedule) -> None:
         self.archive = archive
         self.reports = reports
+        self.schedule = schedule
 
     # ------------------------------------------------------------------ Patient
     def patient(self, resource_id: str) -> Json:
@@ -358,6 +372,93 @@ class FhirService:
                 pdf_url=f"{origin}/api/studies/{study_uid}/report/pdf?version={version.number}",
             )
         )
+
+    # ------------------------------------------------------------------ ServiceRequest
+    def service_request(self, resource_id: str, actor: Actor, *, source: str | None) -> Json:
+        """The ServiceRequest of scheduled step ``resource_id``.
+
+        Raises
+        ------
+        NotFound
+            When no step has that id.
+        """
+        step_id = text_key(resource_id, "ServiceRequest")
+        return resources.service_request(self.schedule.get(step_id, actor, source=source))
+
+    def service_requests(self, search: Search, actor: Actor, *, source: str | None) -> Page:
+        """Scheduled steps matching ``search`` (patient/subject, status, occurrence, modality,
+        _id), earliest first; at most :data:`MAX_STEPS` are read (``total`` says so)."""
+        try:
+            wanted, states, step_ids = self._step_search(search)
+        except _Nothing:
+            return Page([], 0)
+        if step_ids is not None:
+            steps = []
+            for step_id in sorted(step_ids):
+                try:
+                    steps.append(self.schedule.get(step_id, actor, source=source))
+                except NotFound:
+                    continue
+        else:
+            steps = self.schedule.search(wanted, actor, source=source)
+        steps = [
+            s
+            for s in steps
+            if s.status.value in states
+            and (not wanted.patient or s.patient_id == wanted.patient)
+            and (not wanted.modality or s.details.modality == wanted.modality)
+            and (not wanted.date_from or s.details.start_date >= wanted.date_from)
+            and (not wanted.date_to or s.details.start_date <= wanted.date_to)
+        ]
+        page = steps[search.offset : search.offset + search.count]
+        return Page(
+            [resources.service_request(s) for s in page],
+            len(steps),
+            [s.patient_id for s in page],
+        )
+
+    def _step_search(self, search: Search) -> tuple[StepFilter, set[str], set[str] | None]:
+        patient: dict[str, str] = {}
+        self._add_patient(patient, search)
+        states = {state for group in _STEP_STATES.values() for state in group}
+        for value in search.values.get("status", []):
+            system = frozenset({"http://hl7.org/fhir/request-status"})
+            codes = set(token_list("status", value, system))
+            unknown = codes - _REQUEST_STATUSES
+            if unknown:
+                raise InvalidQuery(f"status {sorted(unknown)[0][:40]!r} is not a request status")
+            states &= {state for code in codes for state in _STEP_STATES.get(code, ())}
+        if not states:
+            raise _Nothing
+        low = high = ""
+        occurrence = search.values.get("occurrence")
+        if occurrence:
+            dates = date_range("occurrence", occurrence)
+            if dates is None:
+                raise _Nothing
+            low, dash, high = dates.partition("-")
+            high = high if dash else low
+        modality = search.one("modality")
+        modalities: list[str] = []
+        if modality:
+            modalities = token_list("modality", modality, frozenset({DICOM_MODALITY_SYSTEM}))
+        if len(modalities) > 1:
+            raise InvalidQuery("modality: a list (OR) is not supported for service requests")
+        step_ids: set[str] | None = None
+        for value in search.values.get("_id", []):
+            try:
+                ids = {text_key(v, "ServiceRequest") for v in value.split(",")}
+            except NotFound as exc:
+                raise _Nothing from exc
+            step_ids = ids if step_ids is None else step_ids & ids
+        wanted = StepFilter(
+            date_from=low or "",
+            date_to=high or "",
+            modality=modalities[0] if modalities else "",
+            patient=patient.get("PatientID", ""),
+            limit=MAX_STEPS,
+        )
+        return wanted, states, step_ids
 
 
 def _study_identifiers(value: str) -> tuple[set[str] | None, str | None]:

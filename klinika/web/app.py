@@ -88,7 +88,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
     app.include_router(create_wado_uri_router(runtime.archive, guard))
     app.include_router(create_reports_router(runtime.reports, guard))
-    fhir = FhirService(runtime.archive, runtime.reports)
+    fhir = FhirService(runtime.archive, runtime.reports, runtime.schedule)
     app.include_router(create_fhir_router(fhir, settings, guard), prefix="/fhir")
     app.include_router(create_management_router(runtime.management, guard))
     app.include_router(create_workflow_router(runtime.schedule, guard))

@@ -48,7 +48,13 @@ def test_metadata_is_public_and_an_r4_capability_statement(client: TestClient) -
     statement = parsed(client.get("/fhir/metadata"), CapabilityStatement)
     assert statement.fhirVersion == "4.0.1" and statement.kind == "instance"
     served = {r.type: r for r in statement.rest[0].resource}
-    assert set(served) == {"Patient", "ImagingStudy", "DiagnosticReport", "Endpoint"}
+    assert set(served) == {
+        "Patient",
+        "ImagingStudy",
+        "DiagnosticReport",
+        "Endpoint",
+        "ServiceRequest",
+    }
     assert {p.name for p in served["ImagingStudy"].searchParam} >= {"patient", "started"}
     assert client.get("/fhir/metadata", params={"_format": "json"}).status_code == 200
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fhirclient.models.servicerequest import ServiceRequest
 
 from klinika.config import load_settings
 from klinika.errors import ConfigError
@@ -135,6 +136,10 @@ def test_orm_new_order_schedules_a_step_and_cancel_discontinues_it(hl7_site: Hl7
     assert (step["start_date"], step["start_time"]) == ("20260115", "0930")
     assert step["referring_physician"] == "Петров^Пётр"
     assert step["procedure_code_value"] == "CTCHEST"
+    # the order is a FHIR ServiceRequest too (parsed by fhirclient's R4 model)
+    fhir = hl7_site.get("/fhir/ServiceRequest", patient="HL7-ORD", status="active").json()
+    requests = [ServiceRequest(e["resource"]) for e in fhir.get("entry", [])]
+    assert "ACC-H1" in {i.value for r in requests for i in r.identifier}
     # the same order again: the accession is taken, nothing new is scheduled
     again = hl7_site.send(order("NW", accession="ACC-H1", step="SPS-H1"))
     assert again.code == "AE" and again.error_code == "205"

@@ -34,7 +34,6 @@ from klinika.fhir.service import (
 )
 
 _MEDIA_TYPE = f"{FHIR_JSON}; charset=utf-8"
-_STARTED = dt.date.today().isoformat()
 
 
 def fhir_response(resource: dict[str, Any], status_code: int = 200) -> Response:
@@ -81,7 +80,8 @@ def create_fhir_router(service: FhirService, settings: Settings, guard: Guard) -
     @router.get("/metadata", summary="The CapabilityStatement (public)")
     def metadata(request: Request) -> Response:
         negotiate(request.headers.get("accept"), request.query_params.get("_format"))
-        return fhir_response(capability_statement(origin(request) + "/fhir", _STARTED))
+        published = dt.datetime.now(dt.UTC).date().isoformat()
+        return fhir_response(capability_statement(origin(request) + "/fhir", published))
 
     @router.get("/Patient", summary="Search patients")
     def search_patients(request: Request, _principal: Reader) -> Response:

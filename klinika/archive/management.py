@@ -115,7 +115,7 @@ class StudyManagement:
         refused (that is :meth:`merge_patients`)."""
         result = ManagementResult("patient:update", patients_before=[patient_id])
         with self._recorded(result, actor, source):
-            wanted = validated(changes, PATIENT_KEYWORDS)
+            wanted = _something(validated(changes, PATIENT_KEYWORDS))
             result.changes = wanted
             key = self._patient(patient_id, issuer)
             after = PatientKey(
@@ -179,7 +179,7 @@ class StudyManagement:
         study date and time, study ID) in every instance of the study."""
         result = ManagementResult("study:update", studies=[study_uid])
         with self._recorded(result, actor, source):
-            wanted = validated(changes, STUDY_KEYWORDS)
+            wanted = _something(validated(changes, STUDY_KEYWORDS))
             result.changes = wanted
             records = self.archive.instances(study_uid)
             result.patients_before = result.patients_after = self._patients_of([study_uid])
@@ -270,6 +270,11 @@ class StudyManagement:
             result.instances = self.archive.delete(study_uid, series_uid)
             result.patients_after = result.patients_before
         return result
+
+    def attributes(self, study_uid: str) -> dict[str, str | None]:
+        """The patient and study attributes an admin may change, as the study holds them
+        (for the console's forms; not audited here, the page's access is)."""
+        return values_of(self._sample(study_uid), PATIENT_KEYWORDS + STUDY_KEYWORDS)
 
     # ----------------------------------------------------------------- helpers
     def _replace(
@@ -371,3 +376,9 @@ class StudyManagement:
             if "BulkDataURI" not in value and "InlineBinary" not in value
         }
         return Dataset.from_json(keep)
+
+
+def _something(changes: dict[str, str | None]) -> dict[str, str | None]:
+    if not changes:
+        raise InvalidChange("nothing to change")
+    return changes

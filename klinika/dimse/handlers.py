@@ -107,6 +107,7 @@ class Handlers:
             study_uid=outcome.study_uid,
             series_uid=outcome.series_uid,
             sop_instance_uid=outcome.sop_instance_uid,
+            patient_id=outcome.patient_id,
             details={"status": outcome.status, "reason": outcome.reason},
         )
         if outcome.accepted:
@@ -136,6 +137,7 @@ class Handlers:
             return
         answer = _answer_builder(event, keys, query.level, self.settings.ae_title)
         sent = 0
+        seen = _Subjects()
         try:
             match = first
             while match is not None:
@@ -143,6 +145,7 @@ class Handlers:
                     yield status.CANCEL, None
                     return
                 yield status.PENDING, answer(match)
+                seen.add(_value(match, "0020000D"), _value(match, "00100020"))
                 sent += 1
                 match = next(matches, None)
         finally:
@@ -151,7 +154,13 @@ class Handlers:
                 event,
                 "dicom:read",
                 "success",
-                details={"service": "C-FIND", "level": query.level.name, "matches": sent},
+                **seen.columns(),
+                details={
+                    "service": "C-FIND",
+                    "level": query.level.name,
+                    "matches": sent,
+                    **seen.details(),
+                },
             )
 
     # ------------------------------------------------------------------ C-MOVE
@@ -227,13 +236,15 @@ class Handlers:
                 event, "dicom:read", "failure", details={"service": service, "error": str(exc)}
             )
             return None
-        studies = sorted({r.study_uid for r in records})
+        seen = _Subjects()
+        for study_uid in sorted({r.study_uid for r in records}):
+            seen.add(study_uid, self.archive.patient_of(study_uid))
         self._record(
             event,
             "dicom:read",
             "success",
-            study_uid=studies[0] if len(studies) == 1 else None,
-            details={"service": service, "instances": len(records), "studies": studies[:20]},
+            **seen.columns(),
+            details={"service": service, "instances": len(records), **seen.details()},
         )
         return records
 
@@ -249,6 +260,39 @@ class Handlers:
                 yield status.CANCEL, None
                 return
             yield status.PENDING, prepare(self.archive, record, accepted)
+
+
+class _Subjects:
+    """The studies and patients a C-FIND answered or a retrieve sent, for its audit event:
+    the study and patient columns when there is one of each, and lists (the first 20)."""
+
+    def __init__(self) -> None:
+        self.studies: dict[str, None] = {}
+        self.patients: dict[str, None] = {}
+
+    def add(self, study_uid: str | None, patient_id: str | None) -> None:
+        if study_uid and len(self.studies) < 20:
+            self.studies[study_uid] = None
+        if patient_id and len(self.patients) < 20:
+            self.patients[patient_id] = None
+
+    def columns(self) -> dict[str, str | None]:
+        return {
+            "study_uid": next(iter(self.studies)) if len(self.studies) == 1 else None,
+            "patient_id": next(iter(self.patients)) if len(self.patients) == 1 else None,
+        }
+
+    def details(self) -> dict[str, list[str]]:
+        return {"studies": list(self.studies), "patients": list(self.patients)}
+
+
+def _value(match: dict[str, Any], tag: str) -> str | None:
+    """The first value of a tag in a DICOM JSON match, as text."""
+    values = match.get(tag, {}).get("Value")
+    if not values:
+        return None
+    first = values[0]
+    return str(first.get("Alphabetic", "")) if isinstance(first, dict) else str(first)
 
 
 class EncodedIdentifier(Dataset):

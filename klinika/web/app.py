@@ -104,6 +104,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         database=runtime.database,
         blobs=runtime.blobs,
         reports=runtime.reports,
+        management=runtime.management,
     )
     app.include_router(create_pages_router(pages))
     # last: OHIF's files and client-side routes answer the paths nobody else does

@@ -11,6 +11,7 @@ from pathlib import Path
 import pydicom
 import pytest
 import sqlalchemy as sa
+from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from klinika.archive.management import StudyManagement
@@ -21,6 +22,7 @@ from klinika.errors import Conflict, InvalidChange, NotFound
 from klinika.index import schema
 from klinika.reports import Draft
 from klinika.runtime import Runtime
+from tests.conftest import SAMPLES
 from tests.factories import make_instance
 
 ADMIN = Actor("admin", "admin")
@@ -31,6 +33,16 @@ def runtime(tmp_path: Path, database_url: str) -> Iterator[Runtime]:
     """A fresh installation (files store) on each index."""
     settings = load_settings(
         env={}, data_dir=tmp_path / "data", database_url=database_url, fsync=False
+    )
+    with Runtime(settings) as built:
+        yield built
+
+
+@pytest.fixture
+def any_store(tmp_path: Path, database_url: str, blob_env: dict[str, str]) -> Iterator[Runtime]:
+    """A fresh installation on each index and each blob store (files, S3)."""
+    settings = load_settings(
+        env=blob_env, data_dir=tmp_path / "data", database_url=database_url, fsync=False
     )
     with Runtime(settings) as built:
         yield built
@@ -90,7 +102,8 @@ def events(runtime: Runtime, action: str) -> list[dict]:
     return sorted((e.as_dict() for e in found), key=lambda e: e["seq"])
 
 
-def test_update_patient_rewrites_every_file_and_the_index_once(runtime: Runtime) -> None:
+def test_update_patient_rewrites_every_file_and_the_index_once(any_store: Runtime) -> None:
+    runtime = any_store
     first, _ = store_study(runtime, "P1", "Ivanov^Ivan", series=2, per=2, charset="ISO_IR 100")
     second, _ = store_study(runtime, "P1", "Ivanov^Ivan")
     old_keys = {r.blob_key for s in (first, second) for r in runtime.archive.instances(s)}
@@ -220,7 +233,8 @@ def test_split_series_into_a_new_study_of_another_patient(runtime: Runtime) -> N
     assert event["details"]["new_study_uid"] == new_study
 
 
-def test_merge_patients_then_delete_a_series(runtime: Runtime) -> None:
+def test_merge_patients_then_delete_a_series(any_store: Runtime) -> None:
+    runtime = any_store
     one, _ = store_study(runtime, "P1", "Smith^Jo")
     two, _ = store_study(runtime, "P1", "Smith^Jo")
     target, (_, other_series) = store_study(
@@ -262,3 +276,47 @@ def test_an_instance_arriving_meanwhile_makes_the_operation_a_conflict(
 def test_management_is_wired_to_the_report_guard(runtime: Runtime) -> None:
     assert isinstance(runtime.management, StudyManagement)
     assert runtime.reports.merge_refusal("1.2.3") is None
+
+
+SYNTAX_SAMPLES = [
+    *(
+        Path(get_testdata_file(name))  # type: ignore[arg-type]
+        for name in (
+            "CT_small.dcm",
+            "MR_small_bigendian.dcm",
+            "MR_small_implicit.dcm",
+            "JPEG2000.dcm",
+            "MR_small_RLE.dcm",
+            "image_dfl.dcm",
+        )
+    ),
+    SAMPLES / "generated" / "cyrillic_iso2022_ir_144.dcm",
+    SAMPLES / "generated" / "cyrillic_iso_ir_144.dcm",
+]
+
+
+@pytest.mark.parametrize("sample", SYNTAX_SAMPLES, ids=lambda p: p.name)
+def test_a_rewrite_keeps_the_transfer_syntax_pixel_data_and_other_text(
+    tmp_path: Path, sample: Path
+) -> None:
+    settings = load_settings(env={}, data_dir=tmp_path / "data", fsync=False)
+    with Runtime(settings) as runtime:
+        original = pydicom.dcmread(sample)
+        outcome = runtime.archive.store(sample.read_bytes())
+        assert outcome.status == "stored", outcome
+        study = str(original.StudyInstanceUID)
+        patient = runtime.archive.patient_of(study) or ""
+        runtime.management.update_patient(
+            patient, {"PatientName": "Сидоров^Пётр"}, actor=ADMIN, issuer=None
+        )
+        runtime.management.update_study(study, {"StudyDescription": "Ново"}, actor=ADMIN)
+        (record,) = runtime.archive.instances(study)
+        stored = pydicom.dcmread(io.BytesIO(runtime.archive.read(record)))
+        assert stored.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
+        assert stored.SOPInstanceUID == original.SOPInstanceUID
+        assert str(stored.PatientName) == "Сидоров^Пётр" and stored.StudyDescription == "Ново"
+        if "PixelData" in original:
+            assert stored.PixelData == original.PixelData
+        # text the change did not touch reads as before, whatever the character set became
+        for keyword in ("InstitutionName", "PatientID", "Modality"):
+            assert stored.get(keyword) == original.get(keyword), keyword

@@ -11,12 +11,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from klinika.web.csrf import require_form_token
-from klinika.web.pages import admin, export, login, reports, upload, worklist
+from klinika.web.pages import admin, export, login, reports, studies, upload, worklist
 from klinika.web.pages.context import PageContext, Pages
 
 __all__ = ["PageContext", "Pages", "create_pages_router"]
 
-PAGE_MODULES = (login, worklist, upload, export, reports, admin)
+PAGE_MODULES = (login, worklist, studies, upload, export, reports, admin)
 
 
 def create_pages_router(context: PageContext) -> APIRouter:

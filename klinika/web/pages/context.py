@@ -13,6 +13,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from klinika import __version__
 from klinika.archive import Archive
+from klinika.archive.management import StudyManagement
 from klinika.audit import AuditTrail
 from klinika.auth import AuthService
 from klinika.auth.http import Guard, scope_principal
@@ -134,3 +135,4 @@ class PageContext:
     database: Database
     blobs: BlobStore
     reports: ReportService
+    management: StudyManagement

@@ -157,6 +157,7 @@ def _worker(
             listener=listener,
             tls_listener=tls_listener,
             metrics=runtime.metrics,
+            schedule=runtime.schedule,
         )
         while not stop.wait(1.0):
             if os.getppid() != parent:  # the parent went away without telling us

@@ -101,7 +101,12 @@ def serve(
         listener = None
         if dimse and processes is None:
             listener = start_dimse_server(
-                runtime.archive, runtime.auth, runtime.audit, settings, metrics=runtime.metrics
+                runtime.archive,
+                runtime.auth,
+                runtime.audit,
+                settings,
+                metrics=runtime.metrics,
+                schedule=runtime.schedule,
             )
         if processes is not None:
             processes.supervise_in_background()
@@ -243,7 +248,12 @@ def dimse_only(ctx: click.Context) -> None:
         return
     with Runtime(settings) as runtime:
         listener = start_dimse_server(
-            runtime.archive, runtime.auth, runtime.audit, settings, metrics=runtime.metrics
+            runtime.archive,
+            runtime.auth,
+            runtime.audit,
+            settings,
+            metrics=runtime.metrics,
+            schedule=runtime.schedule,
         )
         metrics = (
             start_metrics_server(runtime.metrics, settings.metrics_host, settings.metrics_port)

@@ -22,7 +22,14 @@ from klinika.dimse.peers import admission_handler
 from klinika.dimse.sop_classes import storage_sop_classes
 from klinika.dimse.telemetry import telemetry_handlers
 from klinika.dimse.tls import TlsAssociationServer, server_tls_context
+from klinika.dimse.workflow import (
+    MODALITY_PERFORMED_PROCEDURE_STEP,
+    MODALITY_WORKLIST_FIND,
+    STORAGE_COMMITMENT_PUSH,
+    WorkflowHandlers,
+)
 from klinika.observability import Metrics
+from klinika.workflow import Schedule
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +183,12 @@ def build_ae(settings: Settings) -> AE:
     ae.add_supported_context(VERIFICATION)
     for sop_class in QUERY_RETRIEVE:
         ae.add_supported_context(sop_class, ACCEPTED_TRANSFER_SYNTAXES)
+    for sop_class in (
+        MODALITY_WORKLIST_FIND,
+        MODALITY_PERFORMED_PROCEDURE_STEP,
+        STORAGE_COMMITMENT_PUSH,
+    ):
+        ae.add_supported_context(sop_class, ACCEPTED_TRANSFER_SYNTAXES)
     # Calling AEs are admitted by klinika.dimse.peers (title and address), not by
     # ae.require_calling_aet, which checks titles only and leaves no trace of a refusal.
     return ae
@@ -225,24 +238,37 @@ def start_dimse_server(
     listener: socket.socket | None = None,
     tls_listener: socket.socket | None = None,
     metrics: Metrics | None = None,
+    schedule: Schedule | None = None,
 ) -> DimseServer:
     """Listen on ``settings.dimse_host:dimse_port`` in background threads; non-blocking.
 
     Calling AEs are admitted by :func:`klinika.dimse.peers.admission_handler`; each service
-    is then authorized by ``auth`` and audited. ``settings.dimse_port`` 0 picks a free port
-    (see :attr:`DimseServer.port`). With ``listener`` (and ``tls_listener`` for DICOM TLS,
-    from :func:`listening_socket`), this process accepts from those shared sockets instead,
-    next to the other DIMSE processes.
+    is then authorized by ``auth`` and audited. ``schedule`` serves the workflow SCPs
+    (worklist, MPPS, storage commitment); one on ``archive``'s database when not given.
+    ``settings.dimse_port`` 0 picks a free port (see :attr:`DimseServer.port`). With
+    ``listener`` (and ``tls_listener`` for DICOM TLS, from :func:`listening_socket`), this
+    process accepts from those shared sockets instead, next to the other DIMSE processes.
     """
     send_encoded_answers_as_they_are()
     handlers = Handlers(archive, auth, audit, settings)
+    schedule = schedule or Schedule(archive.database, audit)
+    workflow = WorkflowHandlers(schedule, auth, audit, settings)
+
+    def find(event: evt.Event) -> Any:
+        """Modality Worklist queries to the workflow handlers, the others to Q/R."""
+        if str(event.request.AffectedSOPClassUID) == MODALITY_WORKLIST_FIND:
+            return workflow.worklist(event)
+        return handlers.find(event)
     ae = build_ae(settings)
     evt_handlers: list[Any] = [
         (evt.EVT_CONN_OPEN, set_nodelay),
         (evt.EVT_REQUESTED, admission_handler(auth, audit, settings.ae_title)),
         (evt.EVT_C_ECHO, handlers.echo),
         (evt.EVT_C_STORE, handlers.store),
-        (evt.EVT_C_FIND, handlers.find),
+        (evt.EVT_C_FIND, find),
+        (evt.EVT_N_CREATE, workflow.create_performed),
+        (evt.EVT_N_SET, workflow.set_performed),
+        (evt.EVT_N_ACTION, workflow.commit),
         (evt.EVT_C_MOVE, handlers.move),
         (evt.EVT_C_GET, handlers.get),
         *telemetry_handlers(metrics or Metrics()),  # metrics and the DIMSE access log

@@ -105,6 +105,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         blobs=runtime.blobs,
         reports=runtime.reports,
         management=runtime.management,
+        schedule=runtime.schedule,
     )
     app.include_router(create_pages_router(pages))
     # last: OHIF's files and client-side routes answer the paths nobody else does

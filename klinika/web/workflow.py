@@ -61,6 +61,8 @@ def create_workflow_router(schedule: Schedule, guard: Guard) -> APIRouter:
         station: Annotated[str, Query(max_length=16)] = "",
         status: Annotated[StepStatus | None, Query()] = None,
         patient: Annotated[str, Query(max_length=64, description="id or name")] = "",
+        patient_id: Annotated[str, Query(max_length=64, description="exactly")] = "",
+        accession: Annotated[str, Query(max_length=16)] = "",
         limit: Annotated[int, Query(ge=1, le=2000)] = 500,
     ) -> list[dict[str, Any]]:
         wanted = StepFilter(
@@ -70,6 +72,8 @@ def create_workflow_router(schedule: Schedule, guard: Guard) -> APIRouter:
             station_ae_title=station,
             status=status.value if status else "",
             patient=patient,
+            patient_id=patient_id,
+            accession_number=accession,
             limit=limit,
         )
         steps = schedule.search(wanted, principal.actor, source=client_address(request))

@@ -18,6 +18,7 @@ from klinika.workflow.errors import (
     UnknownPerformedStep,
     UnknownStep,
 )
+from klinika.workflow.items import worklist_item
 from klinika.workflow.records import PerformedStep, ScheduledStep, StepDetails, StepStatus
 from klinika.workflow.service import (
     WORKLIST_COLUMNS,
@@ -44,4 +45,5 @@ __all__ = [
     "StepStatus",
     "UnknownPerformedStep",
     "UnknownStep",
+    "worklist_item",
 ]

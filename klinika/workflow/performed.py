@@ -145,7 +145,9 @@ def create(connection: sa.Connection, uid: str, attributes: Dataset, now: int) -
 
 def update(connection: sa.Connection, uid: str, modifications: Dataset, now: int) -> Outcome:
     """Apply an N-SET to the MPPS ``uid``; a final status reaches its scheduled step."""
-    row = connection.execute(sa.select(performed_steps).where(_P.sop_instance_uid == uid)).first()
+    row = connection.execute(
+        sa.select(performed_steps).where(_P.sop_instance_uid == uid).with_for_update()
+    ).first()  # locked (PostgreSQL) so that two N-SETs cannot both pass the state check
     if row is None:
         raise UnknownPerformedStep(f"no MPPS {uid}")
     if row.status in _FINAL:

@@ -72,7 +72,8 @@ _NAMES = {"patient_name", "performing_physician", "referring_physician"}
 @dataclass(frozen=True)
 class StepFilter:
     """A front desk's view: a date range (``YYYYMMDD``, inclusive), and optional modality,
-    station, status and patient (id or name, PN matching)."""
+    station, status, patient (id or name, PN matching), exact patient id and accession
+    number (what an order interface looks a step up by)."""
 
     date_from: str = ""
     date_to: str = ""
@@ -80,6 +81,8 @@ class StepFilter:
     station_ae_title: str = ""
     status: str = ""
     patient: str = ""
+    patient_id: str = ""
+    accession_number: str = ""
     limit: int = 500
 
 
@@ -270,6 +273,10 @@ class Schedule:
             match["ScheduledStationAETitle"] = wanted.station_ae_title
         if wanted.status:
             match["ScheduledProcedureStepStatus"] = wanted.status
+        if wanted.patient_id:
+            match["PatientID"] = wanted.patient_id
+        if wanted.accession_number:
+            match["AccessionNumber"] = wanted.accession_number
         terms = match_terms(WORKLIST_COLUMNS, match)
         if wanted.patient:
             name = WORKLIST_COLUMNS["PatientName"]

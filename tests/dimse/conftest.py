@@ -117,7 +117,9 @@ def local_dimse(data_dir: Path, **settings: Any) -> Iterator[LocalDimse]:
     runtime = Runtime(
         load_settings(env={}, data_dir=data_dir, dimse_port=0, fsync=False, **settings)
     )
-    listener = start_dimse_server(runtime.archive, runtime.auth, runtime.audit, runtime.settings)
+    listener = start_dimse_server(
+        runtime.archive, runtime.auth, runtime.audit, runtime.settings, schedule=runtime.schedule
+    )
     try:
         yield LocalDimse(runtime, listener)
     finally:

@@ -31,6 +31,11 @@ def test_front_desk_schedules_changes_and_cancels_a_step(site: Installation) -> 
     assert later.json() == []
     by_name = client.get("/api/worklist", params={"patient": "иванова"}, headers=operator).json()
     assert [s["step_id"] for s in by_name] == [step_id]
+    accession = {"accession": step["accession_number"], "patient_id": "PAT-17"}
+    by_order = client.get("/api/worklist", params=accession, headers=operator).json()
+    assert [s["step_id"] for s in by_order] == [step_id]
+    other = client.get("/api/worklist", params={"patient_id": "PAT-1"}, headers=operator).json()
+    assert other == []
 
     changed = client.put(
         f"/api/worklist/{step_id}",

@@ -1,4 +1,4 @@
-"""The server-rendered pages (Jinja2): login, worklist, upload, export, reports, admin console.
+"""The server-rendered pages (Jinja2): login, worklist, schedule, upload, export, reports, admin.
 
 Each page module exposes ``create_router(context: PageContext) -> APIRouter``; routes declare
 their action with ``Depends(context.guard(...))`` like every other route, and templates ask
@@ -11,12 +11,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from klinika.web.csrf import require_form_token
-from klinika.web.pages import admin, export, login, reports, studies, upload, worklist
+from klinika.web.pages import admin, export, login, reports, schedule, studies, upload, worklist
 from klinika.web.pages.context import PageContext, Pages
 
 __all__ = ["PageContext", "Pages", "create_pages_router"]
 
-PAGE_MODULES = (login, worklist, studies, upload, export, reports, admin)
+PAGE_MODULES = (login, worklist, schedule, studies, upload, export, reports, admin)
 
 
 def create_pages_router(context: PageContext) -> APIRouter:

@@ -25,6 +25,7 @@ from klinika.i18n import LANGUAGE_NAMES, LANGUAGES, N_, negotiate, translator
 from klinika.reports import ReportService
 from klinika.storage import BlobStore
 from klinika.web.csrf import form_token, keep_form_token
+from klinika.workflow import Schedule
 
 STATIC_DIR = Path(__file__).parent / "static"
 #: The cookie that remembers an explicit language choice (readable by our scripts).
@@ -136,3 +137,4 @@ class PageContext:
     blobs: BlobStore
     reports: ReportService
     management: StudyManagement
+    schedule: Schedule

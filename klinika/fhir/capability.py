@@ -40,6 +40,7 @@ SEARCH_PARAMS: dict[str, tuple[tuple[str, str], ...]] = {
         ("_id", "token"),
         ("patient", "reference"),
         ("subject", "reference"),
+        ("identifier", "token"),
         ("status", "token"),
         ("occurrence", "date"),
         ("modality", "token"),

@@ -33,7 +33,15 @@ from klinika.workflow import Schedule, StepFilter
 PATIENT_PARAMS = ("_id", "identifier", "name", "family", "given", "birthdate", "gender")
 IMAGING_STUDY_PARAMS = ("_id", "patient", "subject", "identifier", "started", "modality")
 DIAGNOSTIC_REPORT_PARAMS = ("_id", "patient", "subject", "status")
-SERVICE_REQUEST_PARAMS = ("_id", "patient", "subject", "status", "occurrence", "modality")
+SERVICE_REQUEST_PARAMS = (
+    "_id",
+    "patient",
+    "subject",
+    "identifier",
+    "status",
+    "occurrence",
+    "modality",
+)
 #: ServiceRequest.status -> the scheduled step states it stands for.
 _STEP_STATES = {
     "active": ("SCHEDULED", "ARRIVED", "IN PROGRESS"),
@@ -405,7 +413,6 @@ class FhirService:
             s
             for s in steps
             if s.status.value in states
-            and (not wanted.patient or s.patient_id == wanted.patient)
             and (not wanted.modality or s.details.modality == wanted.modality)
             and (not wanted.date_from or s.details.start_date >= wanted.date_from)
             and (not wanted.date_to or s.details.start_date <= wanted.date_to)
@@ -416,6 +423,19 @@ class FhirService:
             len(steps),
             [s.patient_id for s in page],
         )
+
+    @staticmethod
+    def _accession(search: Search) -> str:
+        """The accession number of a ServiceRequest ``identifier`` (any system, one value)."""
+        identifier = search.one("identifier")
+        if identifier is None:
+            return ""
+        if "," in identifier:
+            raise InvalidQuery("identifier: a list (OR) is not supported for service requests")
+        value = token(identifier)[1]
+        if not value or any(c in value for c in "*?\\"):
+            raise InvalidQuery("identifier: an accession number, without * ? or \\")
+        return value
 
     def _step_search(self, search: Search) -> tuple[StepFilter, set[str], set[str] | None]:
         patient: dict[str, str] = {}
@@ -455,7 +475,8 @@ class FhirService:
             date_from=low or "",
             date_to=high or "",
             modality=modalities[0] if modalities else "",
-            patient=patient.get("PatientID", ""),
+            patient_id=patient.get("PatientID", ""),
+            accession_number=self._accession(search),
             limit=MAX_STEPS,
         )
         return wanted, states, step_ids

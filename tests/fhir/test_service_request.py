@@ -74,6 +74,8 @@ def test_service_requests_are_searched_by_status_occurrence_and_modality(
     assert found(occurrence="ge2026-04") == [second]
     assert found(occurrence=["ge2026-03-01", "lt2026-03-02"]) == [first]
     assert found(modality="MR") == [second]
+    assert found(identifier="ACC-SR3") == [second]
+    assert found(identifier="http://hospital/acc|ACC-SR2", patient="RU-0042") == [first]
     assert found(_id=first) == [first]
     assert found(patient="Patient/DE-7") == []
     assert site.client.get("/fhir/ServiceRequest?status=nice", headers=headers).status_code == 400

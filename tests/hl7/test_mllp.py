@@ -231,3 +231,13 @@ def test_the_listener_needs_the_senders_named() -> None:
         load_settings(env={}, hl7_port=2575)
     settings = load_settings(env={}, hl7_port=2575, hl7_senders="HIS@HOSP RIS")
     assert settings.hl7_allowed_senders == (("HIS", "HOSP"), ("RIS", "*"))
+
+
+def test_a_refused_sender_is_recorded_with_why(hl7_site: Hl7Site) -> None:
+    ident = control_id()
+    ack = hl7_site.send(msh("ADT^A08", sender="MALLORY", ident=ident) + "\rPID|1||HL7-X||A^B")
+    assert (ack.code, ack.control_id) == ("AR", ident)
+    found = events(hl7_site, action="hl7:message", outcome="denied")
+    mine = [e for e in found if e["details"].get("control_id") == ident]
+    assert mine and mine[0]["actor"] == "MALLORY@HOSPITAL"
+    assert "hl7_senders" in mine[0]["details"]["error"]

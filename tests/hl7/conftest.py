@@ -15,6 +15,7 @@ from pydicom.uid import generate_uid
 
 from tests.conftest import LiveServer, free_port, port_open, start_server, wait_until
 from tests.dicomweb.conftest import stow
+from tests.dimse.conftest import TEST_SCU
 from tests.factories import make_instance
 
 _IDS = count(1)
@@ -107,7 +108,11 @@ def hl7_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hl7Site]:
     port = free_port()
     server = start_server(
         tmp_path_factory.mktemp("hl7") / "data",
-        extra_env={"KLINIKA_HL7_PORT": str(port), "KLINIKA_HL7_SENDERS": "HIS@HOSPITAL, RIS"},
+        extra_env={
+            "KLINIKA_HL7_PORT": str(port),
+            "KLINIKA_HL7_SENDERS": "HIS@HOSPITAL, RIS",
+            "KLINIKA_MODALITIES": TEST_SCU,  # C-FIND checks what an update changed
+        },
     )
     wait_until(lambda: port_open(port), 30, message="the HL7 listener did not open")
     yield Hl7Site(server, port)

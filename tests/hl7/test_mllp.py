@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 from fhirclient.models.servicerequest import ServiceRequest
+from pydicom.dataset import Dataset
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FIND
 
 from klinika.config import load_settings
 from klinika.errors import ConfigError
+from tests.dimse.conftest import associate
 from tests.hl7.conftest import Hl7Site, control_id, msh, store_patient
 
 
@@ -26,6 +29,25 @@ def patient_name(site: Hl7Site, patient_id: str) -> str | None:
 def metadata_names(site: Hl7Site, study_uid: str) -> set[str]:
     instances = site.get(f"/dicom-web/studies/{study_uid}/metadata").json()
     return {i["00100010"]["Value"][0]["Alphabetic"] for i in instances}
+
+
+def c_find_names(site: Hl7Site, patient_id: str) -> list[str]:
+    """Patient names a Study Root C-FIND (pynetdicom) answers for ``patient_id``."""
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.PatientID = patient_id
+    query.PatientName = ""
+    query.StudyInstanceUID = ""
+    assoc = associate(int(site.server.env["KLINIKA_DIMSE_PORT"]), FIND)
+    try:
+        answers = [
+            str(found.PatientName)
+            for status, found in assoc.send_c_find(query, FIND)
+            if status and status.Status in (0xFF00, 0xFF01)
+        ]
+    finally:
+        assoc.release()
+    return answers
 
 
 def events(site: Hl7Site, **filters: str) -> list[dict[str, Any]]:
@@ -51,6 +73,7 @@ def test_a08_updates_the_patient_everywhere_and_is_audited(hl7_site: Hl7Site) ->
     assert (ack.code, ack.control_id) == ("AA", ident)
     assert patient_name(hl7_site, "HL7-A08") == "Смирнова^Анна^Игоревна"
     assert metadata_names(hl7_site, study_uid) == {"Смирнова^Анна^Игоревна"}
+    assert c_find_names(hl7_site, "HL7-A08") == ["Смирнова^Анна^Игоревна"]
     study = hl7_site.get("/dicom-web/studies", PatientID="HL7-A08").json()[0]
     assert study["00100030"]["Value"] == ["19851224"] and study["00100040"]["Value"] == ["F"]
     found = events(hl7_site, action="patient:update", patient_id="HL7-A08")
@@ -85,6 +108,8 @@ def test_a40_merges_the_prior_patient_into_the_surviving_one(hl7_site: Hl7Site) 
     )
     assert ack.code == "AA", ack.text
     assert patient_name(hl7_site, "HL7-OLD") is None
+    assert c_find_names(hl7_site, "HL7-OLD") == []
+    assert c_find_names(hl7_site, "HL7-KEEP") == ["Keep^Patient", "Keep^Patient"]
     studies = hl7_site.get("/dicom-web/studies", PatientID="HL7-KEEP").json()
     assert {s["0020000D"]["Value"][0] for s in studies} == {prior, surviving}
     assert metadata_names(hl7_site, prior) == {"Keep^Patient"}

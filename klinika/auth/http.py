@@ -50,6 +50,8 @@ PUBLIC_PATHS = frozenset(
         "/language",
         "/manifest.json",
         "/favicon.ico",
+        # FHIR's CapabilityStatement: how to authenticate, what is served; no patient data
+        "/fhir/metadata",
     }
 )
 #: Path prefixes reachable without a session: our pages' CSS and JS (no patient data).
@@ -57,7 +59,7 @@ PUBLIC_PREFIXES = ("/static/",)
 #: Where a browser without a session is sent when it navigates to a page.
 LOGIN_PAGE = "/login"
 #: Machine interfaces: they answer 401, never a redirect to the login page.
-_API_PREFIXES = ("/api/", "/dicom-web", "/wado")
+_API_PREFIXES = ("/api/", "/dicom-web", "/wado", "/fhir")
 
 #: Actions whose every allowed request leaves an access event (denials are always recorded).
 AUDITED_ACTIONS = frozenset(
@@ -328,7 +330,7 @@ class SessionGate:
         *,
         auth: AuthService,
         audit: AuditTrail,
-        on_error: Callable[[KlinikaError], Response],
+        on_error: Callable[[KlinikaError, str], Response],
         public_paths: frozenset[str] = PUBLIC_PATHS,
         public_prefixes: tuple[str, ...] = PUBLIC_PREFIXES,
     ) -> None:
@@ -365,7 +367,7 @@ class SessionGate:
                 if _wants_page(scope, path):
                     await _login_redirect(scope, path)(scope, receive, send)
                 else:
-                    await self.on_error(exc)(scope, receive, send)
+                    await self.on_error(exc, path)(scope, receive, send)
                 return
         pending: list[_Access] = []
         scope[_PENDING] = pending

@@ -2,7 +2,8 @@
 
 Human roles are ``admin``, ``doctor`` and ``operator`` (design.md, "Roles"). ``modality`` is the
 role of a known DICOM application entity (the DIMSE principal); what one AE may do is further
-narrowed by its own entry in the known-AE list (:mod:`klinika.auth.peers`).
+narrowed by its own entry in the known-AE list (:mod:`klinika.auth.peers`). ``interface`` is
+the role of an HL7 sender (HIS/RIS) named in the ``hl7_senders`` setting.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ class Role(StrEnum):
     DOCTOR = "doctor"
     OPERATOR = "operator"
     MODALITY = "modality"
+    INTERFACE = "interface"
 
 
 #: Roles a user account can have (``modality`` is for DICOM peers only).
 USER_ROLES = (Role.ADMIN, Role.DOCTOR, Role.OPERATOR)
 
 _A, _D, _O, _M = Role.ADMIN, Role.DOCTOR, Role.OPERATOR, Role.MODALITY
+_I = Role.INTERFACE
 
 #: action -> roles allowed to do it. Edit here and nowhere else.
 PERMISSIONS: dict[str, frozenset[Role]] = {
@@ -38,6 +41,9 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     # study management: edit patient/study attributes, merge patients or studies, split or
     # delete a series (klinika.archive.management)
     "study:manage": frozenset({_A}),
+    # patient demographics and merges sent by the hospital's information system (HL7 ADT
+    # A08 / A40), through the same study management path
+    "patient:sync": frozenset({_I}),
     # C-ECHO: proves the association only, no data
     "dicom:echo": frozenset({_A, _D, _O, _M}),
     # put labels on studies and take them off (the worklist filters by them)
@@ -59,7 +65,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     # read scheduled procedure steps: /api/worklist, the schedule page, Modality Worklist C-FIND
     "workflow:read": frozenset({_A, _D, _O, _M}),
     # schedule, change and cancel procedure steps (the front desk)
-    "workflow:schedule": frozenset({_A, _O}),
+    "workflow:schedule": frozenset({_A, _O, _I}),
     # report performed procedure steps (MPPS) and ask for storage commitment
     "workflow:perform": frozenset({_A, _O, _M}),
     # DICOM nodes in the console: add, edit, remove, test (C-ECHO)

@@ -22,6 +22,7 @@ from klinika.errors import ConfigError
 
 if TYPE_CHECKING:
     from klinika.cli.dimse_processes import DimseProcesses
+    from klinika.hl7 import Hl7Listener
     from klinika.runtime import Runtime
 
 
@@ -140,7 +141,8 @@ def _multiprocess_metrics(settings: Settings) -> None:
 @contextlib.contextmanager
 def _operations(settings: Settings, runtime: Runtime) -> Iterator[None]:
     """What a serving process runs beside its listener: the backup scheduler, the
-    installation's metric probes and, with ``metrics_port``, the metrics listener."""
+    installation's metric probes, with ``metrics_port`` the metrics listener and with
+    ``hl7_port`` the HL7 MLLP listener (once per installation, whatever the workers)."""
     from klinika.backup.schedule import start_backup_scheduler
     from klinika.observability import start_metrics_server
     from klinika.web.telemetry import install_state_probes
@@ -173,13 +175,36 @@ def _operations(settings: Settings, runtime: Runtime) -> Iterator[None]:
         runtime.metrics.backups.labels("success" if ok else "failure").inc()
 
     scheduler = start_backup_scheduler(settings, runtime.audit, on_backup=counted)
+    hl7 = _start_hl7(settings, runtime) if settings.hl7_port else None
     try:
         yield
     finally:
+        if hl7 is not None:
+            hl7.shutdown()
         if scheduler is not None:
             scheduler.stop()
         if server is not None:
             server.shutdown()
+
+
+def _start_hl7(settings: Settings, runtime: Runtime) -> Hl7Listener:
+    """The HL7 v2 MLLP listener on ``hl7_host:hl7_port``, applying what ``hl7_senders`` send."""
+    from klinika.hl7 import Hl7Listener, Hl7Service
+
+    service = Hl7Service(
+        runtime.archive,
+        runtime.management,
+        runtime.schedule,
+        runtime.audit,
+        senders=settings.hl7_allowed_senders,
+        application=settings.ae_title,
+    )
+    try:
+        return Hl7Listener(service, settings.hl7_host, settings.hl7_port).start()
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen for HL7 on {settings.hl7_host}:{settings.hl7_port}: {exc}"
+        ) from exc
 
 
 def _start_dimse_processes(settings: Settings) -> DimseProcesses | None:

@@ -215,6 +215,12 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
     metrics_token: str = dataclasses.field(default="", repr=False)
+    # HL7 v2 over MLLP (off unless a port is set; the host as the other listeners): the
+    # senders whose messages are applied, written APP@FACILITY (FACILITY * or left out: any
+    # facility), separated by commas or spaces; required when the port is set
+    hl7_host: str = "127.0.0.1"
+    hl7_port: int = 0
+    hl7_senders: str = ""
     # clinic branding (pages, report PDF header)
     clinic_name: str = "Klinika"
     clinic_address: str = ""
@@ -295,6 +301,13 @@ class Settings:
             raise ConfigError("log_max_bytes must be at least 1024 and log_backups at least 1")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"metrics_port must be a TCP port, not {self.metrics_port}")
+        if not 0 <= self.hl7_port <= 65535:
+            raise ConfigError(f"hl7_port must be a TCP port, not {self.hl7_port}")
+        if self.hl7_port and not self.hl7_allowed_senders:
+            raise ConfigError(
+                "hl7_senders must name the sending applications (APP@FACILITY) whose messages "
+                "are applied when hl7_port is set"
+            )
         if self.metrics_token and len(self.metrics_token) < 16:
             raise ConfigError("metrics_token must be at least 16 characters long")
         if self.backup_rpo_minutes <= 0 or self.backup_verify_days <= 0:
@@ -314,6 +327,20 @@ class Settings:
             raise ConfigError("s3_retry_seconds must not be negative")
         if self.s3_multipart_mb < 5:
             raise ConfigError("s3_multipart_mb must be at least 5 (S3's smallest part)")
+
+    @property
+    def hl7_allowed_senders(self) -> tuple[tuple[str, str], ...]:
+        """``hl7_senders`` as (application, facility) pairs; facility ``*`` means any."""
+        pairs = []
+        for entry in re.split(r"[\s,;]+", self.hl7_senders.strip()):
+            if not entry:
+                continue
+            application, _, facility = entry.partition("@")
+            if not application.strip():
+                raise ConfigError(f"hl7_senders: {entry!r} names no application (APP@FACILITY)")
+            pairs.append((application.strip(), facility.strip() or "*"))
+        return tuple(pairs)
+
 
     @property
     def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

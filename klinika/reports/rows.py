@@ -130,3 +130,43 @@ def states(connection: sa.Connection, study_uids: list[str]) -> dict[str, str]:
         .order_by(reports.c.study_instance_uid, report_versions.c.number)
     )
     return {uid: version_state(n, status) for uid, n, status in connection.execute(statement)}
+
+
+def published(
+    connection: sa.Connection,
+    study_uids: list[str] | None,
+    states: frozenset[str],
+    limit: int,
+    offset: int,
+) -> tuple[list[str], int]:
+    """Studies whose report has a signed version whose state (``final``: the first signed
+    version is the newest signed one; ``amended``: a later one is) is in ``states``, newest
+    signature first; of ``study_uids`` only, when given. Returns a page and the total."""
+    newest = (
+        sa.select(
+            reports.c.study_instance_uid.label("study_uid"),
+            sa.func.max(report_versions.c.number).label("number"),
+            sa.func.max(report_versions.c.signed_at).label("signed_at"),
+        )
+        .join(report_versions, report_versions.c.report_pk == reports.c.pk)
+        .where(report_versions.c.status == "final")
+        .group_by(reports.c.study_instance_uid)
+    )
+    if study_uids is not None:
+        newest = newest.where(reports.c.study_instance_uid.in_(study_uids))
+    signed = newest.subquery()
+    wanted = []
+    if "final" in states:
+        wanted.append(signed.c.number == 1)
+    if "amended" in states:
+        wanted.append(signed.c.number > 1)
+    where = sa.or_(*wanted) if wanted else sa.false()
+    total = connection.execute(sa.select(sa.func.count()).select_from(signed).where(where))
+    page = connection.execute(
+        sa.select(signed.c.study_uid)
+        .where(where)
+        .order_by(signed.c.signed_at.desc(), signed.c.study_uid)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(page.scalars()), int(total.scalar_one())

@@ -80,6 +80,23 @@ class ReportService:
         with self.database.reader.connect() as connection:
             return rows.states(connection, study_uids)
 
+    def published(
+        self,
+        study_uids: list[str] | None = None,
+        *,
+        states: frozenset[str] = frozenset({"final", "amended"}),
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[str], int]:
+        """Studies with a signed report in one of ``states`` (of the newest signed version),
+        newest signature first, of ``study_uids`` only when given: a page and the total.
+        Not audited: it names studies, not report content (reading one is, via
+        :meth:`current`)."""
+        if study_uids is not None and not study_uids:
+            return [], 0
+        with self.database.reader.connect() as connection:
+            return rows.published(connection, study_uids, states, limit, offset)
+
     def merge_refusal(self, study_uid: str) -> str | None:
         """Why the study may not be merged into another (study management), or None: a
         report is about one study, so a study with a report (a draft too) stays itself."""

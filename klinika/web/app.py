@@ -14,6 +14,7 @@ from klinika.auth.http import PUBLIC_PATHS, Guard, SessionGate
 from klinika.auth.routes import create_auth_router
 from klinika.config import Settings
 from klinika.dicomweb import create_dicomweb_router, create_wado_uri_router
+from klinika.fhir import FhirService, create_fhir_router
 from klinika.runtime import Runtime
 from klinika.web.admin import create_audit_router
 from klinika.web.csrf import OriginCheck
@@ -87,6 +88,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
     app.include_router(create_wado_uri_router(runtime.archive, guard))
     app.include_router(create_reports_router(runtime.reports, guard))
+    fhir = FhirService(runtime.archive, runtime.reports, runtime.schedule)
+    app.include_router(create_fhir_router(fhir, settings, guard), prefix="/fhir")
     app.include_router(create_management_router(runtime.management, guard))
     app.include_router(create_workflow_router(runtime.schedule, guard))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

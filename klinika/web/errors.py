@@ -29,6 +29,8 @@ from klinika.errors import (
     StorageUnavailable,
     UnsupportedMediaType,
 )
+from klinika.fhir import is_fhir_path, operation_outcome
+from klinika.fhir.outcome import FHIR_JSON, ReadOnly
 from klinika.i18n import N_, translator
 from klinika.web.pages.context import ROLE_LABELS, Pages, request_language
 from klinika.web.pages.labels import ACTION_LABELS
@@ -52,6 +54,7 @@ STATUS = {
     InvalidNode: 400,
     UserExists: 409,
     Conflict: 409,
+    ReadOnly: 405,
 }
 
 
@@ -61,21 +64,29 @@ def status_of(exc: KlinikaError) -> int:
     return next((STATUS[kind] for kind in type(exc).__mro__ if kind in STATUS), 500)
 
 
-def error_response(exc: KlinikaError) -> JSONResponse:
-    """The HTTP answer for a domain error: its status, ``{"error": message}``, and the
-    headers the status calls for (``WWW-Authenticate`` on 401, ``Retry-After`` on 429)."""
+def error_response(exc: KlinikaError, path: str = "") -> JSONResponse:
+    """The HTTP answer for a domain error: its status, ``{"error": message}`` (under
+    ``/fhir``: an OperationOutcome), and the headers the status calls for
+    (``WWW-Authenticate`` on 401, ``Retry-After`` on 429)."""
     status = status_of(exc)
     headers: dict[str, str] = {}
     if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="klinika"'
     if isinstance(exc, LoginThrottled):
         headers["Retry-After"] = str(max(exc.retry_after, 1))
+    if is_fhir_path(path):
+        return JSONResponse(
+            operation_outcome(status, str(exc)),
+            status_code=status,
+            headers=headers,
+            media_type=FHIR_JSON,
+        )
     return JSONResponse({"error": str(exc)}, status_code=status, headers=headers)
 
 
 #: Where a user whose password must change is sent when they navigate to a page.
 PASSWORD_PAGE = "/account/password"
-_MACHINE_PREFIXES = ("/api/", "/dicom-web", "/wado")
+_MACHINE_PREFIXES = ("/api/", "/dicom-web", "/wado", "/fhir")
 
 
 def _is_page(request: Request) -> bool:
@@ -127,6 +138,6 @@ def install_error_handlers(app: FastAPI, pages: Pages | None = None) -> None:
             page = page_error(pages, request, exc)
             if page is not None:
                 return page
-        return error_response(exc)
+        return error_response(exc, request.url.path)
 
     app.add_exception_handler(KlinikaError, handle)

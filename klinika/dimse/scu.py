@@ -25,7 +25,7 @@ from pynetdicom.sop_class import (
 
 from klinika.archive import Archive
 from klinika.config import RemoteAE, Settings
-from klinika.dimse.handlers import set_nodelay
+from klinika.dimse.handlers import connection_opened
 from klinika.dimse.retrieve import Accepted, prepare, proposed_contexts, send_instance
 from klinika.errors import KlinikaError
 
@@ -56,7 +56,7 @@ def _association(
         peer.host,
         peer.port,
         ae_title=peer.title,
-        evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)],
+        evt_handlers=[(evt.EVT_CONN_OPEN, connection_opened)],
         tls_args=(tls, peer.host) if tls is not None else None,
     )
     if not assoc.is_established:

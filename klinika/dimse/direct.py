@@ -34,7 +34,13 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pynetdicom import _config, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import _RQ_TO_MESSAGE, _RSP_TO_MESSAGE, DIMSEServiceProvider
-from pynetdicom.dimse_messages import _COMMAND_SET_KEYWORDS, _DATASET_KEYWORDS, _MESSAGE_TYPES
+from pynetdicom.dimse_messages import (
+    _COMMAND_SET_KEYWORDS,
+    _DATASET_KEYWORDS,
+    _MESSAGE_TYPES,
+    C_STORE_RSP,
+)
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import encode
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import P_DATA_TF
@@ -141,6 +147,57 @@ def encode_command(primitive: Any, message_name: str) -> tuple[bytes, Command] |
     return header + content, Command(values)
 
 
+#: The elements a plain C-STORE-RSP carries (PS3.7 9.3.1.2), by element number of group 0000.
+_STORE_RESPONSE = {
+    0x0000: "CommandGroupLength",
+    0x0002: "AffectedSOPClassUID",
+    0x0100: "CommandField",
+    0x0120: "MessageIDBeingRespondedTo",
+    0x0800: "CommandDataSetType",
+    0x0900: "Status",
+    0x1000: "AffectedSOPInstanceUID",
+}
+
+
+def decode_store_response(command: bytes | memoryview) -> tuple[C_STORE, Command] | None:
+    """A C-STORE-RSP command set (Implicit VR Little Endian) as pynetdicom's primitive, read
+    without pydicom; None for anything else or anything unusual (an error comment, an
+    offending element), which pynetdicom decodes itself."""
+    view = memoryview(command)
+    values: dict[str, Any] = {}
+    offset = 0
+    while offset < len(view):
+        if offset + 8 > len(view):
+            return None
+        group, element, length = _ELEMENT.unpack_from(view, offset)
+        offset += 8
+        keyword = _STORE_RESPONSE.get(element) if group == 0 else None
+        if keyword is None or offset + length > len(view):
+            return None
+        raw = view[offset : offset + length]
+        offset += length
+        if keyword in ("AffectedSOPClassUID", "AffectedSOPInstanceUID"):
+            values[keyword] = bytes(raw).rstrip(b"\0 ").decode("ascii", "replace")
+        elif length == 2:
+            values[keyword] = _US.unpack(raw)[0]
+        elif length == 4 and keyword == "CommandGroupLength":
+            values[keyword] = _UL.unpack(raw)[0]
+        else:
+            return None
+    if values.get("CommandField") != 0x8001 or values.get("CommandDataSetType") != 0x0101:
+        return None
+    if "Status" not in values or "MessageIDBeingRespondedTo" not in values:
+        return None
+    response = C_STORE()
+    response.MessageIDBeingRespondedTo = values["MessageIDBeingRespondedTo"]
+    response.Status = values["Status"]
+    if values.get("AffectedSOPClassUID"):
+        response.AffectedSOPClassUID = values["AffectedSOPClassUID"]
+    if values.get("AffectedSOPInstanceUID"):
+        response.AffectedSOPInstanceUID = values["AffectedSOPInstanceUID"]
+    return response, Command(values)
+
+
 def frame(payload: bytes | memoryview, context_id: int, last_flag: int, max_pdu: int) -> list[Any]:
     """``payload`` as P-DATA-TF PDUs of at most ``max_pdu`` bytes (0: one PDU), one PDV
     each: a list of header bytes and memoryview slices, in order."""
@@ -233,6 +290,25 @@ class DirectDimse(DIMSEServiceProvider):
                     _write(dul, raw, pieces)
                     return
         _write(dul, raw, pieces)
+
+
+    def receive_primitive(self, primitive: Any) -> None:
+        """A C-STORE-RSP in one PDV (what a retrieve's sub-operations get back) is read
+        without pydicom; every other message goes to pynetdicom."""
+        items = primitive.presentation_data_value_list
+        if self.message is None and len(items) == 1 and items[0][1][0] & 0x03 == 0x03:
+            context_id, data = items[0]
+            decoded = decode_store_response(memoryview(data)[1:])
+            if decoded is not None:
+                response, command_set = decoded
+                message = C_STORE_RSP.__new__(C_STORE_RSP)
+                message.command_set = command_set  # type: ignore[assignment]
+                message.context_id = context_id
+                message.data_set = None
+                evt.trigger(self.assoc, evt.EVT_DIMSE_RECV, {"message": message})
+                self.msg_queue.put((context_id, response))
+                return
+        super().receive_primitive(primitive)
 
 
 def _drained(dul: DirectDul) -> bool:

@@ -13,7 +13,7 @@ from pynetdicom.dimse import _RQ_TO_MESSAGE, _RSP_TO_MESSAGE
 from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_GET, C_MOVE, C_STORE
 from pynetdicom.dsutils import encode
 
-from klinika.dimse.direct import encode_command, frame
+from klinika.dimse.direct import decode_store_response, encode_command, frame
 
 
 def _store_request() -> C_STORE:
@@ -119,3 +119,28 @@ def test_framing_follows_the_peers_maximum_pdu_length() -> None:
     assert [header for header, _ in fragments] == [0x00, 0x02]
     assert b"".join(data for _, data in fragments) == payload
     assert len(b"".join(frame(payload, 1, 0x03, 0))) == len(payload) + 12  # unlimited: one PDU
+
+
+def test_a_store_response_is_read_as_pynetdicom_reads_it() -> None:
+    response = _store_response()
+    response.Status = 0xB000
+    encoded, _ = encode_command(response, "C_STORE_RSP") or (b"", None)
+    decoded = decode_store_response(encoded)
+    assert decoded is not None
+    primitive, command = decoded
+    message = _RSP_TO_MESSAGE[C_STORE]()
+    message.primitive_to_message(response)
+    assert encode(message.command_set, True, True) == encoded
+    for keyword in ("MessageIDBeingRespondedTo", "Status", "AffectedSOPClassUID"):
+        assert getattr(primitive, keyword) == getattr(response, keyword)
+    assert primitive.AffectedSOPInstanceUID == "1.2.3.4.5"
+    assert command.Status == 0xB000 and primitive.is_valid_response
+
+
+def test_a_store_response_with_more_is_left_to_pynetdicom() -> None:
+    response = _store_response()
+    response.Status = 0xA700
+    response.ErrorComment = "disk full"
+    encoded, _ = encode_command(response, "C_STORE_RSP") or (b"", None)
+    assert encoded and decode_store_response(encoded) is None
+    assert decode_store_response(encoded[:-3]) is None  # truncated

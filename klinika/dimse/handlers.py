@@ -25,6 +25,7 @@ from klinika.config import RemoteAE, Settings
 from klinika.dicom.attributes import Level
 from klinika.dicom.part10 import file_meta_prefix
 from klinika.dimse import status
+from klinika.dimse.direct import install
 from klinika.dimse.identifiers import answer_bytes, answer_dataset, identifier_query
 from klinika.dimse.peers import calling_peer
 from klinika.dimse.retrieve import Accepted, adopt, prepare, proposed_contexts
@@ -195,7 +196,7 @@ class Handlers:
         sub_association: list[Association] = []
 
         def opened(opened_event: events.Event) -> None:
-            set_nodelay(opened_event)
+            connection_opened(opened_event)
             sub_association.append(adopt(opened_event.assoc))
 
         # pynetdicom reads these options only after the sub-operation count: the contexts
@@ -376,6 +377,13 @@ def received_part10(event: events.Event) -> bytes:
     with cast(io.BytesIO, request.DataSet).getbuffer() as received:
         return b"".join((prefix, received))
 
+
+
+def connection_opened(event: events.Event) -> None:
+    """``EVT_CONN_OPEN`` of every association of ours: ``TCP_NODELAY``, and DIMSE messages
+    written to the socket directly (:mod:`klinika.dimse.direct`)."""
+    set_nodelay(event)
+    install(event.assoc)
 
 
 def set_nodelay(event: events.Event) -> None:

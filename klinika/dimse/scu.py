@@ -27,7 +27,7 @@ from pynetdicom.sop_class import (
 
 from klinika.archive import Archive, InstanceRecord
 from klinika.config import RemoteAE, Settings
-from klinika.dimse.handlers import received_part10, set_nodelay
+from klinika.dimse.handlers import connection_opened, received_part10
 from klinika.dimse.retrieve import (
     MAX_CONTEXTS,
     Accepted,
@@ -84,7 +84,7 @@ def _association(
         peer.port,
         ae_title=peer.title,
         ext_neg=ext_neg,
-        evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay), *(handlers or [])],
+        evt_handlers=[(evt.EVT_CONN_OPEN, connection_opened), *(handlers or [])],
         tls_args=(tls, peer.host) if tls is not None else None,
     )
     if not assoc.is_established:

@@ -17,7 +17,7 @@ from klinika.archive import Archive
 from klinika.audit import AuditTrail
 from klinika.auth import AuthService
 from klinika.config import Settings
-from klinika.dimse.handlers import EncodedIdentifier, Handlers, set_nodelay
+from klinika.dimse.handlers import EncodedIdentifier, Handlers, connection_opened
 from klinika.dimse.peers import admission_handler
 from klinika.dimse.sop_classes import storage_sop_classes
 from klinika.dimse.telemetry import telemetry_handlers
@@ -261,7 +261,7 @@ def start_dimse_server(
         return handlers.find(event)
     ae = build_ae(settings)
     evt_handlers: list[Any] = [
-        (evt.EVT_CONN_OPEN, set_nodelay),
+        (evt.EVT_CONN_OPEN, connection_opened),
         (evt.EVT_REQUESTED, admission_handler(auth, audit, settings.ae_title)),
         (evt.EVT_C_ECHO, handlers.echo),
         (evt.EVT_C_STORE, handlers.store),

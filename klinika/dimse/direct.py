@@ -1,0 +1,348 @@
+"""DIMSE messages written to the socket in one call, not one DUL hand-off per P-DATA PDU.
+
+pynetdicom cuts every message into P-DATA primitives of the peer's maximum PDU length and
+queues each for its DUL thread, which wakes (it polls every 1 ms), runs the state machine,
+builds a ``P_DATA_TF`` object, encodes it by concatenating bytes and sends it, copying the
+rest of the buffer on every partial ``send``. A 512 KB CT slice to a DCMTK peer (16 KB PDUs)
+is 33 such hops. Here the message is framed into P-DATA-TF PDUs (PS3.8 9.3.5) with
+``struct`` and sent with one ``sendall`` from the thread that sends the message.
+
+This is safe because the socket is full duplex (the DUL thread keeps reading from it) and
+writes never interleave: every PDU the DUL thread writes goes through :meth:`DirectDul._send`
+under the same lock, and a message is written directly only when every P-DATA queued for the
+DUL thread before it is on the wire (so messages stay in order) and the association is
+established (state Sta6). Otherwise, and on TLS sockets (an ``SSLSocket`` must not be read
+and written from two threads), pynetdicom's own path is taken.
+
+References
+----------
+PS3.8 9.3.5 (P-DATA-TF PDU), PS3.8 E.2 (message control header), PS3.7 6.3.1 (command set
+encoded Implicit VR Little Endian).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import ssl
+import struct
+import threading
+import time
+from typing import Any, cast
+
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pynetdicom import _config, evt
+from pynetdicom.association import Association
+from pynetdicom.dimse import _RQ_TO_MESSAGE, _RSP_TO_MESSAGE, DIMSEServiceProvider
+from pynetdicom.dimse_messages import (
+    _COMMAND_SET_KEYWORDS,
+    _DATASET_KEYWORDS,
+    _MESSAGE_TYPES,
+    C_STORE_RSP,
+)
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import encode
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu import P_DATA_TF
+from pynetdicom.pdu_primitives import P_DATA
+
+log = logging.getLogger(__name__)
+
+#: PDU type 04H, reserved, PDU length; PDV item length, context ID, message control header.
+_HEADER = struct.Struct(">BBLLBB")
+#: Bytes of a PDV item counted in the peer's maximum PDU length besides its data.
+_PDV_OVERHEAD = 6
+#: How long a direct write waits for P-DATA queued earlier to leave (then pynetdicom's path).
+_DRAIN_TIMEOUT = 5.0
+#: Message control headers (PS3.8 E.2): command or data set, last fragment or not.
+_COMMAND, _COMMAND_LAST, _DATA, _DATA_LAST = 0x01, 0x03, 0x00, 0x02
+
+
+_ELEMENT = struct.Struct("<HHL")
+_US = struct.Struct("<H")
+_UL = struct.Struct("<L")
+#: Command field of each message class (PS3.7 E.1).
+_COMMAND_FIELDS = {cls.__name__: field for field, (_, cls) in _MESSAGE_TYPES.items()}
+#: The command elements of each message class: (element number, VR, keyword) in tag order,
+#: without the three we compute (group length, command field, data set type).
+def _layout(keywords: tuple[str, ...]) -> list[tuple[int, str, str]]:
+    layout = []
+    for keyword in keywords:
+        if keyword in ("CommandGroupLength", "CommandField", "CommandDataSetType"):
+            continue
+        tag = tag_for_keyword(keyword)
+        assert tag is not None, keyword
+        layout.append((tag & 0xFFFF, dictionary_VR(tag), keyword))
+    return sorted(layout)
+
+
+_LAYOUTS = {
+    name.replace("-", "_"): _layout(keywords) for name, keywords in _COMMAND_SET_KEYWORDS.items()
+}
+
+
+class Command:
+    """The command set of a message sent directly, as telemetry reads it (attributes by
+    keyword), standing in for pynetdicom's pydicom ``Dataset``."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+def _value(vr: str, value: Any) -> bytes | None:
+    """One command element's value, encoded and padded; None for what only pydicom should
+    encode (multi-valued AT, non-ASCII text, anything unexpected)."""
+    if vr == "US" and isinstance(value, int) and 0 <= value <= 0xFFFF:
+        return _US.pack(value)
+    if vr == "UL" and isinstance(value, int) and 0 <= value <= 0xFFFFFFFF:
+        return _UL.pack(value)
+    if vr in ("UI", "AE", "LO") and isinstance(value, str) and value.isascii():
+        raw = value.encode()
+        if len(raw) % 2:
+            raw += b"\0" if vr == "UI" else b" "
+        return raw
+    return None
+
+
+def encode_command(primitive: Any, message_name: str) -> tuple[bytes, Command] | None:
+    """The command set of ``primitive`` sent as ``message_name`` (e.g. ``C_STORE_RQ``),
+    encoded Implicit VR Little Endian with its group length (PS3.7 6.3.1, E.1): the bytes
+    pynetdicom's ``primitive_to_message`` and pydicom would produce, or None when a value
+    needs pydicom."""
+    layout = _LAYOUTS.get(message_name)
+    if layout is None:
+        return None
+    if getattr(primitive, "_dataset_path", None) is not None:  # a file to send: pynetdicom's
+        return None
+    dataset_keyword = _DATASET_KEYWORDS.get(message_name)
+    data = getattr(primitive, dataset_keyword, None) if dataset_keyword else None
+    if data is not None and not isinstance(data, io.BytesIO):
+        return None
+    has_data = data is not None  # as pynetdicom decides it, even for an empty one
+    values: dict[str, Any] = {
+        "CommandField": _COMMAND_FIELDS[message_name],
+        "CommandDataSetType": 0x0001 if has_data else 0x0101,
+    }
+    elements: list[tuple[int, str, Any]] = [
+        (0x0100, "US", values["CommandField"]),
+        (0x0800, "US", values["CommandDataSetType"]),
+    ]
+    for element, vr, keyword in layout:
+        value = getattr(primitive, keyword, None)
+        if value is None:
+            continue
+        values[keyword] = value
+        elements.append((element, vr, value))
+    elements.sort(key=lambda item: item[0])
+    body = []
+    for element, vr, value in elements:
+        encoded = _value(vr, value)
+        if encoded is None:
+            return None
+        body.append(_ELEMENT.pack(0x0000, element, len(encoded)))
+        body.append(encoded)
+    content = b"".join(body)
+    header = _ELEMENT.pack(0x0000, 0x0000, 4) + _UL.pack(len(content))
+    values["CommandGroupLength"] = len(content)
+    return header + content, Command(values)
+
+
+#: The elements a plain C-STORE-RSP carries (PS3.7 9.3.1.2), by element number of group 0000.
+_STORE_RESPONSE = {
+    0x0000: "CommandGroupLength",
+    0x0002: "AffectedSOPClassUID",
+    0x0100: "CommandField",
+    0x0120: "MessageIDBeingRespondedTo",
+    0x0800: "CommandDataSetType",
+    0x0900: "Status",
+    0x1000: "AffectedSOPInstanceUID",
+}
+
+
+def decode_store_response(command: bytes | memoryview) -> tuple[C_STORE, Command] | None:
+    """A C-STORE-RSP command set (Implicit VR Little Endian) as pynetdicom's primitive, read
+    without pydicom; None for anything else or anything unusual (an error comment, an
+    offending element), which pynetdicom decodes itself."""
+    view = memoryview(command)
+    values: dict[str, Any] = {}
+    offset = 0
+    while offset < len(view):
+        if offset + 8 > len(view):
+            return None
+        group, element, length = _ELEMENT.unpack_from(view, offset)
+        offset += 8
+        keyword = _STORE_RESPONSE.get(element) if group == 0 else None
+        if keyword is None or offset + length > len(view):
+            return None
+        raw = view[offset : offset + length]
+        offset += length
+        if keyword in ("AffectedSOPClassUID", "AffectedSOPInstanceUID"):
+            values[keyword] = bytes(raw).rstrip(b"\0 ").decode("ascii", "replace")
+        elif length == 2:
+            values[keyword] = _US.unpack(raw)[0]
+        elif length == 4 and keyword == "CommandGroupLength":
+            values[keyword] = _UL.unpack(raw)[0]
+        else:
+            return None
+    if values.get("CommandField") != 0x8001 or values.get("CommandDataSetType") != 0x0101:
+        return None
+    if "Status" not in values or "MessageIDBeingRespondedTo" not in values:
+        return None
+    response = C_STORE()
+    response.MessageIDBeingRespondedTo = values["MessageIDBeingRespondedTo"]
+    response.Status = values["Status"]
+    if values.get("AffectedSOPClassUID"):
+        response.AffectedSOPClassUID = values["AffectedSOPClassUID"]
+    if values.get("AffectedSOPInstanceUID"):
+        response.AffectedSOPInstanceUID = values["AffectedSOPInstanceUID"]
+    return response, Command(values)
+
+
+def frame(payload: bytes | memoryview, context_id: int, last_flag: int, max_pdu: int) -> list[Any]:
+    """``payload`` as P-DATA-TF PDUs of at most ``max_pdu`` bytes (0: one PDU), one PDV
+    each: a list of header bytes and memoryview slices, in order."""
+    view = memoryview(payload)
+    size = len(view)
+    step = size if max_pdu == 0 else max(1, max_pdu - _PDV_OVERHEAD)
+    pieces: list[Any] = []
+    start = 0
+    while True:
+        end = min(start + step, size)
+        flag = last_flag if end >= size else last_flag & 0x01
+        length = end - start + 2
+        pieces.append(_HEADER.pack(0x04, 0, length + 4, length, context_id, flag))
+        pieces.append(view[start:end])
+        if end >= size:
+            return pieces
+        start = end
+
+
+class DirectDul(DULServiceProvider):
+    """pynetdicom's DUL thread, counting the P-DATA it is given and writing under a lock
+    shared with :class:`DirectDimse` (state set by :func:`install`)."""
+
+    klinika_write_lock: threading.Lock
+    klinika_queued: int
+    klinika_sent: int
+
+    def send_pdu(self, primitive: Any) -> None:
+        if isinstance(primitive, P_DATA):
+            self.klinika_queued += 1
+        super().send_pdu(primitive)
+
+    def _send(self, pdu: Any) -> None:
+        with self.klinika_write_lock:
+            super()._send(pdu)
+        if isinstance(pdu, P_DATA_TF):
+            self.klinika_sent += 1
+
+
+class DirectDimse(DIMSEServiceProvider):
+    """pynetdicom's DIMSE provider whose ``send_msg`` writes the framed message itself."""
+
+    def send_msg(self, primitive: Any, context_id: int) -> None:
+        dul = self.dul
+        raw = dul.socket.socket if dul.socket is not None else None
+        if (
+            not isinstance(dul, DirectDul)
+            or raw is None
+            or isinstance(raw, ssl.SSLSocket)
+            or dul.state_machine.current_state != "Sta6"
+            or not _drained(dul)
+        ):
+            super().send_msg(primitive, context_id)
+            return
+        if primitive.MessageIDBeingRespondedTo is None:
+            message_class = _RQ_TO_MESSAGE[primitive.__class__]
+        else:
+            message_class = _RSP_TO_MESSAGE[primitive.__class__]
+        max_pdu = self.maximum_pdu_size
+        fast = (
+            encode_command(primitive, message_class.__name__)
+            if _config.LOG_HANDLER_LEVEL == "none"  # pynetdicom's own log handlers want more
+            else None
+        )
+        if fast is not None:
+            command, command_set = fast
+            # What EVT_DIMSE_SENT handlers read: the class, the command set by keyword.
+            message = message_class.__new__(message_class)
+            message.command_set = command_set  # type: ignore[assignment]
+            message.context_id = context_id
+            dataset_keyword = _DATASET_KEYWORDS.get(message_class.__name__)
+            message.data_set = getattr(primitive, dataset_keyword) if dataset_keyword else None
+            evt.trigger(self.assoc, evt.EVT_DIMSE_SENT, {"message": message})
+        else:
+            message = message_class()
+            message.primitive_to_message(primitive)
+            message.context_id = context_id
+            evt.trigger(self.assoc, evt.EVT_DIMSE_SENT, {"message": message})
+            if getattr(message, "_data_set_path", None) is not None:  # a file given to send
+                for pdata in message.encode_msg(context_id, max_pdu):
+                    dul.send_pdu(pdata)
+                return
+            command = cast(bytes, encode(message.command_set, True, True))
+        pieces = frame(command, context_id, _COMMAND_LAST, max_pdu)
+        data_set = message.data_set
+        if data_set is not None:
+            with data_set.getbuffer() as body:
+                if len(body):
+                    pieces += frame(body, context_id, _DATA_LAST, max_pdu)
+                    _write(dul, raw, pieces)
+                    return
+        _write(dul, raw, pieces)
+
+
+    def receive_primitive(self, primitive: Any) -> None:
+        """A C-STORE-RSP in one PDV (what a retrieve's sub-operations get back) is read
+        without pydicom; every other message goes to pynetdicom."""
+        items = primitive.presentation_data_value_list
+        if self.message is None and len(items) == 1 and items[0][1][0] & 0x03 == 0x03:
+            context_id, data = items[0]
+            decoded = decode_store_response(memoryview(data)[1:])
+            if decoded is not None:
+                response, command_set = decoded
+                message = C_STORE_RSP.__new__(C_STORE_RSP)
+                message.command_set = command_set  # type: ignore[assignment]
+                message.context_id = context_id
+                message.data_set = None
+                evt.trigger(self.assoc, evt.EVT_DIMSE_RECV, {"message": message})
+                self.msg_queue.put((context_id, response))
+                return
+        super().receive_primitive(primitive)
+
+
+def _drained(dul: DirectDul) -> bool:
+    """Whether every P-DATA queued for the DUL thread has been written (waits a little)."""
+    if dul.klinika_sent >= dul.klinika_queued:
+        return True
+    deadline = time.monotonic() + _DRAIN_TIMEOUT
+    while dul.klinika_sent < dul.klinika_queued:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.0002)
+    return True
+
+
+def _write(dul: DirectDul, raw: Any, pieces: list[Any]) -> None:
+    """Send ``pieces`` in one write; a broken connection is the DUL's to notice (Evt17)."""
+    data = b"".join(pieces)
+    try:
+        with dul.klinika_write_lock:
+            raw.sendall(data)
+    except OSError:
+        log.info("the connection closed while sending a DIMSE message")
+        dul.event_queue.put("Evt17")
+
+
+def install(assoc: Association) -> Association:
+    """Make ``assoc`` send its DIMSE messages directly (idempotent). Call it before the
+    association sends any P-DATA, e.g. on ``EVT_CONN_OPEN``."""
+    dul = assoc.dul
+    if not isinstance(dul, DirectDul):
+        dul.klinika_write_lock = threading.Lock()  # type: ignore[attr-defined]
+        dul.klinika_queued = 0  # type: ignore[attr-defined]
+        dul.klinika_sent = 0  # type: ignore[attr-defined]
+        dul.__class__ = DirectDul
+    if not isinstance(assoc.dimse, DirectDimse):
+        assoc.dimse.__class__ = DirectDimse
+    return assoc

@@ -314,6 +314,31 @@ def compose_instances(
     return out
 
 
+JSON_METADATA = "application/dicom+json"
+XML_METADATA = "application/dicom+xml"
+
+
+def compose_metadata_parts(
+    parts: list[tuple[str, bytes]], bulk: Mapping[str, list[BulkPart]]
+) -> list[Composed]:
+    """The instances of a STOW-RS request's metadata parts, ``(media type, bytes)`` each:
+    an ``application/dicom+json`` part holds one data set or an array of them, an
+    ``application/dicom+xml`` part one PS3.19 document. A part that cannot be read is one
+    failure; each of its data sets otherwise succeeds or fails on its own."""
+    out: list[Composed] = []
+    for media_type, payload in parts:
+        try:
+            if media_type == JSON_METADATA:
+                documents = parse_json_metadata(payload)
+            else:
+                documents = [native_xml_to_json(payload)]
+        except InvalidInstance as exc:
+            out.append(Composed(None, exc))
+            continue
+        out.extend(compose_instances(documents, bulk))
+    return out
+
+
 def _first(document: Mapping[str, Any], tag: str) -> str | None:
     element = document.get(tag)
     values = element.get("Value") if isinstance(element, dict) else None

@@ -95,6 +95,12 @@ def native_xml_to_json(payload: bytes) -> dict[str, Any]:
         root = ElementTree.fromstring(payload)
     except ElementTree.ParseError as exc:
         raise InvalidInstance(f"the XML metadata is not well-formed: {exc}", "unreadable") from exc
+    namespace = root.tag[1:].split("}", 1)[0] if root.tag.startswith("{") else None
+    if namespace not in (None, NATIVE_NAMESPACE):
+        raise InvalidInstance(
+            f"the XML root is in namespace {namespace!r}, not the Native DICOM Model's",
+            "unreadable",
+        )
     if _local(root.tag) != "NativeDicomModel":
         raise InvalidInstance(
             f"the XML root is <{_local(root.tag)}>, not <NativeDicomModel> (PS3.19 A.1)",

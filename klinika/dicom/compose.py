@@ -95,6 +95,12 @@ def native_xml_to_json(payload: bytes) -> dict[str, Any]:
         root = ElementTree.fromstring(payload)
     except ElementTree.ParseError as exc:
         raise InvalidInstance(f"the XML metadata is not well-formed: {exc}", "unreadable") from exc
+    namespace = root.tag[1:].split("}", 1)[0] if root.tag.startswith("{") else None
+    if namespace not in (None, NATIVE_NAMESPACE):
+        raise InvalidInstance(
+            f"the XML root is in namespace {namespace!r}, not the Native DICOM Model's",
+            "unreadable",
+        )
     if _local(root.tag) != "NativeDicomModel":
         raise InvalidInstance(
             f"the XML root is <{_local(root.tag)}>, not <NativeDicomModel> (PS3.19 A.1)",
@@ -311,6 +317,31 @@ def compose_instances(
             out.append(
                 Composed(None, exc, _first(document, "00080016"), _first(document, "00080018"))
             )
+    return out
+
+
+JSON_METADATA = "application/dicom+json"
+XML_METADATA = "application/dicom+xml"
+
+
+def compose_metadata_parts(
+    parts: list[tuple[str, bytes]], bulk: Mapping[str, list[BulkPart]]
+) -> list[Composed]:
+    """The instances of a STOW-RS request's metadata parts, ``(media type, bytes)`` each:
+    an ``application/dicom+json`` part holds one data set or an array of them, an
+    ``application/dicom+xml`` part one PS3.19 document. A part that cannot be read is one
+    failure; each of its data sets otherwise succeeds or fails on its own."""
+    out: list[Composed] = []
+    for media_type, payload in parts:
+        try:
+            if media_type == JSON_METADATA:
+                documents = parse_json_metadata(payload)
+            else:
+                documents = [native_xml_to_json(payload)]
+        except InvalidInstance as exc:
+            out.append(Composed(None, exc))
+            continue
+        out.extend(compose_instances(documents, bulk))
     return out
 
 

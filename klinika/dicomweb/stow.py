@@ -13,16 +13,11 @@ from klinika.auth.http import note_access
 from klinika.auth.models import Principal
 from klinika.auth.permissions import is_allowed
 from klinika.config import Settings
-from klinika.dicom.compose import (
-    BulkPart,
-    compose_instances,
-    native_xml_to_json,
-    parse_json_metadata,
-)
+from klinika.dicom.compose import BulkPart, compose_metadata_parts
 from klinika.dicomweb.common import Guard, dicomweb_base, json_bytes, json_response
 from klinika.dicomweb.multipart import BodyPart, MultipartReader
 from klinika.dicomweb.negotiation import parse_accept
-from klinika.errors import InvalidInstance, RequestTooLarge, UnsupportedMediaType
+from klinika.errors import RequestTooLarge, UnsupportedMediaType
 
 BATCH = 32
 _DICOM = "application/dicom"
@@ -115,31 +110,19 @@ def _compose(
 ) -> list[bytes | StoreOutcome]:
     """The Part-10 instances of the metadata parts, or a rejected outcome for each data set
     (or part) that cannot become one (PS3.18 §10.5.3: missing bulk data is a failure)."""
-    out: list[bytes | StoreOutcome] = []
-    for part in metadata:
-        try:
-            if part.media_type == _JSON:
-                documents = parse_json_metadata(part.data)
-            else:
-                documents = [native_xml_to_json(part.data)]
-        except InvalidInstance as exc:
-            out.append(StoreOutcome("rejected", reason=exc.reason, message=str(exc)))
-            continue
-        for item in compose_instances(documents, bulk):
-            if item.part10 is not None:
-                out.append(item.part10)
-            else:
-                error = item.error
-                out.append(
-                    StoreOutcome(
-                        "rejected",
-                        sop_class_uid=item.sop_class_uid,
-                        sop_instance_uid=item.sop_instance_uid,
-                        reason=error.reason if error else "unreadable",
-                        message=str(error),
-                    )
-                )
-    return out
+    composed = compose_metadata_parts([(p.media_type, p.data) for p in metadata], bulk)
+    return [
+        item.part10
+        if item.part10 is not None
+        else StoreOutcome(
+            "rejected",
+            sop_class_uid=item.sop_class_uid,
+            sop_instance_uid=item.sop_instance_uid,
+            reason=item.error.reason if item.error else "unreadable",
+            message=str(item.error),
+        )
+        for item in composed
+    ]
 
 
 def warning_header(outcomes: list[StoreOutcome]) -> dict[str, str]:

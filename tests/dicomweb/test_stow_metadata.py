@@ -205,8 +205,9 @@ def test_native_dicom_model_xml_with_bulk_data_parts(server: LiveServer, tmp_pat
         b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><NativeDicomModel/>',
         b"<Other/>",
         b"<NativeDicomModel><DicomAttribute",
+        b'<NativeDicomModel xmlns="http://example.org/other"/>',
     ],
-    ids=["bad-tag", "dtd", "wrong-root", "not-well-formed"],
+    ids=["bad-tag", "dtd", "wrong-root", "not-well-formed", "other-namespace"],
 )
 def test_malformed_xml_is_refused_with_a_reason(server: LiveServer, xml: bytes) -> None:
     response = post(

@@ -8,8 +8,8 @@ Revises: 0005
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_session_activity"
-down_revision = "0005"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

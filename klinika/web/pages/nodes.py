@@ -29,8 +29,8 @@ SERVICE_LABELS = {
     "echo": N_("Echo (C-ECHO)"),
     "store": N_("Store to us (C-STORE)"),
     "find": N_("Query us (C-FIND)"),
-    "move": N_("Retrieve by C-MOVE"),
-    "get": N_("Retrieve by C-GET"),
+    "move": N_("Retrieve from us (C-MOVE)"),
+    "get": N_("Retrieve from us (C-GET)"),
 }
 RETRIEVE_LABELS = {"move": N_("C-MOVE to us"), "get": N_("C-GET")}
 #: The remote query form: field -> study-level key.

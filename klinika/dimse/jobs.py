@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: Jobs one process runs at the same time; the others wait their turn (state ``queued``).
 CONCURRENT_JOBS = 2
+#: How often a running job writes its progress to the index (seconds).
+PROGRESS_SECONDS = 0.5
 #: The study-level keys a remote query asks for (and shows).
 STUDY_KEYS = (
     "PatientName",
@@ -375,8 +377,14 @@ class Jobs:
         study_uid: str,
         source: str | None,
     ) -> None:
+        written = [0.0]
+
         def progress(done: int, total: int) -> None:
-            self._update(job.job_id, done=done, total=max(total, done))
+            # at most every PROGRESS_SECONDS: a 3,000-slice study is not 3,000 index writes
+            now = time.monotonic()
+            if now - written[0] >= PROGRESS_SECONDS or done >= total:
+                written[0] = now
+                self._update(job.job_id, done=done, total=max(total, done))
 
         def run() -> None:
             with self._slots:

@@ -29,8 +29,8 @@ SERVICE_LABELS = {
     "echo": N_("Echo (C-ECHO)"),
     "store": N_("Store to us (C-STORE)"),
     "find": N_("Query us (C-FIND)"),
-    "move": N_("Retrieve by C-MOVE"),
-    "get": N_("Retrieve by C-GET"),
+    "move": N_("Retrieve from us (C-MOVE)"),
+    "get": N_("Retrieve from us (C-GET)"),
 }
 RETRIEVE_LABELS = {"move": N_("C-MOVE to us"), "get": N_("C-GET")}
 #: The remote query form: field -> study-level key.
@@ -49,7 +49,6 @@ def create_router(context: PageContext) -> APIRouter:
     Manager = Annotated[Principal, Depends(context.guard("node:manage"))]
     Sender = Annotated[Principal, Depends(context.guard("dicom:send"))]
     Retriever = Annotated[Principal, Depends(context.guard("dicom:retrieve"))]
-    Reader = Annotated[Principal, Depends(context.guard("dicom:read"))]
 
     def nodes_page(request: Request, status_code: int = 200, **values: Any) -> Response:
         return pages.render(
@@ -102,7 +101,19 @@ def create_router(context: PageContext) -> APIRouter:
             return nodes_page(request, status_code=400, error=str(exc), typed=typed)
         return RedirectResponse(f"/admin/nodes?saved={node.title}", status_code=303)
 
-    @router.post("/admin/nodes/{node_id:int}")
+    @router.post("/admin/nodes/test")
+    async def test_node(
+        request: Request, principal: Manager, title: Annotated[str, Form(max_length=16)]
+    ) -> Response:
+        try:
+            result = await run_in_threadpool(
+                jobs.echo, title, actor=principal.actor, source=client_address(request)
+            )
+        except KlinikaError as exc:
+            return nodes_page(request, status_code=400, error=str(exc))
+        return nodes_page(request, echo=(title, result))
+
+    @router.post("/admin/nodes/{node_id}")
     async def update_node(request: Request, node_id: int, principal: Manager) -> Response:
         form = dict(await request.form())
         try:
@@ -118,7 +129,7 @@ def create_router(context: PageContext) -> APIRouter:
             return nodes_page(request, status_code=400, error=str(exc))
         return RedirectResponse(f"/admin/nodes?saved={node.title}", status_code=303)
 
-    @router.post("/admin/nodes/{node_id:int}/delete")
+    @router.post("/admin/nodes/{node_id}/delete")
     async def remove_node(request: Request, node_id: int, principal: Manager) -> Response:
         try:
             await run_in_threadpool(
@@ -128,23 +139,18 @@ def create_router(context: PageContext) -> APIRouter:
             return nodes_page(request, status_code=400, error=str(exc))
         return RedirectResponse("/admin/nodes?removed=1", status_code=303)
 
-    @router.post("/admin/nodes/test")
-    async def test_node(
-        request: Request, principal: Manager, title: Annotated[str, Form(max_length=16)]
-    ) -> Response:
-        try:
-            result = await run_in_threadpool(
-                jobs.echo, title, actor=principal.actor, source=client_address(request)
-            )
-        except KlinikaError as exc:
-            return nodes_page(request, status_code=400, error=str(exc))
-        return nodes_page(request, echo=(title, result))
-
     # ------------------------------------------------------------ Send to…
     @router.get("/send/studies/{study_uid}")
-    async def send_form(
-        request: Request, study_uid: str, principal: Reader, _: Sender
-    ) -> Response:
+    async def send_form(request: Request, study_uid: str, principal: Sender) -> Response:
+        # the form shows the patient and the series: an access to the study, audited
+        context.audit.record_soon(
+            principal.actor,
+            "dicom:read",
+            "success",
+            study_uid=study_uid,
+            source=client_address(request),
+            details={"method": "GET", "path": request.url.path},
+        )
         series = await run_in_threadpool(
             context.archive.search,
             IndexQuery(

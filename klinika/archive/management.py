@@ -235,7 +235,8 @@ class StudyManagement:
         """Move series out of a study into a new study (a new Study Instance UID, the study
         attributes of the old one unless ``study_changes`` says otherwise), of the same
         patient or of ``target_patient_id``. Returns the new study's UID in the result."""
-        result = ManagementResult("series:split", studies=[study_uid], series=list(series_uids))
+        series_uids = list(dict.fromkeys(series_uids))
+        result = ManagementResult("series:split", studies=[study_uid], series=series_uids)
         with self._recorded(result, actor, source):
             if not series_uids:
                 raise InvalidChange("name at least one series to split out")

@@ -251,3 +251,15 @@ def test_the_study_view_speaks_russian(server: LiveServer, open_page: OpenPage) 
     assert page.page.locator("h1").inner_text() == "Управление исследованием"
     assert page.page.get_by_role("button", name="Выделить серии…").count() == 1
     assert page.page.locator("input[name=PatientName]").input_value() == "Браузер^Борис"
+
+
+def test_the_routes_are_in_the_openapi_document(server: LiveServer) -> None:
+    document = requests.get(server.url + "/api/openapi.json", headers=server.headers,
+                            timeout=30).json()
+    paths = document["paths"]
+    assert set(paths["/api/patients/{patient_id}"]) == {"patch"}
+    assert "post" in paths["/api/patients/{patient_id}/merge"]
+    assert "patch" in paths["/api/studies/{study_uid}"]
+    assert "post" in paths["/api/studies/{study_uid}/merge"]
+    assert "post" in paths["/api/studies/{study_uid}/split"]
+    assert "delete" in paths["/api/studies/{study_uid}/series/{series_uid}"]

@@ -15,7 +15,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from pydicom.uid import generate_uid
 
-from tests.browser import OpenPage, log_in
+from tests.browser import OpenPage, log_in, screenshot
 from tests.conftest import TEST_PASSWORD, LiveServer, login, start_server
 from tests.factories import make_instance
 
@@ -175,6 +175,7 @@ def test_an_admin_manages_a_study_from_the_worklist_in_chromium(
     for name in ("Edit patient", "Edit study", "Merge into…", "Split series…"):
         assert browser.get_by_role("button", name=name).count() == 1, name
     assert browser.get_by_role("button", name="Delete series").count() == 2
+    screenshot(page, "console-study-management")  # docs/images/ has a copy
 
     # edit: asked first; dismissing changes nothing
     form = browser.locator("[data-testid=edit-study]")

@@ -65,6 +65,7 @@ class ManagementResult:
     series: list[str] = field(default_factory=list)
     changes: dict[str, str | None] = field(default_factory=dict)
     new_study_uid: str | None = None
+    renamed: bool = False  # a patient merge into an absent patient: a change of Patient ID
     event_seq: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -77,6 +78,7 @@ class ManagementResult:
             "series": self.series,
             "changes": self.changes,
             "new_study_uid": self.new_study_uid,
+            "renamed": self.renamed,
             "event_seq": self.event_seq,
         }
 
@@ -144,9 +146,14 @@ class StudyManagement:
         source_issuer: str | None = None,
         target_issuer: str | None = None,
         source: str | None = None,
+        rename_if_absent: bool = False,
     ) -> ManagementResult:
         """Make every study of the source patient a study of the target: their instances take
-        the target's patient attributes; the source patient is gone afterwards."""
+        the target's patient attributes; the source patient is gone afterwards.
+
+        With ``rename_if_absent`` (HL7 ADT^A40 naming a target the archive does not hold), an
+        unknown target makes this a change of the source's Patient ID (and issuer) instead
+        of a refusal; the event says ``renamed``."""
         result = ManagementResult(
             "patient:merge",
             patients_before=[source_patient_id, target_patient_id],
@@ -154,11 +161,25 @@ class StudyManagement:
         )
         with self._recorded(result, actor, source):
             moving = self._patient(source_patient_id, source_issuer)
-            staying = self._patient(target_patient_id, target_issuer)
+            try:
+                staying = self._patient(target_patient_id, target_issuer)
+            except NotFound:
+                if not rename_if_absent:
+                    raise
+                staying = None
             if moving == staying:
                 raise InvalidChange("a patient cannot be merged into itself")
             studies = self._studies_of(moving)
-            identity = values_of(self._sample(self._studies_of(staying)[0]), PATIENT_IDENTITY)
+            if staying is None:
+                identity = validated(
+                    {"PatientID": target_patient_id, "IssuerOfPatientID": target_issuer},
+                    PATIENT_KEYWORDS,
+                )
+                result.renamed = True
+            else:
+                identity = values_of(
+                    self._sample(self._studies_of(staying)[0]), PATIENT_IDENTITY
+                )
             result.studies, result.changes = studies, identity
             result.instances = self._replace(
                 [r for study in studies for r in self.archive.instances(study)],
@@ -235,7 +256,8 @@ class StudyManagement:
         """Move series out of a study into a new study (a new Study Instance UID, the study
         attributes of the old one unless ``study_changes`` says otherwise), of the same
         patient or of ``target_patient_id``. Returns the new study's UID in the result."""
-        result = ManagementResult("series:split", studies=[study_uid], series=list(series_uids))
+        series_uids = list(dict.fromkeys(series_uids))
+        result = ManagementResult("series:split", studies=[study_uid], series=series_uids)
         with self._recorded(result, actor, source):
             if not series_uids:
                 raise InvalidChange("name at least one series to split out")

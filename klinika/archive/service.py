@@ -501,6 +501,11 @@ class Archive:
                     f"instance {record.sop_instance_uid} changed meanwhile; nothing was changed"
                 )
             old_series[found[1]] = old_series.get(found[1], 0) + 1
+        # PostgreSQL: wait for ingest transactions already writing into these series (their
+        # instances then count below), and hold off new ones until this one committed
+        connection.execute(
+            sa.select(series.c.pk).where(series.c.pk.in_(old_series)).with_for_update()
+        ).all()
         held: dict[int, int] = dict(
             connection.execute(
                 sa.select(instances.c.series_pk, sa.func.count())

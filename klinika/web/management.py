@@ -32,6 +32,9 @@ class PatientMerge(BaseModel):
     target_patient_id: str = Field(max_length=64, description="the patient that stays")
     source_issuer: str | None = None
     target_issuer: str | None = None
+    rename_if_absent: bool = Field(
+        False, description="a target the archive does not hold: change the Patient ID instead"
+    )
 
 
 class StudyChange(BaseModel):
@@ -85,6 +88,7 @@ def create_management_router(management: StudyManagement, guard: Guard) -> APIRo
                 source_issuer=body.source_issuer,
                 target_issuer=body.target_issuer,
                 source=client_address(request),
+                rename_if_absent=body.rename_if_absent,
             )
         )
         return result.as_dict()

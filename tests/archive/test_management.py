@@ -257,6 +257,19 @@ def test_merge_patients_then_delete_a_series(any_store: Runtime) -> None:
     assert event["series_uid"] == other_series and event["patient_id"] == "P2"
 
 
+def test_merge_into_an_absent_patient_renames_only_when_asked(runtime: Runtime) -> None:
+    study, _ = store_study(runtime, "OLD-9", "Merge^Me")
+    with pytest.raises(NotFound):
+        runtime.management.merge_patients("OLD-9", "HIS-9", actor=ADMIN)
+    result = runtime.management.merge_patients(
+        "OLD-9", "HIS-9", actor=ADMIN, rename_if_absent=True
+    )
+    assert result.renamed and study_rows(runtime)[study][0] == "HIS-9"
+    (header,) = stored_headers(runtime, study)
+    assert header.PatientID == "HIS-9" and str(header.PatientName) == "Merge^Me"
+    assert [e["details"]["renamed"] for e in events(runtime, "patient:merge")] == [False, True]
+
+
 def test_an_instance_arriving_meanwhile_makes_the_operation_a_conflict(
     runtime: Runtime,
 ) -> None:

@@ -15,7 +15,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from pydicom.uid import generate_uid
 
-from tests.browser import OpenPage, log_in
+from tests.browser import OpenPage, log_in, screenshot
 from tests.conftest import TEST_PASSWORD, LiveServer, login, start_server
 from tests.factories import make_instance
 
@@ -175,6 +175,7 @@ def test_an_admin_manages_a_study_from_the_worklist_in_chromium(
     for name in ("Edit patient", "Edit study", "Merge into…", "Split series…"):
         assert browser.get_by_role("button", name=name).count() == 1, name
     assert browser.get_by_role("button", name="Delete series").count() == 2
+    screenshot(page, "console-study-management")  # docs/images/ has a copy
 
     # edit: asked first; dismissing changes nothing
     form = browser.locator("[data-testid=edit-study]")
@@ -251,3 +252,15 @@ def test_the_study_view_speaks_russian(server: LiveServer, open_page: OpenPage) 
     assert page.page.locator("h1").inner_text() == "Управление исследованием"
     assert page.page.get_by_role("button", name="Выделить серии…").count() == 1
     assert page.page.locator("input[name=PatientName]").input_value() == "Браузер^Борис"
+
+
+def test_the_routes_are_in_the_openapi_document(server: LiveServer) -> None:
+    document = requests.get(server.url + "/api/openapi.json", headers=server.headers,
+                            timeout=30).json()
+    paths = document["paths"]
+    assert set(paths["/api/patients/{patient_id}"]) == {"patch"}
+    assert "post" in paths["/api/patients/{patient_id}/merge"]
+    assert "patch" in paths["/api/studies/{study_uid}"]
+    assert "post" in paths["/api/studies/{study_uid}/merge"]
+    assert "post" in paths["/api/studies/{study_uid}/split"]
+    assert "delete" in paths["/api/studies/{study_uid}/series/{series_uid}"]

@@ -295,3 +295,10 @@ def test_send_one_series_of_a_study_and_a_send_to_an_unreachable_node_fails(site
     assert job["state"] == "failed" and "refused the association" in job["message"], job
     page = requests.get(site.server.url + "/jobs", headers=site.server.headers).text
     assert "Failed:" in page
+
+
+def test_every_dimse_service_has_a_label_on_the_nodes_page() -> None:
+    from klinika.config import DIMSE_SERVICES
+    from klinika.web.pages.nodes import SERVICE_LABELS
+
+    assert set(SERVICE_LABELS) == set(DIMSE_SERVICES)

@@ -31,6 +31,9 @@ SERVICE_LABELS = {
     "find": N_("Query us (C-FIND)"),
     "move": N_("Retrieve from us (C-MOVE)"),
     "get": N_("Retrieve from us (C-GET)"),
+    "worklist": N_("Modality worklist (C-FIND)"),
+    "mpps": N_("Performed procedure steps (MPPS)"),
+    "commit": N_("Storage commitment"),
 }
 RETRIEVE_LABELS = {"move": N_("C-MOVE to us"), "get": N_("C-GET")}
 #: The remote query form: field -> study-level key.

@@ -12,7 +12,7 @@ import pydicom
 import pytest
 import requests
 
-from tests.browser import OpenPage, log_in
+from tests.browser import OpenPage, log_in, screenshot
 from tests.conftest import TEST_PASSWORD, LiveServer, start_server
 from tests.dimse.conftest import DCMTK_ENV
 
@@ -66,6 +66,7 @@ def test_the_front_desk_schedules_a_procedure_the_modality_finds(
     assert row.locator("[data-testid=status]").inner_text() == "Scheduled"
     step_id = row.get_attribute("data-step")
     assert step_id
+    screenshot(page, "console-schedule")
 
     (answer,) = findscu(
         server, tmp_path / "found", "PatientName=Кузнецова*", "SpecificCharacterSet=ISO_IR 192",

@@ -238,9 +238,7 @@ class Schedule:
                 connection.execute(
                     sa.update(scheduled_steps)
                     .where(_S.step_id == step_id)
-                    .values(
-                        status=StepStatus.DISCONTINUED.value, updated_at=int(self.clock())
-                    )
+                    .values(status=StepStatus.DISCONTINUED.value, updated_at=int(self.clock()))
                 )
             return self._get(step_id)
 
@@ -354,9 +352,7 @@ class Schedule:
             now = int(self.clock())
             with self.database.writer.begin() as connection:
                 found = performed.create(connection, uid, attributes, now)
-                record.update(
-                    patient_id=found.patient_id, study_uid=found.step.study_instance_uid
-                )
+                record.update(patient_id=found.patient_id, study_uid=found.step.study_instance_uid)
                 record["details"]["status"] = found.step.status
                 return found.step
 
@@ -391,9 +387,7 @@ class Schedule:
                 found = performed.update(
                     connection, sop_instance_uid, modifications, int(self.clock())
                 )
-                record.update(
-                    patient_id=found.patient_id, study_uid=found.step.study_instance_uid
-                )
+                record.update(patient_id=found.patient_id, study_uid=found.step.study_instance_uid)
                 record["details"]["status"] = found.step.status
                 return found.step
 
@@ -454,9 +448,7 @@ class Schedule:
 
     # ------------------------------------------------------------------ internals
     @contextmanager
-    def _audited(
-        self, actor: Actor, action: str, source: str | None
-    ) -> Iterator[dict[str, Any]]:
+    def _audited(self, actor: Actor, action: str, source: str | None) -> Iterator[dict[str, Any]]:
         """One audit event for the block: success, or failure with the error; the block
         fills ``patient_id``, ``study_uid``, ``sop_instance_uid`` and ``details``."""
         record: dict[str, Any] = {"details": {}}

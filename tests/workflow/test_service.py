@@ -87,8 +87,11 @@ def test_storage_commitment_tells_held_from_missing_and_mismatched(site: Install
     missing = generate_uid()
     result = site.runtime.schedule.commitment(
         "1.2.3",
-        [(ct, outcome.sop_instance_uid), (ct, missing), ("1.2.840.10008.5.1.4.1.1.4",
-                                                         outcome.sop_instance_uid)],
+        [
+            (ct, outcome.sop_instance_uid),
+            (ct, missing),
+            ("1.2.840.10008.5.1.4.1.1.4", outcome.sop_instance_uid),
+        ],
         CT01,
     )
     assert result.committed == ((ct, outcome.sop_instance_uid),)

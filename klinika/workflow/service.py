@@ -504,16 +504,30 @@ class Schedule:
             wanted = {r.study_instance_uid for r in rows} | {
                 r.mpps_study_instance_uid for r in rows if r.mpps_study_instance_uid
             }
+            accessions = {r.accession_number for r in rows if r.accession_number}
             stored: set[str] = set()
+            by_order: dict[tuple[str, str], list[str]] = {}
             if wanted:
-                stored = set(
-                    connection.execute(
-                        sa.select(index.studies.c.study_instance_uid).where(
-                            index.studies.c.study_instance_uid.in_(sorted(wanted))
+                studies, patients = index.studies, index.patients
+                found = connection.execute(
+                    sa.select(
+                        studies.c.study_instance_uid,
+                        studies.c.accession_number,
+                        patients.c.patient_id,
+                    )
+                    .join(patients, studies.c.patient_pk == patients.c.pk)
+                    .where(
+                        sa.or_(
+                            studies.c.study_instance_uid.in_(sorted(wanted)),
+                            studies.c.accession_number.in_(sorted(accessions)),
                         )
-                    ).scalars()
-                )
-        return [_step(row, stored) for row in rows]
+                    )
+                ).all()
+                for uid, accession, patient_id in found:
+                    stored.add(uid)
+                    if accession:
+                        by_order.setdefault((accession, patient_id or ""), []).append(uid)
+        return [_step(row, stored, by_order) for row in rows]
 
 
 def _generated_number() -> str:
@@ -533,7 +547,12 @@ def _row(details: StepDetails) -> dict[str, Any]:
     return values
 
 
-def _step(row: sa.Row[Any], stored: set[str]) -> ScheduledStep:
+def _step(
+    row: sa.Row[Any], stored: set[str], by_order: dict[tuple[str, str], list[str]]
+) -> ScheduledStep:
+    """A step from its row; its study is the stored one with its Study Instance UID, else
+    the one its MPPS names, else the one study of its patient with its accession number (a
+    modality that made a UID of its own)."""
     m = row._mapping
     details = StepDetails(**{k: m[k] or "" for k in StepDetails.__dataclass_fields__})
     mpps = None
@@ -548,6 +567,9 @@ def _step(row: sa.Row[Any], stored: set[str]) -> ScheduledStep:
         )
     candidates = [m["study_instance_uid"], mpps.study_instance_uid if mpps else None]
     stored_uid = next((uid for uid in candidates if uid and uid in stored), None)
+    same_order = by_order.get((m["accession_number"], m["patient_id"]), [])
+    if stored_uid is None and len(same_order) == 1:
+        stored_uid = same_order[0]
     return ScheduledStep(
         details=details,
         status=StepStatus(m["status"]),

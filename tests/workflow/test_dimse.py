@@ -364,6 +364,18 @@ def commitment_request(ds: Dataset, unknown: str) -> Dataset:
     return request
 
 
+def report_audited(site: LocalDimse, delivery: str) -> None:
+    """Wait for the audit event of the N-EVENT-REPORT (written after the peer answered it)."""
+
+    def recorded() -> bool:
+        events, _ = site.runtime.audit.search(
+            AuditFilter(action="workflow:perform", actor="KLINIKA", outcome="success")
+        )
+        return any(e.as_dict()["details"].get("delivery") == delivery for e in events)
+
+    wait_until(recorded, 60, message=f"no audit event for the report on the {delivery}")
+
+
 def check_report(report: Dataset, request: Dataset, ds: Dataset, unknown: str) -> None:
     assert report.TransactionUID == request.TransactionUID
     assert [i.ReferencedSOPInstanceUID for i in report.ReferencedSOPSequence] == [ds.SOPInstanceUID]
@@ -388,6 +400,7 @@ def test_storage_commitment_reported_on_the_same_association(site: LocalDimse) -
         answer, _ = assoc.send_n_action(request, 1, COMMITMENT, COMMITMENT_INSTANCE)
         assert answer.Status == 0x0000
         wait_until(lambda: reports, 60, message="no N-EVENT-REPORT on the association")
+        report_audited(site, "same association")
     finally:
         assoc.release()
     ((event_type, report),) = reports
@@ -421,6 +434,7 @@ def test_storage_commitment_reported_on_a_new_association(
         assoc.release()  # gone before the report: it must come on a new association
         assert answer.Status == 0x0000
         wait_until(got.is_set, 60, message="no N-EVENT-REPORT on a new association")
+        report_audited(site, "new association")
     finally:
         listener.shutdown()
     ((event_type, report, caller),) = reports
@@ -449,6 +463,7 @@ def test_storage_commitment_of_everything_stored_is_event_type_1(site: LocalDims
         answer, _ = assoc.send_n_action(request, 1, COMMITMENT, COMMITMENT_INSTANCE)
         assert answer.Status == 0x0000
         wait_until(lambda: reports, 60, message="no N-EVENT-REPORT")
+        report_audited(site, "same association")
     finally:
         assoc.release()
     ((event_type, report),) = reports

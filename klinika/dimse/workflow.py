@@ -266,14 +266,32 @@ class WorkflowHandlers:
                 )
                 if answer.get("Status") == status.SUCCESS:
                     log.info("storage commitment %s reported to %s", result.transaction_uid, title)
+                    self._reported(result, title, "success", "same association")
                     return
             except (RuntimeError, ValueError) as exc:
                 log.info("storage commitment report on the same association failed: %s", exc)
-        self._report_on_new_association(report, event_type, result, title)
+        delivered = self._report_on_new_association(report, event_type, result, title)
+        self._reported(result, title, "success" if delivered else "failure", "new association")
+
+    def _reported(self, result: CommitmentResult, title: str, outcome: str, how: str) -> None:
+        """One audit event per N-EVENT-REPORT: to whom, how, and what it said."""
+        self.audit.record_soon(
+            Actor(self.settings.ae_title, "system"),
+            "workflow:perform",
+            outcome,
+            source=title,
+            details={
+                "service": "storage commitment report",
+                "transaction": result.transaction_uid,
+                "delivery": how,
+                "committed": len(result.committed),
+                "failed": len(result.failed),
+            },
+        )
 
     def _report_on_new_association(
         self, report: Dataset, event_type: int, result: CommitmentResult, title: str
-    ) -> None:
+    ) -> bool:
         remote = next((m for m in self.settings.modalities if m.title == title), None)
         if remote is None:
             log.warning(
@@ -282,7 +300,7 @@ class WorkflowHandlers:
                 result.transaction_uid,
                 title,
             )
-            return
+            return False
         ae = AE(ae_title=self.settings.ae_title)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
         ae.add_requested_context(STORAGE_COMMITMENT_PUSH)
@@ -302,7 +320,7 @@ class WorkflowHandlers:
                         result.transaction_uid,
                         title,
                     )
-                    return
+                    return True
             time.sleep(2**attempt)
         log.warning(
             "storage commitment %s: the report to %s@%s:%d failed",
@@ -311,6 +329,7 @@ class WorkflowHandlers:
             remote.host,
             remote.port,
         )
+        return False
 
 
 def commitment_report(result: CommitmentResult, ae_title: str) -> tuple[Dataset, int]:

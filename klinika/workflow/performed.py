@@ -75,9 +75,7 @@ def _linked_step(connection: sa.Connection, attributes: Dataset) -> sa.Row[Any] 
         ):
             value = _text(item, keyword)
             if value:
-                row = connection.execute(
-                    sa.select(scheduled_steps).where(column == value)
-                ).first()
+                row = connection.execute(sa.select(scheduled_steps).where(column == value)).first()
                 if row is not None:
                     return row
     return None

@@ -108,8 +108,6 @@ class StepDetails:
                 raise InvalidStep(f"{name} holds a backslash or a control character")
             if vr in ("CS", "AE") and value and not (_CS.match(value) and value.isascii()):
                 raise InvalidStep(f"{name} {value!r}: capital letters, digits, _ and space only")
-            if vr in ("SH", "LO") and name.endswith("_id") and not value.isascii():
-                raise InvalidStep(f"{name} must be plain ASCII")
         for name in ("start_date", "patient_birth_date"):
             value = values[name]
             if value:

@@ -238,9 +238,7 @@ class Schedule:
                 connection.execute(
                     sa.update(scheduled_steps)
                     .where(_S.step_id == step_id)
-                    .values(
-                        status=StepStatus.DISCONTINUED.value, updated_at=int(self.clock())
-                    )
+                    .values(status=StepStatus.DISCONTINUED.value, updated_at=int(self.clock()))
                 )
             return self._get(step_id)
 
@@ -354,9 +352,7 @@ class Schedule:
             now = int(self.clock())
             with self.database.writer.begin() as connection:
                 found = performed.create(connection, uid, attributes, now)
-                record.update(
-                    patient_id=found.patient_id, study_uid=found.step.study_instance_uid
-                )
+                record.update(patient_id=found.patient_id, study_uid=found.step.study_instance_uid)
                 record["details"]["status"] = found.step.status
                 return found.step
 
@@ -391,9 +387,7 @@ class Schedule:
                 found = performed.update(
                     connection, sop_instance_uid, modifications, int(self.clock())
                 )
-                record.update(
-                    patient_id=found.patient_id, study_uid=found.step.study_instance_uid
-                )
+                record.update(patient_id=found.patient_id, study_uid=found.step.study_instance_uid)
                 record["details"]["status"] = found.step.status
                 return found.step
 
@@ -454,9 +448,7 @@ class Schedule:
 
     # ------------------------------------------------------------------ internals
     @contextmanager
-    def _audited(
-        self, actor: Actor, action: str, source: str | None
-    ) -> Iterator[dict[str, Any]]:
+    def _audited(self, actor: Actor, action: str, source: str | None) -> Iterator[dict[str, Any]]:
         """One audit event for the block: success, or failure with the error; the block
         fills ``patient_id``, ``study_uid``, ``sop_instance_uid`` and ``details``."""
         record: dict[str, Any] = {"details": {}}
@@ -512,16 +504,30 @@ class Schedule:
             wanted = {r.study_instance_uid for r in rows} | {
                 r.mpps_study_instance_uid for r in rows if r.mpps_study_instance_uid
             }
+            accessions = {r.accession_number for r in rows if r.accession_number}
             stored: set[str] = set()
+            by_order: dict[tuple[str, str], list[str]] = {}
             if wanted:
-                stored = set(
-                    connection.execute(
-                        sa.select(index.studies.c.study_instance_uid).where(
-                            index.studies.c.study_instance_uid.in_(sorted(wanted))
+                studies, patients = index.studies, index.patients
+                found = connection.execute(
+                    sa.select(
+                        studies.c.study_instance_uid,
+                        studies.c.accession_number,
+                        patients.c.patient_id,
+                    )
+                    .join(patients, studies.c.patient_pk == patients.c.pk)
+                    .where(
+                        sa.or_(
+                            studies.c.study_instance_uid.in_(sorted(wanted)),
+                            studies.c.accession_number.in_(sorted(accessions)),
                         )
-                    ).scalars()
-                )
-        return [_step(row, stored) for row in rows]
+                    )
+                ).all()
+                for uid, accession, patient_id in found:
+                    stored.add(uid)
+                    if accession:
+                        by_order.setdefault((accession, patient_id or ""), []).append(uid)
+        return [_step(row, stored, by_order) for row in rows]
 
 
 def _generated_number() -> str:
@@ -541,7 +547,12 @@ def _row(details: StepDetails) -> dict[str, Any]:
     return values
 
 
-def _step(row: sa.Row[Any], stored: set[str]) -> ScheduledStep:
+def _step(
+    row: sa.Row[Any], stored: set[str], by_order: dict[tuple[str, str], list[str]]
+) -> ScheduledStep:
+    """A step from its row; its study is the stored one with its Study Instance UID, else
+    the one its MPPS names, else the one study of its patient with its accession number (a
+    modality that made a UID of its own)."""
     m = row._mapping
     details = StepDetails(**{k: m[k] or "" for k in StepDetails.__dataclass_fields__})
     mpps = None
@@ -556,6 +567,9 @@ def _step(row: sa.Row[Any], stored: set[str]) -> ScheduledStep:
         )
     candidates = [m["study_instance_uid"], mpps.study_instance_uid if mpps else None]
     stored_uid = next((uid for uid in candidates if uid and uid in stored), None)
+    same_order = by_order.get((m["accession_number"], m["patient_id"]), [])
+    if stored_uid is None and len(same_order) == 1:
+        stored_uid = same_order[0]
     return ScheduledStep(
         details=details,
         status=StepStatus(m["status"]),

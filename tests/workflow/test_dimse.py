@@ -105,8 +105,9 @@ def test_findscu_finds_a_cyrillic_patient_from_a_dump2dcm_query(
     site: LocalDimse, tmp_path: Path
 ) -> None:
     step = schedule(site)
-    schedule(site, patient_name="Smith^Anna", patient_id="PAT-18", station_ae_title="MR01",
-             modality="MR")
+    schedule(
+        site, patient_name="Smith^Anna", patient_id="PAT-18", station_ae_title="MR01", modality="MR"
+    )
     dump = tmp_path / "query.dump"
     dump.write_text(
         "(0008,0005) CS [ISO_IR 192]\n"
@@ -131,9 +132,24 @@ def test_findscu_finds_a_cyrillic_patient_from_a_dump2dcm_query(
     out = tmp_path / "answers"
     out.mkdir()
     done = subprocess.run(
-        ["findscu", "-W", "-aet", "CT01", "-aec", "KLINIKA", "-X", "-od", str(out),
-         "127.0.0.1", str(site.port), str(query)],
-        capture_output=True, text=True, env=DCMTK_ENV, timeout=120,
+        [
+            "findscu",
+            "-W",
+            "-aet",
+            "CT01",
+            "-aec",
+            "KLINIKA",
+            "-X",
+            "-od",
+            str(out),
+            "127.0.0.1",
+            str(site.port),
+            str(query),
+        ],
+        capture_output=True,
+        text=True,
+        env=DCMTK_ENV,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     answers = [pydicom.dcmread(path) for path in sorted(out.glob("rsp*.dcm"))]
@@ -153,12 +169,29 @@ def test_findscu_finds_a_cyrillic_patient_from_a_dump2dcm_query(
 def test_findscu_keys_on_the_command_line(site: LocalDimse) -> None:
     step = schedule(site)
     done = subprocess.run(
-        ["findscu", "-W", "-v", "-aet", "CT01", "-aec", "KLINIKA",
-         "-k", "PatientID=PAT-17", "-k", "PatientName",
-         "-k", "ScheduledProcedureStepSequence[0].ScheduledStationAETitle=CT01",
-         "-k", "ScheduledProcedureStepSequence[0].ScheduledProcedureStepID",
-         "127.0.0.1", str(site.port)],
-        capture_output=True, text=True, env=DCMTK_ENV, timeout=120,
+        [
+            "findscu",
+            "-W",
+            "-v",
+            "-aet",
+            "CT01",
+            "-aec",
+            "KLINIKA",
+            "-k",
+            "PatientID=PAT-17",
+            "-k",
+            "PatientName",
+            "-k",
+            "ScheduledProcedureStepSequence[0].ScheduledStationAETitle=CT01",
+            "-k",
+            "ScheduledProcedureStepSequence[0].ScheduledProcedureStepID",
+            "127.0.0.1",
+            str(site.port),
+        ],
+        capture_output=True,
+        text=True,
+        env=DCMTK_ENV,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert step.step_id in done.stderr + done.stdout
@@ -166,10 +199,17 @@ def test_findscu_keys_on_the_command_line(site: LocalDimse) -> None:
 
 def test_worklist_sequence_matching_and_date_ranges(site: LocalDimse) -> None:
     ct = schedule(site)
-    late = schedule(site, start_date="20261205", start_time="1400", patient_id="PAT-19",
-                    patient_name="Müller^Hans", performing_physician="Schmidt^Eva")
-    mr = schedule(site, modality="MR", station_ae_title="MR01", patient_id="PAT-18",
-                  patient_name="Smith^Anna")
+    late = schedule(
+        site,
+        start_date="20261205",
+        start_time="1400",
+        patient_id="PAT-19",
+        patient_name="Müller^Hans",
+        performing_physician="Schmidt^Eva",
+    )
+    mr = schedule(
+        site, modality="MR", station_ae_title="MR01", patient_id="PAT-18", patient_name="Smith^Anna"
+    )
 
     def steps(**keys: str) -> set[str]:
         statuses, answers = find(site.port, worklist_query(**keys))
@@ -181,8 +221,9 @@ def test_worklist_sequence_matching_and_date_ranges(site: LocalDimse) -> None:
     assert steps(ScheduledStationAETitle="MR01") == {mr.step_id}
     assert steps(ScheduledProcedureStepStartDate="20261201-20261203") == {ct.step_id, mr.step_id}
     assert steps(ScheduledProcedureStepStartDate="20261204-") == {late.step_id}
-    assert steps(ScheduledProcedureStepStartDate="20261202",
-                 ScheduledProcedureStepStartTime="0900-1000") == {ct.step_id, mr.step_id}
+    assert steps(
+        ScheduledProcedureStepStartDate="20261202", ScheduledProcedureStepStartTime="0900-1000"
+    ) == {ct.step_id, mr.step_id}
     assert steps(ScheduledPerformingPhysicianName="schmidt*") == {late.step_id}
     assert steps(PatientName="иванова^мария*") == {ct.step_id}  # case-insensitive Cyrillic
     assert steps(PatientName="M?ller*") == {late.step_id}
@@ -323,11 +364,21 @@ def commitment_request(ds: Dataset, unknown: str) -> Dataset:
     return request
 
 
+def report_audited(site: LocalDimse, delivery: str) -> None:
+    """Wait for the audit event of the N-EVENT-REPORT (written after the peer answered it)."""
+
+    def recorded() -> bool:
+        events, _ = site.runtime.audit.search(
+            AuditFilter(action="workflow:perform", actor="KLINIKA", outcome="success")
+        )
+        return any(e.as_dict()["details"].get("delivery") == delivery for e in events)
+
+    wait_until(recorded, 60, message=f"no audit event for the report on the {delivery}")
+
+
 def check_report(report: Dataset, request: Dataset, ds: Dataset, unknown: str) -> None:
     assert report.TransactionUID == request.TransactionUID
-    assert [i.ReferencedSOPInstanceUID for i in report.ReferencedSOPSequence] == [
-        ds.SOPInstanceUID
-    ]
+    assert [i.ReferencedSOPInstanceUID for i in report.ReferencedSOPSequence] == [ds.SOPInstanceUID]
     failed = {(i.ReferencedSOPInstanceUID, i.FailureReason) for i in report.FailedSOPSequence}
     assert failed == {(unknown, 0x0112), (ds.SOPInstanceUID, 0x0119)}
 
@@ -349,6 +400,7 @@ def test_storage_commitment_reported_on_the_same_association(site: LocalDimse) -
         answer, _ = assoc.send_n_action(request, 1, COMMITMENT, COMMITMENT_INSTANCE)
         assert answer.Status == 0x0000
         wait_until(lambda: reports, 60, message="no N-EVENT-REPORT on the association")
+        report_audited(site, "same association")
     finally:
         assoc.release()
     ((event_type, report),) = reports
@@ -382,6 +434,7 @@ def test_storage_commitment_reported_on_a_new_association(
         assoc.release()  # gone before the report: it must come on a new association
         assert answer.Status == 0x0000
         wait_until(got.is_set, 60, message="no N-EVENT-REPORT on a new association")
+        report_audited(site, "new association")
     finally:
         listener.shutdown()
     ((event_type, report, caller),) = reports
@@ -410,7 +463,32 @@ def test_storage_commitment_of_everything_stored_is_event_type_1(site: LocalDims
         answer, _ = assoc.send_n_action(request, 1, COMMITMENT, COMMITMENT_INSTANCE)
         assert answer.Status == 0x0000
         wait_until(lambda: reports, 60, message="no N-EVENT-REPORT")
+        report_audited(site, "same association")
     finally:
         assoc.release()
     ((event_type, report),) = reports
     assert event_type == 1 and "FailedSOPSequence" not in report
+
+
+def test_bad_commitment_requests_and_peers_without_the_services(site: LocalDimse) -> None:
+    ds = stored_instance(site)
+    assoc = associate(site.port, COMMITMENT, MPPS, aet="CT01")
+    try:
+        empty = Dataset()
+        empty.TransactionUID = generate_uid()
+        answer, _ = assoc.send_n_action(empty, 1, COMMITMENT, COMMITMENT_INSTANCE)
+        assert answer.Status == 0x0115  # nothing to commit
+        request = commitment_request(ds, generate_uid())
+        answer, _ = assoc.send_n_action(request, 2, COMMITMENT, COMMITMENT_INSTANCE)
+        assert answer.Status == 0x0123  # no such action type
+    finally:
+        assoc.release()
+    outsider = associate(site.port, COMMITMENT, MPPS, aet="NOWORK")
+    try:
+        answer, _ = outsider.send_n_action(request, 1, COMMITMENT, COMMITMENT_INSTANCE)
+        assert answer.Status == 0x0124
+        created = mpps_create(None, PerformedProcedureStepStatus="IN PROGRESS")
+        refused, _ = outsider.send_n_create(created, MPPS, generate_uid())
+        assert refused.Status == 0x0124
+    finally:
+        outsider.release()

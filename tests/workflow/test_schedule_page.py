@@ -12,7 +12,7 @@ import pydicom
 import pytest
 import requests
 
-from tests.browser import OpenPage, log_in
+from tests.browser import OpenPage, log_in, screenshot
 from tests.conftest import TEST_PASSWORD, LiveServer, start_server
 from tests.dimse.conftest import DCMTK_ENV
 
@@ -33,9 +33,24 @@ def findscu(server: LiveServer, out: Path, *keys: str) -> list[pydicom.Dataset]:
     out.mkdir()
     args = [arg for key in keys for arg in ("-k", key)]
     done = subprocess.run(
-        ["findscu", "-W", "-aet", "CT01", "-aec", "KLINIKA", "-X", "-od", str(out), *args,
-         "127.0.0.1", server.env["KLINIKA_DIMSE_PORT"]],
-        capture_output=True, text=True, env=DCMTK_ENV, timeout=120,
+        [
+            "findscu",
+            "-W",
+            "-aet",
+            "CT01",
+            "-aec",
+            "KLINIKA",
+            "-X",
+            "-od",
+            str(out),
+            *args,
+            "127.0.0.1",
+            server.env["KLINIKA_DIMSE_PORT"],
+        ],
+        capture_output=True,
+        text=True,
+        env=DCMTK_ENV,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     return [pydicom.dcmread(path) for path in sorted(out.glob("rsp*.dcm"))]
@@ -66,9 +81,13 @@ def test_the_front_desk_schedules_a_procedure_the_modality_finds(
     assert row.locator("[data-testid=status]").inner_text() == "Scheduled"
     step_id = row.get_attribute("data-step")
     assert step_id
+    screenshot(page, "console-schedule")
 
     (answer,) = findscu(
-        server, tmp_path / "found", "PatientName=Кузнецова*", "SpecificCharacterSet=ISO_IR 192",
+        server,
+        tmp_path / "found",
+        "PatientName=Кузнецова*",
+        "SpecificCharacterSet=ISO_IR 192",
         "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=20261203",
         "ScheduledProcedureStepSequence[0].ScheduledProcedureStepID",
     )
@@ -99,8 +118,13 @@ def test_the_page_in_russian_and_for_a_doctor(server: LiveServer, open_page: Ope
     answer = requests.post(
         server.url + "/api/worklist",
         headers=server.headers,
-        json={"patient_id": "RU-1", "patient_name": "Смирнов^Олег", "modality": "CT",
-              "start_date": "20261204", "start_time": "0800"},
+        json={
+            "patient_id": "RU-1",
+            "patient_name": "Смирнов^Олег",
+            "modality": "CT",
+            "start_date": "20261204",
+            "start_time": "0800",
+        },
         timeout=30,
     )
     assert answer.status_code == 201, answer.text

@@ -87,8 +87,11 @@ def test_storage_commitment_tells_held_from_missing_and_mismatched(site: Install
     missing = generate_uid()
     result = site.runtime.schedule.commitment(
         "1.2.3",
-        [(ct, outcome.sop_instance_uid), (ct, missing), ("1.2.840.10008.5.1.4.1.1.4",
-                                                         outcome.sop_instance_uid)],
+        [
+            (ct, outcome.sop_instance_uid),
+            (ct, missing),
+            ("1.2.840.10008.5.1.4.1.1.4", outcome.sop_instance_uid),
+        ],
         CT01,
     )
     assert result.committed == ((ct, outcome.sop_instance_uid),)
@@ -108,3 +111,15 @@ def test_worklist_matching_and_validation(site: Installation) -> None:
     assert [s.details.patient_name for s in later] == ["Ivanov^Ivan"]
     with pytest.raises(InvalidQuery):
         schedule.worklist({"ScheduledProcedureStepStartDate": "yesterday"}, CT01)
+
+
+def test_a_study_with_its_own_uid_is_linked_by_accession_and_patient(site: Installation) -> None:
+    schedule = site.runtime.schedule
+    step = schedule.create(details(accession_number="ACC-77"), DESK)
+    other = make_instance(AccessionNumber="ACC-77", PatientID="SOMEONE-ELSE")
+    assert site.runtime.archive.store(other).accepted
+    assert schedule.get(step.step_id, DESK).stored_study_uid is None  # not this patient's
+    study_uid = generate_uid()
+    mine = make_instance(study_uid=study_uid, AccessionNumber="ACC-77", PatientID="PAT-17")
+    assert site.runtime.archive.store(mine).accepted
+    assert schedule.get(step.step_id, DESK).stored_study_uid == study_uid

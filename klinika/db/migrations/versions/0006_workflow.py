@@ -46,12 +46,8 @@ def upgrade() -> None:
         sa.UniqueConstraint("step_id", name="uq_scheduled_steps_step_id"),
         sa.UniqueConstraint("study_instance_uid", name="uq_scheduled_steps_study_instance_uid"),
     )
-    op.create_index(
-        "ix_scheduled_steps_start", "scheduled_steps", ["start_date", "start_time"]
-    )
-    op.create_index(
-        "ix_scheduled_steps_accession_number", "scheduled_steps", ["accession_number"]
-    )
+    op.create_index("ix_scheduled_steps_start", "scheduled_steps", ["start_date", "start_time"])
+    op.create_index("ix_scheduled_steps_accession_number", "scheduled_steps", ["accession_number"])
     op.create_table(
         "performed_steps",
         sa.Column("pk", sa.Integer(), primary_key=True),

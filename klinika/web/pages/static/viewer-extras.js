@@ -125,16 +125,16 @@
     }
   }
 
+  // A button of its own at the bottom left (below OHIF's study browser), not in our bar:
+  // the bar shares OHIF's header with its toolbar and must not grow.
   function addKeyImageButton() {
     if (!klinika.user.canWriteReport || document.getElementById("klinika-key-image")) return;
-    const bar = document.getElementById("klinika-bar");
-    if (!bar) return;
+    if (!window.services || !document.body) return;
     const button = element("button", {
       type: "button", id: "klinika-key-image", title: strings.keyImageTitle,
-    }, strings.keyImage);
+    }, `★ ${strings.keyImage}`);
     button.addEventListener("click", addKeyImage);
-    const report = document.getElementById("klinika-report");
-    if (report) report.after(button); else bar.append(button);
+    document.body.append(button);
   }
 
   // ------------------------------------------------------------------ 3D warning

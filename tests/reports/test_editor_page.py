@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import expect
 
 from tests.browser import OpenPage, log_in, screenshot
@@ -161,3 +162,48 @@ def test_the_key_image_picker_offers_every_slice_of_every_series_with_its_number
     assert series[0]["slices"][150] == ["ct151", 1, 151]
     assert series[1]["slices"] == [["cine", 1, 1], ["cine", 2, 1], ["cine", 3, 1]]
     assert key_image_series([]) == []
+
+
+PRINT_WORDS = {
+    "en": ("Print", "Findings"),
+    "ru": ("Печать", "Описание"),
+    "es": ("Imprimir", "Hallazgos"),
+    "fr": ("Imprimer", "Résultats"),
+    "de": ("Drucken", "Befund"),
+}
+
+
+@pytest.mark.parametrize("language", sorted(PRINT_WORDS))
+def test_the_front_desk_prints_a_signed_report_without_the_console_chrome(
+    live: LiveSite, open_page: OpenPage, language: str
+) -> None:
+    import requests
+
+    from tests.conftest import login
+
+    study = stow_study(live.server)
+    api = f"{live.server.url}/api/studies/{study.study_uid}/report"
+    doctor = login(live.server.url, "irina")
+    findings = "Лёгкие без очаговых изменений.\nSin derrame. Keine Läsion."
+    saved = requests.put(api, json={"sections": {"findings": findings}}, headers=doctor, timeout=30)
+    requests.post(api + "/sign", json={"revision": saved.json()["revision"]}, headers=doctor,
+                  timeout=120).raise_for_status()
+
+    operator = open_page(locale="en-US")
+    log_in(operator, live.server.url, "oleg", TEST_PASSWORD,
+           path=f"/reports/{study.study_uid}?lang={language}")
+    page = operator.page
+    expect(page.locator("#section-findings")).to_have_value(findings)
+    button_word, heading = PRINT_WORDS[language]
+    page.evaluate("window.print = () => { window.dispatchEvent(new Event('beforeprint')); }")
+    page.get_by_role("button", name=button_word, exact=True).click()
+    page.emulate_media(media="print")
+    printed = page.locator("[data-testid=report-print]")
+    expect(printed).to_be_visible()
+    assert printed.locator("h2").all_inner_texts() == [heading]
+    assert printed.locator("p").inner_text() == findings  # the whole text, line breaks kept
+    for chrome in (".topbar", ".footer", ".report-versions", "#section-findings",
+                   "[data-testid=print-report]"):
+        expect(page.locator(chrome)).to_be_hidden()
+    expect(page.locator("[data-testid=report-patient]")).to_contain_text("Иванова Мария")
+    assert operator.errors == [] and operator.csp_violations() == []

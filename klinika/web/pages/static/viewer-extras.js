@@ -9,8 +9,9 @@
     return;
   }
   const strings = klinika.strings;
-  //: OHIF's layouts that ray-cast the volume (its layout selector's advanced presets)
-  const THREE_D_PROTOCOLS = new Set(["3d-four-up", "3d-main", "3d-only", "3d-primary"]);
+  //: OHIF's hanging protocols that ray-cast the volume (its layout selector's 3D presets);
+  //: any other protocol with a volume3d viewport counts too (see isThreeD)
+  const THREE_D_PROTOCOLS = new Set(["only3D", "main3D", "primary3D", "mprAnd3DVolumeViewport"]);
   //: above this many voxels a software renderer takes minutes (300 slices of 512² took 7)
   const LARGE_VOLUME_VOXELS = 16 * 1024 * 1024;
   const SOFTWARE_RENDERERS = /swiftshader|llvmpipe|softpipe|software|basic render/i;
@@ -124,16 +125,16 @@
     }
   }
 
+  // A button of its own at the bottom left (below OHIF's study browser), not in our bar:
+  // the bar shares OHIF's header with its toolbar and must not grow.
   function addKeyImageButton() {
     if (!klinika.user.canWriteReport || document.getElementById("klinika-key-image")) return;
-    const bar = document.getElementById("klinika-bar");
-    if (!bar) return;
+    if (!window.services || !document.body) return;
     const button = element("button", {
       type: "button", id: "klinika-key-image", title: strings.keyImageTitle,
-    }, strings.keyImage);
+    }, `★ ${strings.keyImage}`);
     button.addEventListener("click", addKeyImage);
-    const report = document.getElementById("klinika-report");
-    if (report) report.after(button); else bar.append(button);
+    document.body.append(button);
   }
 
   // ------------------------------------------------------------------ 3D warning
@@ -148,20 +149,27 @@
     return { name, slow: SOFTWARE_RENDERERS.test(name) };
   }
 
-  function activeVolumeVoxels() {
+  function voxelsOf(displaySet) {
+    const instances = (displaySet && displaySet.instances) || [];
+    return instances.reduce((sum, instance) => sum
+      + (Number(instance.Rows) || 0) * (Number(instance.Columns) || 0)
+      * (Number(instance.NumberOfFrames) || 1), 0);
+  }
+
+  // The volume a 3D layout would load: the active viewport's series when it is a volume,
+  // else the largest volume of the study (the 3D layouts pick a reconstructable series).
+  function volumeVoxels() {
     const services = window.services;
     const active = activeViewport();
     if (!services || !active) return 0;
     const state = services.viewportGridService.getState();
     const viewport = state.viewports.get ? state.viewports.get(active.id) : state.viewports[active.id];
-    const uids = (viewport && viewport.displaySetInstanceUIDs) || [];
-    return uids.reduce((total, uid) => {
-      const displaySet = services.displaySetService.getDisplaySetByUID(uid);
-      const instances = (displaySet && displaySet.instances) || [];
-      return total + instances.reduce((sum, instance) => sum
-        + (Number(instance.Rows) || 0) * (Number(instance.Columns) || 0)
-        * (Number(instance.NumberOfFrames) || 1), 0);
-    }, 0);
+    const shown = ((viewport && viewport.displaySetInstanceUIDs) || [])
+      .map((uid) => services.displaySetService.getDisplaySetByUID(uid))
+      .filter((displaySet) => displaySet && displaySet.isReconstructable);
+    const candidates = shown.length ? shown : services.displaySetService.getActiveDisplaySets()
+      .filter((displaySet) => displaySet.isReconstructable);
+    return Math.max(0, ...candidates.map(voxelsOf));
   }
 
   function confirmLargeVolume(voxels, rendererName) {
@@ -196,18 +204,28 @@
     });
   }
 
+  function isThreeD(protocolId) {
+    if (THREE_D_PROTOCOLS.has(protocolId)) return true;
+    try {
+      const protocol = window.services.hangingProtocolService.getProtocolById(protocolId);
+      return JSON.stringify((protocol && protocol.stages) || []).includes('"volume3d"');
+    } catch (_error) {
+      return false;
+    }
+  }
+
   // OHIF's layout selector runs setHangingProtocol through the commands manager: the 3D
   // layouts wait for the user's answer when the volume is large and the renderer slow.
   function guardThreeD(commandsManager) {
-    if (commandsManager.klinikaGuarded) return;
+    if (typeof commandsManager.runCommand !== "function" || commandsManager.klinikaGuarded) return;
     commandsManager.klinikaGuarded = true;
     const original = commandsManager.runCommand.bind(commandsManager);
     let slow = null;
     commandsManager.runCommand = function (name, options, context) {
       const protocolId = options && options.protocolId;
-      if (name === "setHangingProtocol" && THREE_D_PROTOCOLS.has(protocolId)) {
+      if (name === "setHangingProtocol" && protocolId && isThreeD(protocolId)) {
         slow = slow || renderer();
-        const voxels = activeVolumeVoxels();
+        const voxels = volumeVoxels();
         if (slow.slow && voxels > LARGE_VOLUME_VOXELS) {
           confirmLargeVolume(voxels, slow.name).then((go) => {
             if (go) original(name, options, context);
@@ -219,13 +237,10 @@
     };
   }
 
-  // OHIF creates its services and our bar after this script runs: wait for both.
-  const started = Date.now();
-  const wait = setInterval(() => {
+  // OHIF creates its commands manager (more than once while it starts) and viewer.js our bar
+  // after this script runs: look for both now and then (two property reads).
+  setInterval(() => {
     if (window.commandsManager) guardThreeD(window.commandsManager);
     addKeyImageButton();
-    const ready = window.commandsManager && (document.getElementById("klinika-key-image")
-      || !klinika.user.canWriteReport);
-    if (ready || Date.now() - started > 120000) clearInterval(wait);
-  }, 250);
+  }, 400);
 })();

@@ -30,7 +30,9 @@ import threading
 import time
 from typing import Any, cast
 
+from pydicom.config import IGNORE
 from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.uid import UID
 from pynetdicom import _config, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import _RQ_TO_MESSAGE, _RSP_TO_MESSAGE, DIMSEServiceProvider
@@ -191,11 +193,18 @@ def decode_store_response(command: bytes | memoryview) -> tuple[C_STORE, Command
     response = C_STORE()
     response.MessageIDBeingRespondedTo = values["MessageIDBeingRespondedTo"]
     response.Status = values["Status"]
-    if values.get("AffectedSOPClassUID"):
-        response.AffectedSOPClassUID = values["AffectedSOPClassUID"]
-    if values.get("AffectedSOPInstanceUID"):
-        response.AffectedSOPInstanceUID = values["AffectedSOPInstanceUID"]
+    set_affected_uids(
+        response, values.get("AffectedSOPClassUID"), values.get("AffectedSOPInstanceUID")
+    )
     return response, Command(values)
+
+
+def set_affected_uids(primitive: Any, sop_class: str | None, sop_instance: str | None) -> None:
+    """Set a primitive's Affected SOP Class and Instance UIDs without pynetdicom's and
+    pydicom's validation of each (regular expressions, a fifth of a retrieve's CPU): they are
+    UIDs we indexed when the instance arrived, or a peer's answer we only compare and log."""
+    primitive._affected_sop_class_uid = UID(sop_class, IGNORE) if sop_class else None
+    primitive._affected_sop_instance_uid = UID(sop_instance, IGNORE) if sop_instance else None
 
 
 def frame(payload: bytes | memoryview, context_id: int, last_flag: int, max_pdu: int) -> list[Any]:

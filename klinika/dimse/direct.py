@@ -22,15 +22,21 @@ encoded Implicit VR Little Endian).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import select
+import socket
 import ssl
 import struct
 import threading
 import time
+import weakref
 from typing import Any, cast
 
+from pydicom.config import IGNORE
 from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.uid import UID
 from pynetdicom import _config, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import _RQ_TO_MESSAGE, _RSP_TO_MESSAGE, DIMSEServiceProvider
@@ -45,6 +51,7 @@ from pynetdicom.dsutils import encode
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
+from pynetdicom.transport import AssociationSocket
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +61,8 @@ _HEADER = struct.Struct(">BBLLBB")
 _PDV_OVERHEAD = 6
 #: How long a direct write waits for P-DATA queued earlier to leave (then pynetdicom's path).
 _DRAIN_TIMEOUT = 5.0
+#: Longest wait of an idle DUL thread in select() (pynetdicom's own loop sleeps 1 ms).
+_IDLE_WAIT = 0.01
 #: Message control headers (PS3.8 E.2): command or data set, last fragment or not.
 _COMMAND, _COMMAND_LAST, _DATA, _DATA_LAST = 0x01, 0x03, 0x00, 0x02
 
@@ -191,11 +200,18 @@ def decode_store_response(command: bytes | memoryview) -> tuple[C_STORE, Command
     response = C_STORE()
     response.MessageIDBeingRespondedTo = values["MessageIDBeingRespondedTo"]
     response.Status = values["Status"]
-    if values.get("AffectedSOPClassUID"):
-        response.AffectedSOPClassUID = values["AffectedSOPClassUID"]
-    if values.get("AffectedSOPInstanceUID"):
-        response.AffectedSOPInstanceUID = values["AffectedSOPInstanceUID"]
+    set_affected_uids(
+        response, values.get("AffectedSOPClassUID"), values.get("AffectedSOPInstanceUID")
+    )
     return response, Command(values)
+
+
+def set_affected_uids(primitive: Any, sop_class: str | None, sop_instance: str | None) -> None:
+    """Set a primitive's Affected SOP Class and Instance UIDs without pynetdicom's and
+    pydicom's validation of each (regular expressions, a fifth of a retrieve's CPU): they are
+    UIDs we indexed when the instance arrived, or a peer's answer we only compare and log."""
+    primitive._affected_sop_class_uid = UID(sop_class, IGNORE) if sop_class else None
+    primitive._affected_sop_instance_uid = UID(sop_instance, IGNORE) if sop_instance else None
 
 
 def frame(payload: bytes | memoryview, context_id: int, last_flag: int, max_pdu: int) -> list[Any]:
@@ -225,16 +241,54 @@ class DirectDul(DULServiceProvider):
     klinika_queued: int
     klinika_sent: int
 
+    klinika_waker: socket.socket | None
+
     def send_pdu(self, primitive: Any) -> None:
         if isinstance(primitive, P_DATA):
             self.klinika_queued += 1
         super().send_pdu(primitive)
+        self.klinika_wake_up()
+
+    def klinika_wake_up(self) -> None:
+        """Let the DUL thread's ``select`` return (see :class:`WakingSocket`)."""
+        if self.klinika_waker is not None:
+            with contextlib.suppress(OSError):  # closed, or full: it is awake anyway
+                self.klinika_waker.send(b"!")
 
     def _send(self, pdu: Any) -> None:
         with self.klinika_write_lock:
             super()._send(pdu)
         if isinstance(pdu, P_DATA_TF):
             self.klinika_sent += 1
+
+
+class WakingSocket(AssociationSocket):
+    """The association's socket, whose ``ready`` (the DUL thread's poll) waits in ``select``
+    for data or for a wake-up instead of returning at once: pynetdicom's DUL thread otherwise
+    wakes every millisecond while idle, which costs CPU in every open association and up to
+    a millisecond before each C-STORE response of a retrieve is seen. Anything queued for the
+    DUL thread wakes it (:meth:`DirectDul.send_pdu`, :func:`_write`); a kill or a timer is
+    noticed within ``_IDLE_WAIT``."""
+
+    klinika_wake: socket.socket
+
+    @property
+    def ready(self) -> bool:
+        if self.socket is None or self._is_connected is False:
+            return False
+        dul = self.assoc.dul
+        idle = not dul.to_provider_queue.queue and not dul.event_queue.queue
+        try:
+            readable, _, _ = select.select(
+                [self.socket, self.klinika_wake], [], [], _IDLE_WAIT if idle else 0
+            )
+        except (OSError, TimeoutError, ValueError):
+            self.event_queue.put("Evt17")
+            return False
+        if self.klinika_wake in readable:
+            with contextlib.suppress(OSError):
+                self.klinika_wake.recv(4096)
+        return self.socket in readable
 
 
 class DirectDimse(DIMSEServiceProvider):
@@ -332,6 +386,7 @@ def _write(dul: DirectDul, raw: Any, pieces: list[Any]) -> None:
     except OSError:
         log.info("the connection closed while sending a DIMSE message")
         dul.event_queue.put("Evt17")
+        dul.klinika_wake_up()
 
 
 def install(assoc: Association) -> Association:
@@ -342,6 +397,19 @@ def install(assoc: Association) -> Association:
         dul.klinika_write_lock = threading.Lock()  # type: ignore[attr-defined]
         dul.klinika_queued = 0  # type: ignore[attr-defined]
         dul.klinika_sent = 0  # type: ignore[attr-defined]
+        dul.klinika_waker = None  # type: ignore[attr-defined]
+        transport = dul.socket
+        if transport is not None and not isinstance(transport.socket, ssl.SSLSocket):
+            # TLS keeps pynetdicom's polling: an SSLSocket may hold data select() cannot see
+            waker, wake = socket.socketpair()
+            waker.setblocking(False)
+            wake.setblocking(False)
+            weakref.finalize(dul, waker.close)
+            weakref.finalize(dul, wake.close)
+            dul.klinika_waker = waker  # type: ignore[attr-defined]
+            transport.klinika_wake = wake  # type: ignore[attr-defined]
+            transport.__class__ = WakingSocket
+            dul._run_loop_delay = 0  # the wait is in WakingSocket.ready
         dul.__class__ = DirectDul
     if not isinstance(assoc.dimse, DirectDimse):
         assoc.dimse.__class__ = DirectDimse

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
@@ -42,6 +43,9 @@ class RetrieveRefused(KlinikaError):
     it answers 0xC513 (a 0xCxxx "unable to process" status) and logs this message.
     """
 
+
+#: A C-FIND answer stream pauses this long every this many answers (see ``Handlers.find``).
+_YIELD_EVERY, _YIELD_FOR = 32, 0.0002
 
 #: The service of each request event (as :data:`klinika.auth.SERVICE_ACTIONS` names them).
 _SERVICES = {
@@ -160,6 +164,11 @@ class Handlers:
                 yield status.PENDING, answer(match)
                 seen.add(_value(match, "0020000D"), _value(match, "00100020"))
                 sent += 1
+                if sent % _YIELD_EVERY == 0:
+                    # Answers are written straight to the socket and never wait, so a long
+                    # stream would keep the GIL for whole switch intervals: let the DUL
+                    # thread read a C-CANCEL, and other associations run.
+                    time.sleep(_YIELD_FOR)
                 match = next(matches, None)
         finally:
             matches.close()

@@ -30,6 +30,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from pydicom.config import IGNORE
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import build_context
@@ -39,6 +41,7 @@ from pynetdicom.presentation import PresentationContext
 
 from klinika.archive import Archive, InstanceRecord
 from klinika.dicom.transcode import CannotTranscode, can_transcode, data_set_offset, transcode
+from klinika.dimse.direct import set_affected_uids
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +73,9 @@ class StoredInstance(Dataset):
         failure_status: int = CANNOT_UNDERSTAND,
     ) -> None:
         super().__init__()
-        self.SOPClassUID = record.sop_class_uid
-        self.SOPInstanceUID = record.sop_instance_uid
+        for tag, uid in ((0x00080016, record.sop_class_uid), (0x00080018, record.sop_instance_uid)):
+            # indexed UIDs: pydicom's validation of each value is a retrieve's largest cost
+            self[tag] = DataElement(tag, "UI", UID(uid, IGNORE), validation_mode=IGNORE)
         self.payload = payload
         self.syntax = syntax
         self.context_id = context_id
@@ -188,8 +192,7 @@ def send_instance(
     request.Priority = priority
     request.MoveOriginatorApplicationEntityTitle = originator_aet
     request.MoveOriginatorMessageID = originator_id
-    request.AffectedSOPClassUID = item.SOPClassUID
-    request.AffectedSOPInstanceUID = item.SOPInstanceUID
+    set_affected_uids(request, item.SOPClassUID, item.SOPInstanceUID)
     request.DataSet = io.BytesIO(item.payload)
     _hold_reactor(assoc)
     assoc.dimse.send_msg(request, item.context_id)

@@ -233,14 +233,18 @@ class Guard:
         self.audit = audit
         self.coalescer = coalescer or ReadCoalescer()
 
-    def __call__(self, action: str, *, recorded_as: str | None = None) -> Require:
+    def __call__(
+        self, action: str, *, recorded_as: str | None = None, touches_data: bool = True
+    ) -> Require:
         """The dependency admitting ``action``. With ``recorded_as``, principals who may also
         do that broader action have their access recorded under it (an operator's STOW is
-        ``dicom:store``, a doctor's ``dicom:annotate``)."""
+        ``dicom:store``, a doctor's ``dicom:annotate``). ``touches_data=False`` for a route
+        that only shows a page (the upload form): the check is the same, but an allowed
+        request is no access event (what it stores later is)."""
         for name in (action, recorded_as):
             if name is not None and name not in ACTIONS:
                 raise ValueError(f"unknown action {name!r}: add it to PERMISSIONS first")
-        return Require(self, action, recorded_as)
+        return Require(self, action, recorded_as, touches_data)
 
     def principal(self, request: Request) -> Principal:
         """The gate's principal for this request, or authenticate now (no gate in front)."""
@@ -253,7 +257,13 @@ class Guard:
             request.scope[_PRINCIPAL] = principal
         return principal
 
-    def check(self, request: Request, action: str, recorded_as: str | None = None) -> Principal:
+    def check(
+        self,
+        request: Request,
+        action: str,
+        recorded_as: str | None = None,
+        touches_data: bool = True,
+    ) -> Principal:
         principal = self.principal(request)
         source = client_address(request)
         try:
@@ -266,7 +276,7 @@ class Guard:
             raise
         if recorded_as is not None and is_allowed(principal.role, recorded_as):
             action = recorded_as
-        if action in AUDITED_ACTIONS:
+        if action in AUDITED_ACTIONS and touches_data:
             resource, details = _access_context(request)
             if not self.coalescer.first(principal.session_id, action, resource["study_uid"]):
                 return principal
@@ -283,17 +293,25 @@ class Guard:
 class Require:
     """The dependency for one action. ``action`` is public: the route sweep test reads it."""
 
-    def __init__(self, guard: Guard, action: str, recorded_as: str | None = None) -> None:
+    def __init__(
+        self,
+        guard: Guard,
+        action: str,
+        recorded_as: str | None = None,
+        touches_data: bool = True,
+    ) -> None:
         self.guard = guard
         self.action = action
         self.recorded_as = recorded_as
+        self.touches_data = touches_data
 
     async def __call__(self, request: Request) -> Principal:
         principal = request.scope.get(_PRINCIPAL)
+        arguments = (request, self.action, self.recorded_as, self.touches_data)
         if principal is not None and is_allowed(principal.role, self.action):
             # Admitted by the gate's principal: no I/O here (the event is written by the gate).
-            return self.guard.check(request, self.action, self.recorded_as)
-        return await to_thread.run_sync(self.guard.check, request, self.action, self.recorded_as)
+            return self.guard.check(*arguments)
+        return await to_thread.run_sync(self.guard.check, *arguments)
 
     def __repr__(self) -> str:
         return f"Require({self.action!r})"

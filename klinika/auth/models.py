@@ -10,6 +10,10 @@ from klinika.audit import Actor
 from klinika.config import PasswordHashProfile, Settings
 
 LANGUAGES = ("en", "ru", "es", "fr", "de")
+#: A user's language preference that follows the browser (Accept-Language); the default.
+AUTO_LANGUAGE = "auto"
+#: What a user's language preference may be.
+USER_LANGUAGES = (AUTO_LANGUAGE, *LANGUAGES)
 
 
 def iso(seconds: int | None) -> str | None:
@@ -77,6 +81,8 @@ class Session:
     revoked_at: int | None
     source: str | None
     user_agent: str | None
+    #: the last request seen with it (to the minute), None before the first one
+    last_seen_at: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +93,7 @@ class Session:
             "revoked_at": iso(self.revoked_at),
             "source": self.source,
             "user_agent": self.user_agent,
+            "last_seen_at": iso(self.last_seen_at),
         }
 
 

@@ -37,7 +37,7 @@ class NewUser(BaseModel):
     role: str
     password: str | None = Field(None, description="generated and returned once when absent")
     display_name: str = ""
-    language: str = "en"
+    language: str = Field("auto", description="a language code, or auto: the browser's")
 
 
 class UserChange(BaseModel):

@@ -13,7 +13,8 @@ users = sa.Table(
     sa.Column("username", sa.String(64), nullable=False, unique=True),
     sa.Column("display_name", sa.String(128), nullable=False, server_default=""),
     sa.Column("role", sa.String(16), nullable=False),
-    sa.Column("language", sa.String(8), nullable=False, server_default="en"),
+    # a language code, or "auto": follow the browser's Accept-Language
+    sa.Column("language", sa.String(8), nullable=False, server_default="auto"),
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("password_hash", sa.String(256), nullable=False),
     sa.Column("password_changed_at", sa.BigInteger, nullable=False),
@@ -35,6 +36,8 @@ sessions = sa.Table(
     sa.Column("revoked_at", sa.BigInteger, nullable=True),
     sa.Column("source", sa.String(256), nullable=True),
     sa.Column("user_agent", sa.String(256), nullable=True),
+    # the last request seen with this session (written at most once a minute)
+    sa.Column("last_seen_at", sa.BigInteger, nullable=True),
 )
 sa.Index("ix_sessions_user_id", sessions.c.user_id)
 

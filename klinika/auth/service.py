@@ -23,7 +23,15 @@ from klinika.auth.errors import (
     UnknownUser,
     UserExists,
 )
-from klinika.auth.models import LANGUAGES, AuthPolicy, LoginResult, Principal, Session, User
+from klinika.auth.models import (
+    AUTO_LANGUAGE,
+    USER_LANGUAGES,
+    AuthPolicy,
+    LoginResult,
+    Principal,
+    Session,
+    User,
+)
 from klinika.auth.peers import LOCAL_ANY, SERVICE_ACTIONS, DicomPeer, authorize_ae
 from klinika.auth.permissions import USER_ROLES, is_allowed
 from klinika.auth.schema import login_failures, sessions, users
@@ -37,6 +45,12 @@ _STALE_FAILURES = 86400
 #: address (neither is a possible username or address).
 ANY_SOURCE = "*"
 ANY_USER = "*"
+
+
+#: Ended sessions (expired or revoked) are forgotten this long after their end.
+ENDED_SESSIONS_KEPT = 86400
+#: A session's last activity is written at most this often (seconds).
+ACTIVITY_RESOLUTION = 60
 
 
 def backoff(extra_failures: int, first: int, longest: int) -> int:
@@ -115,7 +129,7 @@ class AuthService:
         password: str,
         *,
         display_name: str = "",
-        language: str = "en",
+        language: str = AUTO_LANGUAGE,
         actor: Actor | None = None,
         source: str | None = None,
         must_change_password: bool = False,
@@ -288,8 +302,8 @@ class AuthService:
     def _check_fields(*, role: str | None, language: str | None, display_name: str | None) -> None:
         if role is not None and role not in USER_ROLES:
             raise InvalidAccount(f"role must be one of {', '.join(USER_ROLES)}, not {role!r}")
-        if language is not None and language not in LANGUAGES:
-            raise InvalidAccount(f"language must be one of {', '.join(LANGUAGES)}")
+        if language is not None and language not in USER_LANGUAGES:
+            raise InvalidAccount(f"language must be one of {', '.join(USER_LANGUAGES)}")
         if display_name is not None and len(display_name) > 128:
             raise InvalidAccount("a display name has at most 128 characters")
 
@@ -451,6 +465,7 @@ class AuthService:
         session_id = secrets.token_hex(16)
         expires_at = now + self.policy.token_seconds(user.role)
         with self._write() as connection:
+            self._prune_sessions(connection, now)
             connection.execute(
                 sa.insert(sessions).values(
                     id=session_id,
@@ -501,6 +516,7 @@ class AuthService:
             raise Unauthenticated("the session has expired; log in again")
         if not row.active:
             raise Unauthenticated("this account is disabled")
+        self._seen(row.id, row.last_seen_at)
         return Principal(
             user_id=row.user_id,
             username=row.username,
@@ -532,7 +548,14 @@ class AuthService:
             rows = connection.execute(query.order_by(sessions.c.created_at.desc())).all()
         return [
             Session(
-                r.id, r.username, r.created_at, r.expires_at, r.revoked_at, r.source, r.user_agent
+                r.id,
+                r.username,
+                r.created_at,
+                r.expires_at,
+                r.revoked_at,
+                r.source,
+                r.user_agent,
+                r.last_seen_at,
             )
             for r in rows
         ]
@@ -553,6 +576,33 @@ class AuthService:
                 .values(revoked_at=self._now())
             )
         self._record(actor, "session:revoke", source, {"session": session_id})
+
+    @staticmethod
+    def _prune_sessions(connection: sa.Connection, now: int) -> int:
+        """Forget sessions that ended (expired or revoked) more than
+        :data:`ENDED_SESSIONS_KEPT` seconds ago: every login prunes, so they do not pile up.
+        Their ends stay in the audit trail."""
+        cutoff = now - ENDED_SESSIONS_KEPT
+        pruned = connection.execute(
+            sa.delete(sessions).where(
+                sa.or_(sessions.c.expires_at < cutoff, sessions.c.revoked_at < cutoff)
+            )
+        ).rowcount
+        return int(pruned or 0)
+
+    def _seen(self, session_id: str, last_seen_at: int | None) -> None:
+        """Note a session's activity, at most once every :data:`ACTIVITY_RESOLUTION` seconds
+        (a write outside ``_write``: it changes no principal)."""
+        now = self._now()
+        if last_seen_at is not None and now - last_seen_at < ACTIVITY_RESOLUTION:
+            return
+        try:
+            with self.database.writer.begin() as connection:
+                connection.execute(
+                    sa.update(sessions).where(sessions.c.id == session_id).values(last_seen_at=now)
+                )
+        except sa.exc.OperationalError:  # a busy database: the next request notes it
+            return
 
     def _revoke_all(self, connection: sa.Connection, user_id: int) -> None:
         connection.execute(

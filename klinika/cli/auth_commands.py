@@ -10,6 +10,7 @@ import click
 
 from klinika.audit import Actor
 from klinika.auth import USER_ROLES, InvalidAccount, UnknownUser, UserExists
+from klinika.auth.models import USER_LANGUAGES
 from klinika.auth.passwords import generate_password
 from klinika.cli.context import settings_from
 
@@ -42,7 +43,13 @@ def user() -> None:
 @click.option("--password", help="The password (else one is generated and printed).")
 @click.option("--prompt", is_flag=True, help="Type the password instead of generating one.")
 @click.option("--display-name", default="", help="Name shown in the interface.")
-@click.option("--language", default="en", show_default=True)
+@click.option(
+    "--language",
+    type=click.Choice(USER_LANGUAGES),
+    default="auto",
+    show_default=True,
+    help="Language of the interface; auto follows the browser.",
+)
 @click.pass_context
 def add_user(
     ctx: click.Context,

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from klinika.dicom.attributes import IndexedAttribute
+from klinika.dicom.fold import fold, folding_table
 from klinika.errors import InvalidQuery
 
 _DATE = re.compile(r"^\d{8}$")
@@ -70,8 +71,10 @@ def condition(
     *,
     norm_column: sa.ColumnElement[str] | None = None,
     fuzzy: bool = False,
+    folded: bool = False,
 ) -> ColumnElement[bool] | None:
     """The SQL condition for matching ``attribute`` against ``value``; None means universal.
+    ``folded`` (the console's name search, with ``fuzzy``) also ignores accents and script.
 
     Raises
     ------
@@ -107,19 +110,41 @@ def condition(
             raise InvalidQuery(f"{attribute.keyword}={value!r} is not an integer") from exc
         return column.in_(numbers)
     if vr == "PN" and norm_column is not None:
-        return _person_name(norm_column, value, fuzzy)
+        return _person_name(norm_column, value, fuzzy, folded)
     if has_wildcard(value):
         return _wildcard(column, value)
     return column == value
 
 
+def folded_column(column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+    """``column`` (a ``_norm`` column: NFC, case-folded) as :func:`klinika.dicom.fold.fold`
+    spells it, in SQL both SQLite and PostgreSQL run (nested ``replace``)."""
+    expression: sa.ColumnElement[str] = column
+    for char, spelling in folding_table().items():
+        expression = sa.func.replace(expression, char, spelling)
+    return expression
+
+
+def _folded_words(norm_column: sa.ColumnElement[str], needle: str) -> ColumnElement[bool]:
+    """Each word of ``needle`` starts some word of the name once both are folded: ``muller``
+    finds ``Müller``, ``ivanov`` finds ``Иванов`` and ``иванов`` finds ``Ivanov``."""
+    words = [w for w in re.split(r"[\s^,=]+", fold(needle)) if w]
+    spaced = sa.func.replace(sa.func.replace(folded_column(norm_column), " ", "^"), "=", "^")
+    padded = sa.literal("^") + spaced
+    return sa.and_(
+        *(padded.like("%^" + _like_pattern(word) + "%", escape="\\") for word in words)
+    )
+
+
 def _person_name(
-    norm_column: sa.ColumnElement[str], value: str, fuzzy: bool
+    norm_column: sa.ColumnElement[str], value: str, fuzzy: bool, folded: bool = False
 ) -> ColumnElement[bool] | None:
     """Case-insensitive PN matching; with fuzzy matching each word may start any name part."""
     needle = normalize_name(value)
     if needle in ("", "*"):  # "^", "^^" … name nothing: universal matching
         return None
+    if fuzzy and folded and not has_wildcard(needle):
+        return _folded_words(norm_column, needle)
     if fuzzy and not has_wildcard(needle):
         words = [w for w in re.split(r"[\s^,]+", needle) if w]
         clauses = []

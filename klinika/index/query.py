@@ -55,6 +55,9 @@ class Query:
     limit: int | None = None
     offset: int = 0
     fuzzy: bool = False
+    #: with ``fuzzy``: names also match without accents and across scripts (the console's
+    #: search; QIDO-RS and C-FIND never set it)
+    folded: bool = False
     include_parents: bool = False
     strict: bool = True
     #: (keyword, descending) pairs of indexed attributes; empty: the level's default order
@@ -116,7 +119,12 @@ def _match_conditions(
             if attribute.vr == "PN":
                 norm = schema.TABLES[attribute.level].c[f"{attribute.column}_norm"]
             found = condition(
-                _column(attribute), attribute, value, norm_column=norm, fuzzy=query.fuzzy
+                _column(attribute),
+                attribute,
+                value,
+                norm_column=norm,
+                fuzzy=query.fuzzy,
+                folded=query.folded,
             )
         if found is not None:
             conditions.append(found)

@@ -47,7 +47,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    install_error_handlers(app)
+    renderer = Pages(settings)
+    install_error_handlers(app, renderer)
     # Default deny: every path needs a session except PUBLIC_PATHS; each route then declares
     # its action with Depends(guard(...)), which also writes the access audit event.
     app.add_middleware(
@@ -86,7 +87,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(create_wado_uri_router(runtime.archive, guard))
     app.include_router(create_reports_router(runtime.reports, guard))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    renderer = Pages(settings)
     pages = PageContext(
         settings=settings,
         pages=renderer,

@@ -14,6 +14,7 @@ from klinika.auth.errors import (
     Unauthenticated,
     UserExists,
 )
+from klinika.auth.http import scope_principal
 from klinika.errors import (
     Conflict,
     InvalidInstance,
@@ -26,6 +27,9 @@ from klinika.errors import (
     StorageUnavailable,
     UnsupportedMediaType,
 )
+from klinika.i18n import N_, translator
+from klinika.web.pages.context import ROLE_LABELS, Pages, request_language
+from klinika.web.pages.labels import ACTION_LABELS
 
 STATUS = {
     NotFound: 404,
@@ -73,13 +77,46 @@ def _is_page(request: Request) -> bool:
     )
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Answer domain errors with their status and ``{"error": message}``."""
+FORBIDDEN_TITLE = N_("Not for your role")
+FORBIDDEN_TEXT = N_("Your role (%(role)s) may not open this page: %(action)s.")
+MISSING_TITLE = N_("Page not found")
+MISSING_TEXT = N_("There is no page at this address.")
+
+
+def page_error(pages: Pages, request: Request, exc: KlinikaError) -> Response | None:
+    """The HTML page a browser gets for a refusal or a missing page (in the user's language,
+    with a way back); None for other errors. API and DICOMweb clients keep JSON."""
+    if not _is_page(request) or not isinstance(exc, Forbidden | NotFound):
+        return None
+    principal = scope_principal(request)
+    speak = translator(request_language(request, principal))
+    if isinstance(exc, Forbidden):
+        role = principal.role if principal else ""
+        status, title = 403, speak.gettext(FORBIDDEN_TITLE)
+        message = speak.gettext(
+            FORBIDDEN_TEXT,
+            role=speak.gettext(ROLE_LABELS.get(role, role)),
+            action=speak.gettext(ACTION_LABELS.get(exc.action, exc.action)),
+        )
+    else:
+        status, title, message = 404, speak.gettext(MISSING_TITLE), speak.gettext(MISSING_TEXT)
+    return pages.render(
+        request, "error.html", status_code=status, status=status, title=title, message=message
+    )
+
+
+def install_error_handlers(app: FastAPI, pages: Pages | None = None) -> None:
+    """Answer domain errors with their status and ``{"error": message}``; with ``pages``, a
+    browser navigating to a page it may not open (or that is not there) gets an HTML page."""
 
     async def handle(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, KlinikaError)
         if isinstance(exc, PasswordChangeRequired) and _is_page(request):
             return RedirectResponse(PASSWORD_PAGE, status_code=303)
+        if pages is not None:
+            page = page_error(pages, request, exc)
+            if page is not None:
+                return page
         return error_response(exc)
 
     app.add_exception_handler(KlinikaError, handle)

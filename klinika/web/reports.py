@@ -13,6 +13,7 @@ from klinika.auth.models import Principal
 from klinika.auth.permissions import is_allowed
 from klinika.i18n import LANGUAGES
 from klinika.reports import Draft, KeyImage, ReportService
+from klinika.web.downloads import content_disposition
 
 
 class KeyImageBody(BaseModel):
@@ -124,24 +125,38 @@ def create_reports_router(reports: ReportService, guard: Guard) -> APIRouter:
         )
         return found.as_dict()
 
-    @router.get("/pdf", summary="The PDF (a signed version's is the one stored in the study)")
+    @router.get(
+        "/pdf",
+        summary="The PDF (a signed version's is the one stored in the study; operators: "
+        "signed versions only)",
+    )
     def pdf(
         request: Request,
         study_uid: str,
-        principal: Writer,
+        principal: Reader,
         version: Annotated[int | None, Query(ge=1)] = None,
+        inline: bool = False,
     ) -> Response:
         data, found = reports.pdf(
-            study_uid, principal.actor, number=version, source=client_address(request)
+            study_uid,
+            principal.actor,
+            number=version,
+            drafts=_drafts(principal),
+            source=client_address(request),
         )
-        name = f"report-v{found.number}{'' if found.signed else '-draft'}.pdf"
+        header = reports.header(study_uid)
+        disposition = content_disposition(
+            "report",
+            header.patient_name,
+            header.study_date,
+            f"v{found.number}" + ("" if found.signed else "-draft"),
+            suffix=".pdf",
+            inline=inline,
+        )
         return Response(
             data,
             media_type="application/pdf",
-            headers={
-                "Content-Disposition": f'attachment; filename="{name}"',
-                "Cache-Control": "no-store",
-            },
+            headers={"Content-Disposition": disposition, "Cache-Control": "no-store"},
         )
 
     @router.get("/templates", summary="Templates per modality, in a language")

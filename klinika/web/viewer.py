@@ -12,6 +12,7 @@ from klinika.auth.http import Guard
 from klinika.auth.models import Principal
 from klinika.auth.permissions import is_allowed
 from klinika.config import Settings
+from klinika.errors import NotFound
 from klinika.i18n import N_, translator
 from klinika.viewer.install import load_installed
 from klinika.viewer.shell import ViewerShell, ViewerUser, app_config
@@ -81,7 +82,7 @@ def create_viewer_router(
         if shell is None:
             if ViewerShell.is_route(path):
                 return pages.render(request, "viewer_missing.html", status_code=503)
-            return Response(status_code=404)
+            raise NotFound(f"no page {path}")
         found = shell.file(path)
         if found is not None and found.name != "index.html":
             headers = {
@@ -99,6 +100,6 @@ def create_viewer_router(
                 shell.index_html,
                 headers={"Cache-Control": REVALIDATE, "Content-Security-Policy": shell.csp},
             )
-        return Response(status_code=404)
+        raise NotFound(f"no page {path}")  # a browser gets our translated 404 page
 
     return router

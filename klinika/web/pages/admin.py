@@ -16,11 +16,12 @@ from klinika.auth.passwords import generate_password
 from klinika.auth.permissions import USER_ROLES
 from klinika.dicom.attributes import Level
 from klinika.errors import KlinikaError
-from klinika.i18n import LANGUAGE_NAMES, LANGUAGES
+from klinika.i18n import LANGUAGES, translator
 from klinika.index.query import Query as IndexQuery
 from klinika.web.health import readiness
 from klinika.web.pages.backups import backup_overview
-from klinika.web.pages.context import ROLE_LABELS, PageContext
+from klinika.web.pages.context import ROLE_LABELS, PageContext, request_language
+from klinika.web.pages.labels import ACTION_LABELS, OUTCOME_LABELS, browser_summary
 
 AUDIT_PAGE = 100
 
@@ -42,7 +43,8 @@ def create_router(context: PageContext) -> APIRouter:
             users=auth.list_users(),
             sessions=auth.list_sessions(),
             roles=[(str(role), ROLE_LABELS[str(role)]) for role in USER_ROLES],
-            language_names=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
+            language_codes=LANGUAGES,
+            browser_summary=browser_summary,
             **values,
         )
 
@@ -60,7 +62,7 @@ def create_router(context: PageContext) -> APIRouter:
         principal: Admin,
         username: Annotated[str, Form(max_length=64)],
         role: Annotated[str, Form(max_length=16)],
-        language: Annotated[str, Form(max_length=8)] = "en",
+        language: Annotated[str, Form(max_length=8)] = "auto",
         display_name: Annotated[str, Form(max_length=128)] = "",
     ) -> Response:
         password = generate_password()
@@ -113,18 +115,26 @@ def create_router(context: PageContext) -> APIRouter:
             return users_page(request, status_code=400, error=str(exc))
         return users_page(request, reset=(username, password))
 
+    @router.get("/admin/users/ended")
+    def session_ended(
+        request: Request, _: Admin, user: Annotated[str, Query(max_length=64)] = ""
+    ) -> Response:
+        """Where ending a session lands: the page, with a notice naming whose it was."""
+        return users_page(request, ended=user)
+
     @router.post("/admin/sessions/{session_id}/revoke")
     def revoke_session(request: Request, session_id: str, principal: Admin) -> Response:
+        owner = next((s.username for s in auth.list_sessions() if s.id == session_id), "")
         try:
             auth.revoke_session(session_id, actor=principal.actor, source=client_address(request))
         except KlinikaError as exc:
             return users_page(request, status_code=400, error=str(exc))
-        return RedirectResponse("/admin/users", status_code=303)
+        return RedirectResponse(f"/admin/users/ended?{urlencode({'user': owner})}", 303)
 
     @router.get("/admin/audit")
     async def audit(
         request: Request,
-        _: Auditor,
+        principal: Auditor,
         actor: Annotated[str, Query(max_length=64)] = "",
         action: Annotated[str, Query(max_length=64)] = "",
         patient_id: Annotated[str, Query(max_length=64)] = "",
@@ -150,6 +160,13 @@ def create_router(context: PageContext) -> APIRouter:
             events, total, error = [], 0, str(exc)
         chain = await run_in_threadpool(context.audit.verify) if verify else None
         query = {k: v for k, v in filters.items() if v}
+        speak = translator(request_language(request, principal))
+        choices = sorted(
+            ((code, speak.gettext(label)) for code, label in ACTION_LABELS.items()),
+            key=lambda choice: choice[1].casefold(),
+        )
+        if action and action not in ACTION_LABELS:  # a code typed into the URL stays chosen
+            choices.append((action, action))
         return pages.render(
             request,
             "admin/audit.html",
@@ -164,6 +181,9 @@ def create_router(context: PageContext) -> APIRouter:
             query=urlencode(query),
             chain=chain,
             error=error,
+            action_choices=choices,
+            action_labels=ACTION_LABELS,
+            outcome_labels=OUTCOME_LABELS,
         )
 
     @router.get("/admin/system")

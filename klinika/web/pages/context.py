@@ -31,6 +31,10 @@ LANGUAGE_COOKIE = "klinika_lang"
 #: The cookie OHIF's i18next reads; set together with ours so the viewer follows.
 OHIF_LANGUAGE_COOKIE = "i18next"
 
+#: The language switch's first choice: no explicit language, follow the browser.
+AUTO = "auto"
+AUTO_LABEL = N_("Automatic (browser)")
+
 ROLE_LABELS = {
     "admin": N_("Administrator"),
     "doctor": N_("Doctor"),
@@ -45,6 +49,17 @@ def request_language(request: Request, principal: Principal | None = None) -> st
     explicit = request.query_params.get("lang") or request.cookies.get(LANGUAGE_COOKIE)
     preference = principal.language if principal else None
     return negotiate(explicit, preference, request.headers.get("accept-language"))
+
+
+def language_choice(request: Request, principal: Principal | None = None) -> str:
+    """What the language switch shows as chosen: an explicit choice (cookie), else the
+    user's preference, else ``auto`` (the browser's language)."""
+    explicit = request.cookies.get(LANGUAGE_COOKIE)
+    if explicit in LANGUAGES:
+        return explicit
+    if principal is not None and principal.language in LANGUAGES:
+        return principal.language
+    return AUTO
 
 
 def safe_next(target: str | None, default: str = "/") -> str:
@@ -91,7 +106,9 @@ class Pages:
             "request": request,
             "principal": principal,
             "lang": language,
-            "languages": [(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
+            "languages": [(AUTO, speak.gettext(AUTO_LABEL))]
+            + [(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
+            "language_choice": language_choice(request, principal),
             "role_label": speak.gettext(ROLE_LABELS.get(principal.role, principal.role))
             if principal
             else "",
@@ -110,15 +127,19 @@ class Pages:
         response.headers["Cache-Control"] = "no-store"
         keep_form_token(request, response)
         chosen = request.query_params.get("lang")
-        if chosen in LANGUAGES:
+        if chosen in LANGUAGES or chosen == AUTO:
             remember_language(response, chosen)
         return response
 
 
 def remember_language(response: Any, language: str) -> None:
-    """Keep an explicit language choice for our pages and OHIF (one year)."""
+    """Keep an explicit language choice for our pages and OHIF (one year); ``auto`` forgets
+    it (the browser's language again)."""
     for name in (LANGUAGE_COOKIE, OHIF_LANGUAGE_COOKIE):
-        response.set_cookie(name, language, max_age=365 * 86400, path="/", samesite="strict")
+        if language in LANGUAGES:
+            response.set_cookie(name, language, max_age=365 * 86400, path="/", samesite="strict")
+        else:
+            response.delete_cookie(name, path="/", samesite="strict")
 
 
 @dataclass

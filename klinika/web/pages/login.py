@@ -16,6 +16,7 @@ from klinika.auth.http import (
 from klinika.auth.models import Principal
 from klinika.i18n import LANGUAGES, N_, translator
 from klinika.web.pages.context import (
+    AUTO,
     PageContext,
     remember_language,
     request_language,
@@ -65,7 +66,7 @@ def create_router(context: PageContext) -> APIRouter:
             target = PASSWORD_PAGE
         response = RedirectResponse(target, status_code=303)
         set_session_cookie(request, response, result.token, result.expires_at - int(time.time()))
-        if not request.cookies.get("klinika_lang"):
+        if not request.cookies.get("klinika_lang") and result.user.language in LANGUAGES:
             remember_language(response, result.user.language)
         return response
 
@@ -125,9 +126,9 @@ def create_router(context: PageContext) -> APIRouter:
         next: Annotated[str, Form()] = HOME,
     ) -> Response:
         """The language switch: remembered in a cookie and, when logged in, as the user's
-        preference."""
+        preference; ``auto`` forgets both (the browser's language again)."""
         response = RedirectResponse(safe_next(next, HOME), status_code=303)
-        if language not in LANGUAGES:
+        if language not in LANGUAGES and language != AUTO:
             return response
         remember_language(response, language)
         principal = scope_principal(request)

@@ -98,9 +98,11 @@ def store_upload(
 def create_router(context: PageContext) -> APIRouter:
     router = APIRouter()
     Storer = Annotated[Principal, Depends(context.guard("dicom:store"))]
+    # opening the form stores nothing: no dicom:store event (each upload is one)
+    Opener = Annotated[Principal, Depends(context.guard("dicom:store", touches_data=False))]
 
     @router.get("/upload")
-    def upload_page(request: Request, _: Storer) -> Response:
+    def upload_page(request: Request, _: Opener) -> Response:
         return context.pages.render(request, "upload/index.html", active="upload")
 
     limits = upload_limits(context.settings)

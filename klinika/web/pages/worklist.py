@@ -37,12 +37,25 @@ RETURNED = (
     "PatientID",
     "PatientBirthDate",
     "PatientSex",
+    "PatientAge",
+    "ReferringPhysicianName",
+    "InstitutionName",
     "AccessionNumber",
     "StudyDescription",
     "ModalitiesInStudy",
     "NumberOfStudyRelatedSeries",
     "NumberOfStudyRelatedInstances",
 )
+#: PatientSex (PS3.3 C.7.1.1) as shown: (short label, full word for the tooltip)
+SEX_LABELS = {
+    "F": (N_("F"), N_("female")),
+    "M": (N_("M"), N_("male")),
+    "O": (N_("O"), N_("other")),
+}
+#: PatientAge units (PS3.5 6.2, VR AS: nnnD, nnnW, nnnM, nnnY)
+AGE_UNITS = {"D": N_("%(n)d d"), "W": N_("%(n)d wk"), "M": N_("%(n)d mo"), "Y": N_("%(n)d y")}
+#: The search form's names of the fields (what the form sends is what links send).
+URL_NAMES = {"date_from": "from", "date_to": "to"}
 
 
 @dataclass(frozen=True)
@@ -104,6 +117,7 @@ class Filters:
             offset=(page - 1) * PAGE_SIZE,
             order=self.ordering(),
             fuzzy=self.fuzzy,
+            folded=self.fuzzy,
         )
 
     def ordering(self) -> tuple[tuple[str, bool], ...]:
@@ -111,8 +125,12 @@ class Filters:
         return tuple((key, self.order != "asc") for key in keys)
 
     def query_string(self, **changes: Any) -> str:
+        """THE query string of this search (with ``changes``), under the names the search
+        form uses: sort headers and the pager keep every filter."""
         values = {**self.__dict__, **changes}
-        return urlencode({k: v for k, v in values.items() if v not in ("", None)})
+        return urlencode(
+            {URL_NAMES.get(k, k): v for k, v in values.items() if v not in ("", None)}
+        )
 
 
 def _date(text: str) -> str:
@@ -133,6 +151,21 @@ def _value(entry: dict[str, Any], tag: str) -> Any:
     return first if len(values) == 1 else values
 
 
+def age(patient_age: str, birth_date: str, study_date: str) -> tuple[int, str] | None:
+    """(number, unit) of the patient's age at the study: PatientAge (AS, ``045Y``) or, failing
+    that, the years between birth and study dates."""
+    text = str(patient_age or "").strip().upper()
+    if len(text) == 4 and text[:3].isdigit() and text[3] in AGE_UNITS:
+        return int(text[:3]), text[3]
+    try:
+        born = dt.datetime.strptime(str(birth_date)[:8], "%Y%m%d").date()
+        seen = dt.datetime.strptime(str(study_date)[:8], "%Y%m%d").date()
+    except ValueError:
+        return None
+    years = seen.year - born.year - ((seen.month, seen.day) < (born.month, born.day))
+    return (years, "Y") if years >= 0 else None
+
+
 def study_rows(matches: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Template-friendly rows from DICOM JSON study entries."""
     rows = []
@@ -140,6 +173,11 @@ def study_rows(matches: list[dict[str, Any]]) -> list[dict[str, Any]]:
         modalities = entry.get("00080061", {}).get("Value") or []
         rows.append(
             {
+                "age": age(
+                    _value(entry, "00101010"), _value(entry, "00100030"), _value(entry, "00080020")
+                ),
+                "referring": str(_value(entry, "00080090")).replace("^", " ").strip(),
+                "institution": _value(entry, "00080080"),
                 "uid": _value(entry, "0020000D"),
                 "patient_name": str(_value(entry, "00100010")).replace("^", " ").strip(),
                 "patient_id": _value(entry, "00100020"),
@@ -207,6 +245,8 @@ def create_router(context: PageContext) -> APIRouter:
             sort_links=sort_links,
             presets=PRESETS,
             modalities=MODALITIES,
+            sex_labels=SEX_LABELS,
+            age_units=AGE_UNITS,
             deleted=request.query_params.get("deleted"),
         )
 

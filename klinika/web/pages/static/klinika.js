@@ -13,3 +13,16 @@ document.addEventListener("submit", (event) => {
     event.preventDefault();
   }
 });
+// Moments written in UTC (<time datetime="…" data-local="ru">) shown in the browser's own
+// time zone and the page's language, to the second.
+document.querySelectorAll("time[data-local]").forEach((node) => {
+  const moment = new Date(node.getAttribute("datetime"));
+  if (Number.isNaN(moment.getTime())) {
+    return;
+  }
+  node.title = node.textContent;
+  node.textContent = moment.toLocaleString(node.dataset.local || undefined, {
+    year: "numeric", month: "2-digit", day: "2-digit",
+    hour: "2-digit", minute: "2-digit", second: "2-digit",
+  });
+});

@@ -75,6 +75,7 @@
       $("amend-report").disabled = !canSign || conflict;
     }
     if ($("download-pdf")) $("download-pdf").hidden = report === null;
+    if ($("print-pdf")) $("print-pdf").hidden = report === null;
   }
 
   function draftBody() {

@@ -24,10 +24,10 @@ OHIF_ROUTES = frozenset(
         "usAnnotation",
         "localbasic",
         "datasources",
-        "notfoundserver",
-        "notfoundstudy",
     }
 )
+#: OHIF's own "not found" routes, answered by our pages (translated, back to our worklist).
+OUR_NOT_FOUND_ROUTES = ("/notfoundstudy", "/notfoundserver")
 #: Our additions, loaded by index.html before OHIF's bundles run.
 INJECTED = (
     '<link rel="stylesheet" href="/static/viewer.css">'
@@ -72,6 +72,8 @@ class ViewerUser:
     language: str
     can_store: bool
     can_report: bool
+    #: what the language switch shows as chosen ("auto": the browser's language)
+    language_choice: str = "auto"
 
 
 class ViewerShell:
@@ -134,7 +136,8 @@ def app_config(user: ViewerUser, strings: dict[str, str]) -> str:
         "routerBasename": "/",
         "extensions": [],
         "modes": [],
-        "showStudyList": True,
+        # our worklist is the one study list: OHIF shows no back arrow to its own
+        "showStudyList": False,
         "maxNumberOfWebWorkers": 3,
         "showWarningMessageForCrossOrigin": False,
         "showCPUFallbackMessage": True,
@@ -155,6 +158,7 @@ def app_config(user: ViewerUser, strings: dict[str, str]) -> str:
             "canReport": user.can_report,
         },
         "language": user.language,
+        "languageChoice": user.language_choice,
         "strings": strings,
     }
     return (

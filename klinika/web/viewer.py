@@ -16,7 +16,7 @@ from klinika.errors import NotFound
 from klinika.i18n import N_, translator
 from klinika.viewer.install import load_installed
 from klinika.viewer.shell import ViewerShell, ViewerUser, app_config
-from klinika.web.pages.context import ROLE_LABELS, Pages, request_language
+from klinika.web.pages.context import ROLE_LABELS, Pages, language_choice, request_language
 
 IMMUTABLE = "private, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
@@ -27,6 +27,8 @@ VIEWER_STRINGS = {
     "report": N_("Report"),
     "logout": N_("Log out"),
     "language": N_("Language"),
+    "automatic": N_("Automatic (browser)"),
+    "password": N_("Change password"),
 }
 
 
@@ -53,6 +55,7 @@ def create_viewer_router(
             language=language,
             can_store=is_allowed(principal.role, "dicom:store"),
             can_report=is_allowed(principal.role, "report:read"),
+            language_choice=language_choice(request, principal),
         )
         strings = {key: speak.gettext(text) for key, text in VIEWER_STRINGS.items()}
         return Response(

@@ -199,6 +199,7 @@ def create_router(context: PageContext) -> APIRouter:
     router = APIRouter()
     Reader = Annotated[Principal, Depends(context.guard("dicom:read"))]
     Deleter = Annotated[Principal, Depends(context.guard("dicom:delete"))]
+    Viewer = Annotated[Principal, Depends(context.guard("account:self"))]
 
     @router.get("/worklist")
     async def worklist(
@@ -248,6 +249,19 @@ def create_router(context: PageContext) -> APIRouter:
             sex_labels=SEX_LABELS,
             age_units=AGE_UNITS,
             deleted=request.query_params.get("deleted"),
+        )
+
+    @router.get("/notfoundstudy")
+    @router.get("/notfoundserver")
+    def study_not_found(request: Request, _: Viewer) -> Response:
+        """Where OHIF goes when a study is not there (viewer.js brings the browser here):
+        our page, in the user's language, back to the worklist."""
+        return context.pages.render(
+            request,
+            "worklist/not_found.html",
+            status_code=404,
+            active="worklist",
+            study_uid=request.query_params.get("StudyInstanceUIDs", "")[:256],
         )
 
     @router.post("/worklist/studies/{study_uid}/delete")

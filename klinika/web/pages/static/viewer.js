@@ -8,7 +8,7 @@
   }
   const strings = klinika.strings;
   const languages = [
-    ["en", "English"], ["ru", "Русский"], ["es", "Español"], ["fr", "Français"], ["de", "Deutsch"],
+    ["auto", strings.automatic], ["en", "English"], ["ru", "Русский"], ["es", "Español"], ["fr", "Français"], ["de", "Deutsch"],
   ];
 
   function element(tag, attributes, text) {
@@ -27,7 +27,9 @@
   }
 
   function setCookie(name, value) {
-    document.cookie = `${name}=${encodeURIComponent(value)}; path=/; max-age=31536000; samesite=strict`;
+    // "auto" forgets the choice: the browser's language again
+    const age = value === "auto" ? 0 : 31536000;
+    document.cookie = `${name}=${encodeURIComponent(value)}; path=/; max-age=${age}; samesite=strict`;
   }
 
   async function chooseLanguage(language) {
@@ -38,7 +40,11 @@
     });
     setCookie("klinika_lang", language);
     setCookie("i18next", language);
-    window.localStorage.setItem("i18nextLng", language);
+    if (language === "auto") {
+      window.localStorage.removeItem("i18nextLng");
+    } else {
+      window.localStorage.setItem("i18nextLng", language);
+    }
     const url = new URL(window.location.href);
     url.searchParams.delete("lng");
     window.location.replace(url.toString());
@@ -65,12 +71,13 @@
     const select = element("select", { id: "klinika-language" });
     languages.forEach(([code, name]) => {
       const option = element("option", { value: code }, name);
-      option.selected = code === klinika.language;
+      option.selected = code === (klinika.languageChoice || klinika.language);
       select.append(option);
     });
     select.addEventListener("change", () => chooseLanguage(select.value));
     label.append(select);
     panel.append(label);
+    panel.append(element("a", { href: "/account/password", id: "klinika-password" }, strings.password));
     const logout = element("button", { type: "button", id: "klinika-logout" }, strings.logout);
     logout.addEventListener("click", logOut);
     panel.append(logout);
@@ -92,6 +99,9 @@
 
   function build() {
     const bar = element("div", { id: "klinika-bar", role: "toolbar", "aria-label": "Klinika" });
+    const brand = element("span", { class: "klinika-brand" }, "Klinika ");
+    brand.append(element("span", {}, "PACS"));
+    bar.append(brand);
     bar.append(element("a", { href: "/worklist", id: "klinika-worklist" }, strings.backToWorklist));
     const uid = studyUid();
     if (uid && klinika.user.canReport) {
@@ -102,6 +112,27 @@
     bar.append(userMenu());
     document.body.append(bar);
   }
+
+  // OHIF's own "study not found" page (a client-side route) is replaced by ours, in the
+  // user's language, with the way back to our worklist.
+  const missingRoutes = ["/notfoundstudy", "/notfoundserver"];
+  const firstStudy = studyUid();
+  function leaveMissing() {
+    const path = window.location.pathname;
+    if (missingRoutes.includes(path) && !window.location.search.includes("klinika=1")) {
+      const query = new URLSearchParams({ klinika: "1", StudyInstanceUIDs: firstStudy });
+      window.location.replace(`${path}?${query}`);
+    }
+  }
+  ["pushState", "replaceState"].forEach((name) => {
+    const original = window.history[name].bind(window.history);
+    window.history[name] = (...args) => {
+      const result = original(...args);
+      leaveMissing();
+      return result;
+    };
+  });
+  window.addEventListener("popstate", leaveMissing);
 
   // OHIF's language follows ours: i18next reads ?lng= first, then its cookie.
   const params = new URLSearchParams(window.location.search);

@@ -118,9 +118,9 @@ class Archive:
         self._deleted_patients: OrderedDict[str, str] = OrderedDict()
 
     # ----------------------------------------------------------------- ingest
-    def store(self, data: bytes) -> StoreOutcome:
+    def store(self, data: bytes, *, bare_datasets: bool = False) -> StoreOutcome:
         """Validate, write durably and index one Part-10 instance; see :meth:`store_many`."""
-        return self.store_many([data])[0]
+        return self.store_many([data], bare_datasets=bare_datasets)[0]
 
     def store_many(
         self,
@@ -128,6 +128,7 @@ class Archive:
         *,
         study_uid: str | None = None,
         derived_only: bool = False,
+        bare_datasets: bool = False,
     ) -> list[StoreOutcome]:
         """Store several instances with one index transaction.
 
@@ -139,13 +140,15 @@ class Archive:
         SEG whose content matches its class is rejected (``not-authorized``). Encapsulated
         Documents of another MIME type than their IOD's (``unsupported-document``) and
         instances naming another patient than their study's (``patient-mismatch``) are
-        rejected for everyone (:mod:`klinika.archive.admission`).
+        rejected for everyone (:mod:`klinika.archive.admission`). With ``bare_datasets``
+        (files people bring: upload, import), a data set without preamble and File Meta
+        Information is read as DCMTK reads it (``parse_instance(bare_dataset=True)``).
         """
         outcomes: list[StoreOutcome] = []
         accepted: list[tuple[ParsedInstance, StoreOutcome]] = []
         for data in items:
             try:
-                parsed = parse_instance(data, self.inflate_limit)
+                parsed = parse_instance(data, self.inflate_limit, bare_dataset=bare_datasets)
             except InvalidInstance as exc:
                 outcomes.append(StoreOutcome("rejected", reason=exc.reason, message=str(exc)))
                 continue

@@ -154,7 +154,8 @@ def _zip_reader(path: Path, info: zipfile.ZipInfo) -> Callable[[], Item]:
 
 def store_items(archive: Archive, items: Sequence[Item]) -> list[StoreOutcome]:
     """Store the readable items in one batch through the one ingest path; an outcome for
-    every item, in order (rejections made while reading are kept as they are)."""
+    every item, in order (rejections made while reading are kept as they are). Files people
+    bring may be bare data sets (no preamble, no File Meta Information): they are read."""
     readable = [item for item in items if isinstance(item, bytes)]
-    stored = iter(archive.store_many(readable) if readable else [])
+    stored = iter(archive.store_many(readable, bare_datasets=True) if readable else [])
     return [next(stored) if isinstance(item, bytes) else item for item in items]

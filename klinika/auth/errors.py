@@ -37,6 +37,17 @@ class InvalidAccount(KlinikaError):
     """A username, role, language, display name or password that breaks a rule."""
 
 
+class PasswordRejected(InvalidAccount):
+    """A password the policy refuses: ``rule`` names which rule (``too-short``, ``too-long``,
+    ``too-few-characters``, ``common``, ``username``, ``wrong-current``), ``limit`` its
+    number, so that pages can say it in the user's language."""
+
+    def __init__(self, message: str, rule: str, limit: int = 0) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.limit = limit
+
+
 class UserExists(KlinikaError):
     """A user with this username already exists."""
 

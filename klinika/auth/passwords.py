@@ -18,7 +18,7 @@ import secrets
 from argon2 import PasswordHasher, Type, profiles
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from klinika.auth.errors import InvalidAccount
+from klinika.auth.errors import PasswordRejected
 from klinika.config import PasswordHashProfile
 
 MIN_LENGTH = 12
@@ -51,21 +51,29 @@ def check_policy(password: str, *, username: str = "", min_length: int = MIN_LEN
 
     Raises
     ------
-    InvalidAccount
-        The message says which rule the password breaks.
+    PasswordRejected
+        An InvalidAccount whose message (and ``rule``) says which rule the password breaks.
     """
     if len(password) < min_length:
-        raise InvalidAccount(f"a password needs at least {min_length} characters")
+        raise PasswordRejected(
+            f"a password needs at least {min_length} characters", "too-short", min_length
+        )
     if len(password) > MAX_LENGTH:
-        raise InvalidAccount(f"a password may have at most {MAX_LENGTH} characters")
+        raise PasswordRejected(
+            f"a password may have at most {MAX_LENGTH} characters", "too-long", MAX_LENGTH
+        )
     if len(set(password)) < MIN_DISTINCT:
-        raise InvalidAccount(f"a password needs at least {MIN_DISTINCT} different characters")
+        raise PasswordRejected(
+            f"a password needs at least {MIN_DISTINCT} different characters",
+            "too-few-characters",
+            MIN_DISTINCT,
+        )
     if password.lower() in _common_passwords():
-        raise InvalidAccount("this password is in a list of commonly used passwords")
+        raise PasswordRejected("this password is in a list of commonly used passwords", "common")
     if len(username) >= 3 and password.lower() == username.lower() * (
         len(password) // len(username)
     ):
-        raise InvalidAccount("a password must not be the username")
+        raise PasswordRejected("a password must not be the username", "username")
 
 
 def hash_password(password: str, profile: PasswordHashProfile = "production") -> str:

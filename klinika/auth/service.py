@@ -19,6 +19,7 @@ from klinika.auth.errors import (
     InvalidAccount,
     LoginThrottled,
     PasswordChangeRequired,
+    PasswordRejected,
     Unauthenticated,
     UnknownUser,
     UserExists,
@@ -294,7 +295,7 @@ class AuthService:
             correct = passwords.verify_password(stored, current_password, self._profile)
         if not correct:
             self._record(principal.actor, "user:password", source, {}, outcome="failure")
-            raise InvalidAccount("the current password is not correct")
+            raise PasswordRejected("the current password is not correct", "wrong-current")
         self.set_password(principal.username, new_password, actor=principal.actor, source=source)
         return self._open_session(self.get_user(principal.username), source, user_agent)
 

@@ -15,6 +15,7 @@ import click
 
 from klinika import __version__
 from klinika.cli.context import settings_from
+from klinika.cli.help import plain_help
 from klinika.config import RemoteAE, Settings, load_settings
 from klinika.errors import ConfigError
 
@@ -74,9 +75,13 @@ def serve(
     """Run the HTTP server (DICOMweb, viewer, API) and the DIMSE listener."""
     from klinika.dimse import start_dimse_server
     from klinika.runtime import Runtime
-    from klinika.web.server import run_server
+    from klinika.web.server import PortBusy, ensure_port_free, run_server
 
     settings = settings_from(ctx)
+    try:  # before anything starts or says "HTTP on …"
+        ensure_port_free(host or settings.http_host, port or settings.http_port)
+    except PortBusy as exc:
+        raise click.ClickException(str(exc)) from exc
     if workers > 1:
         from klinika.web.server import run_workers
 
@@ -246,6 +251,13 @@ def import_command(ctx: click.Context, paths: tuple[Path, ...], jobs: int) -> No
     from klinika.runtime import Runtime
 
     total = sum(1 for _ in iter_sources(paths))
+    if total == 0:
+        click.echo(
+            "warning: no files found in " + ", ".join(str(path) for path in paths) + "; "
+            "nothing was imported",
+            err=True,
+        )
+        return
     with (
         Runtime(settings_from(ctx)) as runtime,
         click.progressbar(length=total, label="Importing", show_pos=True) as bar,
@@ -436,6 +448,9 @@ def copy_command(ctx: click.Context, target_url: str) -> None:
     click.echo(f"checked {len(sample)} blob(s): {len(damaged)} damaged")
     if damaged:
         ctx.exit(1)
+
+
+plain_help(cli)  # after every command is added: --help shows no RST markup
 
 
 def main() -> None:

@@ -116,13 +116,78 @@ def part10_from_dataset_bytes(
     return buffer.getvalue()
 
 
+#: VRs of PS3.5 §6.2, to tell Explicit from Implicit VR Little Endian in a bare data set.
+_VRS = frozenset(
+    b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL "
+    b"UN UR US UT UV".split()
+)
+BARE_DATASET_WARNING = (
+    "the file has no preamble and File Meta Information (a bare data set, as older systems "
+    "write them); they were added, as DCMTK and Orthanc read such files"
+)
+
+
+def bare_dataset_syntax(data: bytes) -> str | None:
+    """The transfer syntax of a data set written without preamble and File Meta Information
+    (Implicit or Explicit VR Little Endian, told apart as DCMTK does: by whether a VR follows
+    the first tag), or None when ``data`` does not start like a data set (an even group from
+    0008 on, elements in ascending order).
+
+    References
+    ----------
+    PS3.5 §7.1.2 (Explicit VR), §7.1.3 (Implicit VR), §A.1 (the default transfer syntax).
+    """
+    if len(data) < 16:
+        return None
+    group, element = struct.unpack_from("<HH", data, 0)
+    if group < 0x0008 or group % 2 or group > 0x7FE0 or (group == 0x0008 and element > 0x0100):
+        return None
+    if data[4:6] in _VRS:
+        return "1.2.840.10008.1.2.1"  # Explicit VR Little Endian
+    length = struct.unpack_from("<L", data, 4)[0]
+    if length == 0xFFFFFFFF or 8 + length <= len(data):
+        return "1.2.840.10008.1.2"  # Implicit VR Little Endian
+    return None
+
+
+def _as_part10(data: bytes, transfer_syntax: str) -> bytes:
+    """A bare data set with the preamble and File Meta Information it lacks."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dataset = dcmread(
+                io.BytesIO(data),
+                force=True,
+                stop_before_pixels=True,
+                specific_tags=["SOPClassUID", "SOPInstanceUID"],
+            )
+        sop_class, sop_instance = str(dataset.SOPClassUID), str(dataset.SOPInstanceUID)
+    except (AttributeError, InvalidDicomError, EOFError, ValueError, struct.error, KeyError) as exc:
+        raise InvalidInstance(
+            f"a data set without File Meta Information, and without readable SOP Class and "
+            f"SOP Instance UIDs: {exc}",
+            "unreadable",
+        ) from exc
+    for keyword, value in (("SOPClassUID", sop_class), ("SOPInstanceUID", sop_instance)):
+        if not is_valid_uid(value):
+            raise InvalidInstance(f"{keyword} {value!r} is not a valid UID", "invalid-uid")
+    return part10_from_dataset_bytes(data, transfer_syntax, sop_class, sop_instance)
+
+
 def parse_instance(
-    data: bytes, inflate_limit: InflateLimit = DEFAULT_INFLATE_LIMIT
+    data: bytes,
+    inflate_limit: InflateLimit = DEFAULT_INFLATE_LIMIT,
+    *,
+    bare_dataset: bool = False,
 ) -> ParsedInstance:
     """Read and validate a Part-10 file's header; pixel data is located, not decoded.
 
     The one validator of every instance that arrives (DIMSE, STOW-RS, upload, import),
     whatever its transfer syntax. A deflated data set is inflated within ``inflate_limit``.
+    With ``bare_dataset`` (files people bring: the upload page, ``klinika import``), a data
+    set without preamble and File Meta Information is accepted with a warning and stored as
+    the Part-10 file it would have been (:func:`bare_dataset_syntax`); DIMSE and STOW-RS never
+    ask for it.
 
     Raises
     ------
@@ -130,10 +195,15 @@ def parse_instance(
         With a reason code and a message naming the broken attribute or structure.
     """
     if len(data) < 132 or data[128:132] != b"DICM":
-        raise InvalidInstance(
-            "not a DICOM Part-10 file: the 128-byte preamble and 'DICM' prefix are missing",
-            "unreadable",
-        )
+        syntax = bare_dataset_syntax(data) if bare_dataset else None
+        if syntax is None:
+            raise InvalidInstance(
+                "not a DICOM Part-10 file: the 128-byte preamble and 'DICM' prefix are missing",
+                "unreadable",
+            )
+        parsed = parse_instance(_as_part10(data, syntax), inflate_limit)
+        parsed.warnings.insert(0, BARE_DATASET_WARNING)
+        return parsed
     if _declares_deflate(data):
         _check_inflated_size(data, 132 + 12 + _meta_group_length(data), inflate_limit)
     fp = io.BytesIO(data)

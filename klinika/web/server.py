@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
 
 from klinika.config import Settings, load_settings
+from klinika.errors import KlinikaError
 from klinika.observability import configure_logging
 from klinika.runtime import Runtime
 from klinika.web.app import create_app
@@ -33,6 +35,32 @@ _UVICORN: dict[str, Any] = {
     "log_level": "warning",
     "log_config": None,
 }
+
+
+class PortBusy(KlinikaError):
+    """The HTTP port cannot be bound (another program listens there)."""
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Bind ``host:port`` as uvicorn will (``SO_REUSEADDR``) and let it go: a port another
+    program holds is refused here, with a message saying what to do, before anything starts.
+
+    Raises
+    ------
+    PortBusy
+        The address is in use or cannot be bound.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise PortBusy(
+                f"cannot listen for HTTP on {host}:{port}: {exc.strerror or exc}. Another "
+                "program (another klinika serve?) uses the port: stop it, or choose another "
+                "port with --port or KLINIKA_HTTP_PORT"
+            ) from exc
 
 
 def served(app: ASGIApp, settings: Settings) -> ASGIApp:

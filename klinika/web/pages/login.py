@@ -6,7 +6,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from klinika.auth.errors import InvalidAccount, LoginThrottled, Unauthenticated
+from klinika.auth.errors import (
+    InvalidAccount,
+    LoginThrottled,
+    PasswordRejected,
+    Unauthenticated,
+)
 from klinika.auth.http import (
     clear_session_cookie,
     client_address,
@@ -26,6 +31,16 @@ from klinika.web.pages.context import (
 HOME = "/worklist"
 PASSWORD_PAGE = "/account/password"
 PASSWORDS_DIFFER = N_("The two new passwords differ.")
+#: the password policy's refusals (PasswordRejected.rule), as the page says them
+POLICY_MESSAGES = {
+    "too-short": N_("A password needs at least %(limit)d characters."),
+    "too-long": N_("A password may have at most %(limit)d characters."),
+    "too-few-characters": N_("A password needs at least %(limit)d different characters."),
+    "common": N_("This password is in a list of commonly used passwords."),
+    "username": N_("A password must not be the user name."),
+    "wrong-current": N_("The current password is not correct."),
+}
+PASSWORD_CHANGED = N_("Your password was changed. Your other sessions were ended.")
 WRONG_CREDENTIALS = N_("Wrong user name or password.")
 THROTTLED = N_("Too many failed attempts. Try again in a few minutes.")
 
@@ -74,8 +89,16 @@ def create_router(context: PageContext) -> APIRouter:
 
     @router.get(PASSWORD_PAGE)
     def password_page(request: Request, principal: Me) -> Response:
+        changed = request.query_params.get("changed") == "1"
         return pages.render(
-            request, "account/password.html", forced=principal.must_change_password, error=None
+            request,
+            "account/password.html",
+            active="account",
+            forced=principal.must_change_password,
+            error=None,
+            notice=translator(request_language(request, principal)).gettext(PASSWORD_CHANGED)
+            if changed
+            else None,
         )
 
     @router.post(PASSWORD_PAGE)
@@ -99,14 +122,23 @@ def create_router(context: PageContext) -> APIRouter:
                 user_agent=request.headers.get("user-agent"),
             )
         except (InvalidAccount, LoginThrottled) as exc:
+            error = str(exc)
+            if isinstance(exc, PasswordRejected) and exc.rule in POLICY_MESSAGES:
+                error = speak.gettext(POLICY_MESSAGES[exc.rule], limit=exc.limit)
+            elif isinstance(exc, LoginThrottled):
+                error = speak.gettext(THROTTLED)
             return pages.render(
                 request,
                 "account/password.html",
                 status_code=400,
+                active="account",
                 forced=principal.must_change_password,
-                error=str(exc),
+                error=error,
+                notice=None,
             )
-        response = RedirectResponse(HOME, status_code=303)
+        # a generated password leads on to the worklist; a change of one's own, to the notice
+        target = HOME if principal.must_change_password else PASSWORD_PAGE + "?changed=1"
+        response = RedirectResponse(target, status_code=303)
         set_session_cookie(request, response, result.token, result.expires_at - int(time.time()))
         return response
 

@@ -25,7 +25,27 @@ from klinika.auth.http import note_access
 from klinika.auth.models import Principal
 from klinika.config import Settings
 from klinika.errors import RequestTooLarge
-from klinika.web.pages.context import PageContext
+from klinika.i18n import N_, translator
+from klinika.web.pages.context import PageContext, request_language
+
+#: Why an instance was not stored (every klinika.errors.RejectReason), as the page says it;
+#: the archive's own message follows as the detail.
+REJECT_LABELS = {
+    "unreadable": N_("not readable as DICOM"),
+    "missing-attribute": N_("a required attribute is missing"),
+    "invalid-uid": N_("a UID is not valid"),
+    "invalid-charset": N_("text that does not fit its character set"),
+    "unsupported-transfer-syntax": N_("a transfer syntax Klinika does not know"),
+    "too-large": N_("too large"),
+    "study-mismatch": N_("belongs to another study"),
+    "not-authorized": N_("your role may not store this"),
+    "duplicate": N_("already in the archive"),
+    "storage-full": N_("the storage is full"),
+    "storage-unavailable": N_("the storage cannot be reached"),
+    "unsupported-media-type": N_("not a DICOM file"),
+    "unsupported-document": N_("a document type Klinika does not accept"),
+    "patient-mismatch": N_("names another patient than its study"),
+}
 
 #: Bodies up to this size stay in memory; larger ones (ZIPs) spill to a temporary file.
 SPOOL_BYTES = 32 * 1024 * 1024
@@ -92,7 +112,7 @@ def store_upload(
     if size > limits.max_instance_bytes:
         return [outcome_json(name, too_large(size, limits.max_instance_bytes))]
     body.seek(0)
-    return [outcome_json(name, archive.store(body.read()))]
+    return [outcome_json(name, archive.store(body.read(), bare_datasets=True))]
 
 
 def create_router(context: PageContext) -> APIRouter:
@@ -102,8 +122,12 @@ def create_router(context: PageContext) -> APIRouter:
     Opener = Annotated[Principal, Depends(context.guard("dicom:store", touches_data=False))]
 
     @router.get("/upload")
-    def upload_page(request: Request, _: Opener) -> Response:
-        return context.pages.render(request, "upload/index.html", active="upload")
+    def upload_page(request: Request, principal: Opener) -> Response:
+        speak = translator(request_language(request, principal))
+        reasons = {code: speak.gettext(label) for code, label in REJECT_LABELS.items()}
+        return context.pages.render(
+            request, "upload/index.html", active="upload", reasons=reasons
+        )
 
     limits = upload_limits(context.settings)
     most = context.settings.max_request_bytes

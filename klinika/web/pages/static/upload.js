@@ -11,10 +11,48 @@
   const total = document.getElementById("total-progress");
   const summary = document.getElementById("summary");
   const counts = { stored: 0, duplicate: 0, rejected: 0 };
+  const reasons = JSON.parse(text.reasons || "{}");
   const queue = [];
+  const studies = new Map();
+  const cancel = document.getElementById("cancel-upload");
   let bytesTotal = 0;
   let bytesDone = 0;
   let running = false;
+  let current = null;
+
+  // The studies this upload stored (or found stored): a link to each in the viewer and to
+  // its patient in the worklist.
+  function noteStudy(result) {
+    if (!result.study_uid || studies.has(result.study_uid)) {
+      return;
+    }
+    studies.set(result.study_uid, result.patient_id);
+    const item = document.createElement("li");
+    item.dataset.study = result.study_uid;
+    const worklist = document.createElement("a");
+    worklist.href = `/worklist?pid=${encodeURIComponent(result.patient_id || "")}`;
+    worklist.textContent = result.patient_id || result.study_uid;
+    const viewer = document.createElement("a");
+    viewer.className = "button";
+    viewer.href = `/viewer?StudyInstanceUIDs=${encodeURIComponent(result.study_uid)}`;
+    viewer.textContent = text.view;
+    item.append(worklist, " ", viewer);
+    document.getElementById("stored-list").append(item);
+    document.getElementById("stored-studies").hidden = false;
+  }
+
+  // Cancel: the file being sent is aborted, the waiting ones are not sent.
+  cancel.addEventListener("click", () => {
+    queue.splice(0).forEach((item) => {
+      item.outcome.textContent = text.cancelled;
+      item.outcome.className = "warn";
+      item.outcome.dataset.status = "cancelled";
+    });
+    if (current) {
+      current.cancelled = true;
+      current.abort();
+    }
+  });
 
   function cell(content) {
     const td = document.createElement("td");
@@ -35,6 +73,7 @@
     row.append(cell(name), cell(progress), outcome);
     tbody.append(row);
     queue.push({ file, name, progress, outcome });
+    cancel.hidden = false;
     bytesTotal += file.size;
     total.max = bytesTotal || 1;
     if (!running) {
@@ -63,7 +102,11 @@
         words = `${result.name}: ${words}`;
       }
       if (result.status === "rejected") {
-        words += ` — ${result.message || result.reason}`;
+        const why = reasons[result.reason];
+        words += ` — ${why ? `${why} (${result.message || result.reason})` : result.message || result.reason}`;
+        line.title = result.message || "";
+      } else {
+        noteStudy(result);
       }
       line.textContent = words;
       list.append(line);
@@ -76,11 +119,14 @@
     const item = queue.shift();
     if (!item) {
       running = false;
+      current = null;
+      cancel.hidden = true;
       return;
     }
     running = true;
     item.outcome.textContent = text.sending;
     const request = new XMLHttpRequest();
+    current = request;
     request.open("POST", "/upload/files");
     request.setRequestHeader("Content-Type", "application/octet-stream");
     request.setRequestHeader("X-Filename", encodeURIComponent(item.name));
@@ -96,6 +142,10 @@
       item.progress.value = item.progress.max;
       if (request.status === 200) {
         report(item, JSON.parse(request.responseText));
+      } else if (request.cancelled) {
+        item.outcome.textContent = text.cancelled; // aborted by Cancel
+        item.outcome.className = "warn";
+        item.outcome.dataset.status = "cancelled";
       } else {
         item.outcome.textContent = `${text.failed} (${request.status})`;
         item.outcome.className = "error";

@@ -12,8 +12,13 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from typing import Any
+
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 
 from klinika.dicom.attributes import IndexedAttribute
 from klinika.dicom.fold import fold, folding_table
@@ -116,13 +121,54 @@ def condition(
     return column == value
 
 
-def folded_column(column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+#: The SQL function SQLite runs for :class:`Folded` (registered per connection).
+SQLITE_FOLD = "klinika_fold"
+
+
+class Folded(FunctionElement[str]):
     """``column`` (a ``_norm`` column: NFC, case-folded) as :func:`klinika.dicom.fold.fold`
-    spells it, in SQL both SQLite and PostgreSQL run (nested ``replace``)."""
-    expression: sa.ColumnElement[str] = column
-    for char, spelling in folding_table().items():
-        expression = sa.func.replace(expression, char, spelling)
-    return expression
+    spells it. SQLite calls :func:`fold` itself (:func:`prepare_folding` registers it: its
+    parser stops at some 100 nested calls); PostgreSQL runs ``replace()`` for the letters
+    spelled with several and one ``translate()`` for the others. The letters are constants of
+    the folding table, never user input."""
+
+    type = sa.String()
+    name = SQLITE_FOLD
+    inherit_cache = True
+
+
+@compiles(Folded, "sqlite")
+def _compile_folded_sqlite(element: Folded, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{SQLITE_FOLD}({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(Folded)
+def _compile_folded(element: Folded, compiler: SQLCompiler, **kw: Any) -> str:
+    sql = compiler.process(element.clauses, **kw)
+    table = folding_table()
+    singles = {char: spelling for char, spelling in table.items() if len(spelling) == 1}
+    for char, spelling in table.items():
+        if char not in singles:
+            sql = f"replace({sql}, '{char}', '{spelling}')"
+    return f"translate({sql}, '{''.join(singles)}', '{''.join(singles.values())}')"
+
+
+def prepare_folding(connection: sa.Connection) -> None:
+    """Give a SQLite connection the function :class:`Folded` compiles to (PostgreSQL needs
+    nothing)."""
+    if connection.dialect.name == "sqlite":
+        raw = connection.connection.driver_connection
+        if raw is not None:
+            raw.create_function(SQLITE_FOLD, 1, _fold_or_none, deterministic=True)
+
+
+def _fold_or_none(value: str | None) -> str | None:
+    return fold(value) if value is not None else None
+
+
+def folded_column(column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+    """``column`` folded in SQL (see :class:`Folded`)."""
+    return Folded(column)
 
 
 def _folded_words(norm_column: sa.ColumnElement[str], needle: str) -> ColumnElement[bool]:

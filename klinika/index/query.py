@@ -30,7 +30,7 @@ from klinika.dicom.attributes import (
 from klinika.dicom.json import element_json
 from klinika.errors import InvalidQuery
 from klinika.index import schema
-from klinika.index.matching import condition
+from klinika.index.matching import condition, prepare_folding
 
 Include = frozenset[str] | Literal["all"]
 _ORDER: dict[Level, Callable[[], list[sa.ColumnElement[Any]]]] = {
@@ -242,6 +242,8 @@ def search(connection: sa.Connection, query: Query) -> QueryResult:
     InvalidQuery
         For unknown attributes, malformed values, or (when ``strict``) unsupported match keys.
     """
+    if query.folded:
+        prepare_folding(connection)
     plan = _plan(query, one_more=True)
     rows = connection.execute(plan.statement).all()
     more = query.limit is not None and len(rows) > query.limit
@@ -262,6 +264,8 @@ def search_stream(
     InvalidQuery
         As :func:`search`, before the first match.
     """
+    if query.folded:
+        prepare_folding(connection)
     plan = _plan(query, one_more=False)
     result = connection.execution_options(yield_per=chunk).execute(plan.statement)
     try:
@@ -276,6 +280,8 @@ def count(connection: sa.Connection, query: Query) -> int:
 
     ``count(*)`` is exact: the FROM clause joins each entry only to its parents, one row each.
     """
+    if query.folded:
+        prepare_folding(connection)
     keywords = {resolve_keyword(k): v for k, v in query.match.items()}
     statement = (
         sa.select(sa.func.count())

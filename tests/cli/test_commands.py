@@ -89,3 +89,52 @@ def test_export_writes_a_zip_and_deidentify_removes_the_patient(tmp_path: Path) 
         assert ("PatientIdentityRemoved" in exported) is not identified
     missing = klinika(tmp_path / "data", "export", "1.2.3", "--out", str(tmp_path / "x.zip"))
     assert missing.returncode != 0 and "1.2.3" in missing.stderr
+
+
+def test_help_has_no_rst_markup() -> None:
+    from click.testing import CliRunner
+
+    from klinika.cli.main import cli
+
+    def commands(group, path):  # type: ignore[no-untyped-def]
+        yield path
+        for name, sub in getattr(group, "commands", {}).items():
+            yield from commands(sub, [*path, name])
+
+    runner = CliRunner()
+    for path in commands(cli, []):
+        shown = runner.invoke(cli, [*path, "--help"]).output
+        assert "``" not in shown and ":class:" not in shown and ":mod:" not in shown, path
+    assert "klinika backup DEST [--full]" in runner.invoke(cli, ["backup", "--help"]).output
+
+
+def test_serve_on_a_busy_port_fails_first_with_a_clear_message(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        run = klinika(
+            tmp_path / "data", "serve", "--host", "127.0.0.1", "--port", str(port), "--no-dimse"
+        )
+    assert run.returncode != 0
+    assert f"cannot listen for HTTP on 127.0.0.1:{port}" in run.stderr
+    assert "--port" in run.stderr and "HTTP on http://" not in run.stdout + run.stderr
+
+
+def test_importing_an_empty_folder_warns(tmp_path: Path) -> None:
+    (tmp_path / "empty" / "nested").mkdir(parents=True)
+    run = klinika(tmp_path / "data", "import", str(tmp_path / "empty"))
+    assert run.returncode == 0
+    assert "warning: no files found" in run.stderr and "nothing was imported" in run.stderr
+
+
+def test_import_reads_a_file_without_preamble(tmp_path: Path) -> None:
+    from tests.dicom.test_bare_dataset import bare
+    from tests.factories import make_instance
+
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "IM0001").write_bytes(bare(make_instance()))
+    run = klinika(tmp_path / "data", "import", str(tmp_path / "old"))
+    assert run.returncode == 0 and "stored 1, duplicate 0, rejected 0" in run.stdout, run.stderr

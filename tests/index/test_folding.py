@@ -53,7 +53,9 @@ def test_fold_and_transliterate() -> None:
         ("nobody", set()),
     ],
 )
-def test_the_console_search_folds_accents_and_scripts(names, typed: str, expected: set[str]) -> None:  # type: ignore[no-untyped-def]
+def test_the_console_search_folds_accents_and_scripts(  # type: ignore[no-untyped-def]
+    names, typed: str, expected: set[str]
+) -> None:
     assert found(names, typed) == expected
 
 

@@ -152,6 +152,7 @@ def create_reports_router(reports: ReportService, guard: Guard) -> APIRouter:
             f"v{found.number}" + ("" if found.signed else "-draft"),
             suffix=".pdf",
             inline=inline,
+            separator="-",  # report-<patient>-<date>-v<n>.pdf
         )
         return Response(
             data,

@@ -88,7 +88,8 @@ def test_a_doctor_finds_a_cyrillic_name_and_opens_viewer_and_report(
 ) -> None:
     page = open_page(locale="ru-RU")
     log_in(page, server.url, "irina", TEST_PASSWORD, "/worklist")
-    assert page.page.locator("h1").inner_text() == "Worklist"  # her preference beats the browser's
+    # her preference is "automatic": the browser's language
+    assert page.page.locator("h1").inner_text() == "Рабочий список"
     with page.page.expect_navigation():
         page.page.select_option("#language-select", "ru")
     page.page.fill("input[name=name]", "иван*")

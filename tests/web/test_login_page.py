@@ -52,7 +52,8 @@ def test_the_login_page_speaks_the_browser_language_and_switches(
     assert page.locator("h1").inner_text() == "Anmelden"
     assert page.locator("html").get_attribute("lang") == "de"
     log_in(browser_page, server.url, "irina", TEST_PASSWORD, path="/api/auth/me")
-    assert '"language":"en"' in page.content()  # the cookie choice is not the stored preference
+    # the cookie choice is not the stored preference, which stays "automatic"
+    assert '"language":"auto"' in page.content()
     response = page.request.get(server.url + "/static/klinika.css")
     assert response.headers["x-content-type-options"] == "nosniff"
     assert browser_page.errors == []

@@ -73,7 +73,9 @@ def test_batches_are_bounded_by_count_and_bytes(archive, monkeypatch: pytest.Mon
     calls: list[int] = []
     store_many = archive.store_many
     monkeypatch.setattr(
-        archive, "store_many", lambda items: calls.append(len(items)) or store_many(items)
+        archive,
+        "store_many",
+        lambda items, **kw: calls.append(len(items)) or store_many(items, **kw),
     )
     store_upload(archive, "z.zip", zipped(ct=CT.read_bytes(), mr=MR.read_bytes()))
     assert calls == [1, 1]

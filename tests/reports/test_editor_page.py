@@ -45,7 +45,9 @@ def test_a_doctor_writes_signs_and_amends_and_an_operator_reads(
     with page.expect_download() as download:
         page.click("#download-pdf")
     pdf = download.value
-    assert re.fullmatch(r"report-v1\.pdf", pdf.suggested_filename)
+    # report-<patient>-<date>-v<n>.pdf, the name as written (Cyrillic kept)
+    name = pdf.suggested_filename
+    assert re.fullmatch(r"report-[^-]+-\d{8}-v1\.pdf", name), name
     assert Path(pdf.path()).read_bytes().startswith(b"%PDF-")
 
     page.fill("#amend-reason", "Précision de la conclusion")

@@ -77,7 +77,11 @@ def test_a_doctor_writes_signs_and_amends_and_an_operator_reads(
     reader = operator.page
     expect(reader.locator("[data-testid=report-status]")).to_have_text("Исправлен")
     assert reader.locator("#sign-report").count() == 0
-    assert reader.locator("#download-pdf").count() == 0
+    # the front desk downloads and prints a signed report's PDF (issue 16, point 3)
+    href = reader.locator("#download-pdf").get_attribute("href")
+    pdf = reader.request.get(live.server.url + href)
+    assert pdf.status == 200 and pdf.body().startswith(b"%PDF-")
+    assert reader.locator("#print-pdf").get_attribute("target") == "_blank"
     assert reader.locator("#section-impression").get_attribute("readonly") is not None
     assert "Контроль" not in reader.locator("#section-impression").input_value()
     assert reader.locator("#section-impression").input_value().startswith("Pas de signe")

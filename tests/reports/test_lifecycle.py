@@ -74,8 +74,11 @@ def test_operator_cannot_write_and_reads_only_signed_versions(
     client.put(url(study), headers=doctor, json=draft(None, findings="Первый вариант."))
     assert client.get(url(study), headers=operator).status_code == 404  # a draft is not shown
     assert client.get(url(study, "/versions/1"), headers=operator).status_code == 404
-    assert client.get(url(study, "/pdf"), headers=operator).status_code == 403
+    # no signed version yet: the front desk has no PDF to print (issue 16, point 3)
+    assert client.get(url(study, "/pdf"), headers=operator).status_code == 404
     client.post(url(study, "/sign"), headers=doctor, json={"revision": 1})
+    signed_pdf = client.get(url(study, "/pdf"), headers=operator)
+    assert signed_pdf.status_code == 200 and signed_pdf.content.startswith(b"%PDF")
     assert client.post(url(study, "/sign"), headers=operator, json={"revision": 2}).status_code == (
         403
     )

@@ -775,7 +775,7 @@ class Archive:
                 while len(self._deleted_patients) > 1024:
                     self._deleted_patients.popitem(last=False)
         sop_uids = [r.sop_instance_uid for r in records]
-        instances, series, studies = schema.instances, schema.series, schema.studies
+        instances, series = schema.instances, schema.series
         with self.database.writer.begin() as connection:
             series_pks = set(
                 connection.execute(
@@ -794,25 +794,10 @@ class Archive:
             )
             for pk in series_pks:
                 _refresh_series(connection, pk)
-            connection.execute(
-                sa.delete(series).where(
-                    series.c.pk.in_(series_pks),
-                    ~sa.exists().where(instances.c.series_pk == series.c.pk),
-                )
-            )
+            _remove_empty(connection, series_pks)
             for pk in study_pks:
                 _refresh_study(connection, pk)
-            connection.execute(
-                sa.delete(studies).where(
-                    studies.c.pk.in_(study_pks),
-                    ~sa.exists().where(series.c.study_pk == studies.c.pk),
-                )
-            )
-            connection.execute(
-                sa.delete(schema.patients).where(
-                    ~sa.exists().where(studies.c.patient_pk == schema.patients.c.pk)
-                )
-            )
+            _remove_empty(connection, set(), study_pks)
             labels.forget_if_gone(connection, study_uid)
         self._delete_unreferenced({r.blob_key for r in records})
         return len(records)

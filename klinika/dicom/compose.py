@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import warnings
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from klinika.dicom.transcode import MEDIA_TYPE_DEFAULT_SYNTAX
+from klinika.dicom.warned import silenced
 from klinika.errors import InvalidInstance
 
 IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.10.1391.1"
@@ -141,8 +141,7 @@ def part10_from_json(
         return data + (b"\x00" if len(data) % 2 else b"")
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with silenced():
             dataset = Dataset.from_json(document, bulk_data)
             file_meta = Dataset.from_json(meta_json) if meta_json else None
     except Exception as exc:  # pydicom raises many types for malformed JSON data sets

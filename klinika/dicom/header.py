@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import re
 import struct
-import warnings
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID, AllTransferSyntaxes, DeflatedExplicitVRLittleEndian
 
 from klinika.dicom.frames import PixelLocation, locate_pixel_data
+from klinika.dicom.warned import recorded, silenced
 from klinika.errors import InvalidInstance
 
 _UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
@@ -167,8 +167,7 @@ def bare_dataset_syntax(data: bytes) -> str | None:
 def _as_part10(data: bytes, transfer_syntax: str) -> bytes:
     """A bare data set with the preamble and File Meta Information it lacks."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with silenced():
             dataset = dcmread(
                 io.BytesIO(data),
                 force=True,
@@ -223,8 +222,7 @@ def parse_instance(
     fp = io.BytesIO(data)
     collected: list[str] = []
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with recorded() as caught:
             dataset = dcmread(fp, stop_before_pixels=True)
             stop = fp.tell()
         collected = [str(w.message) for w in caught]

@@ -42,7 +42,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import warnings
 from typing import Any
 
 import numpy as np
@@ -60,6 +59,7 @@ from pydicom.uid import (
 )
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
+from klinika.dicom.warned import silenced
 from klinika.errors import NotAcceptable
 
 UNCOMPRESSED = (
@@ -326,8 +326,7 @@ def decode_frame(part10: bytes, frame_index: int) -> bytes:
 def _native(dataset: FileDataset, source: str) -> None:
     """Make the data set's pixel data native little endian in place (see :func:`transcode`)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with silenced():
             if source == ExplicitVRBigEndian:
                 _to_little_endian(dataset)
             elif not is_native(source) and "PixelData" in dataset:
@@ -351,8 +350,7 @@ def _encode(dataset: FileDataset, target: str) -> None:
         raise CannotTranscode(reason)
     native_size = len(dataset.PixelData)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with silenced():
             if target == JPEG_BASELINE:
                 _encode_jpeg_baseline(dataset)
             elif target in HTJ2K:

@@ -47,6 +47,8 @@ SEARCH_PARAMS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "Endpoint": (),
 }
+#: Resource types that may also be created (POST): an order becomes a scheduled step.
+CREATABLE = frozenset({"ServiceRequest"})
 
 
 def capability_statement(fhir_base: str, published: str) -> dict[str, Any]:
@@ -57,6 +59,8 @@ def capability_statement(fhir_base: str, published: str) -> dict[str, Any]:
             "type": resource_type,
             "interaction": [{"code": "read"}, {"code": "search-type"}],
         }
+        if resource_type in CREATABLE:
+            entry["interaction"].append({"code": "create"})
         if params:
             entry["searchParam"] = [{"name": name, "type": kind} for name, kind in params]
         resources.append(entry)
@@ -74,7 +78,8 @@ def capability_statement(fhir_base: str, published: str) -> dict[str, Any]:
             {
                 "mode": "server",
                 "documentation": (
-                    "Read-only. Log in at /api/auth/login and send the token as "
+                    "Read-only but for ServiceRequest create (an imaging order becomes a "
+                    "scheduled procedure step). Log in at /api/auth/login and send the token as "
                     "'Authorization: Bearer', or the session cookie. Paging: _count and _offset."
                 ),
                 "security": {

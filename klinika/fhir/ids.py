@@ -63,7 +63,7 @@ def patient_key(resource_id: str) -> tuple[str, str | None]:
         except ValueError as exc:
             raise NotFound(f"Patient/{resource_id[:80]} is not known") from exc
         patient_id, _, issuer = raw.partition("\\")
-        if patient_id:
+        if patient_id and raw.isprintable():  # no control character is in a DICOM LO
             return patient_id, issuer or None
     elif _FHIR_ID.fullmatch(resource_id):
         return resource_id, None

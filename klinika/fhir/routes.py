@@ -10,16 +10,18 @@ recorded by their own services as ``report:view`` and ``workflow:read``).
 
 
 import datetime as dt
+import json
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from klinika.auth.http import Guard, client_address, note_access
 from klinika.auth.models import Principal
 from klinika.config import Settings
 from klinika.dicomweb.common import dicomweb_base
-from klinika.errors import NotFound
+from klinika.errors import InvalidQuery, NotFound, UnsupportedMediaType
 from klinika.fhir import resources
 from klinika.fhir.capability import capability_statement
 from klinika.fhir.outcome import FHIR_JSON, ReadOnly, fhir_bytes, negotiate
@@ -36,6 +38,11 @@ from klinika.fhir.service import (
 _MEDIA_TYPE = f"{FHIR_JSON}; charset=utf-8"
 
 
+def _is_fhir_json(content_type: str | None) -> bool:
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    return media_type in (FHIR_JSON, "application/json")
+
+
 def fhir_response(resource: dict[str, Any], status_code: int = 200) -> Response:
     return Response(fhir_bytes(resource), status_code=status_code, media_type=_MEDIA_TYPE)
 
@@ -46,6 +53,7 @@ def create_fhir_router(service: FhirService, settings: Settings, guard: Guard) -
     Reader = Annotated[Principal, Depends(guard("dicom:read"))]
     ReportReader = Annotated[Principal, Depends(guard("report:read"))]
     StepReader = Annotated[Principal, Depends(guard("workflow:read"))]
+    StepScheduler = Annotated[Principal, Depends(guard("workflow:schedule"))]
 
     def origin(request: Request) -> str:
         return dicomweb_base(request, settings.public_base_url).removesuffix("/dicom-web")
@@ -144,6 +152,29 @@ def create_fhir_router(service: FhirService, settings: Settings, guard: Guard) -
         found = search(request, SERVICE_REQUEST_PARAMS, "ServiceRequest")
         page = service.service_requests(found, principal.actor, source=client_address(request))
         return answer_page(request, "ServiceRequest", page, found.count, found.offset)
+
+    @router.post(
+        "/ServiceRequest",
+        status_code=201,
+        summary="Order a procedure: schedule the step a ServiceRequest asks for",
+    )
+    async def create_request(request: Request, principal: StepScheduler) -> Response:
+        negotiate(request.headers.get("accept"), request.query_params.get("_format"))
+        if not _is_fhir_json(request.headers.get("content-type")):
+            raise UnsupportedMediaType("send the ServiceRequest as application/fhir+json")
+        try:
+            resource = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidQuery(f"the body is not JSON: {exc}") from exc
+        created = await run_in_threadpool(
+            service.create_service_request,
+            resource,
+            principal.actor,
+            source=client_address(request),
+        )
+        answer = fhir_response(created, status_code=201)
+        answer.headers["Location"] = f"{origin(request)}/fhir/ServiceRequest/{created['id']}"
+        return answer
 
     @router.get("/ServiceRequest/{resource_id}", summary="Read a scheduled procedure step")
     def read_request(request: Request, resource_id: str, principal: StepReader) -> Response:

@@ -9,6 +9,7 @@ the index through the query engine, reports from :class:`~klinika.reports.Report
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from klinika.archive import Archive
 from klinika.audit import Actor
@@ -16,6 +17,7 @@ from klinika.dicom.attributes import Level
 from klinika.errors import InvalidQuery, NotFound
 from klinika.fhir import resources
 from klinika.fhir.ids import patient_key, study_uid_of, text_key
+from klinika.fhir.orders import order_details
 from klinika.fhir.params import (
     DICOM_MODALITY_SYSTEM,
     DICOM_UID_SYSTEM,
@@ -25,7 +27,7 @@ from klinika.fhir.params import (
     token,
     token_list,
 )
-from klinika.fhir.resources import Json, SignedReport, StudyContent, text
+from klinika.fhir.resources import Json, SignedReport, StudyContent, first, text
 from klinika.index.query import Query
 from klinika.reports import ReportService
 from klinika.workflow import Schedule, StepFilter
@@ -392,6 +394,37 @@ class FhirService:
         """
         step_id = text_key(resource_id, "ServiceRequest")
         return resources.service_request(self.schedule.get(step_id, actor, source=source))
+
+    def create_service_request(
+        self, resource: Any, actor: Actor, *, source: str | None
+    ) -> Json:
+        """Schedule the procedure step a ServiceRequest orders (the one
+        :meth:`Schedule.create`, audited there) and return it as we serve it.
+
+        Raises
+        ------
+        InvalidOrder, InvalidStep
+            A field is missing or malformed (nothing is scheduled).
+        StepStateError
+            Its accession number is taken.
+        NotFound
+            ``subject`` names a Patient we do not hold.
+        """
+        details = order_details(resource, self._held_patient)
+        return resources.service_request(self.schedule.create(details, actor, source=source))
+
+    def _held_patient(self, resource_id: str) -> tuple[str, str, str, str]:
+        patient_id, issuer = patient_key(resource_id)
+        query = Query(Level.PATIENT, self._patient_match(patient_id, issuer))
+        for found in self.archive.search(query).matches:
+            name = first(found, "00100010")
+            return (
+                text(found, "00100020") or patient_id,
+                name.get("Alphabetic", "") if isinstance(name, dict) else "",
+                text(found, "00100030") or "",
+                text(found, "00100040") or "",
+            )
+        raise NotFound(f"Patient/{resource_id[:80]} is not known")
 
     def service_requests(self, search: Search, actor: Actor, *, source: str | None) -> Page:
         """Scheduled steps matching ``search`` (patient/subject, status, occurrence, modality,

@@ -80,3 +80,120 @@ def test_service_requests_are_searched_by_status_occurrence_and_modality(
     assert found(patient="Patient/DE-7") == []
     assert site.client.get("/fhir/ServiceRequest?status=nice", headers=headers).status_code == 400
     assert site.client.get("/fhir/ServiceRequest/nope", headers=headers).status_code == 404
+
+
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
+
+
+def order(subject: str = "#p1", **fields: Any) -> dict[str, Any]:
+    """An imaging order as an ordering system sends it, checked by fhirclient's R4 model."""
+    resource: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "contained": [
+            {
+                "resourceType": "Patient",
+                "id": "p1",
+                "identifier": [{"system": "urn:oid:1.2.3.4", "value": "RU-0777"}],
+                "name": [{"family": "Соколова", "given": ["Анна"]}],
+                "birthDate": "1961-04-12",
+                "gender": "female",
+            }
+        ],
+        "identifier": [
+            {
+                "type": {
+                    "coding": [
+                        {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"}
+                    ]
+                },
+                "value": "ACC-FHIR-1",
+            }
+        ],
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": subject},
+        "code": {
+            "coding": [{"system": "http://loinc.org", "code": "24627-2", "display": "CT Chest"}],
+            "text": "КТ грудной клетки",
+        },
+        "orderDetail": [{"coding": [{"system": DCM, "code": "CT"}]}],
+        "occurrenceDateTime": "2026-03-02T08:15:00+03:00",
+        "requester": {"display": "Петров Пётр"},
+        "locationCode": [{"text": "CT_ROOM1"}],
+        **fields,
+    }
+    return dict(ServiceRequest(resource, strict=True).as_json())
+
+
+def post(site: Installation, resource: dict[str, Any], role: str = "operator") -> Any:
+    return site.client.post(
+        "/fhir/ServiceRequest",
+        json=resource,
+        headers={**site.headers(role), "Content-Type": "application/fhir+json"},
+    )
+
+
+def test_an_order_posted_as_a_service_request_is_scheduled_for_the_modality(
+    site: Installation,
+) -> None:
+    answer = post(site, order())
+    assert answer.status_code == 201, answer.text
+    created = ServiceRequest(answer.json(), strict=True)
+    assert answer.headers["location"].endswith(f"/fhir/ServiceRequest/{created.id}")
+    assert created.subject.reference == "Patient/RU-0777"
+    assert created.occurrenceDateTime.isostring.startswith("2026-03-02T08:15")
+    steps = site.client.get(
+        "/api/worklist", params={"patient_id": "RU-0777"}, headers=site.headers("operator")
+    ).json()
+    (details,) = steps
+    assert details["patient_name"] == "Соколова^Анна"
+    assert details["accession_number"] == "ACC-FHIR-1" and details["modality"] == "CT"
+    assert details["patient_birth_date"] == "19610412" and details["patient_sex"] == "F"
+    assert details["station_ae_title"] == "CT_ROOM1"
+    assert details["referring_physician"] == "Петров^Пётр"
+    read = parsed(
+        site.client.get(f"/fhir/ServiceRequest/{created.id}", headers=site.headers("doctor")),
+        ServiceRequest,
+    )
+    assert read.code.text == "КТ грудной клетки"
+
+
+def test_an_order_for_a_patient_we_hold_takes_the_patient_from_the_index(
+    site: Installation, study: Any
+) -> None:
+    patient = parsed(
+        site.client.get("/fhir/Patient", headers=site.headers("doctor")), Bundle
+    ).entry[0].resource
+    answer = post(
+        site,
+        order(subject=f"Patient/{patient.id}", contained=None, identifier=None),
+    )
+    assert answer.status_code == 201, answer.text
+    created = ServiceRequest(answer.json(), strict=True)
+    assert created.subject.reference == f"Patient/{patient.id}"
+    assert created.subject.display  # the held patient's name
+
+
+def test_bad_orders_are_refused_with_an_operation_outcome_and_schedule_nothing(
+    site: Installation,
+) -> None:
+    def refused(answer: Any, status: int) -> None:
+        assert answer.status_code == status, answer.text
+        assert answer.json()["resourceType"] == "OperationOutcome"
+
+    refused(post(site, order(occurrenceDateTime=None)), 400)
+    refused(post(site, order(orderDetail=None)), 400)
+    refused(post(site, order(subject="#nobody")), 400)
+    refused(post(site, order(subject="Patient/x.00")), 404)
+    refused(post(site, {"resourceType": "Patient"}), 400)
+    refused(post(site, order(), role="doctor"), 403)  # doctors read the schedule only
+    wrong_type = site.client.post(
+        "/fhir/ServiceRequest",
+        content=b"<ServiceRequest/>",
+        headers={**site.headers("operator"), "Content-Type": "application/fhir+xml"},
+    )
+    refused(wrong_type, 415)
+    steps = site.client.get(
+        "/api/worklist", params={"patient_id": "RU-0777"}, headers=site.headers("operator")
+    ).json()
+    assert steps == []

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import string
 import subprocess
 import sys
 import threading
@@ -25,15 +24,15 @@ import requests
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 from pynetdicom import AE
 
-from tests.conftest import TEST_PASSWORD, free_port, port_open, wait_until
+from tests.conftest import TEST_PASSWORD, port_open, wait_until
 from tests.databases import running_postgres
+from tests.deploy.nginx import Nginx, start_nginx
 from tests.dicomweb.conftest import stow
 from tests.factories import make_instance
 from tests.objectstore import ACCESS_KEY, BUCKET, SECRET_KEY, start_seaweedfs
 
 pytestmark = pytest.mark.slow
 
-DEPLOY = Path(__file__).parents[2] / "deploy" / "nginx"
 HTTP_PORT, DIMSE_PORT = 8042, 4242  # every node is a machine of its own: the default ports
 STUDY = "1.2.826.0.1.3680043.8.498.7701"
 SERIES = STUDY + ".1"
@@ -171,55 +170,6 @@ def _start_node(
     return node
 
 
-def _start_nginx(root: Path, upstreams: list[str], trial_cert: Path, key: Path) -> tuple[int, int]:
-    http_port, https_port = free_port(), free_port()
-    site = string.Template((DEPLOY / "templates" / "klinika.conf.template").read_text())
-    (root / "klinika.conf").write_text(
-        site.safe_substitute(
-            # more nodes: more `server` lines in the upstream block (docs/deployment.md)
-            KLINIKA_UPSTREAM=";\n    server ".join(upstreams),
-            HTTP_LISTEN=f"127.0.0.1:{http_port}",
-            HTTPS_LISTEN=f"127.0.0.1:{https_port}",
-            HTTPS_PORT=str(https_port),
-            SERVER_NAME="localhost",
-            TLS_CERT=str(trial_cert),
-            TLS_KEY=str(key),
-            CORS_ORIGIN="https://viewer.clinic.test",
-        )
-    )
-    for folder in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (root / folder).mkdir()
-    (root / "nginx.conf").write_text(f"""
-        daemon on; worker_processes 1; pid {root}/nginx.pid; error_log {root}/error.log;
-        events {{ worker_connections 256; }}
-        http {{
-            include /etc/nginx/mime.types; default_type application/octet-stream;
-            access_log off; tcp_nodelay on; server_tokens off;
-            client_body_temp_path {root}/body; proxy_temp_path {root}/proxy;
-            fastcgi_temp_path {root}/fastcgi; uwsgi_temp_path {root}/uwsgi;
-            scgi_temp_path {root}/scgi;
-            include {root}/klinika.conf;
-        }}
-    """)
-    subprocess.run(["nginx", "-p", str(root), "-c", str(root / "nginx.conf")], check=True)
-    wait_until(lambda: port_open(https_port), 30, message="nginx did not start")
-    return http_port, https_port
-
-
-def _trial_certificate(root: Path) -> tuple[Path, Path]:
-    cert, key = root / "tls.crt", root / "tls.key"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
-            *("-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"),
-            *("-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
 @pytest.fixture(scope="module")
 def cluster(fabric: Fabric, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if shutil.which("nginx") is None:
@@ -228,6 +178,7 @@ def cluster(fabric: Fabric, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     with running_postgres(listen=fabric.host_ip) as database:
         s3 = start_seaweedfs(root / "s3", ip=fabric.host_ip)
         nodes: list[Node] = []
+        nginx: Nginx | None = None
         nginx_root = root / "nginx"
         nginx_root.mkdir()
         try:
@@ -260,11 +211,8 @@ def cluster(fabric: Fabric, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             nodes.append(_start_node(fabric, root, shared, web, "http"))
             nodes.append(_start_node(fabric, root, shared, web, "http"))
             nodes.append(_start_node(fabric, root, shared, ["dimse"], "dimse"))
-            cert, key = _trial_certificate(nginx_root)
-            _, https_port = _start_nginx(
-                nginx_root, [f"{node.ip}:{HTTP_PORT}" for node in nodes[:2]], cert, key
-            )
-            proxy = f"https://localhost:{https_port}"
+            nginx = start_nginx(nginx_root, [f"{node.ip}:{HTTP_PORT}" for node in nodes[:2]])
+            cert, proxy = nginx.cert, f"https://localhost:{nginx.https_port}"
             answer = requests.post(
                 proxy + "/api/auth/login",
                 json={"username": "tester", "password": TEST_PASSWORD},
@@ -275,9 +223,8 @@ def cluster(fabric: Fabric, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             headers = {"Authorization": f"Bearer {answer.json()['access_token']}"}
             yield Cluster(nodes[0], nodes[1], nodes[2], proxy, cert, headers)
         finally:
-            pid = nginx_root / "nginx.pid"
-            if pid.exists():
-                subprocess.run(["nginx", "-p", str(nginx_root), "-c", "nginx.conf", "-s", "stop"])
+            if nginx is not None:
+                nginx.stop()
             for node in nodes:
                 node.stop()
             s3.stop()

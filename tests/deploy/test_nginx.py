@@ -5,8 +5,6 @@ from __future__ import annotations
 import shutil
 import socket
 import ssl
-import string
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,17 +16,15 @@ from tests.browser import OpenPage, log_in
 from tests.conftest import (
     TEST_PASSWORD,
     LiveServer,
-    free_port,
-    port_open,
     start_server,
     wait_until,
 )
+from tests.deploy.nginx import ALLOWED_ORIGIN, start_nginx
 from tests.dicomweb.conftest import multipart_body
 from tests.factories import make_instance
 from tests.viewer.conftest import ct_study_uid, drawn, load_demo
 
-DEPLOY = Path(__file__).parents[2] / "deploy" / "nginx"
-ALLOWED = "https://viewer.clinic.test"
+ALLOWED = ALLOWED_ORIGIN
 
 
 @dataclass
@@ -51,75 +47,15 @@ def proxy(tmp_path_factory: pytest.TempPathFactory, ohif_cache: Path) -> Iterato
         extra_env={"KLINIKA_CACHE_DIR": str(ohif_cache), "KLINIKA_TRUSTED_PROXIES": "127.0.0.1"},
         users={"irina": "doctor"},
     )
-    cert, key = root / "tls.crt", root / "tls.key"
-    subprocess.run(  # the documented trial certificate (docs/deployment.md)
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    http_port, https_port = free_port(), free_port()
-    site = string.Template((DEPLOY / "templates" / "klinika.conf.template").read_text())
-    (root / "klinika.conf").write_text(
-        site.safe_substitute(
-            KLINIKA_UPSTREAM=server.url.removeprefix("http://"),
-            HTTP_LISTEN=f"127.0.0.1:{http_port}",
-            HTTPS_LISTEN=f"127.0.0.1:{https_port}",
-            HTTPS_PORT=str(https_port),
-            SERVER_NAME="localhost",
-            TLS_CERT=str(cert),
-            TLS_KEY=str(key),
-            CORS_ORIGIN=ALLOWED,
-        )
-    )
-    for folder in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (root / folder).mkdir()
-    (root / "nginx.conf").write_text(f"""
-        daemon off; worker_processes 1; pid {root}/nginx.pid; error_log {root}/error.log;
-        events {{ worker_connections 256; }}
-        http {{
-            include /etc/nginx/mime.types; default_type application/octet-stream;
-            access_log off; sendfile on; tcp_nodelay on; server_tokens off;
-            client_body_temp_path {root}/body; proxy_temp_path {root}/proxy;
-            fastcgi_temp_path {root}/fastcgi; uwsgi_temp_path {root}/uwsgi;
-            scgi_temp_path {root}/scgi;
-            include {root}/klinika.conf;
-        }}
-    """)
-    nginx = subprocess.Popen(
-        ["nginx", "-p", str(root), "-c", str(root / "nginx.conf")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-
-    def listening() -> bool:
-        assert nginx.poll() is None, nginx.stdout.read().decode() if nginx.stdout else ""
-        return port_open(https_port)
-
-    wait_until(listening, 20, message="nginx did not start")
+    nginx = start_nginx(root, [server.url.removeprefix("http://")])
     yield Proxy(
-        server, f"http://127.0.0.1:{http_port}", f"https://localhost:{https_port}", cert, https_port
+        server,
+        f"http://127.0.0.1:{nginx.http_port}",
+        f"https://localhost:{nginx.https_port}",
+        nginx.cert,
+        nginx.https_port,
     )
-    nginx.terminate()
-    nginx.wait(timeout=20)
-    if nginx.stdout:
-        nginx.stdout.close()
+    nginx.stop()
     server.stop()
 
 

@@ -242,7 +242,8 @@ def test_sorting_and_paging_keep_every_filter_and_names_fold(
     with p.expect_navigation():
         p.click("button[type=submit].primary")
     shown = {r.get_attribute("data-study") for r in p.locator("tbody tr[data-study]").all()}
-    assert shown == {UID + "1", UID + "2"}
+    # this module's studies of January 2024 (other tests of the module store studies too)
+    assert {uid for uid in shown if uid and uid.startswith(UID)} == {UID + "1", UID + "2"}
     for header in ("Patient", "Study date"):
         with p.expect_navigation():
             link = re.compile(f"^{header}( [▲▼])?$")
@@ -407,7 +408,7 @@ def test_the_audit_page_filters_by_patient_and_labelled_action(
     operator = login(server.url, "olga")
     stored = requests.post(
         server.url + "/upload/files",
-        data=make_instance(PatientID="WT-AUDIT"),
+        data=make_instance(PatientID="WT-AUDIT", StudyDate="20230602"),  # not January 2024
         headers={**operator, "X-Filename": "audit.dcm", "Content-Type": "application/dicom"},
     )
     assert stored.status_code == 200, stored.text

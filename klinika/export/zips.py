@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from pydicom import dcmread
+from pydicom import Dataset, dcmread
 from pydicom.fileset import FileSet
 from zipstream import ZIP_STORED, ZipStream
 
@@ -23,6 +23,31 @@ CHUNK_BYTES = 1 << 20
 def _records(archive: Archive, study_uid: str, series_uid: str | None) -> list[InstanceRecord]:
     """The instances to export, in series and instance order (raises NotFound when none)."""
     return archive.instances(study_uid, series_uid)
+
+
+# Type 1 keys of the PATIENT, STUDY, SERIES and IMAGE directory records (PS3.3 F.5) that an
+# instance may lack (Study ID and the numbers are Type 2 in the image IODs; dates are often
+# empty in de-identified or old data): the record gets the first value found, else a neutral one.
+DIRECTORY_FALLBACKS: dict[str, tuple[tuple[str, ...], str]] = {
+    "PatientID": ((), "UNKNOWN"),
+    "StudyID": (("AccessionNumber",), "1"),
+    "StudyDate": (("SeriesDate", "AcquisitionDate", "ContentDate"), "19000101"),
+    "StudyTime": (("SeriesTime", "AcquisitionTime", "ContentTime"), "000000"),
+    "SeriesNumber": ((), "1"),
+}
+
+
+def _with_directory_keys(header: Dataset, number: int) -> Dataset:
+    """``header`` with every Type 1 directory-record key filled (the copy read for the
+    DICOMDIR only: the exported file keeps its bytes). A missing Instance Number becomes the
+    instance's position in the export."""
+    for keyword, (sources, neutral) in DIRECTORY_FALLBACKS.items():
+        if not str(header.get(keyword, "") or "").strip():
+            found = (str(header.get(k, "") or "").strip() for k in sources)
+            setattr(header, keyword, next((v for v in found if v), neutral))
+    if not str(header.get("InstanceNumber", "") or "").strip():
+        header.InstanceNumber = number
+    return header
 
 
 def dicomdir(
@@ -52,7 +77,7 @@ def dicomdir(
                     left_out.append(f"instance {number} ({modality or 'no modality'}): {exc}")
                     continue
             exported_as[header.SOPInstanceUID] = record.sop_instance_uid
-            file_set.add(header)
+            file_set.add(_with_directory_keys(header, number))
         file_set.write(work)
         paths = {
             exported_as[str(i.SOPInstanceUID)]: Path(i.path).relative_to(work).as_posix()

@@ -15,6 +15,7 @@ from klinika.dicom.deidentify import Deidentifier
 from klinika.errors import NotFound
 from klinika.export import dicom_zip, images_zip, zips
 from tests.conftest import PYDICOM_DATA, SAMPLES
+from tests.factories import make_instance
 
 
 def unzip(chunks) -> zipfile.ZipFile:  # type: ignore[no-untyped-def]
@@ -122,3 +123,34 @@ def test_deidentified_zip_has_no_patient_data_a_dicomdir_that_matches_and_leaves
     with unzip(dicom_zip(stored, pdf_study, None, Deidentifier())) as bundle:
         assert "NOT-INCLUDED.txt" in bundle.namelist()
         assert "encapsulated document" in bundle.read("NOT-INCLUDED.txt").decode()
+
+
+def test_a_study_without_study_id_dates_or_numbers_exports_with_a_complete_dicomdir(
+    archive, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """Study ID and the numbers are Type 2 in the image IODs but Type 1 in the directory
+    records: the DICOMDIR gets fallbacks, the exported files keep their bytes."""
+    study_uid, series_uid = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    sent = [
+        make_instance(
+            study_uid=study_uid,
+            series_uid=series_uid,
+            StudyDate="",
+            SeriesDate="20230405",
+            SeriesNumber=None,
+            InstanceNumber=None,
+        )
+        for _ in range(2)
+    ]
+    for data in sent:
+        assert archive.store(data).status == "stored"
+    with unzip(dicom_zip(archive, study_uid)) as bundle:
+        bundle.extractall(tmp_path)
+        files = {name: bundle.read(name) for name in bundle.namelist() if name != "DICOMDIR"}
+    assert sorted(files.values()) == sorted(sent)
+    records = pydicom.dcmread(tmp_path / "DICOMDIR").DirectoryRecordSequence
+    study = next(r for r in records if r.DirectoryRecordType == "STUDY")
+    assert (study.StudyID, study.StudyDate) == ("1", "20230405")
+    images = [r for r in records if r.DirectoryRecordType == "IMAGE"]
+    assert sorted(int(r.InstanceNumber) for r in images) == [1, 2]
+    assert [int(r.SeriesNumber) for r in records if r.DirectoryRecordType == "SERIES"] == [1]

@@ -32,6 +32,7 @@ from klinika.dicom.sop import (
     SR_SOP_CLASSES,
 )
 from klinika.errors import RejectReason
+from klinika.index.lookups import StudyPatient
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -42,15 +43,6 @@ class Refusal:
 
     reason: RejectReason
     message: str
-
-
-@dataclass(frozen=True)
-class StudyPatient:
-    """The patient a stored study belongs to, as the index holds it."""
-
-    patient_id: str
-    issuer: str | None
-    name: str | None
 
 
 def check_document(parsed: ParsedInstance) -> Refusal | None:

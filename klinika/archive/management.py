@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
@@ -39,7 +38,7 @@ from klinika.dicom.edit import (
     values_of,
 )
 from klinika.errors import Conflict, InvalidChange, KlinikaError, NotFound
-from klinika.index import schema
+from klinika.index import lookups
 
 #: ``guard(study_uid)``: why the study may not be merged away (e.g. it has a report), or None.
 MergeGuard = Callable[[str], str | None]
@@ -177,9 +176,7 @@ class StudyManagement:
                 )
                 result.renamed = True
             else:
-                identity = values_of(
-                    self._sample(self._studies_of(staying)[0]), PATIENT_IDENTITY
-                )
+                identity = values_of(self._sample(self._studies_of(staying)[0]), PATIENT_IDENTITY)
             result.studies, result.changes = studies, identity
             result.instances = self._replace(
                 [r for study in studies for r in self.archive.instances(study)],
@@ -309,8 +306,7 @@ class StudyManagement:
         if not records:
             return 0
         return self.archive.replace_instances(
-            (record, rewrite(self.archive.read(record), changes_for(record)))
-            for record in records
+            (record, rewrite(self.archive.read(record), changes_for(record))) for record in records
         )
 
     @contextmanager
@@ -346,19 +342,13 @@ class StudyManagement:
         )
 
     def _patient(self, patient_id: str, issuer: str | None) -> PatientKey:
-        patients = schema.patients
-        statement = sa.select(patients.c.patient_id, patients.c.issuer_of_patient_id).where(
-            patients.c.patient_id == patient_id
-        )
-        if issuer is not None:
-            statement = statement.where(patients.c.issuer_of_patient_id == issuer)
         with self.archive.database.reader.connect() as connection:
-            rows = connection.execute(statement).all()
-        if not rows:
+            keys = lookups.patient_keys(connection, patient_id, issuer)
+        if not keys:
             raise NotFound(f"patient {patient_id} is not in the archive")
-        if len(rows) > 1:
+        if len(keys) > 1:
             raise Conflict(f"patient ID {patient_id} is held under several issuers; name one")
-        return PatientKey(rows[0][0], rows[0][1] or "")
+        return PatientKey(*keys[0])
 
     def _patient_exists(self, key: PatientKey) -> bool:
         try:
@@ -367,19 +357,8 @@ class StudyManagement:
             return False
 
     def _studies_of(self, key: PatientKey) -> list[str]:
-        patients, studies = schema.patients, schema.studies
         with self.archive.database.reader.connect() as connection:
-            found = list(
-                connection.execute(
-                    sa.select(studies.c.study_instance_uid)
-                    .join(patients, studies.c.patient_pk == patients.c.pk)
-                    .where(
-                        patients.c.patient_id == key.patient_id,
-                        patients.c.issuer_of_patient_id == key.issuer,
-                    )
-                    .order_by(studies.c.study_instance_uid)
-                ).scalars()
-            )
+            found = lookups.patient_studies(connection, key.patient_id, key.issuer)
         if not found:
             raise NotFound(f"patient {key.patient_id} has no study")
         return found

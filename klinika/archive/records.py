@@ -1,20 +1,14 @@
-"""Plain records the archive hands out, and how index rows are made from a parsed header."""
+"""Plain records the archive hands out."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
-
-from klinika.dicom.attributes import Level, attributes_of
 from klinika.dicom.frames import PixelLocation
 from klinika.dicom.json import PIXEL_DATA_TAGS
 from klinika.errors import RejectReason
-from klinika.index.matching import normalize_name
 
 Status = Literal["stored", "duplicate", "replaced", "rejected"]
 
@@ -88,37 +82,3 @@ class MetadataDocument:
     body: bytes
     gzipped: bytes
     etag: str
-
-
-def _value(keyword: str, vr: str, dataset: Dataset) -> Any:
-    value = dataset.get(keyword)
-    if value is None or value == "":
-        return None
-    if isinstance(value, MultiValue | list):
-        return "\\".join(str(v) for v in value)
-    if vr in {"IS", "US", "UL", "SS", "SL"}:
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            return None
-    return str(value)
-
-
-def index_values(dataset: Dataset, level: Level) -> dict[str, Any]:
-    """Columns of the level's table, read from the header (derived attributes excluded)."""
-    values: dict[str, Any] = {}
-    for attribute in attributes_of(level):
-        if attribute.derived:
-            continue
-        value = _value(attribute.keyword, attribute.vr, dataset)
-        values[attribute.column] = value
-        if attribute.vr == "PN":
-            values[f"{attribute.column}_norm"] = normalize_name(value) if value else None
-    if level == Level.PATIENT:
-        values["patient_id"] = values["patient_id"] or ""
-        values["issuer_of_patient_id"] = values["issuer_of_patient_id"] or ""
-    return values
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

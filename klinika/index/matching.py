@@ -93,6 +93,13 @@ def normalize_name(value: str) -> str:
     return "=".join(group.strip(" ").rstrip("^ ") for group in text.split("="))
 
 
+def comparable_name(value: object) -> str | None:
+    """A Patient's Name compared as the query engine matches names (case and trailing empty
+    components do not count); the alphabetic group only, the one every system writes."""
+    text = str(value).split("=")[0].strip() if value is not None else ""
+    return normalize_name(text) if text else None
+
+
 def has_wildcard(value: str) -> bool:
     return "*" in value or "?" in value
 
@@ -235,9 +242,7 @@ def _folded_words(norm_column: sa.ColumnElement[str], needle: str) -> ColumnElem
     words = [w for w in re.split(r"[\s^,=]+", fold(needle)) if w]
     spaced = sa.func.replace(sa.func.replace(folded_column(norm_column), " ", "^"), "=", "^")
     padded = sa.literal("^") + spaced
-    return sa.and_(
-        *(padded.like("%^" + _like_pattern(word) + "%", escape="\\") for word in words)
-    )
+    return sa.and_(*(padded.like("%^" + _like_pattern(word) + "%", escape="\\") for word in words))
 
 
 def _person_name(

@@ -158,7 +158,7 @@ def test_two_patients_in_one_batch_of_a_new_study_are_told_apart(archive: Archiv
 
 
 def test_a_migration_may_allow_patient_mismatches(archive: Archive) -> None:
-    archive.allow_patient_mismatch = True
+    archive.ingest.allow_patient_mismatch = True
     study = generate_uid()
     first = make_instance(study_uid=study, PatientID="A")
     second = make_instance(study_uid=study, PatientID="B")

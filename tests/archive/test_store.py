@@ -57,7 +57,7 @@ def test_duplicate_policy_keep_reports_a_duplicate_and_keeps_the_first(archive: 
 
 
 def test_duplicate_policy_overwrite_replaces_the_blob(tmp_path: Path, archive: Archive) -> None:
-    archive.duplicate_policy = "overwrite"
+    archive.ingest.duplicate_policy = "overwrite"
     study = "1.2.3.9"
     first = make_instance(study_uid=study, sop_uid="1.2.3.4.6", SeriesDescription="First")
     second = make_instance(study_uid=study, sop_uid="1.2.3.4.6", SeriesDescription="Second")
@@ -69,7 +69,7 @@ def test_duplicate_policy_overwrite_replaces_the_blob(tmp_path: Path, archive: A
 
 
 def test_duplicate_policy_reject_refuses_the_second(archive: Archive) -> None:
-    archive.duplicate_policy = "reject"
+    archive.ingest.duplicate_policy = "reject"
     data = make_instance(sop_uid="1.2.3.4.7")
     archive.store(data)
     outcome = archive.store(make_instance(sop_uid="1.2.3.4.7"))

@@ -33,6 +33,7 @@ from klinika.archive.records import (
     index_values,
     utc_now,
 )
+from klinika.config import DuplicatePolicy
 from klinika.db import Database
 from klinika.dicom import render
 from klinika.dicom.attributes import Level
@@ -48,6 +49,7 @@ from klinika.errors import (
     Conflict,
     InvalidInstance,
     NotFound,
+    RejectReason,
     StorageFull,
     StorageUnavailable,
 )
@@ -105,7 +107,7 @@ class Archive:
         database: Database,
         blobs: BlobStore,
         *,
-        duplicate_policy: str = "keep",
+        duplicate_policy: DuplicatePolicy = DuplicatePolicy.KEEP,
         metadata_cache_size: int = 256,
         listeners: Iterable[StoredListener] = (),
         inflate_limit: InflateLimit = DEFAULT_INFLATE_LIMIT,
@@ -171,7 +173,7 @@ class Archive:
             )
             outcomes.append(outcome)
             if study_uid is not None and parsed.study_uid != study_uid:
-                outcome.status, outcome.reason = "rejected", "study-mismatch"
+                outcome.status, outcome.reason = "rejected", RejectReason.STUDY_MISMATCH
                 outcome.message = (
                     f"the instance belongs to study {parsed.study_uid}, not {study_uid}"
                 )
@@ -181,7 +183,7 @@ class Archive:
                 _refuse(outcome, refusal)
                 continue
             accepted.append((parsed, outcome))
-        if self.duplicate_policy != "overwrite" and len(accepted) > 1:
+        if self.duplicate_policy != DuplicatePolicy.OVERWRITE and len(accepted) > 1:
             # A batch (STOW-RS, import) skips writing the blobs of instances already stored;
             # a single instance (C-STORE) learns it in its index transaction instead, which
             # saves a query on the common path.
@@ -199,7 +201,9 @@ class Archive:
             if isinstance(blob, StorageFull | StorageUnavailable):
                 outcome.status, outcome.reason, outcome.message = (
                     "rejected",
-                    "storage-full" if isinstance(blob, StorageFull) else "storage-unavailable",
+                    RejectReason.STORAGE_FULL
+                    if isinstance(blob, StorageFull)
+                    else RejectReason.STORAGE_UNAVAILABLE,
                     str(blob),
                 )
             else:
@@ -214,8 +218,8 @@ class Archive:
         return outcomes
 
     def _mark_duplicate(self, outcome: StoreOutcome) -> None:
-        if self.duplicate_policy == "reject":
-            outcome.status, outcome.reason = "rejected", "duplicate"
+        if self.duplicate_policy == DuplicatePolicy.REJECT:
+            outcome.status, outcome.reason = "rejected", RejectReason.DUPLICATE
             outcome.message = f"SOP Instance {outcome.sop_instance_uid} is already stored"
         else:
             outcome.status = "duplicate"
@@ -395,7 +399,7 @@ class Archive:
                 instances.c.sop_instance_uid == parsed.sop_instance_uid
             )
         ).one()
-        if self.duplicate_policy != "overwrite":
+        if self.duplicate_policy != DuplicatePolicy.OVERWRITE:
             self._mark_duplicate(item.outcome)
             return None
         connection.execute(sa.update(instances).where(instances.c.pk == existing.pk).values(values))
@@ -478,7 +482,7 @@ class Archive:
         if parsed.sop_instance_uid != record.sop_instance_uid:
             raise InvalidInstance(
                 f"the rewrite of {record.sop_instance_uid} names {parsed.sop_instance_uid}",
-                "invalid-uid",
+                RejectReason.INVALID_UID,
             )
         return parsed
 

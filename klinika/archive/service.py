@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from pydicom import dcmread
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 from sqlalchemy.dialects import postgresql, sqlite
 
 from klinika.archive.admission import (
@@ -59,7 +60,7 @@ from klinika.index.query import Query, QueryResult, count, search, search_stream
 from klinika.storage import BlobRef, BlobStore
 
 _REPLACE_BATCH = 32  # rewritten files parsed and written at a time
-_SLOW_FRAME_SYNTAXES = ("1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
+_SLOW_FRAME_SYNTAXES = (ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian)
 StoredListener = Callable[[Sequence[StoreOutcome]], None]
 
 

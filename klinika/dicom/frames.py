@@ -19,14 +19,14 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.encaps import parse_basic_offsets, parse_fragments
-from pydicom.uid import UID
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pydicom.valuerep import VR as VR_ALL
 
 from klinika.errors import InvalidInstance, NotFound, RejectReason
 
 _LONG_VRS = (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR")
 _ALL_VRS = {vr.encode() for vr in VR_ALL}
-NATIVE_LITTLE_ENDIAN = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+NATIVE_LITTLE_ENDIAN = (ImplicitVRLittleEndian, ExplicitVRLittleEndian)
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def locate_pixel_data(
     InvalidInstance
         When the element is cut short (its declared length runs past the end of the file).
     """
-    if transfer_syntax == "1.2.840.10008.1.2.2":
+    if transfer_syntax == ExplicitVRBigEndian:
         return None
     # Decide per element: some files mix encodings despite their transfer syntax.
     implicit = data[offset + 4 : offset + 6] not in _ALL_VRS

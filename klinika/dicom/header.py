@@ -26,7 +26,14 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import UID, AllTransferSyntaxes, DeflatedExplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    AllTransferSyntaxes,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from klinika.dicom.frames import PixelLocation, locate_pixel_data
 from klinika.dicom.warned import recorded, silenced
@@ -157,10 +164,10 @@ def bare_dataset_syntax(data: bytes) -> str | None:
     if group < 0x0008 or group % 2 or group > 0x7FE0 or (group == 0x0008 and element > 0x0100):
         return None
     if data[4:6] in _VRS:
-        return "1.2.840.10008.1.2.1"  # Explicit VR Little Endian
+        return ExplicitVRLittleEndian
     length = struct.unpack_from("<L", data, 4)[0]
     if length == 0xFFFFFFFF or 8 + length <= len(data):
-        return "1.2.840.10008.1.2"  # Implicit VR Little Endian
+        return ImplicitVRLittleEndian
     return None
 
 
@@ -343,7 +350,7 @@ def _meta_group_length(data: bytes) -> int:
 def _peek_tag(data: bytes, offset: int, transfer_syntax: str) -> int | None:
     if offset + 4 > len(data):
         return None
-    endian = ">" if transfer_syntax == "1.2.840.10008.1.2.2" else "<"
+    endian = ">" if transfer_syntax == ExplicitVRBigEndian else "<"
     group, elem = struct.unpack_from(f"{endian}HH", data, offset)
     return int(group) << 16 | int(elem)
 

@@ -3,27 +3,28 @@
 May import: nothing from klinika.
 """
 
-from typing import Literal, get_args
+from enum import StrEnum
 
-#: Why an instance is not stored: the complete list. Each edge maps every one of them to its
-#: wire value (``dimse/status.py``, ``dicomweb/stow.py``), and a test holds the tables to it.
-RejectReason = Literal[
-    "unreadable",
-    "missing-attribute",
-    "invalid-uid",
-    "invalid-charset",
-    "unsupported-transfer-syntax",
-    "too-large",
-    "study-mismatch",
-    "not-authorized",
-    "duplicate",
-    "storage-full",
-    "storage-unavailable",
-    "unsupported-media-type",
-    "unsupported-document",
-    "patient-mismatch",
-]
-REJECT_REASONS: frozenset[str] = frozenset(get_args(RejectReason))
+
+class RejectReason(StrEnum):
+    """Why an instance is not stored: the complete list. Each edge maps every one of them to
+    its wire value in a table keyed by this enum (``dimse/status.py``, ``dicomweb/stow.py``,
+    the upload page), and a test holds every table to every member."""
+
+    UNREADABLE = "unreadable"
+    MISSING_ATTRIBUTE = "missing-attribute"
+    INVALID_UID = "invalid-uid"
+    INVALID_CHARSET = "invalid-charset"
+    UNSUPPORTED_TRANSFER_SYNTAX = "unsupported-transfer-syntax"
+    TOO_LARGE = "too-large"
+    STUDY_MISMATCH = "study-mismatch"
+    NOT_AUTHORIZED = "not-authorized"
+    DUPLICATE = "duplicate"
+    STORAGE_FULL = "storage-full"
+    STORAGE_UNAVAILABLE = "storage-unavailable"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported-media-type"
+    UNSUPPORTED_DOCUMENT = "unsupported-document"
+    PATIENT_MISMATCH = "patient-mismatch"
 
 
 class KlinikaError(Exception):
@@ -41,11 +42,9 @@ class InvalidInstance(KlinikaError):
     ``unreadable``, ``too-large`` …); ``str(exc)`` is for humans.
     """
 
-    def __init__(self, message: str, reason: RejectReason = "unreadable") -> None:
+    def __init__(self, message: str, reason: RejectReason = RejectReason.UNREADABLE) -> None:
         super().__init__(message)
-        if reason not in REJECT_REASONS:
-            raise ValueError(f"unknown rejection reason {reason!r}")
-        self.reason: RejectReason = reason
+        self.reason = RejectReason(reason)
 
 
 class StorageFull(KlinikaError):

@@ -63,13 +63,13 @@ def check_document(parsed: ParsedInstance) -> Refusal | None:
     declared = str(dataset.get("MIMETypeOfEncapsulatedDocument", "")).strip()
     if expected is None:
         return Refusal(
-            "unsupported-document",
+            RejectReason.UNSUPPORTED_DOCUMENT,
             f"SOP class {parsed.sop_class_uid} is not an Encapsulated Document class, "
             f"but the instance carries an encapsulated document ({declared or 'no type'})",
         )
     if declared.lower() != expected:
         return Refusal(
-            "unsupported-document",
+            RejectReason.UNSUPPORTED_DOCUMENT,
             f"an Encapsulated Document of class {parsed.sop_class_uid} must have MIME type "
             f"{expected}, not {declared or 'none'} (PS3.3 A.45/A.85)",
         )
@@ -89,23 +89,26 @@ def check_derived(parsed: ParsedInstance) -> Refusal | None:
     what = f"the instance declares SOP class {sop_class}"
     if sop_class in SR_SOP_CLASSES or sop_class in PRESENTATION_STATE_SOP_CLASSES:
         if has_pixel_data(parsed):
-            return Refusal("not-authorized", f"{what} but carries pixel data")
+            return Refusal(RejectReason.NOT_AUTHORIZED, f"{what} but carries pixel data")
         if sop_class in SR_SOP_CLASSES and dataset.get("ValueType") != "CONTAINER":
-            return Refusal("not-authorized", f"{what} but has no SR document content")
+            return Refusal(RejectReason.NOT_AUTHORIZED, f"{what} but has no SR document content")
         if sop_class in PRESENTATION_STATE_SOP_CLASSES and (
             "DisplayedAreaSelectionSequence" not in dataset
         ):
-            return Refusal("not-authorized", f"{what} but has no Displayed Area module")
+            return Refusal(RejectReason.NOT_AUTHORIZED, f"{what} but has no Displayed Area module")
         return None
     if sop_class in SEGMENTATION_SOP_CLASSES:
         if not dataset.get("SegmentSequence"):
-            return Refusal("not-authorized", f"{what} but has no Segment Sequence")
+            return Refusal(RejectReason.NOT_AUTHORIZED, f"{what} but has no Segment Sequence")
         if dataset.get("BitsAllocated") not in (1, 8) or not has_pixel_data(parsed):
             return Refusal(
-                "not-authorized", f"{what} but its pixels are not binary or fractional segments"
+                RejectReason.NOT_AUTHORIZED,
+                f"{what} but its pixels are not binary or fractional segments",
             )
         return None
-    return Refusal("not-authorized", f"storing SOP class {sop_class} is not allowed here")
+    return Refusal(
+        RejectReason.NOT_AUTHORIZED, f"storing SOP class {sop_class} is not allowed here"
+    )
 
 
 def check_patient(
@@ -133,7 +136,7 @@ def check_patient(
     ):
         if (mine or None) != (theirs or None):
             return Refusal(
-                "patient-mismatch",
+                RejectReason.PATIENT_MISMATCH,
                 f"{label} {mine or '(empty)'!r} is not the patient of study {study_uid} "
                 f"(it holds {theirs or '(empty)'!r})",
             )

@@ -21,6 +21,7 @@ from klinika.archive.admission import (
 )
 from klinika.archive.records import InstanceRecord, StoreOutcome
 from klinika.archive.removal import delete_unreferenced
+from klinika.config import DuplicatePolicy
 from klinika.db import Database
 from klinika.dicom.attributes import Level
 from klinika.dicom.frames import number_of_frames
@@ -31,7 +32,7 @@ from klinika.dicom.header import (
     parse_instance,
 )
 from klinika.dicom.json import metadata_json
-from klinika.errors import InvalidInstance, StorageFull, StorageUnavailable
+from klinika.errors import InvalidInstance, RejectReason, StorageFull, StorageUnavailable
 from klinika.index import lookups, writes
 from klinika.index.lookups import StudyPatient
 from klinika.index.matching import comparable_name
@@ -86,7 +87,7 @@ class Ingest:
         database: Database,
         blobs: BlobStore,
         *,
-        duplicate_policy: str = "keep",
+        duplicate_policy: DuplicatePolicy = DuplicatePolicy.KEEP,
         listeners: Iterable[StoredListener] = (),
         inflate_limit: InflateLimit = DEFAULT_INFLATE_LIMIT,
         allow_patient_mismatch: bool = False,
@@ -146,7 +147,7 @@ class Ingest:
             )
             outcomes.append(outcome)
             if study_uid is not None and parsed.study_uid != study_uid:
-                outcome.status, outcome.reason = "rejected", "study-mismatch"
+                outcome.status, outcome.reason = "rejected", RejectReason.STUDY_MISMATCH
                 outcome.message = (
                     f"the instance belongs to study {parsed.study_uid}, not {study_uid}"
                 )
@@ -156,7 +157,7 @@ class Ingest:
                 _refuse(outcome, refusal)
                 continue
             accepted.append((parsed, outcome))
-        if self.duplicate_policy != "overwrite" and len(accepted) > 1:
+        if self.duplicate_policy != DuplicatePolicy.OVERWRITE and len(accepted) > 1:
             # A batch (STOW-RS, import) skips writing the blobs of instances already stored;
             # a single instance (C-STORE) learns it in its index transaction instead, which
             # saves a query on the common path.
@@ -177,7 +178,9 @@ class Ingest:
             if isinstance(blob, StorageFull | StorageUnavailable):
                 outcome.status, outcome.reason, outcome.message = (
                     "rejected",
-                    "storage-full" if isinstance(blob, StorageFull) else "storage-unavailable",
+                    RejectReason.STORAGE_FULL
+                    if isinstance(blob, StorageFull)
+                    else RejectReason.STORAGE_UNAVAILABLE,
                     str(blob),
                 )
             else:
@@ -192,8 +195,8 @@ class Ingest:
         return outcomes
 
     def _mark_duplicate(self, outcome: StoreOutcome) -> None:
-        if self.duplicate_policy == "reject":
-            outcome.status, outcome.reason = "rejected", "duplicate"
+        if self.duplicate_policy == DuplicatePolicy.REJECT:
+            outcome.status, outcome.reason = "rejected", RejectReason.DUPLICATE
             outcome.message = f"SOP Instance {outcome.sop_instance_uid} is already stored"
         else:
             outcome.status = "duplicate"
@@ -302,7 +305,7 @@ class Ingest:
         values = item.values | {"series_pk": series_pk, "received_at": utc_now()}
         if writes.insert_instance(connection, values):
             return None
-        if self.duplicate_policy != "overwrite":
+        if self.duplicate_policy != DuplicatePolicy.OVERWRITE:
             self._mark_duplicate(item.outcome)
             return None
         item.outcome.status = "replaced"
@@ -372,7 +375,7 @@ class Ingest:
         if parsed.sop_instance_uid != record.sop_instance_uid:
             raise InvalidInstance(
                 f"the rewrite of {record.sop_instance_uid} names {parsed.sop_instance_uid}",
-                "invalid-uid",
+                RejectReason.INVALID_UID,
             )
         return parsed
 

@@ -11,6 +11,7 @@ from collections.abc import Generator
 from typing import Any
 
 from pydicom import dcmread
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
 from klinika.archive.records import InstanceRecord
 from klinika.db import Database
@@ -22,7 +23,7 @@ from klinika.index import lookups
 from klinika.index.query import Query, QueryResult, count, search, search_stream
 from klinika.storage import BlobStore
 
-_SLOW_FRAME_SYNTAXES = ("1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
+_SLOW_FRAME_SYNTAXES = (ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian)
 
 
 class Retrieval:

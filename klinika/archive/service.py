@@ -16,6 +16,7 @@ from klinika.archive.metadata import MetadataCache
 from klinika.archive.records import InstanceRecord, MetadataDocument, StoreOutcome
 from klinika.archive.removal import Removal
 from klinika.archive.retrieve import Retrieval
+from klinika.config import DuplicatePolicy
 from klinika.db import Database
 from klinika.dicom import render
 from klinika.dicom.header import DEFAULT_INFLATE_LIMIT, InflateLimit
@@ -43,7 +44,7 @@ class Archive:
         database: Database,
         blobs: BlobStore,
         *,
-        duplicate_policy: str = "keep",
+        duplicate_policy: DuplicatePolicy = DuplicatePolicy.KEEP,
         metadata_cache_size: int = 256,
         listeners: Iterable[StoredListener] = (),
         inflate_limit: InflateLimit = DEFAULT_INFLATE_LIMIT,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from klinika.archive.records import StoreOutcome
-from klinika.errors import RequestTooLarge
+from klinika.errors import RejectReason, RequestTooLarge
 
 if TYPE_CHECKING:
     from klinika.archive.service import Archive
@@ -60,7 +60,7 @@ _UNREADABLE = (
 def too_large(size: int, limit: int = MAX_INSTANCE_BYTES) -> StoreOutcome:
     return StoreOutcome(
         "rejected",
-        reason="too-large",
+        reason=RejectReason.TOO_LARGE,
         message=f"{size} bytes is more than the {limit} bytes a file may have here",
     )
 
@@ -99,14 +99,16 @@ def read_member(
     if info.file_size > _RATIO_FLOOR and ratio > limits.zip_max_ratio:
         return StoreOutcome(
             "rejected",
-            reason="too-large",
+            reason=RejectReason.TOO_LARGE,
             message=f"ZIP member compressed {ratio:.0f}:1, more than the "
             f"{limits.zip_max_ratio}:1 accepted (setting zip_max_ratio)",
         )
     try:
         return bundle.read(info)
     except _UNREADABLE as exc:
-        return StoreOutcome("rejected", reason="unreadable", message=f"ZIP member: {exc}")
+        return StoreOutcome(
+            "rejected", reason=RejectReason.UNREADABLE, message=f"ZIP member: {exc}"
+        )
 
 
 def zip_members(

@@ -7,13 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from klinika.audit import Actor
+from klinika.auth.permissions import Role
 from klinika.config import PasswordHashProfile, Settings
-
-LANGUAGES = ("en", "ru", "es", "fr", "de")
-#: A user's language preference that follows the browser (Accept-Language); the default.
-AUTO_LANGUAGE = "auto"
-#: What a user's language preference may be.
-USER_LANGUAGES = (AUTO_LANGUAGE, *LANGUAGES)
 
 
 def iso(seconds: int | None) -> str | None:
@@ -29,7 +24,7 @@ class Principal:
 
     user_id: int
     username: str
-    role: str
+    role: Role
     display_name: str
     language: str
     session_id: str
@@ -48,7 +43,7 @@ class User:
     id: int
     username: str
     display_name: str
-    role: str
+    role: Role
     language: str
     active: bool
     created_at: int
@@ -137,5 +132,5 @@ class AuthPolicy:
         )
 
     def token_seconds(self, role: str) -> int:
-        hours = self.token_hours_admin if role == "admin" else self.token_hours_user
+        hours = self.token_hours_admin if role == Role.ADMIN else self.token_hours_user
         return hours * 3600

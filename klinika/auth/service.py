@@ -25,8 +25,6 @@ from klinika.auth.errors import (
     UserExists,
 )
 from klinika.auth.models import (
-    AUTO_LANGUAGE,
-    USER_LANGUAGES,
     AuthPolicy,
     LoginResult,
     Principal,
@@ -35,11 +33,12 @@ from klinika.auth.models import (
 )
 from klinika.auth.nodes import NodeRegistry
 from klinika.auth.peers import LOCAL_ANY, SERVICE_ACTIONS, DicomPeer, authorize_ae
-from klinika.auth.permissions import USER_ROLES, is_allowed
+from klinika.auth.permissions import USER_ROLES, Role, is_allowed
 from klinika.auth.schema import login_failures, sessions, users
 from klinika.auth.tokens import TokenClaims, TokenCodec
 from klinika.config import PasswordHashProfile
 from klinika.db import Database
+from klinika.i18n import AUTO_LANGUAGE, USER_LANGUAGES
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
 _STALE_FAILURES = 86400
@@ -70,7 +69,7 @@ def _user(row: Any) -> User:
         id=row.id,
         username=row.username,
         display_name=row.display_name,
-        role=row.role,
+        role=Role(row.role),
         language=row.language,
         active=bool(row.active),
         created_at=row.created_at,
@@ -192,7 +191,7 @@ class AuthService:
                 return None
         password = passwords.generate_password()
         self.create_user(
-            username, "admin", password, display_name="Administrator", must_change_password=True
+            username, Role.ADMIN, password, display_name="Administrator", must_change_password=True
         )
         return password
 
@@ -239,9 +238,11 @@ class AuthService:
             return user
         with self._write() as connection:
             losing_admin = (
-                user.role == "admin"
+                user.role == Role.ADMIN
                 and user.active
-                and (changes.get("role", "admin") != "admin" or changes.get("active") is False)
+                and (
+                    changes.get("role", Role.ADMIN) != Role.ADMIN or changes.get("active") is False
+                )
             )
             if losing_admin and self._other_active_admins(connection, user.id) == 0:
                 raise InvalidAccount("the last active admin cannot be disabled or demoted")
@@ -322,7 +323,9 @@ class AuthService:
         return connection.execute(
             sa.select(sa.func.count())
             .select_from(users)
-            .where(users.c.role == "admin", users.c.active.is_(True), users.c.id != user_id)
+            .where(
+                users.c.role == Role.ADMIN.value, users.c.active.is_(True), users.c.id != user_id
+            )
         ).scalar_one()
 
     # ----------------------------------------------------------------- login
@@ -530,7 +533,7 @@ class AuthService:
         return Principal(
             user_id=row.user_id,
             username=row.username,
-            role=row.role,
+            role=Role(row.role),
             display_name=row.display_name,
             language=row.language,
             session_id=row.id,
@@ -657,7 +660,7 @@ class AuthService:
         allowed = authorize_ae(known, calling_ae, address, service, certified=certified)
         if not allowed:
             self.audit.record(
-                Actor(calling_ae.strip() or "-", "modality"),
+                Actor(calling_ae.strip() or "-", Role.MODALITY),
                 SERVICE_ACTIONS.get(service, service),
                 "denied",
                 source=f"{calling_ae.strip()}@{address}",

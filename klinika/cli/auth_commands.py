@@ -10,9 +10,9 @@ import click
 
 from klinika.audit import Actor
 from klinika.auth import USER_ROLES, InvalidAccount, UnknownUser, UserExists
-from klinika.auth.models import USER_LANGUAGES
 from klinika.auth.passwords import generate_password
 from klinika.cli.context import settings_from
+from klinika.i18n import USER_LANGUAGES
 
 CLI_ACTOR = Actor("cli", "system")
 

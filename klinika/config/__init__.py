@@ -13,21 +13,28 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
 from klinika.errors import ConfigError
 
-DuplicatePolicy = Literal["keep", "overwrite", "reject"]
+
+class DuplicatePolicy(StrEnum):
+    """What ``Archive.store`` does with an instance whose SOP Instance UID it already holds."""
+
+    KEEP = "keep"  # keep the stored one, answer success with a warning
+    OVERWRITE = "overwrite"  # replace the stored one
+    REJECT = "reject"  # refuse the new one (reason ``duplicate``)
+
+
 #: argon2id cost of new password hashes: "production" always, "test" only for test suites.
 PasswordHashProfile = Literal["production", "test"]
 StorageKind = Literal["files", "s3"]
 LogFormat = Literal["text", "json"]
 LOG_STREAMS = ("stderr", "stdout", "none")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-DIMSE_SERVICES = frozenset(
-    {"echo", "store", "find", "move", "get", "worklist", "mpps", "commit"}
-)
+DIMSE_SERVICES = frozenset({"echo", "store", "find", "move", "get", "worklist", "mpps", "commit"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +123,7 @@ class Settings:
     dimse_host: str = "127.0.0.1"
     dimse_port: int = 4242
     ae_title: str = "KLINIKA"
-    duplicate_policy: DuplicatePolicy = "keep"
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.KEEP
     fsync: bool = True
     compress_storage: bool = False
     # blob storage: "files" (<data_dir>/blobs) or "s3" (any S3 API: AWS, MinIO, Ceph RGW,
@@ -229,11 +236,12 @@ class Settings:
     cache_dir: Path | None = None
 
     def __post_init__(self) -> None:
-        if self.duplicate_policy not in get_args(DuplicatePolicy):
+        if self.duplicate_policy not in set(DuplicatePolicy):
             raise ConfigError(
-                f"duplicate_policy must be one of {get_args(DuplicatePolicy)}, "
+                f"duplicate_policy must be one of {', '.join(DuplicatePolicy)}, "
                 f"not {self.duplicate_policy!r}"
             )
+        object.__setattr__(self, "duplicate_policy", DuplicatePolicy(self.duplicate_policy))
         if self.password_hash_profile not in get_args(PasswordHashProfile):
             raise ConfigError(
                 f"password_hash_profile must be one of {get_args(PasswordHashProfile)}, "
@@ -340,7 +348,6 @@ class Settings:
                 raise ConfigError(f"hl7_senders: {entry!r} names no application (APP@FACILITY)")
             pairs.append((application.strip(), facility.strip() or "*"))
         return tuple(pairs)
-
 
     @property
     def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

@@ -35,7 +35,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from klinika.dicom.transcode import MEDIA_TYPE_DEFAULT_SYNTAX
 from klinika.dicom.warned import silenced
-from klinika.errors import InvalidInstance
+from klinika.errors import InvalidInstance, RejectReason
 
 IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.10.1391.1"
 IMPLEMENTATION_VERSION_NAME = "KLINIKA_010"
@@ -68,11 +68,13 @@ def parse_json_metadata(payload: bytes) -> list[dict[str, Any]]:
     try:
         document = json.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInstance(f"the metadata part is not JSON: {exc}", "unreadable") from exc
+        raise InvalidInstance(
+            f"the metadata part is not JSON: {exc}", RejectReason.UNREADABLE
+        ) from exc
     items = document if isinstance(document, list) else [document]
     if not items or not all(isinstance(item, dict) for item in items):
         raise InvalidInstance(
-            "the metadata part must hold DICOM JSON data sets (PS3.18 F.2)", "unreadable"
+            "the metadata part must hold DICOM JSON data sets (PS3.18 F.2)", RejectReason.UNREADABLE
         )
     return items
 
@@ -89,29 +91,29 @@ def native_xml_to_json(payload: bytes) -> dict[str, Any]:
     if b"<!DOCTYPE" in payload or b"<!ENTITY" in payload:
         raise InvalidInstance(
             "the XML metadata declares a DTD or entities, which PS3.19 documents do not use",
-            "unreadable",
+            RejectReason.UNREADABLE,
         )
     try:
         root = ElementTree.fromstring(payload)
     except ElementTree.ParseError as exc:
-        raise InvalidInstance(f"the XML metadata is not well-formed: {exc}", "unreadable") from exc
+        raise InvalidInstance(
+            f"the XML metadata is not well-formed: {exc}", RejectReason.UNREADABLE
+        ) from exc
     namespace = root.tag[1:].split("}", 1)[0] if root.tag.startswith("{") else None
     if namespace not in (None, NATIVE_NAMESPACE):
         raise InvalidInstance(
             f"the XML root is in namespace {namespace!r}, not the Native DICOM Model's",
-            "unreadable",
+            RejectReason.UNREADABLE,
         )
     if _local(root.tag) != "NativeDicomModel":
         raise InvalidInstance(
             f"the XML root is <{_local(root.tag)}>, not <NativeDicomModel> (PS3.19 A.1)",
-            "unreadable",
+            RejectReason.UNREADABLE,
         )
     return _xml_data_set(root)
 
 
-def part10_from_json(
-    metadata: Mapping[str, Any], bulk: Mapping[str, list[BulkPart]]
-) -> bytes:
+def part10_from_json(metadata: Mapping[str, Any], bulk: Mapping[str, list[BulkPart]]) -> bytes:
     """A Part-10 instance from one DICOM JSON data set and the request's bulk data parts.
 
     ``bulk`` maps each part's Content-Location to its parts (several parts at one location
@@ -149,7 +151,7 @@ def part10_from_json(
     if missing:
         raise InvalidInstance(
             "bulk data referenced by BulkDataURI is not in the request: " + ", ".join(missing),
-            "missing-attribute",
+            RejectReason.MISSING_ATTRIBUTE,
         )
     return _part10(dataset, transfer_syntax, file_meta)
 
@@ -167,14 +169,14 @@ def _pixel_transfer_syntax(document: Mapping[str, Any], bulk: Mapping[str, list[
             raise InvalidInstance(
                 f"native pixel data is accepted as {ExplicitVRLittleEndian} only, not "
                 f"{part.transfer_syntax}",
-                "unsupported-transfer-syntax",
+                RejectReason.UNSUPPORTED_TRANSFER_SYNTAX,
             )
         return ExplicitVRLittleEndian
     syntax = part.transfer_syntax or MEDIA_TYPE_DEFAULT_SYNTAX.get(part.media_type)
     if not syntax:
         raise InvalidInstance(
             f"pixel data of media type {part.media_type} names no transfer syntax",
-            "unsupported-transfer-syntax",
+            RejectReason.UNSUPPORTED_TRANSFER_SYNTAX,
         )
     return syntax
 
@@ -188,7 +190,9 @@ def _bulk_parts(bulk: Mapping[str, list[BulkPart]], uri: str) -> list[BulkPart] 
 def _part10(dataset: Dataset, transfer_syntax: str, given: Dataset | None) -> bytes:
     for keyword in ("SOPClassUID", "SOPInstanceUID"):
         if keyword not in dataset:
-            raise InvalidInstance(f"required attribute {keyword} is missing", "missing-attribute")
+            raise InvalidInstance(
+                f"required attribute {keyword} is missing", RejectReason.MISSING_ATTRIBUTE
+            )
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = UID(str(dataset.SOPClassUID))
     meta.MediaStorageSOPInstanceUID = UID(str(dataset.SOPInstanceUID))
@@ -220,14 +224,16 @@ def _xml_data_set(parent: ElementTree.Element) -> dict[str, Any]:
         if _local(attribute.tag) != "DicomAttribute":
             raise InvalidInstance(
                 f"<{_local(attribute.tag)}> where PS3.19 allows only <DicomAttribute>",
-                "unreadable",
+                RejectReason.UNREADABLE,
             )
         tag = (attribute.get("tag") or "").upper()
         vr = attribute.get("vr") or ""
         if len(tag) != 8 or any(c not in "0123456789ABCDEF" for c in tag):
-            raise InvalidInstance(f"DicomAttribute tag {tag!r} is not 8 hex digits", "unreadable")
+            raise InvalidInstance(
+                f"DicomAttribute tag {tag!r} is not 8 hex digits", RejectReason.UNREADABLE
+            )
         if len(vr) != 2 or not vr.isalpha() or not vr.isupper():
-            raise InvalidInstance(f"DicomAttribute {tag} has no valid vr", "unreadable")
+            raise InvalidInstance(f"DicomAttribute {tag} has no valid vr", RejectReason.UNREADABLE)
         out[tag] = _xml_element(attribute, tag, vr)
     return out
 
@@ -241,7 +247,9 @@ def _xml_element(attribute: ElementTree.Element, tag: str, vr: str) -> dict[str,
     if kinds == {"BulkData"}:
         uri = children[0].get("uri") or children[0].get("uuid")
         if not uri or len(children) != 1:
-            raise InvalidInstance(f"DicomAttribute {tag}: one BulkData with a uri", "unreadable")
+            raise InvalidInstance(
+                f"DicomAttribute {tag}: one BulkData with a uri", RejectReason.UNREADABLE
+            )
         element["BulkDataURI"] = uri
         return element
     if kinds == {"InlineBinary"}:
@@ -256,7 +264,7 @@ def _xml_element(attribute: ElementTree.Element, tag: str, vr: str) -> dict[str,
     if kinds != {expected}:
         raise InvalidInstance(
             f"DicomAttribute {tag} ({vr}) holds {sorted(kinds)}, PS3.19 wants {expected}",
-            "unreadable",
+            RejectReason.UNREADABLE,
         )
     ordered = sorted(children, key=lambda c: _number(c, tag))
     element["Value"] = [_xml_value(child, tag, vr) for child in ordered]

@@ -19,14 +19,14 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.encaps import parse_basic_offsets, parse_fragments
-from pydicom.uid import UID
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pydicom.valuerep import VR as VR_ALL
 
-from klinika.errors import InvalidInstance, NotFound
+from klinika.errors import InvalidInstance, NotFound, RejectReason
 
 _LONG_VRS = (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR")
 _ALL_VRS = {vr.encode() for vr in VR_ALL}
-NATIVE_LITTLE_ENDIAN = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+NATIVE_LITTLE_ENDIAN = (ImplicitVRLittleEndian, ExplicitVRLittleEndian)
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def locate_pixel_data(
     InvalidInstance
         When the element is cut short (its declared length runs past the end of the file).
     """
-    if transfer_syntax == "1.2.840.10008.1.2.2":
+    if transfer_syntax == ExplicitVRBigEndian:
         return None
     # Decide per element: some files mix encodings despite their transfer syntax.
     implicit = data[offset + 4 : offset + 6] not in _ALL_VRS
@@ -113,7 +113,7 @@ def locate_pixel_data(
         if value_offset + length > len(data):
             raise InvalidInstance(
                 f"pixel data declares {length} bytes but only {len(data) - value_offset} follow",
-                "unreadable",
+                RejectReason.UNREADABLE,
             )
         frame_length = native_frame_length(dataset)
         frames = None
@@ -126,7 +126,7 @@ def locate_pixel_data(
     if UID(transfer_syntax) in NATIVE_LITTLE_ENDIAN:
         raise InvalidInstance(
             "pixel data has an undefined length but the transfer syntax is not encapsulated",
-            "unreadable",
+            RejectReason.UNREADABLE,
         )
     return PixelLocation(
         True, _encapsulated_frames(data, value_offset, frames_count, dataset), value_offset, None
@@ -143,18 +143,20 @@ def _encapsulated_frames(
         first = value_offset + 8 + bot_item_length
         count, positions = parse_fragments(io.BytesIO(view[first:]))
     except (ValueError, struct.error) as exc:
-        raise InvalidInstance(f"encapsulated pixel data is malformed: {exc}", "unreadable") from exc
+        raise InvalidInstance(
+            f"encapsulated pixel data is malformed: {exc}", RejectReason.UNREADABLE
+        ) from exc
     fragments = []
     for pos in positions:
         absolute = first + pos
         length = struct.unpack_from("<L", data, absolute + 4)[0]
         if absolute + 8 + length > len(data):
             raise InvalidInstance(
-                "a pixel data fragment runs past the end of the file", "unreadable"
+                "a pixel data fragment runs past the end of the file", RejectReason.UNREADABLE
             )
         fragments.append((absolute + 8, length))
     if count == 0:
-        raise InvalidInstance("encapsulated pixel data has no fragments", "unreadable")
+        raise InvalidInstance("encapsulated pixel data has no fragments", RejectReason.UNREADABLE)
     if frames_count == 1:
         return (tuple(fragments),)
     if count == frames_count:

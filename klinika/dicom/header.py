@@ -26,11 +26,18 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import UID, AllTransferSyntaxes, DeflatedExplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    AllTransferSyntaxes,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from klinika.dicom.frames import PixelLocation, locate_pixel_data
 from klinika.dicom.warned import recorded, silenced
-from klinika.errors import InvalidInstance
+from klinika.errors import InvalidInstance, RejectReason
 
 _UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 #: Digits and dots only, but a component may start with 0 (``1.2.840.0113``): not a valid
@@ -157,10 +164,10 @@ def bare_dataset_syntax(data: bytes) -> str | None:
     if group < 0x0008 or group % 2 or group > 0x7FE0 or (group == 0x0008 and element > 0x0100):
         return None
     if data[4:6] in _VRS:
-        return "1.2.840.10008.1.2.1"  # Explicit VR Little Endian
+        return ExplicitVRLittleEndian
     length = struct.unpack_from("<L", data, 4)[0]
     if length == 0xFFFFFFFF or 8 + length <= len(data):
-        return "1.2.840.10008.1.2"  # Implicit VR Little Endian
+        return ImplicitVRLittleEndian
     return None
 
 
@@ -179,11 +186,13 @@ def _as_part10(data: bytes, transfer_syntax: str) -> bytes:
         raise InvalidInstance(
             f"a data set without File Meta Information, and without readable SOP Class and "
             f"SOP Instance UIDs: {exc}",
-            "unreadable",
+            RejectReason.UNREADABLE,
         ) from exc
     for keyword, value in (("SOPClassUID", sop_class), ("SOPInstanceUID", sop_instance)):
         if not is_valid_uid(value):
-            raise InvalidInstance(f"{keyword} {value!r} is not a valid UID", "invalid-uid")
+            raise InvalidInstance(
+                f"{keyword} {value!r} is not a valid UID", RejectReason.INVALID_UID
+            )
     return part10_from_dataset_bytes(data, transfer_syntax, sop_class, sop_instance)
 
 
@@ -212,7 +221,7 @@ def parse_instance(
         if syntax is None:
             raise InvalidInstance(
                 "not a DICOM Part-10 file: the 128-byte preamble and 'DICM' prefix are missing",
-                "unreadable",
+                RejectReason.UNREADABLE,
             )
         parsed = parse_instance(_as_part10(data, syntax), inflate_limit)
         parsed.warnings.insert(0, BARE_DATASET_WARNING)
@@ -227,7 +236,7 @@ def parse_instance(
             stop = fp.tell()
         collected = [str(w.message) for w in caught]
     except (InvalidDicomError, EOFError, ValueError, struct.error, OSError, KeyError) as exc:
-        raise InvalidInstance(f"unreadable DICOM data: {exc}", "unreadable") from exc
+        raise InvalidInstance(f"unreadable DICOM data: {exc}", RejectReason.UNREADABLE) from exc
 
     meta = dataset.file_meta
     transfer_syntax = str(meta.get("TransferSyntaxUID", ""))
@@ -237,7 +246,7 @@ def parse_instance(
         if tag not in _PIXEL_TAGS:
             raise InvalidInstance(
                 f"the data set ends in the middle of an element at byte {stop}",
-                "unreadable",
+                RejectReason.UNREADABLE,
             )
     _check_elements(dataset)
     collected += _check_required(dataset)
@@ -251,12 +260,14 @@ def parse_instance(
 
 def _check_meta(data: bytes, meta: FileMetaDataset, transfer_syntax: str) -> None:
     if not transfer_syntax:
-        raise InvalidInstance("File Meta Information has no TransferSyntaxUID", "unreadable")
+        raise InvalidInstance(
+            "File Meta Information has no TransferSyntaxUID", RejectReason.UNREADABLE
+        )
     if transfer_syntax not in AllTransferSyntaxes and not (
         is_valid_uid(transfer_syntax) and transfer_syntax.startswith("1.2.840.10008.1.2.")
     ):
         raise InvalidInstance(
-            f"unknown transfer syntax {transfer_syntax!r}", "unsupported-transfer-syntax"
+            f"unknown transfer syntax {transfer_syntax!r}", RejectReason.UNSUPPORTED_TRANSFER_SYNTAX
         )
     declared = meta.get("FileMetaInformationGroupLength")
     if declared is not None:
@@ -264,7 +275,7 @@ def _check_meta(data: bytes, meta: FileMetaDataset, transfer_syntax: str) -> Non
         if actual != declared:
             raise InvalidInstance(
                 f"FileMetaInformationGroupLength says {declared} bytes but the group has {actual}",
-                "unreadable",
+                RejectReason.UNREADABLE,
             )
 
 
@@ -294,12 +305,12 @@ def _check_inflated_size(data: bytes, start: int, limit: InflateLimit) -> None:
                     f"the deflated data set ({len(deflated)} bytes) inflates to more than "
                     f"{bound} bytes, the limit here (KLINIKA_MAX_INFLATED_BYTES / "
                     "KLINIKA_MAX_INFLATE_RATIO)",
-                    "too-large",
+                    RejectReason.TOO_LARGE,
                 )
             pending = inflater.unconsumed_tail
     except zlib.error as exc:
         raise InvalidInstance(
-            f"the deflated data set cannot be inflated: {exc}", "unreadable"
+            f"the deflated data set cannot be inflated: {exc}", RejectReason.UNREADABLE
         ) from exc
 
 
@@ -339,7 +350,7 @@ def _meta_group_length(data: bytes) -> int:
 def _peek_tag(data: bytes, offset: int, transfer_syntax: str) -> int | None:
     if offset + 4 > len(data):
         return None
-    endian = ">" if transfer_syntax == "1.2.840.10008.1.2.2" else "<"
+    endian = ">" if transfer_syntax == ExplicitVRBigEndian else "<"
     group, elem = struct.unpack_from(f"{endian}HH", data, offset)
     return int(group) << 16 | int(elem)
 
@@ -356,14 +367,16 @@ def _check_elements(dataset: Dataset) -> None:
                 raise InvalidInstance(
                     f"element {tag} declares {raw.length} bytes but the data ends after "
                     f"{value_length}: the file is truncated",
-                    "unreadable",
+                    RejectReason.UNREADABLE,
                 )
             if _text_vr(raw) and raw.value:
                 _check_text_bytes(raw, charsets)
         try:
             dataset[tag]
         except Exception as exc:  # pydicom raises many types for garbled values
-            raise InvalidInstance(f"element {tag} cannot be read: {exc}", "unreadable") from exc
+            raise InvalidInstance(
+                f"element {tag} cannot be read: {exc}", RejectReason.UNREADABLE
+            ) from exc
 
 
 def _text_vr(raw: RawDataElement) -> bool:
@@ -383,21 +396,21 @@ def _check_text_bytes(raw: RawDataElement, charsets: list[str]) -> None:
             raise InvalidInstance(
                 f"element {raw.tag} has non-ASCII bytes but SpecificCharacterSet declares "
                 "the default repertoire (ISO_IR 6)",
-                "invalid-charset",
+                RejectReason.INVALID_CHARSET,
             )
     elif primary.startswith("ISO_IR") and primary != "ISO_IR 192" and len(charsets) == 1:
         if any(0x80 <= b <= 0x9F for b in value):
             raise InvalidInstance(
                 f"element {raw.tag} has C1 control bytes, impossible in {primary}: "
                 "the text is probably UTF-8 labelled with the wrong SpecificCharacterSet",
-                "invalid-charset",
+                RejectReason.INVALID_CHARSET,
             )
     elif primary == "ISO_IR 192":
         try:
             value.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidInstance(
-                f"element {raw.tag} is not valid UTF-8 (ISO_IR 192)", "invalid-charset"
+                f"element {raw.tag} is not valid UTF-8 (ISO_IR 192)", RejectReason.INVALID_CHARSET
             ) from exc
 
 
@@ -408,14 +421,18 @@ def _check_required(dataset: Dataset) -> list[str]:
     for keyword in _REQUIRED_UIDS:
         value = dataset.get(keyword)
         if value in (None, ""):
-            raise InvalidInstance(f"required attribute {keyword} is missing", "missing-attribute")
+            raise InvalidInstance(
+                f"required attribute {keyword} is missing", RejectReason.MISSING_ATTRIBUTE
+            )
         if has_leading_zero_only(str(value)):
             found.append(
                 f"{keyword} {str(value)!r} has a component with a leading zero, which PS3.5 "
                 "§9.1 does not allow; accepted as it is"
             )
         elif not is_valid_uid(str(value)):
-            raise InvalidInstance(f"{keyword} {str(value)!r} is not a valid UID", "invalid-uid")
+            raise InvalidInstance(
+                f"{keyword} {str(value)!r} is not a valid UID", RejectReason.INVALID_UID
+            )
     return found
 
 

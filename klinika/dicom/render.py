@@ -29,7 +29,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_voi_lut, convert_color_space, pixel_array
-from pydicom.uid import UID
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from klinika.dicom.frames import number_of_frames
 
@@ -102,13 +102,13 @@ def dataset_for_frame(metadata_json: str, frame: bytes, transfer_syntax: str) ->
     dataset.file_meta = FileMetaDataset()
     dataset.file_meta.TransferSyntaxUID = UID(transfer_syntax)
     compressed = transfer_syntax not in (
-        "1.2.840.10008.1.2",
-        "1.2.840.10008.1.2.1",
-        "1.2.840.10008.1.2.2",
+        ImplicitVRLittleEndian,
+        ExplicitVRLittleEndian,
+        ExplicitVRBigEndian,
     )
     dataset.PixelData = encapsulate([frame]) if compressed else frame
     dataset["PixelData"].VR = "OB" if compressed or dataset.get("BitsAllocated", 8) <= 8 else "OW"
-    dataset.set_original_encoding(transfer_syntax == "1.2.840.10008.1.2", True)
+    dataset.set_original_encoding(transfer_syntax == ImplicitVRLittleEndian, True)
     return dataset
 
 

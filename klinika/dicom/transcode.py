@@ -51,11 +51,28 @@ from pydicom.filewriter import dcmwrite
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import pack_bits, pixel_array
 from pydicom.uid import (
+    HTJ2K,
+    JPEG2000,
+    JPEG2000MC,
+    MPEG2MPML,
+    MPEG4HP41,
+    MPEG4HP41BD,
     UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
     ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEG2000MCLossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
 )
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
@@ -68,26 +85,19 @@ UNCOMPRESSED = (
     ExplicitVRBigEndian,
     DeflatedExplicitVRLittleEndian,
 )
-JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
-JPEG_LS_LOSSLESS = "1.2.840.10008.1.2.4.80"
-JPEG_2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
-JPEG_2000 = "1.2.840.10008.1.2.4.91"
-RLE_LOSSLESS = "1.2.840.10008.1.2.5"
-HTJ2K_LOSSLESS = "1.2.840.10008.1.2.4.201"
-HTJ2K_RPCL = "1.2.840.10008.1.2.4.202"
-HTJ2K_LOSSY = "1.2.840.10008.1.2.4.203"
-HTJ2K = (HTJ2K_LOSSLESS, HTJ2K_RPCL, HTJ2K_LOSSY)
+#: The High-Throughput JPEG 2000 syntaxes (encoded with OpenJPH's ``ojph_compress``).
+HTJ2K_SYNTAXES = (HTJ2KLossless, HTJ2KLosslessRPCL, HTJ2K)
 #: Compressed syntaxes :func:`transcode` can encode into.
 ENCODERS = (
-    JPEG_BASELINE,
-    JPEG_LS_LOSSLESS,
-    JPEG_2000_LOSSLESS,
-    JPEG_2000,
-    RLE_LOSSLESS,
-    HTJ2K_LOSSLESS,
-    HTJ2K_LOSSY,
+    JPEGBaseline8Bit,
+    JPEGLSLossless,
+    JPEG2000Lossless,
+    JPEG2000,
+    RLELossless,
+    HTJ2KLossless,
+    HTJ2K,
 )
-LOSSY_TARGETS = (JPEG_BASELINE, JPEG_2000, HTJ2K_LOSSY)
+LOSSY_TARGETS = (JPEGBaseline8Bit, JPEG2000, HTJ2K)
 #: What :func:`transcode` can produce.
 TARGETS = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, *ENCODERS)
 #: Lossy encodings we produce: JPEG baseline at this quality, JPEG 2000 at this ratio.
@@ -96,46 +106,46 @@ J2K_RATIO = 10.0
 
 #: Media type of a single compressed frame, by transfer syntax (PS3.18 Table 8.7.3-2).
 FRAME_MEDIA_TYPES: dict[str, str] = {
-    "1.2.840.10008.1.2.4.50": "image/jpeg",
-    "1.2.840.10008.1.2.4.51": "image/jpeg",
-    "1.2.840.10008.1.2.4.57": "image/jpeg",
-    "1.2.840.10008.1.2.4.70": "image/jpeg",
-    "1.2.840.10008.1.2.4.80": "image/jls",
-    "1.2.840.10008.1.2.4.81": "image/jls",
-    "1.2.840.10008.1.2.4.90": "image/jp2",
-    "1.2.840.10008.1.2.4.91": "image/jp2",
-    "1.2.840.10008.1.2.4.92": "image/jpx",
-    "1.2.840.10008.1.2.4.93": "image/jpx",
-    "1.2.840.10008.1.2.4.201": "image/jphc",
-    "1.2.840.10008.1.2.4.202": "image/jphc",
-    "1.2.840.10008.1.2.4.203": "image/jphc",
-    "1.2.840.10008.1.2.5": "image/dicom-rle",
-    "1.2.840.10008.1.2.4.100": "video/mpeg",
-    "1.2.840.10008.1.2.4.102": "video/mp4",
-    "1.2.840.10008.1.2.4.103": "video/mp4",
+    JPEGBaseline8Bit: "image/jpeg",
+    JPEGExtended12Bit: "image/jpeg",
+    JPEGLossless: "image/jpeg",
+    JPEGLosslessSV1: "image/jpeg",
+    JPEGLSLossless: "image/jls",
+    JPEGLSNearLossless: "image/jls",
+    JPEG2000Lossless: "image/jp2",
+    JPEG2000: "image/jp2",
+    JPEG2000MCLossless: "image/jpx",
+    JPEG2000MC: "image/jpx",
+    HTJ2KLossless: "image/jphc",
+    HTJ2KLosslessRPCL: "image/jphc",
+    HTJ2K: "image/jphc",
+    RLELossless: "image/dicom-rle",
+    MPEG2MPML: "video/mpeg",
+    MPEG4HP41: "video/mp4",
+    MPEG4HP41BD: "video/mp4",
 }
 
 #: The transfer syntax a frame media type means when it names none (PS3.18 Table 8.7.3-5).
 MEDIA_TYPE_DEFAULT_SYNTAX: dict[str, str] = {
-    "image/jpeg": "1.2.840.10008.1.2.4.70",
-    "image/jls": "1.2.840.10008.1.2.4.80",
-    "image/jp2": "1.2.840.10008.1.2.4.90",
-    "image/jpx": "1.2.840.10008.1.2.4.92",
-    "image/jphc": "1.2.840.10008.1.2.4.201",
-    "image/dicom-rle": "1.2.840.10008.1.2.5",
-    "video/mpeg": "1.2.840.10008.1.2.4.100",
-    "video/mp4": "1.2.840.10008.1.2.4.102",
+    "image/jpeg": JPEGLosslessSV1,
+    "image/jls": JPEGLSLossless,
+    "image/jp2": JPEG2000Lossless,
+    "image/jpx": JPEG2000MCLossless,
+    "image/jphc": HTJ2KLossless,
+    "image/dicom-rle": RLELossless,
+    "video/mpeg": MPEG2MPML,
+    "video/mp4": MPEG4HP41,
 }
 
-_JPEG = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57")
-_JPEG_LOSSLESS = ("1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70")
+_JPEG = (JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless)
+_JPEG_LOSSLESS = (JPEGLossless, JPEGLosslessSV1)
 #: Lossy Image Compression Method (0028,2114) of syntaxes that can be lossy (PS3.3 C.7.6.1.1.5.1).
-_LOSSY_METHODS = {
-    "1.2.840.10008.1.2.4.50": "ISO_10918_1",
-    "1.2.840.10008.1.2.4.51": "ISO_10918_1",
-    "1.2.840.10008.1.2.4.81": "ISO_14495_1",
-    "1.2.840.10008.1.2.4.91": "ISO_15444_1",
-    "1.2.840.10008.1.2.4.203": "ISO_15444_15",
+_LOSSY_METHODS: dict[str, str] = {
+    JPEGBaseline8Bit: "ISO_10918_1",
+    JPEGExtended12Bit: "ISO_10918_1",
+    JPEGLSNearLossless: "ISO_14495_1",
+    JPEG2000: "ISO_15444_1",
+    HTJ2K: "ISO_15444_15",
 }
 #: Byte size of the words of binary VRs whose byte order follows the transfer syntax (PS3.5 §7.3).
 _WORD_SIZES = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
@@ -171,7 +181,7 @@ def can_transcode(source: str, target: str) -> bool:
     """
     if source == target:
         return True
-    if target in HTJ2K and can_encode(target, bits_allocated=0) is not None:
+    if target in HTJ2K_SYNTAXES and can_encode(target, bits_allocated=0) is not None:
         return False  # no encoder
     return target in TARGETS and can_decode(source)
 
@@ -185,27 +195,30 @@ def can_encode(
     and JPEG 2000 take 2 to 16 bits; RLE any of 8, 16 and 32 bits (PS3.5 Annex G); 1-bit
     data (SEG) is only sent native. Data sets without pixel data can take any syntax.
     """
-    if target == HTJ2K_RPCL:
+    if target == HTJ2KLosslessRPCL:
         return (
             "HTJ2K with RPCL Options needs TLM marker segments, which the installed HTJ2K "
-            f"encoder does not write; ask for {HTJ2K_LOSSLESS} (HTJ2K lossless, RPCL order)"
+            f"encoder does not write; ask for {HTJ2KLossless} (HTJ2K lossless, RPCL order)"
         )
-    if target in HTJ2K and _ojph_compress() is None:
+    if target in HTJ2K_SYNTAXES and _ojph_compress() is None:
         return "no HTJ2K encoder is installed (ojph_compress of Debian's openjph-tools)"
     if target not in TARGETS:
         return f"transcoding to {target} is not supported"
     if target not in ENCODERS or bits_allocated == 0:
         return None
     name = UID(target).name
-    if target in HTJ2K and pixel_representation != 0:
+    if target in HTJ2K_SYNTAXES and pixel_representation != 0:
         return f"{name}: the installed encoder (ojph_compress) reads unsigned samples only"
     if bits_allocated == 1:
         return f"1-bit pixel data is sent uncompressed only, not as {name}"
-    if target == JPEG_BASELINE and (bits_allocated != 8 or pixel_representation != 0):
+    if target == JPEGBaseline8Bit and (bits_allocated != 8 or pixel_representation != 0):
         return f"{name} takes 8-bit unsigned pixels; these have {bits_allocated} bits allocated"
-    if target == RLE_LOSSLESS and bits_allocated not in (8, 16, 32):
+    if target == RLELossless and bits_allocated not in (8, 16, 32):
         return f"{name} takes 8, 16 or 32 bits allocated, not {bits_allocated}"
-    if target in (JPEG_LS_LOSSLESS, JPEG_2000_LOSSLESS, JPEG_2000, *HTJ2K) and bits_allocated > 16:
+    if (
+        target in (JPEGLSLossless, JPEG2000Lossless, JPEG2000, *HTJ2K_SYNTAXES)
+        and bits_allocated > 16
+    ):
         return f"{name} takes at most 16 bits, not {bits_allocated}"
     if samples not in (1, 3):
         return f"{name} takes 1 or 3 samples per pixel, not {samples}"
@@ -351,15 +364,15 @@ def _encode(dataset: FileDataset, target: str) -> None:
     native_size = len(dataset.PixelData)
     try:
         with silenced():
-            if target == JPEG_BASELINE:
+            if target == JPEGBaseline8Bit:
                 _encode_jpeg_baseline(dataset)
-            elif target in HTJ2K:
+            elif target in HTJ2K_SYNTAXES:
                 _encode_htj2k(dataset, target)
-            elif target == JPEG_2000:
+            elif target == JPEG2000:
                 dataset.compress(
                     target, generate_instance_uid=False, j2k_cr=[J2K_RATIO], use_mct=False
                 )
-            elif target in (JPEG_2000_LOSSLESS,):
+            elif target in (JPEG2000Lossless,):
                 dataset.compress(target, generate_instance_uid=False, use_mct=False)
             else:
                 dataset.compress(target, generate_instance_uid=False)
@@ -408,7 +421,7 @@ def _encode_htj2k(dataset: FileDataset, target: str) -> None:
     array = pixel_array(dataset, raw=True).reshape((frames, rows, columns, samples))
     dtype = np.dtype("<u1") if int(dataset.BitsAllocated) <= 8 else np.dtype("<u2")
     decompositions = max(0, min(5, int(np.log2(max(1, min(rows, columns)))) - 2))
-    reversible = "true" if target == HTJ2K_LOSSLESS else "false"
+    reversible = "true" if target == HTJ2KLossless else "false"
     options = ["-num_decomps", str(decompositions), "-reversible", reversible]
     options += ["-prog_order", "RPCL"]
     encoded = []
@@ -470,7 +483,7 @@ def _encode_jpeg_baseline(dataset: FileDataset) -> None:
     if samples == 3:
         dataset.PhotometricInterpretation = "YBR_FULL_422"
         dataset.PlanarConfiguration = 0
-    dataset.file_meta.TransferSyntaxUID = UID(JPEG_BASELINE)
+    dataset.file_meta.TransferSyntaxUID = UID(JPEGBaseline8Bit)
 
 
 def _encoded(dataset: FileDataset, target: str, *, force: bool) -> bytes:
@@ -560,7 +573,7 @@ def _lossy_method(dataset: Dataset, source: str) -> str | None:
     if flag == "00":
         return None
     first = next(iter(_fragments(dataset)), b"")
-    if source == "1.2.840.10008.1.2.4.81":
+    if source == JPEGLSNearLossless:
         sos = first.find(b"\xff\xda")
         if sos < 0 or len(first) < sos + 5:
             return method

@@ -17,7 +17,7 @@ from klinika.dicom.compose import BulkPart, compose_metadata_parts
 from klinika.dicomweb.common import Guard, dicomweb_base, json_bytes, json_response
 from klinika.dicomweb.multipart import BodyPart, MultipartReader
 from klinika.dicomweb.negotiation import parse_accept
-from klinika.errors import RequestTooLarge, UnsupportedMediaType
+from klinika.errors import RejectReason, RequestTooLarge, UnsupportedMediaType
 
 BATCH = 32
 _DICOM = "application/dicom"
@@ -29,23 +29,30 @@ REQUEST_TYPES = (_DICOM, _JSON, _XML)
 BATCH_BYTES = 64 * 1024 * 1024
 
 #: Failure Reason (0008,1197) for each rejection reason (PS3.4 Annex GG.4, PS3.18 §10.5.3):
-#: every :data:`klinika.errors.RejectReason` (a test keeps the table complete).
-FAILURE_REASONS = {
-    "unreadable": 0xC000,
-    "missing-attribute": 0xA900,
-    "invalid-uid": 0xA900,
-    "invalid-charset": 0xA900,
-    "study-mismatch": 0xA900,
-    "unsupported-transfer-syntax": 0xC122,
-    "unsupported-media-type": 0xC000,
-    "duplicate": 0x0111,
-    "storage-full": 0xA700,
-    "too-large": 0xA700,
-    "storage-unavailable": 0xA700,
-    "not-authorized": 0x0124,
-    "unsupported-document": 0xC000,
-    "patient-mismatch": 0xA900,
+#: every member of :class:`~klinika.errors.RejectReason` (a test keeps the table complete).
+FAILURE_REASONS: dict[RejectReason, int] = {
+    RejectReason.UNREADABLE: 0xC000,
+    RejectReason.MISSING_ATTRIBUTE: 0xA900,
+    RejectReason.INVALID_UID: 0xA900,
+    RejectReason.INVALID_CHARSET: 0xA900,
+    RejectReason.STUDY_MISMATCH: 0xA900,
+    RejectReason.UNSUPPORTED_TRANSFER_SYNTAX: 0xC122,
+    RejectReason.UNSUPPORTED_MEDIA_TYPE: 0xC000,
+    RejectReason.DUPLICATE: 0x0111,
+    RejectReason.STORAGE_FULL: 0xA700,
+    RejectReason.TOO_LARGE: 0xA700,
+    RejectReason.STORAGE_UNAVAILABLE: 0xA700,
+    RejectReason.NOT_AUTHORIZED: 0x0124,
+    RejectReason.UNSUPPORTED_DOCUMENT: 0xC000,
+    RejectReason.PATIENT_MISMATCH: 0xA900,
 }
+#: Failure Reason of a rejection without a reason (``Archive.store`` always gives one).
+PROCESSING_FAILURE = 0x0110
+
+
+def failure_reason(reason: RejectReason | None) -> int:
+    """The Failure Reason (0008,1197) of a rejected instance."""
+    return PROCESSING_FAILURE if reason is None else FAILURE_REASONS[reason]
 
 
 def _reference(outcome: StoreOutcome, base: str) -> dict[str, Any]:
@@ -64,7 +71,7 @@ def _reference(outcome: StoreOutcome, base: str) -> dict[str, Any]:
     else:
         item["00081197"] = {
             "vr": "US",
-            "Value": [FAILURE_REASONS.get(outcome.reason or "", 0x0110)],
+            "Value": [failure_reason(outcome.reason)],
         }
         if outcome.sop_class_uid is None:
             item.pop("00081150")
@@ -94,7 +101,7 @@ def stow_response(
     if not failed:  # PS3.18 §10.5.3: 202 when any stored instance carries a warning
         has_warnings = any(o.warnings or o.status == "duplicate" for o in stored)
         return (202 if has_warnings else 200), body
-    if not stored and any(o.reason == "storage-unavailable" for o in failed):
+    if not stored and any(o.reason == RejectReason.STORAGE_UNAVAILABLE for o in failed):
         return 503, body
     return (202 if stored else 409), body
 
@@ -118,7 +125,7 @@ def _compose(
             "rejected",
             sop_class_uid=item.sop_class_uid,
             sop_instance_uid=item.sop_instance_uid,
-            reason=item.error.reason if item.error else "unreadable",
+            reason=item.error.reason if item.error else RejectReason.UNREADABLE,
             message=str(item.error),
         )
         for item in composed
@@ -209,7 +216,9 @@ def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> AP
                         results.append(
                             [
                                 StoreOutcome(
-                                    "rejected", reason="unsupported-media-type", message=message
+                                    "rejected",
+                                    reason=RejectReason.UNSUPPORTED_MEDIA_TYPE,
+                                    message=message,
                                 )
                             ]
                         )

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 from pydicom import dcmread
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from starlette.concurrency import run_in_threadpool
 
 from klinika.archive import Archive, InstanceRecord
@@ -107,7 +107,7 @@ def _frame_part(record: InstanceRecord, choices: list[MultipartChoice]) -> tuple
         wanted = choice.transfer_syntax
         if is_native(stored):
             if choice.part_type == _OCTET and wanted in (None, "*", ExplicitVRLittleEndian):
-                native = stored in (ExplicitVRLittleEndian, "1.2.840.10008.1.2")
+                native = stored in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
                 return f"{_OCTET}; transfer-syntax={ExplicitVRLittleEndian}", (
                     "stored" if native else "decode"
                 )

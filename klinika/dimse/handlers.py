@@ -21,7 +21,7 @@ from pynetdicom.dimse_primitives import C_STORE
 
 from klinika.archive import Archive, InstanceRecord
 from klinika.audit import Actor, AuditTrail
-from klinika.auth import SERVICE_ACTIONS, AuthService
+from klinika.auth import SERVICE_ACTIONS, AuthService, Role
 from klinika.config import RemoteAE, Settings
 from klinika.dicom.attributes import Level
 from klinika.dicom.part10 import file_meta_prefix
@@ -31,7 +31,7 @@ from klinika.dimse.identifiers import answer_bytes, answer_dataset, identifier_q
 from klinika.dimse.peers import calling_peer
 from klinika.dimse.retrieve import Accepted, adopt, prepare, proposed_contexts
 from klinika.dimse.tls import is_certified
-from klinika.errors import InvalidQuery, KlinikaError
+from klinika.errors import InvalidQuery, KlinikaError, RejectReason
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,11 @@ class Handlers:
     def _record(self, event: events.Event, action: str, outcome: str, **fields: Any) -> None:
         title, address = calling_peer(event)
         self.audit.record_soon(
-            Actor(title or "-", "modality"), action, outcome, source=f"{title}@{address}", **fields
+            Actor(title or "-", Role.MODALITY),
+            action,
+            outcome,
+            source=f"{title}@{address}",
+            **fields,
         )
 
     # ------------------------------------------------------------------ C-ECHO
@@ -113,7 +117,7 @@ class Handlers:
         outcome = self.archive.store(received_part10(event))
         details: dict[str, Any] = {"status": outcome.status, "reason": outcome.reason}
         patient_id = outcome.patient_id
-        if outcome.reason == "patient-mismatch":
+        if outcome.reason == RejectReason.PATIENT_MISMATCH:
             # the event is about the study's patient (filled in by the trail); the foreign
             # patient the instance claimed is kept beside it
             details["claimed_patient_id"], patient_id = patient_id, None
@@ -385,7 +389,6 @@ def received_part10(event: events.Event) -> bytes:
     )
     with cast(io.BytesIO, request.DataSet).getbuffer() as received:
         return b"".join((prefix, received))
-
 
 
 def connection_opened(event: events.Event) -> None:

@@ -15,6 +15,11 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
+from pynetdicom.sop_class import (
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+)
 
 from klinika.dicom.attributes import Level
 from klinika.errors import InvalidQuery
@@ -26,9 +31,9 @@ _SKIP = {"QueryRetrieveLevel", "SpecificCharacterSet", "RetrieveAETitle", "Insta
 #: Study Root information models (FIND, MOVE, GET): they have no PATIENT level (PS3.4 C.6.2).
 STUDY_ROOT_MODELS = frozenset(
     {
-        "1.2.840.10008.5.1.4.1.2.2.1",
-        "1.2.840.10008.5.1.4.1.2.2.2",
-        "1.2.840.10008.5.1.4.1.2.2.3",
+        StudyRootQueryRetrieveInformationModelFind,
+        StudyRootQueryRetrieveInformationModelMove,
+        StudyRootQueryRetrieveInformationModelGet,
     }
 )
 

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from klinika.archive import Archive
 from klinika.audit import Actor, AuditTrail
 from klinika.auth.nodes import DicomNode, NodeRegistry
+from klinika.auth.permissions import Role
 from klinika.config import Settings
 from klinika.db import Database
 from klinika.dimse.schema import dimse_jobs
@@ -279,8 +280,9 @@ class Jobs:
                     "method": node.retrieve,
                 },
             )
-            self._start(job, self._retriever(node, study_uid), actor, "dicom:retrieve", study_uid,
-                        source)
+            self._start(
+                job, self._retriever(node, study_uid), actor, "dicom:retrieve", study_uid, source
+            )
             jobs.append(job)
         return jobs
 
@@ -331,7 +333,7 @@ class Jobs:
         """One instance a C-GET brought: through the one ingest path, audited like a C-STORE."""
         outcome = self.archive.store(part10)
         self.audit.record_soon(
-            Actor(node.title, "modality"),
+            Actor(node.title, Role.MODALITY),
             "dicom:store",
             "success" if outcome.accepted else "failure",
             source=f"{node.title}@{node.host}",
@@ -436,9 +438,7 @@ class Jobs:
 
     def get(self, job_id: int) -> Job:
         with self.database.reader.connect() as connection:
-            row = connection.execute(
-                sa.select(dimse_jobs).where(dimse_jobs.c.id == job_id)
-            ).first()
+            row = connection.execute(sa.select(dimse_jobs).where(dimse_jobs.c.id == job_id)).first()
         if row is None:
             raise NotFound(f"no job {job_id}")
         return _job(dict(row._mapping))

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pynetdicom import events
 
 from klinika.audit import Actor, AuditTrail
-from klinika.auth import AuthService
+from klinika.auth import AuthService, Role
 from klinika.dimse.tls import is_certified
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def association_rejected(audit: AuditTrail, title: str, address: str, reason: st
     """
     log.warning("association from %s@%s rejected: %s", title or "-", address, reason)
     audit.record_soon(
-        Actor(title or "-", "modality"),
+        Actor(title or "-", Role.MODALITY),
         "dicom:associate",
         "denied",
         source=f"{title}@{address}",

@@ -11,6 +11,18 @@ from typing import Any, ClassVar, cast
 import pynetdicom.service_class
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt
+from pynetdicom.sop_class import (
+    ModalityPerformedProcedureStep,
+    ModalityWorklistInformationFind,
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StorageCommitmentPushModel,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
 from pynetdicom.transport import ThreadedAssociationServer
 
 from klinika.archive import Archive
@@ -22,12 +34,7 @@ from klinika.dimse.peers import admission_handler
 from klinika.dimse.sop_classes import storage_sop_classes
 from klinika.dimse.telemetry import telemetry_handlers
 from klinika.dimse.tls import TlsAssociationServer, server_tls_context
-from klinika.dimse.workflow import (
-    MODALITY_PERFORMED_PROCEDURE_STEP,
-    MODALITY_WORKLIST_FIND,
-    STORAGE_COMMITMENT_PUSH,
-    WorkflowHandlers,
-)
+from klinika.dimse.workflow import WorkflowHandlers
 from klinika.observability import Metrics
 from klinika.workflow import Schedule
 
@@ -42,16 +49,14 @@ ACCEPTED_TRANSFER_SYNTAXES = [
     *(syntax for syntax in ALL_TRANSFER_SYNTAXES if syntax != ExplicitVRLittleEndian),
 ]
 
-#: Verification and Patient/Study Root Q/R FIND, MOVE, GET (PS3.4 A, C.6.1, C.6.2); UIDs
-#: rather than pynetdicom's generated names, which type checkers cannot see.
-VERIFICATION = "1.2.840.10008.1.1"
+#: Patient/Study Root Q/R FIND, MOVE, GET (PS3.4 C.6.1, C.6.2), by pynetdicom's names.
 QUERY_RETRIEVE = (
-    "1.2.840.10008.5.1.4.1.2.1.1",
-    "1.2.840.10008.5.1.4.1.2.1.2",
-    "1.2.840.10008.5.1.4.1.2.1.3",
-    "1.2.840.10008.5.1.4.1.2.2.1",
-    "1.2.840.10008.5.1.4.1.2.2.2",
-    "1.2.840.10008.5.1.4.1.2.2.3",
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelMove,
+    PatientRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelGet,
 )
 
 
@@ -180,13 +185,13 @@ def build_ae(settings: Settings) -> AE:
     ae.dimse_timeout = 120
     for uid in storage_sop_classes():
         ae.add_supported_context(uid, ACCEPTED_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
-    ae.add_supported_context(VERIFICATION)
+    ae.add_supported_context(Verification)
     for sop_class in QUERY_RETRIEVE:
         ae.add_supported_context(sop_class, ACCEPTED_TRANSFER_SYNTAXES)
     for sop_class in (
-        MODALITY_WORKLIST_FIND,
-        MODALITY_PERFORMED_PROCEDURE_STEP,
-        STORAGE_COMMITMENT_PUSH,
+        ModalityWorklistInformationFind,
+        ModalityPerformedProcedureStep,
+        StorageCommitmentPushModel,
     ):
         ae.add_supported_context(sop_class, ACCEPTED_TRANSFER_SYNTAXES)
     # Calling AEs are admitted by klinika.dimse.peers (title and address), not by
@@ -256,9 +261,10 @@ def start_dimse_server(
 
     def find(event: evt.Event) -> Any:
         """Modality Worklist queries to the workflow handlers, the others to Q/R."""
-        if str(event.request.AffectedSOPClassUID) == MODALITY_WORKLIST_FIND:
+        if str(event.request.AffectedSOPClassUID) == ModalityWorklistInformationFind:
             return workflow.worklist(event)
         return handlers.find(event)
+
     ae = build_ae(settings)
     evt_handlers: list[Any] = [
         (evt.EVT_CONN_OPEN, connection_opened),

@@ -8,6 +8,8 @@ PS3.7 Annex C (general statuses).
 
 from __future__ import annotations
 
+from klinika.errors import RejectReason
+
 SUCCESS = 0x0000
 PENDING = 0xFF00
 CANCEL = 0xFE00
@@ -31,26 +33,29 @@ NO_SUCH_ACTION_TYPE = 0x0123
 #: Error ID of an N-SET on an MPPS that is COMPLETED or DISCONTINUED (PS3.4 F.7.2.2.4.2)
 MPPS_NO_LONGER_UPDATABLE = 0xA710
 
-#: C-STORE status for each rejection reason of ``Archive.store`` (every
-#: :data:`klinika.errors.RejectReason`; a test keeps the table complete).
-STORE_FAILURES: dict[str, int] = {
-    "unreadable": CANNOT_UNDERSTAND,
-    "missing-attribute": DATASET_MISMATCH,
-    "invalid-uid": DATASET_MISMATCH,
-    "invalid-charset": DATASET_MISMATCH,
-    "study-mismatch": DATASET_MISMATCH,
-    "unsupported-transfer-syntax": CANNOT_UNDERSTAND,
-    "too-large": OUT_OF_RESOURCES,
-    "not-authorized": NOT_AUTHORIZED,
-    "duplicate": DATASET_MISMATCH,
-    "storage-full": OUT_OF_RESOURCES,
-    "unsupported-media-type": CANNOT_UNDERSTAND,
-    "unsupported-document": CANNOT_UNDERSTAND,
-    "patient-mismatch": DATASET_MISMATCH,
-    "storage-unavailable": OUT_OF_RESOURCES,
+#: C-STORE failure status for each rejection reason of ``Archive.store`` (PS3.4 B.2.3): every
+#: member of :class:`~klinika.errors.RejectReason`; a test keeps the table complete.
+STORE_FAILURES: dict[RejectReason, int] = {
+    RejectReason.UNREADABLE: CANNOT_UNDERSTAND,
+    RejectReason.MISSING_ATTRIBUTE: DATASET_MISMATCH,
+    RejectReason.INVALID_UID: DATASET_MISMATCH,
+    RejectReason.INVALID_CHARSET: DATASET_MISMATCH,
+    RejectReason.STUDY_MISMATCH: DATASET_MISMATCH,
+    RejectReason.UNSUPPORTED_TRANSFER_SYNTAX: CANNOT_UNDERSTAND,
+    RejectReason.TOO_LARGE: OUT_OF_RESOURCES,
+    RejectReason.NOT_AUTHORIZED: NOT_AUTHORIZED,
+    RejectReason.DUPLICATE: DATASET_MISMATCH,
+    RejectReason.STORAGE_FULL: OUT_OF_RESOURCES,
+    RejectReason.UNSUPPORTED_MEDIA_TYPE: CANNOT_UNDERSTAND,
+    RejectReason.UNSUPPORTED_DOCUMENT: CANNOT_UNDERSTAND,
+    RejectReason.PATIENT_MISMATCH: DATASET_MISMATCH,
+    RejectReason.STORAGE_UNAVAILABLE: OUT_OF_RESOURCES,
 }
 
 
-def store_status(reason: str | None) -> int:
-    """The failure status of a rejected instance (unknown reasons: cannot understand)."""
-    return STORE_FAILURES.get(reason or "", CANNOT_UNDERSTAND)
+def store_status(reason: RejectReason | None) -> int:
+    """The C-STORE failure status of a rejected instance. ``Archive.store`` gives every
+    rejection its reason; one without (a bug) is a processing failure, said as such."""
+    if reason is None:
+        return PROCESSING_FAILURE
+    return STORE_FAILURES[reason]

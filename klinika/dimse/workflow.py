@@ -27,6 +27,10 @@ from pydicom.sequence import Sequence
 from pynetdicom import AE, build_role, events
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import N_CREATE, N_SET
+from pynetdicom.sop_class import (
+    StorageCommitmentPushModel,
+    StorageCommitmentPushModelInstance,
+)
 
 from klinika.audit import Actor, AuditTrail
 from klinika.auth import AuthService
@@ -47,11 +51,6 @@ from klinika.workflow import (
 
 log = logging.getLogger(__name__)
 
-MODALITY_WORKLIST_FIND = "1.2.840.10008.5.1.4.31"
-MODALITY_PERFORMED_PROCEDURE_STEP = "1.2.840.10008.3.1.2.3.3"
-STORAGE_COMMITMENT_PUSH = "1.2.840.10008.1.20.1"
-#: The well-known SOP Instance of the Storage Commitment Push Model (PS3.4 J.3.1).
-STORAGE_COMMITMENT_INSTANCE = "1.2.840.10008.1.20.1.1"
 #: FailureReason (0008,1197) per reason of the workflow room (PS3.4 J.3.3.1.1.2).
 FAILURE_REASONS = {"no-such-instance": 0x0112, "class-instance-conflict": 0x0119}
 
@@ -262,7 +261,10 @@ class WorkflowHandlers:
         if assoc.is_established:
             try:
                 answer, _ = assoc.send_n_event_report(
-                    report, event_type, STORAGE_COMMITMENT_PUSH, STORAGE_COMMITMENT_INSTANCE
+                    report,
+                    event_type,
+                    StorageCommitmentPushModel,
+                    StorageCommitmentPushModelInstance,
                 )
                 if answer.get("Status") == status.SUCCESS:
                     log.info("storage commitment %s reported to %s", result.transaction_uid, title)
@@ -303,14 +305,17 @@ class WorkflowHandlers:
             return False
         ae = AE(ae_title=self.settings.ae_title)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
-        ae.add_requested_context(STORAGE_COMMITMENT_PUSH)
-        role = build_role(STORAGE_COMMITMENT_PUSH, scp_role=True)
+        ae.add_requested_context(StorageCommitmentPushModel)
+        role = build_role(StorageCommitmentPushModel, scp_role=True)
         for attempt in range(3):
             assoc = ae.associate(remote.host, remote.port, ae_title=title, ext_neg=[role])
             if assoc.is_established:
                 try:
                     answer, _ = assoc.send_n_event_report(
-                        report, event_type, STORAGE_COMMITMENT_PUSH, STORAGE_COMMITMENT_INSTANCE
+                        report,
+                        event_type,
+                        StorageCommitmentPushModel,
+                        StorageCommitmentPushModelInstance,
                     )
                 finally:
                     assoc.release()

@@ -7,22 +7,26 @@ strings (msgids) are English; English therefore needs no catalog. Imports only B
 """
 
 from klinika.i18n.catalogs import (
+    AUTO_LANGUAGE,
     DEFAULT_LANGUAGE,
     LANGUAGE_NAMES,
     LANGUAGES,
     LOCALES_DIR,
     N_,
+    USER_LANGUAGES,
     Translator,
     negotiate,
     translator,
 )
 
 __all__ = [
+    "AUTO_LANGUAGE",
     "DEFAULT_LANGUAGE",
     "LANGUAGES",
     "LANGUAGE_NAMES",
     "LOCALES_DIR",
     "N_",
+    "USER_LANGUAGES",
     "Translator",
     "negotiate",
     "translator",

@@ -17,6 +17,10 @@ from babel.support import NullTranslations, Translations
 #: The product's languages, in the order the language switch shows them.
 LANGUAGES: tuple[str, ...] = ("en", "ru", "es", "fr", "de")
 DEFAULT_LANGUAGE = "en"
+#: A user's language preference that follows the browser (Accept-Language); the default.
+AUTO_LANGUAGE = "auto"
+#: What a user's language preference may be.
+USER_LANGUAGES: tuple[str, ...] = (AUTO_LANGUAGE, *LANGUAGES)
 #: Each language's name in itself (the switch shows these, untranslated on purpose).
 LANGUAGE_NAMES = {
     "en": "English",

@@ -77,6 +77,8 @@ class ViewerUser:
     can_write_report: bool = False
     #: what the language switch shows as chosen ("auto": the browser's language)
     language_choice: str = "auto"
+    #: what the language switch offers, ``(code, name)`` (from :mod:`klinika.i18n`, "auto" first)
+    language_options: tuple[tuple[str, str], ...] = ()
 
 
 class ViewerShell:
@@ -163,6 +165,7 @@ def app_config(user: ViewerUser, strings: dict[str, str]) -> str:
         },
         "language": user.language,
         "languageChoice": user.language_choice,
+        "languages": [list(option) for option in user.language_options],
         "strings": strings,
     }
     return (

@@ -112,11 +112,10 @@ def page_error(pages: Pages, request: Request, exc: KlinikaError) -> Response | 
     principal = scope_principal(request)
     speak = translator(request_language(request, principal))
     if isinstance(exc, Forbidden):
-        role = principal.role if principal else ""
         status, title = 403, speak.gettext(FORBIDDEN_TITLE)
         message = speak.gettext(
             FORBIDDEN_TEXT,
-            role=speak.gettext(ROLE_LABELS.get(role, role)),
+            role=speak.gettext(ROLE_LABELS[principal.role]) if principal else "",
             action=speak.gettext(ACTION_LABELS.get(exc.action, exc.action)),
         )
     else:

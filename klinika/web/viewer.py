@@ -17,7 +17,13 @@ from klinika.errors import NotFound
 from klinika.i18n import N_, Translator, translator
 from klinika.viewer.install import load_installed
 from klinika.viewer.shell import ViewerShell, ViewerUser, app_config
-from klinika.web.pages.context import ROLE_LABELS, Pages, language_choice, request_language
+from klinika.web.pages.context import (
+    ROLE_LABELS,
+    Pages,
+    language_choice,
+    language_options,
+    request_language,
+)
 
 IMMUTABLE = "private, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
@@ -28,7 +34,6 @@ VIEWER_STRINGS = {
     "report": N_("Report"),
     "logout": N_("Log out"),
     "language": N_("Language"),
-    "automatic": N_("Automatic (browser)"),
     "password": N_("Change password"),
 }
 #: viewer-extras.js: the Key image button and the warning before a large volume in 3D;
@@ -75,12 +80,13 @@ def create_viewer_router(
             username=principal.username,
             display_name=user.display_name or principal.username,
             role=principal.role,
-            role_label=speak.gettext(ROLE_LABELS.get(principal.role, principal.role)),
+            role_label=speak.gettext(ROLE_LABELS[principal.role]),
             language=language,
             can_store=is_allowed(principal.role, "dicom:store"),
             can_report=is_allowed(principal.role, "report:read"),
             can_write_report=is_allowed(principal.role, "report:write"),
             language_choice=language_choice(request, principal),
+            language_options=tuple(language_options(speak)),
         )
         strings = {key: speak.gettext(text) for key, text in VIEWER_STRINGS.items()}
         strings |= {key: extra_string(speak, text) for key, text in VIEWER_EXTRA_STRINGS.items()}

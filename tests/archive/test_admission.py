@@ -11,8 +11,6 @@ import pytest
 from pydicom.uid import BasicTextSRStorage, generate_uid
 
 from klinika.archive import Archive
-from klinika.dicomweb.stow import FAILURE_REASONS
-from klinika.dimse.status import STORE_FAILURES
 from tests.audit.test_trail import stow_body
 from tests.auth.conftest import Installation
 from tests.conftest import SAMPLES
@@ -66,12 +64,6 @@ def stow(site: Installation, role: str, *instances: bytes, study: str = "") -> d
 
 def failure_reasons(answer: dict) -> list[int]:
     return [item["00081197"]["Value"][0] for item in answer.get("00081198", {}).get("Value", [])]
-
-
-def test_every_admission_reason_has_an_http_and_a_dimse_status() -> None:
-    reasons = {"unsupported-document", "not-authorized", "patient-mismatch"}
-    assert reasons <= set(FAILURE_REASONS)
-    assert {"unsupported-document", "patient-mismatch"} <= set(STORE_FAILURES)
 
 
 def test_an_html_encapsulated_document_is_refused(archive: Archive) -> None:

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from klinika.archive import Archive
+from klinika.config import DuplicatePolicy
 from klinika.dicom.attributes import Level
 from klinika.errors import NotFound
 from klinika.index import schema
@@ -57,7 +58,7 @@ def test_duplicate_policy_keep_reports_a_duplicate_and_keeps_the_first(archive: 
 
 
 def test_duplicate_policy_overwrite_replaces_the_blob(tmp_path: Path, archive: Archive) -> None:
-    archive.ingest.duplicate_policy = "overwrite"
+    archive.ingest.duplicate_policy = DuplicatePolicy.OVERWRITE
     study = "1.2.3.9"
     first = make_instance(study_uid=study, sop_uid="1.2.3.4.6", SeriesDescription="First")
     second = make_instance(study_uid=study, sop_uid="1.2.3.4.6", SeriesDescription="Second")
@@ -69,7 +70,7 @@ def test_duplicate_policy_overwrite_replaces_the_blob(tmp_path: Path, archive: A
 
 
 def test_duplicate_policy_reject_refuses_the_second(archive: Archive) -> None:
-    archive.ingest.duplicate_policy = "reject"
+    archive.ingest.duplicate_policy = DuplicatePolicy.REJECT
     data = make_instance(sop_uid="1.2.3.4.7")
     archive.store(data)
     outcome = archive.store(make_instance(sop_uid="1.2.3.4.7"))

@@ -11,15 +11,20 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    HTJ2K,
+    JPEG2000,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    HTJ2KLossless,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+)
 
 from klinika.dicom.transcode import (
     ENCODERS,
-    HTJ2K,
-    HTJ2K_LOSSLESS,
-    HTJ2K_LOSSY,
-    JPEG_2000,
-    JPEG_BASELINE,
+    HTJ2K_SYNTAXES,
     CannotTranscode,
     can_transcode,
     data_set_offset,
@@ -134,10 +139,10 @@ ENCODE_SOURCES = [
     SAMPLES / "pydicom-data" / "JLSL_16_15_1_1F.dcm",
     PYDICOM_DATA / "SC_rgb_rle_16bit_2frame.dcm",
 ]
-LOSSY = (JPEG_BASELINE, JPEG_2000, HTJ2K_LOSSY)
+LOSSY = (JPEGBaseline8Bit, JPEG2000, HTJ2K)
 #: dicom3tools' dciodvfy of Debian 12 does not know the HTJ2K UIDs (it reads such a file as
 #: native and stops); HTJ2K is encapsulated like JPEG 2000, so it checks the object relabelled.
-_DCIODVFY_SYNTAX = {s: "1.2.840.10008.1.2.4.90" for s in HTJ2K}
+_DCIODVFY_SYNTAX = {s: JPEG2000Lossless for s in HTJ2K_SYNTAXES}
 
 
 def last(value: object) -> object:
@@ -177,8 +182,8 @@ def test_encoded_objects_are_valid_and_decode_back(
     try:
         out = transcode(data, target)
     except CannotTranscode as exc:  # only what the syntax (or encoder) cannot take is refused
-        assert (target == JPEG_BASELINE and original.BitsAllocated != 8) or (
-            target in HTJ2K and original.PixelRepresentation == 1
+        assert (target == JPEGBaseline8Bit and original.BitsAllocated != 8) or (
+            target in HTJ2K_SYNTAXES and original.PixelRepresentation == 1
         ), exc
         return
     ds = decoded(out)
@@ -217,9 +222,9 @@ def test_htj2k_and_unknown_targets_are_refused_with_the_reason() -> None:
     with pytest.raises(CannotTranscode, match="TLM"):
         transcode(data, "1.2.840.10008.1.2.4.202")
     with pytest.raises(CannotTranscode, match="unsigned"):
-        transcode(data, HTJ2K_LOSSLESS)  # CT_small is signed
+        transcode(data, HTJ2KLossless)  # CT_small is signed
     with pytest.raises(CannotTranscode, match="8-bit"):
-        transcode(data, JPEG_BASELINE)
+        transcode(data, JPEGBaseline8Bit)
     with pytest.raises(CannotTranscode, match="1-bit"):
         transcode(SEG_J2K.read_bytes(), "1.2.840.10008.1.2.4.80")
 
@@ -229,7 +234,7 @@ def test_htj2k_of_unsigned_grey_is_lossless_in_rpcl_order(frames: int, tmp_path:
     from tests.factories import make_instance
 
     data = make_instance(rows=40, columns=30, frames=frames)  # 12-bit unsigned
-    out = transcode(data, HTJ2K_LOSSLESS)
+    out = transcode(data, HTJ2KLossless)
     ds = decoded(out)
     assert np.array_equal(pixels(out), pixels(data))
     assert ds.get("LossyImageCompression") in (None, "00")

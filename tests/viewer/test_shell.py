@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import re
 import tarfile
 from pathlib import Path
@@ -12,9 +13,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from klinika.i18n import DEFAULT_LANGUAGE, LANGUAGE_NAMES, LANGUAGES, translator
 from klinika.viewer.install import ViewerInstallError, install, load_installed, sri_sha512
 from klinika.viewer.shell import ViewerShell
 from tests.conftest import LiveServer
+
+STATIC = Path(__file__).resolve().parents[2] / "klinika" / "web" / "pages" / "static"
 
 INDEX = (
     b'<html><head><script>window.PUBLIC_URL="/"</script>'
@@ -99,3 +103,34 @@ def test_the_served_viewer_has_its_csp_and_cache_policy(viewer_server: LiveServe
     assert "window.config" in config.text and '"qidoSupportsIncludeField": true' in config.text
     assert session.get(viewer_server.url + "/no-such-file.js").status_code == 404
     assert requests.get(viewer_server.url + "/manifest.json").status_code == 200
+
+
+def test_the_viewer_language_switch_gets_the_server_language_list(live_server: LiveServer) -> None:
+    script = requests.get(
+        live_server.url + "/app-config.js",
+        params={"lang": "ru"},
+        headers=live_server.headers,
+        timeout=30,
+    ).text
+    line = next(ln for ln in script.splitlines() if ln.startswith("window.klinika = "))
+    klinika = json.loads(line.removeprefix("window.klinika = ").removesuffix(";"))
+    automatic = translator("ru").gettext("Automatic (browser)")
+    assert automatic != "Automatic (browser)"
+    assert klinika["languages"] == [
+        ["auto", automatic],
+        *([code, LANGUAGE_NAMES[code]] for code in LANGUAGES),
+    ]
+
+
+def test_no_static_script_carries_its_own_language_list() -> None:
+    scripts = sorted(STATIC.glob("*.js"))
+    assert any(script.name == "viewer.js" for script in scripts)
+    for script in scripts:
+        text = script.read_text(encoding="utf-8")
+        names = [name for name in LANGUAGE_NAMES.values() if name in text]
+        codes = [
+            code
+            for code in LANGUAGES
+            if code != DEFAULT_LANGUAGE and (f'"{code}"' in text or f"'{code}'" in text)
+        ]
+        assert not names and not codes, (script.name, names, codes)

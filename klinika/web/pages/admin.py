@@ -42,7 +42,7 @@ def create_router(context: PageContext) -> APIRouter:
             tab="users",
             users=auth.list_users(),
             sessions=auth.list_sessions(),
-            roles=[(str(role), ROLE_LABELS[str(role)]) for role in USER_ROLES],
+            roles=[(role.value, ROLE_LABELS[role]) for role in USER_ROLES],
             language_codes=LANGUAGES,
             browser_summary=browser_summary,
             **values,
@@ -208,9 +208,7 @@ def create_router(context: PageContext) -> APIRouter:
             settings=settings,
             nodes=await run_in_threadpool(context.nodes.nodes),
             database=settings.database_url.split(":", 1)[0],
-            health=await run_in_threadpool(
-                readiness, context.database, context.blobs, settings
-            ),
+            health=await run_in_threadpool(readiness, context.database, context.blobs, settings),
             backup=await run_in_threadpool(backup_overview, settings, context.audit),
         )
 

@@ -19,11 +19,19 @@ from klinika.auth import AuthService
 from klinika.auth.http import Guard, scope_principal
 from klinika.auth.models import Principal
 from klinika.auth.nodes import NodeRegistry
-from klinika.auth.permissions import is_allowed
+from klinika.auth.permissions import Role, is_allowed
 from klinika.config import Settings
 from klinika.db import Database
 from klinika.dimse.jobs import Jobs
-from klinika.i18n import LANGUAGE_NAMES, LANGUAGES, N_, negotiate, translator
+from klinika.i18n import (
+    AUTO_LANGUAGE,
+    LANGUAGE_NAMES,
+    LANGUAGES,
+    N_,
+    Translator,
+    negotiate,
+    translator,
+)
 from klinika.reports import ReportService
 from klinika.storage import BlobStore
 from klinika.web.csrf import form_token, keep_form_token
@@ -39,15 +47,24 @@ THEME_COOKIE = "klinika_theme"
 THEMES = ("dark", "light")
 
 #: The language switch's first choice: no explicit language, follow the browser.
-AUTO = "auto"
+AUTO = AUTO_LANGUAGE
 AUTO_LABEL = N_("Automatic (browser)")
 
-ROLE_LABELS = {
-    "admin": N_("Administrator"),
-    "doctor": N_("Doctor"),
-    "operator": N_("Operator"),
-    "modality": N_("Modality"),
+#: What the pages call each role a person or a DICOM peer can have (HL7 senders never see a page).
+ROLE_LABELS: dict[Role, str] = {
+    Role.ADMIN: N_("Administrator"),
+    Role.DOCTOR: N_("Doctor"),
+    Role.OPERATOR: N_("Operator"),
+    Role.MODALITY: N_("Modality"),
 }
+
+
+def language_options(speak: Translator) -> list[tuple[str, str]]:
+    """The language switch's choices, ``(code, name)``: "automatic" first, then every language
+    of :data:`klinika.i18n.LANGUAGES` by its own name. The viewer's switch gets the same list."""
+    return [(AUTO, speak.gettext(AUTO_LABEL))] + [
+        (code, LANGUAGE_NAMES[code]) for code in LANGUAGES
+    ]
 
 
 def request_language(request: Request, principal: Principal | None = None) -> str:
@@ -120,12 +137,9 @@ class Pages:
             "principal": principal,
             "lang": language,
             "theme": request_theme(request),
-            "languages": [(AUTO, speak.gettext(AUTO_LABEL))]
-            + [(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
+            "languages": language_options(speak),
             "language_choice": language_choice(request, principal),
-            "role_label": speak.gettext(ROLE_LABELS.get(principal.role, principal.role))
-            if principal
-            else "",
+            "role_label": speak.gettext(ROLE_LABELS[principal.role]) if principal else "",
             "can": lambda action: principal is not None and is_allowed(principal.role, action),
             "_": speak.gettext,
             "gettext": speak.gettext,

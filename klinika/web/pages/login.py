@@ -19,6 +19,7 @@ from klinika.auth.http import (
     set_session_cookie,
 )
 from klinika.auth.models import Principal
+from klinika.auth.permissions import Role
 from klinika.i18n import LANGUAGES, N_, translator
 from klinika.web.pages.context import (
     AUTO,
@@ -164,7 +165,7 @@ def create_router(context: PageContext) -> APIRouter:
             return response
         remember_language(response, language)
         principal = scope_principal(request)
-        if principal is not None and principal.role != "modality":
+        if principal is not None and principal.role != Role.MODALITY:
             auth.update_user(
                 principal.username,
                 language=language,

@@ -24,27 +24,27 @@ from klinika.archive.sources import (
 from klinika.auth.http import note_access
 from klinika.auth.models import Principal
 from klinika.config import Settings
-from klinika.errors import RequestTooLarge
+from klinika.errors import RejectReason, RequestTooLarge
 from klinika.i18n import N_, translator
 from klinika.web.pages.context import PageContext, request_language
 
 #: Why an instance was not stored (every klinika.errors.RejectReason), as the page says it;
 #: the archive's own message follows as the detail.
-REJECT_LABELS = {
-    "unreadable": N_("not readable as DICOM"),
-    "missing-attribute": N_("a required attribute is missing"),
-    "invalid-uid": N_("a UID is not valid"),
-    "invalid-charset": N_("text that does not fit its character set"),
-    "unsupported-transfer-syntax": N_("a transfer syntax Klinika does not know"),
-    "too-large": N_("too large"),
-    "study-mismatch": N_("belongs to another study"),
-    "not-authorized": N_("your role may not store this"),
-    "duplicate": N_("already in the archive"),
-    "storage-full": N_("the storage is full"),
-    "storage-unavailable": N_("the storage cannot be reached"),
-    "unsupported-media-type": N_("not a DICOM file"),
-    "unsupported-document": N_("a document type Klinika does not accept"),
-    "patient-mismatch": N_("names another patient than its study"),
+REJECT_LABELS: dict[RejectReason, str] = {
+    RejectReason.UNREADABLE: N_("not readable as DICOM"),
+    RejectReason.MISSING_ATTRIBUTE: N_("a required attribute is missing"),
+    RejectReason.INVALID_UID: N_("a UID is not valid"),
+    RejectReason.INVALID_CHARSET: N_("text that does not fit its character set"),
+    RejectReason.UNSUPPORTED_TRANSFER_SYNTAX: N_("a transfer syntax Klinika does not know"),
+    RejectReason.TOO_LARGE: N_("too large"),
+    RejectReason.STUDY_MISMATCH: N_("belongs to another study"),
+    RejectReason.NOT_AUTHORIZED: N_("your role may not store this"),
+    RejectReason.DUPLICATE: N_("already in the archive"),
+    RejectReason.STORAGE_FULL: N_("the storage is full"),
+    RejectReason.STORAGE_UNAVAILABLE: N_("the storage cannot be reached"),
+    RejectReason.UNSUPPORTED_MEDIA_TYPE: N_("not a DICOM file"),
+    RejectReason.UNSUPPORTED_DOCUMENT: N_("a document type Klinika does not accept"),
+    RejectReason.PATIENT_MISMATCH: N_("names another patient than its study"),
 }
 
 #: Bodies up to this size stay in memory; larger ones (ZIPs) spill to a temporary file.
@@ -125,9 +125,7 @@ def create_router(context: PageContext) -> APIRouter:
     def upload_page(request: Request, principal: Opener) -> Response:
         speak = translator(request_language(request, principal))
         reasons = {code: speak.gettext(label) for code, label in REJECT_LABELS.items()}
-        return context.pages.render(
-            request, "upload/index.html", active="upload", reasons=reasons
-        )
+        return context.pages.render(request, "upload/index.html", active="upload", reasons=reasons)
 
     limits = upload_limits(context.settings)
     most = context.settings.max_request_bytes

@@ -13,7 +13,7 @@ document.addEventListener("submit", (event) => {
     event.preventDefault();
   }
 });
-// Moments written in UTC (<time datetime="…" data-local="ru">) shown in the browser's own
+// Moments written in UTC (<time datetime="…" data-local="LANG">) shown in the browser's own
 // time zone and the page's language, to the second.
 document.querySelectorAll("time[data-local]").forEach((node) => {
   const moment = new Date(node.getAttribute("datetime"));

@@ -7,9 +7,8 @@
     return;
   }
   const strings = klinika.strings;
-  const languages = [
-    ["auto", strings.automatic], ["en", "English"], ["ru", "Русский"], ["es", "Español"], ["fr", "Français"], ["de", "Deutsch"],
-  ];
+  // [code, name] pairs, "auto" first: the server's one language list (klinika.i18n)
+  const languages = klinika.languages;
 
   function element(tag, attributes, text) {
     const node = document.createElement(tag);

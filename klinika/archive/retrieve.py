@@ -68,12 +68,15 @@ class Retrieval:
         References
         ----------
         PS3.4 C.4.2.2.1 / C.4.3.2.1 (the retrieve identifier names what is sent).
+
+        The matches are streamed from the query engine (only the records are collected: a
+        C-MOVE counts its sub-operations before it sends).
         """
         records: list[InstanceRecord] = []
         seen: set[tuple[str, str | None, str | None]] = set()
         if query.level == Level.PATIENT:  # a patient's instances are those of its studies
             query = dataclasses.replace(query, level=Level.STUDY)
-        for match in self.search(query).matches:
+        for match in self.search_stream(query):
             study = _first(match, "0020000D")
             if study is None:
                 continue

@@ -3,7 +3,7 @@ and syslog (IHE ATNA).
 
 Owns :class:`AuditTrail` (record, verify, search, export), :class:`Actor`, the audit key, the
 checkpoint file and the ``audit_events`` / ``audit_chain`` tables. May import: db, errors. The
-HTTP routes in :mod:`klinika.web.admin` receive their permission guard from the caller, so
+HTTP routes in :mod:`klinika.web.audit` receive their permission guard from the caller, so
 this room never imports ``auth``.
 
 Every event stores the hash of the previous one and its own HMAC-SHA256, under a key kept in

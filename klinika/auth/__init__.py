@@ -2,8 +2,9 @@
 
 Owns :class:`AuthService` (accounts, login with lockout, sessions, ``authorize``,
 ``authorize_ae``), :data:`PERMISSIONS`, the ``users`` / ``sessions`` / ``login_failures`` tables,
-and the HTTP pieces every edge shares (:class:`Guard`, :class:`SessionGate`, the routes in
-:mod:`klinika.auth.routes`). May import: db, audit, errors, config.
+and the HTTP pieces every HTTP room shares (:class:`Guard`, :class:`SessionGate`, cookies, in
+:mod:`klinika.auth.http`); its routes are in :mod:`klinika.web.auth`. May import: db, audit,
+errors, config.
 
 Trust boundary: tokens, cookies, usernames and passwords arrive from the network; only
 :meth:`AuthService.login` and :meth:`AuthService.authenticate` accept them. Passwords are

@@ -45,6 +45,9 @@ _ORDER: dict[Level, Callable[[], list[sa.ColumnElement[Any]]]] = {
 }
 
 
+STREAM_CHUNK = 64  # rows :func:`search_stream` takes from the cursor at a time
+
+
 def _patient_studies() -> sa.ColumnElement[Any]:
     studies = schema.studies.alias("counted_studies")  # the outer query may join studies
     return (
@@ -312,7 +315,7 @@ def search(connection: sa.Connection, query: Query) -> QueryResult:
 
 
 def search_stream(
-    connection: sa.Connection, query: Query, *, chunk: int = 64
+    connection: sa.Connection, query: Query, *, chunk: int = STREAM_CHUNK
 ) -> Iterator[dict[str, Any]]:
     """The matches of ``query`` one by one, as the database returns them, ``chunk`` rows at
     a time: a consumer that stops early (a cancelled C-FIND) never makes the rest, and a

@@ -11,12 +11,12 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from klinika import __version__
 from klinika.auth.http import PUBLIC_PATHS, Guard, SessionGate
-from klinika.auth.routes import create_auth_router
 from klinika.config import Settings
 from klinika.dicomweb import create_dicomweb_router, create_wado_uri_router
 from klinika.fhir import FhirService, create_fhir_router
 from klinika.runtime import Runtime
-from klinika.web.admin import create_audit_router
+from klinika.web.audit import create_audit_router
+from klinika.web.auth import create_auth_router
 from klinika.web.csrf import OriginCheck
 from klinika.web.errors import error_response, install_error_handlers
 from klinika.web.health import create_health_router

@@ -5,8 +5,10 @@ the query itself (the audit trail records how many matches were produced)."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
+import sqlalchemy as sa
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom.dsutils import encode
@@ -14,6 +16,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
 from klinika.audit import AuditFilter
 from klinika.dimse.identifiers import answer_bytes, answer_dataset, identifier_query
+from klinika.index.query import STREAM_CHUNK
 from tests.dimse.conftest import LocalDimse, associate
 from tests.dimse.test_wire import cancel_after_first_match
 from tests.factories import make_instance
@@ -130,3 +133,30 @@ def test_a_cancelled_find_stops_the_query_itself(local: LocalDimse) -> None:
     produced = [json.loads(event.details)["matches"] for event in events]
     # the query engine stopped shortly after the C-CANCEL: far from all 400 matches were made
     assert min(produced) < matches // 2, produced
+
+
+def test_a_find_over_many_studies_answers_all_from_a_batched_stream(local: LocalDimse) -> None:
+    studies = 140
+    local.archive.store_many(
+        make_instance(PatientName="Many^Studies", PatientID=f"M{n}", StationName=f"ST{n}")
+        for n in range(studies)
+    )
+    batches: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "metadata_json" in statement and "min(" in statement.lower():
+            batches.append(statement)  # the engine's per-batch lookup of unindexed values
+
+    engine = local.archive.database.reader
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    assoc = associate(local.port, FIND)
+    try:
+        query = identifier("STUDY", ("StudyInstanceUID", "StationName"), PatientName="Many^*")
+        answers = [
+            found for status, found in assoc.send_c_find(query, FIND) if status.Status == 0xFF00
+        ]
+    finally:
+        assoc.release()
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert sorted(str(a.StationName) for a in answers) == sorted(f"ST{n}" for n in range(studies))
+    assert len(batches) == math.ceil(studies / STREAM_CHUNK)

@@ -1,6 +1,6 @@
 """Admin HTTP resources of the audit trail: search, export, verify.
 
-The permission guard comes from the caller (``auth``), so this module stays below ``auth``.
+The permission guard comes from the caller (:func:`~klinika.web.app.create_app`).
 """
 
 from __future__ import annotations

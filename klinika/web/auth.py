@@ -1,5 +1,5 @@
-"""HTTP resources of auth: login/logout/me, own password and language, and (admin) users and
-sessions. Each route parses, calls one service method, and answers."""
+"""HTTP resources of auth (:mod:`klinika.auth`): login/logout/me, own password and language,
+and (admin) users and sessions. Each route parses, calls one service method, and answers."""
 
 import time
 from typing import Annotated, Any

@@ -28,7 +28,7 @@ from pydicom.uid import generate_uid
 
 from klinika.archive.records import InstanceRecord
 from klinika.archive.service import Archive
-from klinika.audit import Actor, AuditEvent, AuditTrail
+from klinika.audit import Actor, AuditEvent, AuditTrail, Outcome
 from klinika.dicom.edit import (
     PATIENT_IDENTITY,
     PATIENT_KEYWORDS,
@@ -177,9 +177,7 @@ class StudyManagement:
                 )
                 result.renamed = True
             else:
-                identity = values_of(
-                    self._sample(self._studies_of(staying)[0]), PATIENT_IDENTITY
-                )
+                identity = values_of(self._sample(self._studies_of(staying)[0]), PATIENT_IDENTITY)
             result.studies, result.changes = studies, identity
             result.instances = self._replace(
                 [r for study in studies for r in self.archive.instances(study)],
@@ -309,8 +307,7 @@ class StudyManagement:
         if not records:
             return 0
         return self.archive.replace_instances(
-            (record, rewrite(self.archive.read(record), changes_for(record)))
-            for record in records
+            (record, rewrite(self.archive.read(record), changes_for(record))) for record in records
         )
 
     @contextmanager
@@ -321,14 +318,19 @@ class StudyManagement:
         try:
             yield
         except KlinikaError as exc:
-            self._record(result, actor, source, "failure", error=str(exc))
+            self._record(result, actor, source, Outcome.FAILURE, error=str(exc))
             raise
         self.audit.forget_studies(result.studies)
-        event = self._record(result, actor, source, "success")
+        event = self._record(result, actor, source, Outcome.SUCCESS)
         result.event_seq = event.seq
 
     def _record(
-        self, result: ManagementResult, actor: Actor, source: str | None, outcome: str, **extra: Any
+        self,
+        result: ManagementResult,
+        actor: Actor,
+        source: str | None,
+        outcome: Outcome,
+        **extra: Any,
     ) -> AuditEvent:
         details = result.as_dict() | extra
         details.pop("event_seq")

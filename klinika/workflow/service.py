@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from klinika.audit import Actor, AuditTrail
+from klinika.audit import Actor, AuditTrail, Outcome
 from klinika.db import Database
 from klinika.errors import KlinikaError
 from klinika.index import schema as index
@@ -456,13 +456,13 @@ class Schedule:
             yield record
         except KlinikaError as exc:
             record["details"] = {**record["details"], "error": str(exc)}
-            self.audit.record(actor, action, "failure", source=source, **record)
+            self.audit.record(actor, action, Outcome.FAILURE, source=source, **record)
             raise
         writes = action != "workflow:read"
         if writes:
-            self.audit.record(actor, action, "success", source=source, **record)
+            self.audit.record(actor, action, Outcome.SUCCESS, source=source, **record)
         else:
-            self.audit.record_soon(actor, action, "success", source=source, **record)
+            self.audit.record_soon(actor, action, Outcome.SUCCESS, source=source, **record)
 
     def _check_unique(
         self, connection: sa.Connection, details: StepDetails, own: str | None

@@ -12,6 +12,7 @@ from klinika.audit.outcomes import Outcome
 from klinika.auth.permissions import PERMISSIONS, USER_ROLES, Role
 from klinika.dicomweb.stow import FAILURE_REASONS
 from klinika.dimse.status import STORE_FAILURES, store_status
+from klinika.dimse.workflow import FAILURE_REASONS as COMMITMENT_FAILURES
 from klinika.errors import InvalidInstance, RejectReason
 from klinika.fhir.resources import REQUEST_STATUS
 from klinika.reports.labels import STATUS_LABELS as REPORT_LABELS
@@ -22,6 +23,7 @@ from klinika.web.pages.schedule import PERFORMED_LABELS
 from klinika.web.pages.schedule import STATUS_LABELS as STEP_LABELS
 from klinika.web.pages.upload import REJECT_LABELS
 from klinika.workflow.records import STEP_STATUS_OF_PERFORMED, PerformedStatus, StepStatus
+from klinika.workflow.service import FailureReason
 
 #: (table, the enum its keys must cover entirely)
 COMPLETE_TABLES: dict[str, tuple[Collection[object], type[Enum]]] = {
@@ -34,6 +36,7 @@ COMPLETE_TABLES: dict[str, tuple[Collection[object], type[Enum]]] = {
     "workflow.records.STEP_STATUS_OF_PERFORMED": (STEP_STATUS_OF_PERFORMED, PerformedStatus),
     "fhir.resources.REQUEST_STATUS": (REQUEST_STATUS, StepStatus),
     "audit.atna.OUTCOMES": (OUTCOMES, Outcome),
+    "dimse.workflow.FAILURE_REASONS": (COMMITMENT_FAILURES, FailureReason),
     "web.pages.labels.OUTCOME_LABELS": (OUTCOME_LABELS, Outcome),
 }
 

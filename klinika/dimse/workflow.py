@@ -42,6 +42,7 @@ from klinika.errors import InvalidQuery, KlinikaError
 from klinika.workflow import (
     CommitmentResult,
     DuplicatePerformedStep,
+    FailureReason,
     InvalidAttribute,
     PerformedStepFinal,
     Schedule,
@@ -52,7 +53,10 @@ from klinika.workflow import (
 log = logging.getLogger(__name__)
 
 #: FailureReason (0008,1197) per reason of the workflow room (PS3.4 J.3.3.1.1.2).
-FAILURE_REASONS = {"no-such-instance": 0x0112, "class-instance-conflict": 0x0119}
+FAILURE_REASONS: dict[FailureReason, int] = {
+    FailureReason.NO_SUCH_INSTANCE: status.NO_SUCH_OBJECT_INSTANCE,
+    FailureReason.CLASS_INSTANCE_CONFLICT: status.CLASS_INSTANCE_CONFLICT,
+}
 
 
 def _status(code: int, comment: str, **elements: Any) -> Dataset:

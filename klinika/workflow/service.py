@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
 import sqlalchemy as sa
 from pydicom.dataset import Dataset
@@ -86,8 +87,11 @@ class StepFilter:
     limit: int = 500
 
 
-#: Storage commitment failure reasons (PS3.4 J.3.3.1.1.2: 0x0112, 0x0119).
-FailureReason = Literal["no-such-instance", "class-instance-conflict"]
+class FailureReason(StrEnum):
+    """Why an instance of a storage commitment request is not committed (PS3.4 J.3.3.1.1.2)."""
+
+    NO_SUCH_INSTANCE = "no-such-instance"
+    CLASS_INSTANCE_CONFLICT = "class-instance-conflict"
 
 
 @dataclass(frozen=True)
@@ -435,9 +439,9 @@ class Schedule:
             failed: list[tuple[str, str, FailureReason]] = []
             for sop_class, uid in wanted:
                 if uid not in held:
-                    failed.append((sop_class, uid, "no-such-instance"))
+                    failed.append((sop_class, uid, FailureReason.NO_SUCH_INSTANCE))
                 elif held[uid][0] != sop_class:
-                    failed.append((sop_class, uid, "class-instance-conflict"))
+                    failed.append((sop_class, uid, FailureReason.CLASS_INSTANCE_CONFLICT))
                 else:
                     committed.append((sop_class, uid))
                     studies.add(held[uid][1])

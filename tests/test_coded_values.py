@@ -7,18 +7,37 @@ from enum import Enum
 
 import pytest
 
+from klinika.audit.atna import OUTCOMES
+from klinika.audit.outcomes import Outcome
 from klinika.auth.permissions import PERMISSIONS, USER_ROLES, Role
 from klinika.dicomweb.stow import FAILURE_REASONS
 from klinika.dimse.status import STORE_FAILURES, store_status
+from klinika.dimse.workflow import FAILURE_REASONS as COMMITMENT_FAILURES
 from klinika.errors import InvalidInstance, RejectReason
+from klinika.fhir.resources import REQUEST_STATUS
+from klinika.reports.labels import STATUS_LABELS as REPORT_LABELS
+from klinika.reports.states import ReportState, VersionStatus, version_state
 from klinika.web.pages.context import ROLE_LABELS
+from klinika.web.pages.labels import OUTCOME_LABELS
+from klinika.web.pages.schedule import PERFORMED_LABELS
+from klinika.web.pages.schedule import STATUS_LABELS as STEP_LABELS
 from klinika.web.pages.upload import REJECT_LABELS
+from klinika.workflow.records import STEP_STATUS_OF_PERFORMED, PerformedStatus, StepStatus
+from klinika.workflow.service import FailureReason
 
 #: (table, the enum its keys must cover entirely)
 COMPLETE_TABLES: dict[str, tuple[Collection[object], type[Enum]]] = {
     "dimse.status.STORE_FAILURES": (STORE_FAILURES, RejectReason),
     "dicomweb.stow.FAILURE_REASONS": (FAILURE_REASONS, RejectReason),
     "web.pages.upload.REJECT_LABELS": (REJECT_LABELS, RejectReason),
+    "reports.labels.STATUS_LABELS": (REPORT_LABELS, ReportState),
+    "web.pages.schedule.STATUS_LABELS": (STEP_LABELS, StepStatus),
+    "web.pages.schedule.PERFORMED_LABELS": (PERFORMED_LABELS, PerformedStatus),
+    "workflow.records.STEP_STATUS_OF_PERFORMED": (STEP_STATUS_OF_PERFORMED, PerformedStatus),
+    "fhir.resources.REQUEST_STATUS": (REQUEST_STATUS, StepStatus),
+    "audit.atna.OUTCOMES": (OUTCOMES, Outcome),
+    "dimse.workflow.FAILURE_REASONS": (COMMITMENT_FAILURES, FailureReason),
+    "web.pages.labels.OUTCOME_LABELS": (OUTCOME_LABELS, Outcome),
 }
 
 
@@ -47,3 +66,10 @@ def test_a_rejection_reason_outside_the_enum_is_refused() -> None:
 def test_every_role_a_page_can_show_has_a_label_and_every_role_a_permission() -> None:
     assert set(USER_ROLES) | {Role.MODALITY} == set(ROLE_LABELS)
     assert set().union(*PERMISSIONS.values()) == set(Role)
+
+
+def test_a_report_version_is_draft_final_or_amended() -> None:
+    assert version_state(1, VersionStatus.DRAFT) is ReportState.DRAFT
+    assert version_state(1, VersionStatus.FINAL) is ReportState.FINAL
+    assert version_state(2, VersionStatus.FINAL) is ReportState.AMENDED
+    assert version_state(2, VersionStatus.DRAFT) is ReportState.DRAFT

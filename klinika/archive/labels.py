@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 
 import sqlalchemy as sa
 
-from klinika.audit import Actor, AuditTrail
+from klinika.audit import Actor, AuditTrail, Outcome
 from klinika.db import Database
 from klinika.errors import InvalidQuery, NotFound
 from klinika.index import labels as table
@@ -107,7 +107,7 @@ class StudyLabels:
             self.audit.record(
                 actor,
                 "study:label",
-                "failure",
+                Outcome.FAILURE,
                 study_uid=study_uid,
                 source=source,
                 details={verb: label, "error": str(exc)},
@@ -116,7 +116,7 @@ class StudyLabels:
         self.audit.record(
             actor,
             "study:label",
-            "success",
+            Outcome.SUCCESS,
             study_uid=study_uid,
             patient_id=patient_id,
             source=source,

@@ -27,7 +27,7 @@ from pydicom.uid import generate_uid
 
 from klinika.archive.records import InstanceRecord
 from klinika.archive.service import Archive
-from klinika.audit import Actor, AuditEvent, AuditTrail
+from klinika.audit import Actor, AuditEvent, AuditTrail, Outcome
 from klinika.dicom.edit import (
     PATIENT_IDENTITY,
     PATIENT_KEYWORDS,
@@ -317,14 +317,19 @@ class StudyManagement:
         try:
             yield
         except KlinikaError as exc:
-            self._record(result, actor, source, "failure", error=str(exc))
+            self._record(result, actor, source, Outcome.FAILURE, error=str(exc))
             raise
         self.audit.forget_studies(result.studies)
-        event = self._record(result, actor, source, "success")
+        event = self._record(result, actor, source, Outcome.SUCCESS)
         result.event_seq = event.seq
 
     def _record(
-        self, result: ManagementResult, actor: Actor, source: str | None, outcome: str, **extra: Any
+        self,
+        result: ManagementResult,
+        actor: Actor,
+        source: str | None,
+        outcome: Outcome,
+        **extra: Any,
     ) -> AuditEvent:
         details = result.as_dict() | extra
         details.pop("event_seq")

@@ -17,8 +17,15 @@ the newest events or re-chaining without the key is detected by :meth:`AuditTrai
 from klinika.audit.chain import GENESIS, KEYED_CHAIN_START, canonical_json, event_hash
 from klinika.audit.checkpoints import Anchor, CheckpointLog
 from klinika.audit.key import load_audit_key, load_audit_keys
+from klinika.audit.outcomes import Outcome
 from klinika.audit.syslog import SyslogSender
-from klinika.audit.trail import Actor, AuditEvent, AuditFilter, AuditTrail, VerifyResult
+from klinika.audit.trail import (
+    Actor,
+    AuditEvent,
+    AuditFilter,
+    AuditTrail,
+    VerifyResult,
+)
 
 __all__ = [
     "GENESIS",
@@ -29,6 +36,7 @@ __all__ = [
     "AuditFilter",
     "AuditTrail",
     "CheckpointLog",
+    "Outcome",
     "SyslogSender",
     "VerifyResult",
     "canonical_json",

@@ -13,6 +13,8 @@ import base64
 import xml.etree.ElementTree as ET
 from typing import Any, NamedTuple
 
+from klinika.audit.outcomes import Outcome
+
 
 class Code(NamedTuple):
     """A coded value as the schema writes it (``csd-code``, ``codeSystemName``,
@@ -79,7 +81,8 @@ EVENTS: dict[str, tuple[Code, str]] = {
 }
 EVENT_TYPES = {"auth:login": LOGIN, "auth:logout": LOGOUT}
 #: EventOutcomeIndicator: 0 success, 4 minor failure (refused, not found), 8 serious failure.
-OUTCOMES = {"success": "0", "failure": "4", "denied": "4"}
+#: EventOutcomeIndicator (DICOM PS3.15 A.5.1) of each outcome: 0 success, 4 minor failure.
+OUTCOMES: dict[Outcome, str] = {Outcome.SUCCESS: "0", Outcome.FAILURE: "4", Outcome.DENIED: "4"}
 
 
 def event_code(action: str, study_uid: str | None) -> tuple[Code, str]:
@@ -110,13 +113,13 @@ def audit_message(event: dict[str, Any], *, source_id: str) -> bytes:
         {
             "EventActionCode": action_code,
             "EventDateTime": event["occurred_at"],
-            "EventOutcomeIndicator": OUTCOMES.get(event["outcome"], "8"),
+            "EventOutcomeIndicator": OUTCOMES[Outcome(event["outcome"])],
         },
     )
     event_id.element(identification, "EventID")
     if action in EVENT_TYPES:
         EVENT_TYPES[action].element(identification, "EventTypeCode")
-    if event["outcome"] != "success":
+    if event["outcome"] != Outcome.SUCCESS:
         ET.SubElement(
             identification, "EventOutcomeDescription"
         ).text = f"{action} {event['outcome']}"

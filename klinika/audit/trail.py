@@ -11,13 +11,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
 
 from klinika.audit.atna import audit_message
 from klinika.audit.chain import GENESIS, KEYED_CHAIN_START, canonical_json, event_hash, key_id
 from klinika.audit.checkpoints import Anchor, CheckpointLog
+from klinika.audit.outcomes import Outcome
 from klinika.audit.schema import audit_chain, audit_events
 from klinika.audit.syslog import MSGID_ATNA, MSGID_CHECKPOINT, SyslogSender, rfc5424
 from klinika.db import Database
@@ -25,7 +26,7 @@ from klinika.errors import InvalidQuery
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["success", "failure", "denied"]
+
 _BATCH = 1000
 _PATIENT_CACHE = 4096
 #: how long a study's patient is trusted from the cache: study management in another worker
@@ -131,7 +132,7 @@ def _bound(raw: str, name: str, *, end_of_day: bool) -> str:
 def _row(
     actor: Actor,
     action: str,
-    outcome: str,
+    outcome: Outcome,
     *,
     study_uid: str | None = None,
     series_uid: str | None = None,
@@ -142,9 +143,9 @@ def _row(
 ) -> dict[str, Any]:
     return {
         "actor": actor.name,
-        "role": actor.role,
+        "role": str(actor.role),  # a plain str (a Role, say), as hashed and stored
         "action": action,
-        "outcome": outcome,
+        "outcome": Outcome(outcome).value,
         "study_uid": study_uid,
         "series_uid": series_uid,
         "sop_instance_uid": sop_instance_uid,
@@ -157,6 +158,8 @@ def _row(
 
 #: How long the background writer waits for more events before committing a lone one.
 WRITER_LINGER_SECONDS = 0.1
+
+
 def _named_key_id(details: str) -> str:
     """The key id a keyed-chain event names ("" when its details are not what we write)."""
     try:
@@ -230,7 +233,7 @@ class AuditTrail:
         self,
         actor: Actor,
         action: str,
-        outcome: Outcome | str,
+        outcome: Outcome,
         *,
         study_uid: str | None = None,
         series_uid: str | None = None,
@@ -258,7 +261,7 @@ class AuditTrail:
         self.flush()  # keep the order of events queued before this one
         return self._append([row])[0]
 
-    def record_soon(self, actor: Actor, action: str, outcome: Outcome | str, **fields: Any) -> None:
+    def record_soon(self, actor: Actor, action: str, outcome: Outcome, **fields: Any) -> None:
         """Queue an access event (same fields as :meth:`record`); a writer thread appends
         queued events in one transaction.
 
@@ -279,12 +282,13 @@ class AuditTrail:
         row = _row(
             Actor.system(),
             KEYED_CHAIN_START,
-            "success",
+            Outcome.SUCCESS,
             details={"algorithm": "HMAC-SHA256", "key_id": key_id(self._key)},
         )
         self.flush()
         written = self._append([row], unless_keyed=True)
         return written[0] if written else None
+
     def queued(self) -> int:
         """How many events :meth:`record_soon` queued that are not written yet (a metric)."""
         return self._queue.qsize()

@@ -27,7 +27,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from klinika.audit import Actor, AuditTrail
+from klinika.audit import Actor, AuditTrail, Outcome
 from klinika.auth.errors import Forbidden, Unauthenticated
 from klinika.auth.models import Principal
 from klinika.auth.permissions import ACTIONS, is_allowed
@@ -274,7 +274,7 @@ class Guard:
         except Forbidden:
             resource, details = _access_context(request)
             self.audit.record(
-                principal.actor, action, "denied", source=source, details=details, **resource
+                principal.actor, action, Outcome.DENIED, source=source, details=details, **resource
             )
             raise
         if recorded_as is not None and is_allowed(principal.role, recorded_as):
@@ -286,7 +286,12 @@ class Guard:
             pending = request.scope.get(_PENDING)
             if pending is None:  # no gate to see the status: record the admission now
                 self.audit.record(
-                    principal.actor, action, "success", source=source, details=details, **resource
+                    principal.actor,
+                    action,
+                    Outcome.SUCCESS,
+                    source=source,
+                    details=details,
+                    **resource,
                 )
             else:
                 pending.append(_Access(principal.actor, action, resource, details))
@@ -387,7 +392,7 @@ class SessionGate:
                 self._record(pending, status, source)  # queued: no I/O here
 
     def _record(self, pending: list[_Access], status: int, source: str | None) -> None:
-        outcome = "success" if status < 400 else "failure"
+        outcome = Outcome.SUCCESS if status < 400 else Outcome.FAILURE
         for access in pending:
             self.audit.record_soon(
                 access.actor,

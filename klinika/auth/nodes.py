@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from klinika.audit import Actor, AuditTrail
+from klinika.audit import Actor, AuditTrail, Outcome
 from klinika.auth.peers import LOCAL_ANY, DicomPeer
 from klinika.auth.schema import dicom_nodes
 from klinika.config import DIMSE_SERVICES, RemoteAE
@@ -223,9 +223,7 @@ class NodeRegistry:
         try:
             with self.database.writer.begin() as connection:
                 key = connection.execute(
-                    sa.insert(dicom_nodes).values(
-                        **_columns(node), created_at=now, updated_at=now
-                    )
+                    sa.insert(dicom_nodes).values(**_columns(node), created_at=now, updated_at=now)
                 ).inserted_primary_key
             assert key is not None
             node_id = key[0]
@@ -268,7 +266,9 @@ class NodeRegistry:
         details = {k: v for k, v in node.as_dict().items() if k not in ("id", "source")}
         if self.audit is None:
             raise RuntimeError("a read-only node registry cannot change nodes")
-        self.audit.record(actor, action, "success", source=source, details={**details, **extra})
+        self.audit.record(
+            actor, action, Outcome.SUCCESS, source=source, details={**details, **extra}
+        )
 
 
 def _columns(node: DicomNode) -> dict[str, Any]:

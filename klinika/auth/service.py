@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from klinika.audit import Actor, AuditTrail
+from klinika.audit import Actor, AuditTrail, Outcome
 from klinika.auth import passwords
 from klinika.auth.errors import (
     Forbidden,
@@ -304,7 +304,7 @@ class AuthService:
         with self._hashing():
             correct = passwords.verify_password(stored, current_password, self._profile)
         if not correct:
-            self._record(principal.actor, "user:password", source, {}, outcome="failure")
+            self._record(principal.actor, "user:password", source, {}, outcome=Outcome.FAILURE)
             raise PasswordRejected("the current password is not correct", "wrong-current")
         self.set_password(principal.username, new_password, actor=principal.actor, source=source)
         return self._open_session(self.get_user(principal.username), source, user_agent)
@@ -374,7 +374,9 @@ class AuthService:
         attempt = Actor(name or "-", "anonymous")
         locked_until = self._locked_until(name, where)
         if locked_until > now:
-            self._record(attempt, "auth:login", source, {"reason": "locked"}, outcome="failure")
+            self._record(
+                attempt, "auth:login", source, {"reason": "locked"}, outcome=Outcome.FAILURE
+            )
             raise LoginThrottled(
                 "too many failed logins; try again later", retry_after=locked_until - now
             )
@@ -386,7 +388,7 @@ class AuthService:
         if not correct or row is None or not row.active:
             self._count_failure(name, where, self._now())  # the lock starts now, after the hash
             reason = "disabled" if correct else "bad-credentials"
-            self._record(attempt, "auth:login", source, {"reason": reason}, outcome="failure")
+            self._record(attempt, "auth:login", source, {"reason": reason}, outcome=Outcome.FAILURE)
             raise Unauthenticated("wrong username or password")
         with self._write() as connection:
             connection.execute(
@@ -662,7 +664,7 @@ class AuthService:
             self.audit.record(
                 Actor(calling_ae.strip() or "-", Role.MODALITY),
                 SERVICE_ACTIONS.get(service, service),
-                "denied",
+                Outcome.DENIED,
                 source=f"{calling_ae.strip()}@{address}",
                 details={"service": service},
                 **(dict(subject()) if subject is not None else {}),
@@ -677,7 +679,7 @@ class AuthService:
         source: str | None,
         details: Mapping[str, Any],
         *,
-        outcome: str = "success",
+        outcome: Outcome = Outcome.SUCCESS,
     ) -> None:
         self.audit.record(
             actor or Actor.system(), action, outcome, source=source, details=dict(details)

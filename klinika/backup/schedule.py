@@ -23,7 +23,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from klinika.audit import Actor, AuditFilter, AuditTrail
+from klinika.audit import Actor, AuditFilter, AuditTrail, Outcome
 from klinika.backup.manifest import Manifest
 from klinika.backup.retention import Retention, backups_in, latest_backup_time, prune
 from klinika.backup.snapshot import create_backup, verify_backup
@@ -104,7 +104,7 @@ def last_check(
         return None
     event = events[0].as_dict()
     when = dt.datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00"))
-    return when, event["outcome"] == "success", event["details"]
+    return when, event["outcome"] == Outcome.SUCCESS, event["details"]
 
 
 def _due(audit: AuditTrail, action: str, every_seconds: float, now: dt.datetime) -> bool:
@@ -125,7 +125,7 @@ def run_checks(settings: Settings, audit: AuditTrail, now: dt.datetime | None = 
             audit.record(
                 Actor.system(),
                 VERIFY_ACTION,
-                "failure" if problems else "success",
+                Outcome.FAILURE if problems else Outcome.SUCCESS,
                 details={"backup": str(newest[0]), "problems": problems[:10], "scheduled": True},
             )
             if problems:
@@ -135,7 +135,7 @@ def run_checks(settings: Settings, audit: AuditTrail, now: dt.datetime | None = 
         audit.record(
             Actor.system(),
             CHAIN_ACTION,
-            "success" if chain.ok else "failure",
+            Outcome.SUCCESS if chain.ok else Outcome.FAILURE,
             details={"checked": chain.checked, "problem": chain.problem, "scheduled": True},
         )
         if not chain.ok:
@@ -203,7 +203,7 @@ def _backup_and_prune(settings: Settings, audit: AuditTrail) -> bool:
         audit.record(
             Actor.system(),
             "backup:create",
-            "failure" if manifest.problems else "success",
+            Outcome.FAILURE if manifest.problems else Outcome.SUCCESS,
             details=backup_details(folder, manifest) | {"scheduled": True},
         )
         deleted, blobs = prune(
@@ -218,12 +218,12 @@ def _backup_and_prune(settings: Settings, audit: AuditTrail) -> bool:
             audit.record(
                 Actor.system(),
                 "backup:prune",
-                "success",
+                Outcome.SUCCESS,
                 details={"deleted": [b.name for b in deleted], "blobs": blobs},
             )
     except Exception as exc:  # a failed backup must not stop the server, but must be seen
         log.exception("scheduled backup failed")
-        audit.record(Actor.system(), "backup:create", "failure", details={"error": str(exc)})
+        audit.record(Actor.system(), "backup:create", Outcome.FAILURE, details={"error": str(exc)})
         return False
     finally:
         store.close()

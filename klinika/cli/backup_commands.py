@@ -50,7 +50,7 @@ def backup() -> None:
 @click.pass_context
 def create(ctx: click.Context, destination: Path, full: bool) -> None:
     """Back up the index and the blobs into DEST (incremental unless --full)."""
-    from klinika.audit import Actor
+    from klinika.audit import Actor, Outcome
     from klinika.backup import BackupError, create_backup
     from klinika.backup.schedule import backup_details
     from klinika.runtime import Runtime
@@ -68,13 +68,13 @@ def create(ctx: click.Context, destination: Path, full: bool) -> None:
                 )
         except (BackupError, StorageUnavailable) as exc:
             runtime.audit.record(
-                Actor.system(), "backup:create", "failure", details={"error": str(exc)}
+                Actor.system(), "backup:create", Outcome.FAILURE, details={"error": str(exc)}
             )
             raise click.ClickException(str(exc)) from exc
         runtime.audit.record(
             Actor.system(),
             "backup:create",
-            "failure" if manifest.problems else "success",
+            Outcome.FAILURE if manifest.problems else Outcome.SUCCESS,
             details=backup_details(folder, manifest),
         )
     counts = manifest.counts
@@ -137,14 +137,14 @@ def prune_command(
     except BackupError as exc:
         raise click.ClickException(str(exc)) from exc
     if deleted and settings.data_dir.is_dir():  # on the installation's host: audit it
-        from klinika.audit import Actor
+        from klinika.audit import Actor, Outcome
         from klinika.runtime import Runtime
 
         with Runtime(settings) as runtime:
             runtime.audit.record(
                 Actor.system(),
                 "backup:prune",
-                "success",
+                Outcome.SUCCESS,
                 details={"deleted": [b.name for b in deleted], "blobs": blobs},
             )
     click.echo(f"deleted {len(deleted)} backup(s) and {blobs} unreferenced blob(s)")
@@ -216,14 +216,14 @@ def drill(
     estimates = {text: round(report.rto_for(size), 1) for text, size in wanted}
     details = report.as_dict() | {"rto_estimates_seconds": estimates}
     if settings.data_dir.is_dir():  # on the installation's host: the drill is on record
-        from klinika.audit import Actor
+        from klinika.audit import Actor, Outcome
         from klinika.runtime import Runtime
 
         with Runtime(settings) as runtime:
             runtime.audit.record(
                 Actor.system(),
                 DRILL_ACTION,
-                "success" if report.ok else "failure",
+                Outcome.SUCCESS if report.ok else Outcome.FAILURE,
                 details=details,
             )
     if as_json:
@@ -253,7 +253,7 @@ def drill(
 @click.pass_context
 def restore(ctx: click.Context, backup_dir: Path, force: bool) -> None:
     """Restore BACKUP into this (empty) installation, then prove it whole with fsck."""
-    from klinika.audit import Actor
+    from klinika.audit import Actor, Outcome
     from klinika.backup import BackupError, fsck, restore_backup
     from klinika.runtime import Runtime
     from klinika.storage import open_blob_store
@@ -279,7 +279,7 @@ def restore(ctx: click.Context, backup_dir: Path, force: bool) -> None:
         runtime.audit.record(
             Actor.system(),
             "backup:restore",
-            "success" if report.clean and chain.ok else "failure",
+            Outcome.SUCCESS if report.clean and chain.ok else Outcome.FAILURE,
             details={
                 "backup": str(backup_dir),
                 "instances": manifest.counts.get("instances", 0),

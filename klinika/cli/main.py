@@ -327,7 +327,7 @@ def export_command(
     ctx: click.Context, study_uid: str, out: Path, series_uid: str | None, deidentify: bool
 ) -> None:
     """Write a study (or one series) as a ZIP of DICOM files with a DICOMDIR."""
-    from klinika.audit import Actor
+    from klinika.audit import Actor, Outcome
     from klinika.dicom.deidentify import Deidentifier
     from klinika.errors import NotFound
     from klinika.export import dicom_zip
@@ -348,7 +348,7 @@ def export_command(
         runtime.audit.record(
             Actor("cli", "system"),
             "dicom:export",
-            "success",
+            Outcome.SUCCESS,
             study_uid=study_uid,
             series_uid=series_uid,
             details={"format": "dicom-deidentified" if deidentify else "dicom", "to": "file"},

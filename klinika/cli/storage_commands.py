@@ -24,7 +24,7 @@ def migrate(ctx: click.Context, kind: str) -> None:
     """Copy every blob from the backend KLINIKA_STORAGE names to the other one (S3 from the
     KLINIKA_S3_* settings, files in <data>/blobs), verifying every checksum; then set
     KLINIKA_STORAGE to the new backend. Stop the server first. Safe to run again."""
-    from klinika.audit import Actor
+    from klinika.audit import Actor, Outcome
     from klinika.backup.migrate import migrate_blobs
     from klinika.runtime import Runtime
     from klinika.storage import open_blob_store
@@ -49,7 +49,7 @@ def migrate(ctx: click.Context, kind: str) -> None:
         runtime.audit.record(
             Actor.system(),
             "storage:migrate",
-            "failure" if report.problems else "success",
+            Outcome.FAILURE if report.problems else Outcome.SUCCESS,
             details={
                 "from": settings.storage,
                 "to": kind,

@@ -20,7 +20,7 @@ from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 
 from klinika.archive import Archive, InstanceRecord
-from klinika.audit import Actor, AuditTrail
+from klinika.audit import Actor, AuditTrail, Outcome
 from klinika.auth import SERVICE_ACTIONS, AuthService, Role
 from klinika.config import RemoteAE, Settings
 from klinika.dicom.attributes import Level
@@ -93,7 +93,7 @@ class Handlers:
             subject=lambda: refused_subject(event),
         )
 
-    def _record(self, event: events.Event, action: str, outcome: str, **fields: Any) -> None:
+    def _record(self, event: events.Event, action: str, outcome: Outcome, **fields: Any) -> None:
         title, address = calling_peer(event)
         self.audit.record_soon(
             Actor(title or "-", Role.MODALITY),
@@ -124,7 +124,7 @@ class Handlers:
         self._record(
             event,
             "dicom:store",
-            "success" if outcome.accepted else "failure",
+            Outcome.SUCCESS if outcome.accepted else Outcome.FAILURE,
             study_uid=outcome.study_uid,
             series_uid=outcome.series_uid,
             sop_instance_uid=outcome.sop_instance_uid,
@@ -148,7 +148,7 @@ class Handlers:
             matches = self.archive.search_stream(query)
             first = next(matches, None)
         except KlinikaError as exc:
-            self._record(event, "dicom:read", "failure", details={"error": str(exc)})
+            self._record(event, "dicom:read", Outcome.FAILURE, details={"error": str(exc)})
             code = (
                 status.IDENTIFIER_MISMATCH
                 if isinstance(exc, InvalidQuery)
@@ -179,7 +179,7 @@ class Handlers:
             self._record(
                 event,
                 "dicom:read",
-                "success",
+                Outcome.SUCCESS,
                 **seen.columns(),
                 details={
                     "service": "C-FIND",
@@ -262,7 +262,10 @@ class Handlers:
             records = self.archive.instances_matching(query)
         except KlinikaError as exc:
             self._record(
-                event, "dicom:read", "failure", details={"service": service, "error": str(exc)}
+                event,
+                "dicom:read",
+                Outcome.FAILURE,
+                details={"service": service, "error": str(exc)},
             )
             return None
         seen = _Subjects()
@@ -271,7 +274,7 @@ class Handlers:
         self._record(
             event,
             "dicom:read",
-            "success",
+            Outcome.SUCCESS,
             **seen.columns(),
             details={"service": service, "instances": len(records), **seen.details()},
         )

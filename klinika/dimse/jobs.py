@@ -22,12 +22,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 
 from klinika.archive import Archive
-from klinika.audit import Actor, AuditTrail
+from klinika.audit import Actor, AuditTrail, Outcome
 from klinika.auth.nodes import DicomNode, NodeRegistry
 from klinika.auth.permissions import Role
 from klinika.config import Settings
@@ -60,6 +61,20 @@ STUDY_KEYS = (
 QUERY_LIMIT = 200
 
 
+class JobState(StrEnum):
+    """Where a send or retrieve job stands (``dimse_jobs.state``)."""
+
+    QUEUED = "queued"  # waiting for one of the MAX_RUNNING slots
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # the server stopped while it was queued or running
+
+
+#: States a job does not leave.
+FINISHED_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.INTERRUPTED})
+
+
 @dataclass(frozen=True)
 class Job:
     """One job as the index holds it."""
@@ -67,7 +82,7 @@ class Job:
     job_id: int
     kind: str
     node: str
-    state: str
+    state: JobState
     target: dict[str, Any]
     total: int
     done: int
@@ -80,7 +95,7 @@ class Job:
 
     @property
     def finished(self) -> bool:
-        return self.state in ("done", "failed", "interrupted")
+        return self.state in FINISHED_STATES
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -158,7 +173,7 @@ class Jobs:
         self.audit.record(
             actor,
             "dicom:echo",
-            "success" if result.ok else "failure",
+            Outcome.SUCCESS if result.ok else Outcome.FAILURE,
             source=source,
             details={"node": title, "status": result.status, "error": result.error},
         )
@@ -193,7 +208,7 @@ class Jobs:
         self.audit.record(
             actor,
             "dicom:query",
-            "success",
+            Outcome.SUCCESS,
             source=source,
             details={
                 "node": title,
@@ -228,7 +243,7 @@ class Jobs:
         self.audit.record(
             actor,
             "dicom:send",
-            "success",
+            Outcome.SUCCESS,
             study_uid=study_uid,
             source=source,
             details={
@@ -269,7 +284,7 @@ class Jobs:
             self.audit.record(
                 actor,
                 "dicom:retrieve",
-                "success",
+                Outcome.SUCCESS,
                 study_uid=study_uid,
                 patient_id=patient_id,
                 source=source,
@@ -335,7 +350,7 @@ class Jobs:
         self.audit.record_soon(
             Actor(node.title, Role.MODALITY),
             "dicom:store",
-            "success" if outcome.accepted else "failure",
+            Outcome.SUCCESS if outcome.accepted else Outcome.FAILURE,
             source=f"{node.title}@{node.host}",
             study_uid=outcome.study_uid,
             series_uid=outcome.series_uid,
@@ -353,7 +368,7 @@ class Jobs:
                 sa.insert(dimse_jobs).values(
                     kind=kind,
                     node=node.title,
-                    state="queued",
+                    state=JobState.QUEUED.value,
                     target=target,
                     total=total,
                     created_by=actor.name,
@@ -390,24 +405,24 @@ class Jobs:
 
         def run() -> None:
             with self._slots:
-                self._update(job.job_id, state="running")
+                self._update(job.job_id, state=JobState.RUNNING.value)
                 try:
                     done, failed, warnings, message = work(progress)
-                    state = "done"
+                    state = JobState.DONE
                 except (KlinikaError, OSError, ssl.SSLError) as exc:
                     log.warning("job %d (%s to %s) failed: %s", job.job_id, job.kind, job.node, exc)
                     current = self.get(job.job_id)
                     done, failed, warnings = current.done, current.failed, current.warnings
-                    state, message = "failed", str(exc) or type(exc).__name__
+                    state, message = JobState.FAILED, str(exc) or type(exc).__name__
                 except Exception as exc:  # a bug must not leave the job "running" for ever
                     log.exception("job %d failed", job.job_id)
                     current = self.get(job.job_id)
                     done, failed, warnings = current.done, current.failed, current.warnings
-                    state, message = "failed", f"internal error: {type(exc).__name__}"
+                    state, message = JobState.FAILED, f"internal error: {type(exc).__name__}"
                 total = max(self.get(job.job_id).total, done + failed + warnings)
                 self._update(
                     job.job_id,
-                    state=state,
+                    state=state.value,
                     done=done + warnings if job.kind == "retrieve" else done,
                     failed=failed,
                     warnings=warnings,
@@ -418,7 +433,7 @@ class Jobs:
                 self.audit.record(
                     actor,
                     action,
-                    "success" if state == "done" and not failed else "failure",
+                    Outcome.SUCCESS if state == JobState.DONE and not failed else Outcome.FAILURE,
                     study_uid=study_uid,
                     source=source,
                     details={
@@ -457,9 +472,9 @@ class Jobs:
         with self.database.writer.begin() as connection:
             result = connection.execute(
                 sa.update(dimse_jobs)
-                .where(dimse_jobs.c.state.in_(("queued", "running")))
+                .where(dimse_jobs.c.state.in_((JobState.QUEUED.value, JobState.RUNNING.value)))
                 .values(
-                    state="interrupted",
+                    state=JobState.INTERRUPTED.value,
                     message="the server stopped while this job ran",
                     finished_at=int(self._now()),
                 )
@@ -484,7 +499,7 @@ def _job(row: Mapping[str, Any]) -> Job:
         int(row["id"]),
         row["kind"],
         row["node"],
-        row["state"],
+        JobState(row["state"]),
         dict(row["target"] or {}),
         int(row["total"]),
         int(row["done"]),

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from pynetdicom import events
 
-from klinika.audit import Actor, AuditTrail
+from klinika.audit import Actor, AuditTrail, Outcome
 from klinika.auth import AuthService, Role
 from klinika.dimse.tls import is_certified
 
@@ -53,7 +53,7 @@ def association_rejected(audit: AuditTrail, title: str, address: str, reason: st
     audit.record_soon(
         Actor(title or "-", Role.MODALITY),
         "dicom:associate",
-        "denied",
+        Outcome.DENIED,
         source=f"{title}@{address}",
         details={"reason": reason},
     )

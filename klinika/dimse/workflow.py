@@ -32,7 +32,7 @@ from pynetdicom.sop_class import (
     StorageCommitmentPushModelInstance,
 )
 
-from klinika.audit import Actor, AuditTrail
+from klinika.audit import Actor, AuditTrail, Outcome
 from klinika.auth import AuthService
 from klinika.config import Settings
 from klinika.dimse import status
@@ -42,6 +42,7 @@ from klinika.errors import InvalidQuery, KlinikaError
 from klinika.workflow import (
     CommitmentResult,
     DuplicatePerformedStep,
+    FailureReason,
     InvalidAttribute,
     PerformedStepFinal,
     Schedule,
@@ -52,7 +53,10 @@ from klinika.workflow import (
 log = logging.getLogger(__name__)
 
 #: FailureReason (0008,1197) per reason of the workflow room (PS3.4 J.3.3.1.1.2).
-FAILURE_REASONS = {"no-such-instance": 0x0112, "class-instance-conflict": 0x0119}
+FAILURE_REASONS: dict[FailureReason, int] = {
+    FailureReason.NO_SUCH_INSTANCE: status.NO_SUCH_OBJECT_INSTANCE,
+    FailureReason.CLASS_INSTANCE_CONFLICT: status.CLASS_INSTANCE_CONFLICT,
+}
 
 
 def _status(code: int, comment: str, **elements: Any) -> Dataset:
@@ -268,14 +272,16 @@ class WorkflowHandlers:
                 )
                 if answer.get("Status") == status.SUCCESS:
                     log.info("storage commitment %s reported to %s", result.transaction_uid, title)
-                    self._reported(result, title, "success", "same association")
+                    self._reported(result, title, Outcome.SUCCESS, "same association")
                     return
             except (RuntimeError, ValueError) as exc:
                 log.info("storage commitment report on the same association failed: %s", exc)
         delivered = self._report_on_new_association(report, event_type, result, title)
-        self._reported(result, title, "success" if delivered else "failure", "new association")
+        self._reported(
+            result, title, Outcome.SUCCESS if delivered else Outcome.FAILURE, "new association"
+        )
 
-    def _reported(self, result: CommitmentResult, title: str, outcome: str, how: str) -> None:
+    def _reported(self, result: CommitmentResult, title: str, outcome: Outcome, how: str) -> None:
         """One audit event per N-EVENT-REPORT: to whom, how, and what it said."""
         self.audit.record_soon(
             Actor(self.settings.ae_title, "system"),

@@ -19,7 +19,7 @@ from typing import Any
 
 from klinika.fhir.ids import patient_resource_id, text_resource_id
 from klinika.fhir.params import DICOM_MODALITY_SYSTEM, DICOM_UID_SYSTEM
-from klinika.workflow import ScheduledStep
+from klinika.workflow import ScheduledStep, StepStatus
 
 ENDPOINT_ID = "dicomweb"
 LOINC = "http://loinc.org"
@@ -188,9 +188,7 @@ def _modality(code: str) -> Json:
 
 
 def study_started(match: Json) -> str | None:
-    return fhir_date_time(
-        text(match, "00080020"), text(match, "00080030"), text(match, "00080201")
-    )
+    return fhir_date_time(text(match, "00080020"), text(match, "00080030"), text(match, "00080201"))
 
 
 @dataclass(frozen=True)
@@ -304,13 +302,9 @@ def diagnostic_report(report: SignedReport) -> Json:
         "id": study_uid,
         "meta": {"versionId": str(report.number)},
         "status": report.state,
-        "category": [
-            {"coding": [{"system": V2_0074, "code": "RAD", "display": "Radiology"}]}
-        ],
+        "category": [{"coding": [{"system": V2_0074, "code": "RAD", "display": "Radiology"}]}],
         "code": {
-            "coding": [
-                {"system": LOINC, "code": "18748-4", "display": "Diagnostic imaging study"}
-            ]
+            "coding": [{"system": LOINC, "code": "18748-4", "display": "Diagnostic imaging study"}]
         },
         "subject": patient_reference(report.study),
         "imagingStudy": [{"reference": f"ImagingStudy/{study_uid}"}],
@@ -345,12 +339,12 @@ def diagnostic_report(report: SignedReport) -> Json:
 
 # ------------------------------------------------------------------ service request
 #: Scheduled procedure step status -> ServiceRequest.status (R4 valueset-request-status).
-REQUEST_STATUS = {
-    "SCHEDULED": "active",
-    "ARRIVED": "active",
-    "IN PROGRESS": "active",
-    "COMPLETED": "completed",
-    "DISCONTINUED": "revoked",
+REQUEST_STATUS: dict[StepStatus, str] = {
+    StepStatus.SCHEDULED: "active",
+    StepStatus.ARRIVED: "active",
+    StepStatus.IN_PROGRESS: "active",
+    StepStatus.COMPLETED: "completed",
+    StepStatus.DISCONTINUED: "revoked",
 }
 #: DICOM coding scheme designators (PS3.16 Table 8-1) with a FHIR system URI.
 _CODE_SYSTEMS = {
@@ -390,7 +384,7 @@ def service_request(step: ScheduledStep) -> Json:
         "resourceType": "ServiceRequest",
         "id": text_resource_id(details.step_id),
         "identifier": identifiers,
-        "status": REQUEST_STATUS.get(step.status.value, "unknown"),
+        "status": REQUEST_STATUS[step.status],
         "intent": "order",
         "category": [{"coding": [_IMAGING]}],
         "subject": subject,
@@ -425,9 +419,7 @@ def service_request(step: ScheduledStep) -> Json:
 
 
 # ------------------------------------------------------------------ bundle
-def searchset(
-    resources: list[Json], total: int, base: str, links: dict[str, str]
-) -> Json:
+def searchset(resources: list[Json], total: int, base: str, links: dict[str, str]) -> Json:
     """A searchset Bundle of ``resources`` (``base`` is the FHIR root URL)."""
     bundle: Json = {
         "resourceType": "Bundle",

@@ -30,7 +30,8 @@ from klinika.fhir.params import (
 from klinika.fhir.resources import Json, SignedReport, StudyContent, first, text
 from klinika.index.query import Query
 from klinika.reports import ReportService
-from klinika.workflow import Schedule, StepFilter
+from klinika.reports.states import ReportState
+from klinika.workflow import Schedule, StepFilter, StepStatus
 
 PATIENT_PARAMS = ("_id", "identifier", "name", "family", "given", "birthdate", "gender")
 IMAGING_STUDY_PARAMS = ("_id", "patient", "subject", "identifier", "started", "modality")
@@ -45,10 +46,10 @@ SERVICE_REQUEST_PARAMS = (
     "modality",
 )
 #: ServiceRequest.status -> the scheduled step states it stands for.
-_STEP_STATES = {
-    "active": ("SCHEDULED", "ARRIVED", "IN PROGRESS"),
-    "completed": ("COMPLETED",),
-    "revoked": ("DISCONTINUED",),
+_STEP_STATES: dict[str, tuple[StepStatus, ...]] = {
+    "active": (StepStatus.SCHEDULED, StepStatus.ARRIVED, StepStatus.IN_PROGRESS),
+    "completed": (StepStatus.COMPLETED,),
+    "revoked": (StepStatus.DISCONTINUED,),
 }
 _REQUEST_STATUSES = frozenset(
     {"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"}
@@ -74,7 +75,8 @@ _REPORT_STATUSES = frozenset(
         "unknown",
     }
 )
-_PUBLISHED = frozenset({"final", "amended"})
+#: The report states we publish, whose codes are the DiagnosticReport statuses of the same name.
+_PUBLISHED = frozenset({ReportState.FINAL, ReportState.AMENDED})
 
 
 @dataclass
@@ -175,7 +177,9 @@ class FhirService:
             match["PatientBirthDate"] = dates
         gender = search.one("gender")
         if gender is not None:
-            codes = token_list("gender", gender, frozenset({"http://hl7.org/fhir/administrative-gender"}))
+            codes = token_list(
+                "gender", gender, frozenset({"http://hl7.org/fhir/administrative-gender"})
+            )
             if len(codes) > 1:
                 raise InvalidQuery("gender: a list (OR) is not supported")
             if codes[0] not in _GENDERS:
@@ -343,16 +347,18 @@ class FhirService:
         return None if candidates is None else sorted(candidates)
 
     @staticmethod
-    def _report_states(search: Search) -> frozenset[str]:
+    def _report_states(search: Search) -> frozenset[ReportState]:
         states = set(_PUBLISHED)
         for value in search.values.get("status", []):
             codes = set(
-                token_list("status", value, frozenset({"http://hl7.org/fhir/diagnostic-report-status"}))
+                token_list(
+                    "status", value, frozenset({"http://hl7.org/fhir/diagnostic-report-status"})
+                )
             )
             unknown = codes - _REPORT_STATUSES
             if unknown:
                 raise InvalidQuery(f"status {sorted(unknown)[0][:40]!r} is not a report status")
-            states &= codes
+            states &= {state for state in _PUBLISHED if state.value in codes}
         if not states:
             raise _Nothing
         return frozenset(states)
@@ -395,9 +401,7 @@ class FhirService:
         step_id = text_key(resource_id, "ServiceRequest")
         return resources.service_request(self.schedule.get(step_id, actor, source=source))
 
-    def create_service_request(
-        self, resource: Any, actor: Actor, *, source: str | None
-    ) -> Json:
+    def create_service_request(self, resource: Any, actor: Actor, *, source: str | None) -> Json:
         """Schedule the procedure step a ServiceRequest orders (the one
         :meth:`Schedule.create`, audited there) and return it as we serve it.
 
@@ -445,7 +449,7 @@ class FhirService:
         steps = [
             s
             for s in steps
-            if s.status.value in states
+            if s.status in states
             and (not wanted.modality or s.details.modality == wanted.modality)
             and (not wanted.date_from or s.details.start_date >= wanted.date_from)
             and (not wanted.date_to or s.details.start_date <= wanted.date_to)
@@ -470,7 +474,7 @@ class FhirService:
             raise InvalidQuery("identifier: an accession number, without * ? or \\")
         return value
 
-    def _step_search(self, search: Search) -> tuple[StepFilter, set[str], set[str] | None]:
+    def _step_search(self, search: Search) -> tuple[StepFilter, set[StepStatus], set[str] | None]:
         patient: dict[str, str] = {}
         self._add_patient(patient, search)
         states = {state for group in _STEP_STATES.values() for state in group}

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from klinika.archive import Archive
 from klinika.archive.management import StudyManagement
-from klinika.audit import Actor, AuditTrail
+from klinika.audit import Actor, AuditTrail, Outcome
 from klinika.auth.permissions import Role, is_allowed
 from klinika.dicom.attributes import Level
 from klinika.errors import (
@@ -207,7 +207,9 @@ class Hl7Service:
         self.audit.record(
             Actor(name, Role.INTERFACE.value),
             "hl7:message",
-            "denied" if error.ack == "AR" and error.location == "MSH^1^3" else "failure",
+            Outcome.DENIED
+            if error.ack == "AR" and error.location == "MSH^1^3"
+            else Outcome.FAILURE,
             source=peer,
             details={
                 "message": f"{header.message_type}^{header.trigger_event}",

@@ -7,6 +7,7 @@ they are shown, in the report's own language.
 from __future__ import annotations
 
 from klinika.i18n import N_
+from klinika.reports.states import ReportState
 
 #: The sections of a report, in reading order.
 SECTIONS: tuple[str, ...] = (
@@ -45,7 +46,11 @@ HEADER_LABELS = {
 SEX_LABELS = {"F": N_("Female"), "M": N_("Male"), "O": N_("Other")}
 
 #: Report states: never signed, signed once, signed again after an amendment.
-STATUS_LABELS = {"draft": N_("Draft"), "final": N_("Final"), "amended": N_("Amended")}
+STATUS_LABELS: dict[ReportState, str] = {
+    ReportState.DRAFT: N_("Draft"),
+    ReportState.FINAL: N_("Final"),
+    ReportState.AMENDED: N_("Amended"),
+}
 
 TITLE = N_("Radiology report")
 KEY_IMAGES = N_("Key images")

@@ -9,6 +9,7 @@ from typing import Any
 from klinika.i18n import LANGUAGES
 from klinika.reports.errors import InvalidReport
 from klinika.reports.labels import SECTIONS
+from klinika.reports.states import ReportState, VersionStatus, version_state
 from klinika.reports.templates import TEMPLATES
 
 MAX_SECTION_CHARS = 20_000
@@ -21,13 +22,6 @@ def iso(seconds: int | None) -> str | None:
     if seconds is None:
         return None
     return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-def version_state(number: int, status: str) -> str:
-    """draft, final (the first signed version) or amended (a signed later version)."""
-    if status != "final":
-        return "draft"
-    return "final" if number == 1 else "amended"
 
 
 @dataclass(frozen=True)
@@ -100,7 +94,7 @@ class ReportVersion:
     """One version of a report: a draft, or final once signed."""
 
     number: int
-    status: str  # draft | final
+    status: VersionStatus
     language: str
     template: str | None
     sections: dict[str, str]
@@ -117,10 +111,10 @@ class ReportVersion:
 
     @property
     def signed(self) -> bool:
-        return self.status == "final"
+        return self.status == VersionStatus.FINAL
 
     @property
-    def state(self) -> str:
+    def state(self) -> ReportState:
         return version_state(self.number, self.status)
 
     def summary(self) -> dict[str, Any]:

@@ -10,8 +10,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from klinika.reports.errors import StaleReport
-from klinika.reports.records import Draft, KeyImage, ReportVersion, version_state
+from klinika.reports.records import Draft, KeyImage, ReportVersion
 from klinika.reports.schema import report_versions, reports
+from klinika.reports.states import ReportState, VersionStatus, version_state
 
 VERSION_COLUMNS = [c for c in report_versions.c if c.name != "pdf"]
 
@@ -84,7 +85,7 @@ def bump(connection: sa.Connection, row: sa.Row[Any], now: int, **values: Any) -
 def version_of(row: sa.Row[Any]) -> ReportVersion:
     return ReportVersion(
         number=row.number,
-        status=row.status,
+        status=VersionStatus(row.status),
         language=row.language,
         template=row.template,
         sections=json.loads(row.sections),
@@ -121,7 +122,7 @@ def stored_pdf(connection: sa.Connection, study_uid: str, number: int) -> bytes 
     return bytes(value) if value is not None else None
 
 
-def states(connection: sa.Connection, study_uids: list[str]) -> dict[str, str]:
+def states(connection: sa.Connection, study_uids: list[str]) -> dict[str, ReportState]:
     """The state of each study's newest version (studies without a report are absent)."""
     statement = (
         sa.select(reports.c.study_instance_uid, report_versions.c.number, report_versions.c.status)
@@ -129,13 +130,16 @@ def states(connection: sa.Connection, study_uids: list[str]) -> dict[str, str]:
         .where(reports.c.study_instance_uid.in_(study_uids))
         .order_by(reports.c.study_instance_uid, report_versions.c.number)
     )
-    return {uid: version_state(n, status) for uid, n, status in connection.execute(statement)}
+    return {
+        uid: version_state(n, VersionStatus(status))
+        for uid, n, status in connection.execute(statement)
+    }
 
 
 def published(
     connection: sa.Connection,
     study_uids: list[str] | None,
-    states: frozenset[str],
+    states: frozenset[ReportState],
     limit: int,
     offset: int,
 ) -> tuple[list[str], int]:
@@ -149,16 +153,16 @@ def published(
             sa.func.max(report_versions.c.signed_at).label("signed_at"),
         )
         .join(report_versions, report_versions.c.report_pk == reports.c.pk)
-        .where(report_versions.c.status == "final")
+        .where(report_versions.c.status == VersionStatus.FINAL.value)
         .group_by(reports.c.study_instance_uid)
     )
     if study_uids is not None:
         newest = newest.where(reports.c.study_instance_uid.in_(study_uids))
     signed = newest.subquery()
     wanted = []
-    if "final" in states:
+    if ReportState.FINAL in states:
         wanted.append(signed.c.number == 1)
-    if "amended" in states:
+    if ReportState.AMENDED in states:
         wanted.append(signed.c.number > 1)
     where = sa.or_(*wanted) if wanted else sa.false()
     total = connection.execute(sa.select(sa.func.count()).select_from(signed).where(where))

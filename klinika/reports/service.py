@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from pydicom.uid import generate_uid
 
 from klinika.archive import Archive
-from klinika.audit import Actor, AuditTrail
+from klinika.audit import Actor, AuditTrail, Outcome
 from klinika.db import Database
 from klinika.errors import KlinikaError, NotFound
 from klinika.i18n import translator
@@ -32,6 +32,7 @@ from klinika.reports.header import StudyHeader, study_header
 from klinika.reports.pdf import render_key_image, render_pdf
 from klinika.reports.records import Draft, KeyImage, ReportVersion, ReportView
 from klinika.reports.schema import report_versions
+from klinika.reports.states import ReportState, VersionStatus
 from klinika.reports.templates import (
     TEMPLATE_NAMES,
     TEMPLATE_SECTIONS,
@@ -72,7 +73,7 @@ class ReportService:
         self.clock = clock
 
     # ------------------------------------------------------------------ reading
-    def statuses(self, study_uids: list[str]) -> dict[str, str]:
+    def statuses(self, study_uids: list[str]) -> dict[str, ReportState]:
         """Each study's report state for lists (``draft``, ``final``, ``amended``); studies
         without a report are absent. Not audited: it shows no report content."""
         if not study_uids:
@@ -84,7 +85,7 @@ class ReportService:
         self,
         study_uids: list[str] | None = None,
         *,
-        states: frozenset[str] = frozenset({"final", "amended"}),
+        states: frozenset[ReportState] = frozenset({ReportState.FINAL, ReportState.AMENDED}),
         limit: int = 50,
         offset: int = 0,
     ) -> tuple[list[str], int]:
@@ -211,7 +212,7 @@ class ReportService:
                             | {
                                 "report_pk": pk,
                                 "number": 1,
-                                "status": "draft",
+                                "status": VersionStatus.DRAFT.value,
                                 "author": actor.name,
                                 "created_at": now,
                             }
@@ -220,7 +221,7 @@ class ReportService:
                 else:
                     latest = rows.latest(connection, row.pk)
                     rows.check_revision(row, expected_revision)
-                    if latest.status != "draft":
+                    if latest.status != VersionStatus.DRAFT:
                         raise ReportStateError(
                             f"version {latest.number} is signed: amend the report to change it"
                         )
@@ -303,7 +304,7 @@ class ReportService:
             now = int(self.clock())
             signed = replace(
                 latest,
-                status="final",
+                status=VersionStatus.FINAL,
                 signed_by=actor.name,
                 signed_by_name=signer_name or actor.name,
                 signed_at=now,
@@ -320,7 +321,7 @@ class ReportService:
                     sa.update(report_versions)
                     .where(report_versions.c.pk == latest_row.pk)
                     .values(
-                        status="final",
+                        status=VersionStatus.FINAL.value,
                         signed_by=signed.signed_by,
                         signed_by_name=signed.signed_by_name,
                         signed_at=now,
@@ -369,7 +370,7 @@ class ReportService:
                     raise NotFound(f"study {study_uid} has no report to amend")
                 rows.check_revision(row, expected_revision)
                 latest = rows.latest(connection, row.pk)
-                if latest.status != "final":
+                if latest.status != VersionStatus.FINAL:
                     raise ReportStateError(
                         f"version {latest.number} is a draft: sign it, or edit it, instead"
                     )
@@ -378,7 +379,7 @@ class ReportService:
                     sa.insert(report_versions).values(
                         report_pk=row.pk,
                         number=latest.number + 1,
-                        status="draft",
+                        status=VersionStatus.DRAFT.value,
                         language=latest.language,
                         template=latest.template,
                         sections=latest.sections,
@@ -501,9 +502,9 @@ class ReportService:
         except KlinikaError as exc:
             details["error"] = str(exc)
             self.audit.record(
-                actor, action, "failure", study_uid=study_uid, source=source, details=details
+                actor, action, Outcome.FAILURE, study_uid=study_uid, source=source, details=details
             )
             raise
         self.audit.record(
-            actor, action, "success", study_uid=study_uid, source=source, details=details
+            actor, action, Outcome.SUCCESS, study_uid=study_uid, source=source, details=details
         )

@@ -19,7 +19,13 @@ from klinika.workflow.errors import (
     UnknownStep,
 )
 from klinika.workflow.items import worklist_item
-from klinika.workflow.records import PerformedStep, ScheduledStep, StepDetails, StepStatus
+from klinika.workflow.records import (
+    PerformedStatus,
+    PerformedStep,
+    ScheduledStep,
+    StepDetails,
+    StepStatus,
+)
 from klinika.workflow.service import (
     WORKLIST_COLUMNS,
     CommitmentResult,
@@ -35,6 +41,7 @@ __all__ = [
     "FailureReason",
     "InvalidAttribute",
     "InvalidStep",
+    "PerformedStatus",
     "PerformedStep",
     "PerformedStepFinal",
     "Schedule",

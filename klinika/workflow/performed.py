@@ -21,13 +21,17 @@ from klinika.workflow.errors import (
     PerformedStepFinal,
     UnknownPerformedStep,
 )
-from klinika.workflow.records import DESK_STATES, PerformedStep, StepStatus
+from klinika.workflow.records import (
+    DESK_STATES,
+    STEP_STATUS_OF_PERFORMED,
+    PerformedStatus,
+    PerformedStep,
+    StepStatus,
+)
 from klinika.workflow.schema import performed_steps, scheduled_steps
 
 _P, _S = performed_steps.c, scheduled_steps.c
-#: Performed Procedure Step Status values (PS3.3 C.4.14).
-PPS_STATES = ("IN PROGRESS", "COMPLETED", "DISCONTINUED")
-_FINAL = ("COMPLETED", "DISCONTINUED")
+_FINAL = frozenset({PerformedStatus.COMPLETED, PerformedStatus.DISCONTINUED})
 _DATE = re.compile(r"^\d{8}$")
 _TIME = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
 _DATES = ("PerformedProcedureStepStartDate", "PerformedProcedureStepEndDate")
@@ -57,10 +61,11 @@ def _check_values(dataset: Dataset) -> None:
             raise InvalidAttribute(keyword, f"{keyword} {value!r} is not a time")
     if "PerformedProcedureStepStatus" in dataset:
         status = _text(dataset, "PerformedProcedureStepStatus")
-        if status not in PPS_STATES:
+        if status not in set(PerformedStatus):
             raise InvalidAttribute(
                 "PerformedProcedureStepStatus",
-                f"PerformedProcedureStepStatus {status!r} is not one of {', '.join(PPS_STATES)}",
+                f"PerformedProcedureStepStatus {status!r} is not one of "
+                f"{', '.join(PerformedStatus)}",
             )
 
 
@@ -95,7 +100,7 @@ def _json(dataset: Dataset) -> str:
 def _performed(row: sa.Row[Any]) -> PerformedStep:
     return PerformedStep(
         sop_instance_uid=row.sop_instance_uid,
-        status=row.status,
+        status=PerformedStatus(row.status),
         study_instance_uid=row.study_instance_uid,
         station_ae_title=row.station_ae_title,
         created_at=row.created_at,
@@ -110,7 +115,7 @@ def create(connection: sa.Connection, uid: str, attributes: Dataset, now: int) -
             "PerformedProcedureStepStatus", "PerformedProcedureStepStatus is missing", missing=True
         )
     _check_values(attributes)
-    if _text(attributes, "PerformedProcedureStepStatus") != "IN PROGRESS":
+    if _text(attributes, "PerformedProcedureStepStatus") != PerformedStatus.IN_PROGRESS:
         raise InvalidAttribute(
             "PerformedProcedureStepStatus", "an MPPS is created IN PROGRESS (PS3.4 F.7.2.1)"
         )
@@ -121,7 +126,7 @@ def create(connection: sa.Connection, uid: str, attributes: Dataset, now: int) -
     connection.execute(
         sa.insert(performed_steps).values(
             sop_instance_uid=uid,
-            status="IN PROGRESS",
+            status=PerformedStatus.IN_PROGRESS.value,
             step_pk=step.pk if step is not None else None,
             study_instance_uid=_study_uid(attributes, step),
             station_ae_title=station,
@@ -130,7 +135,7 @@ def create(connection: sa.Connection, uid: str, attributes: Dataset, now: int) -
             updated_at=now,
         )
     )
-    if step is not None and step.status in [s.value for s in DESK_STATES] + ["IN PROGRESS"]:
+    if step is not None and step.status in {*DESK_STATES, StepStatus.IN_PROGRESS}:
         connection.execute(
             sa.update(scheduled_steps)
             .where(_S.pk == step.pk)
@@ -164,8 +169,7 @@ def update(connection: sa.Connection, uid: str, modifications: Dataset, now: int
     )
     patient = _text(merged, "PatientID") or None
     if row.step_pk is not None:
-        step_status = {"COMPLETED": StepStatus.COMPLETED, "DISCONTINUED": StepStatus.DISCONTINUED}
-        new = step_status.get(status, StepStatus.IN_PROGRESS)
+        new = STEP_STATUS_OF_PERFORMED[PerformedStatus(status)]
         connection.execute(
             sa.update(scheduled_steps)
             .where(_S.pk == row.step_pk, _S.performed_uid == uid)

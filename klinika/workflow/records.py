@@ -28,6 +28,21 @@ class StepStatus(StrEnum):
     DISCONTINUED = "DISCONTINUED"
 
 
+class PerformedStatus(StrEnum):
+    """Performed Procedure Step Status (0040,0252) of an MPPS (PS3.3 C.4.14)."""
+
+    IN_PROGRESS = "IN PROGRESS"
+    COMPLETED = "COMPLETED"
+    DISCONTINUED = "DISCONTINUED"
+
+
+#: What a scheduled step becomes when the MPPS that performs it reaches each status.
+STEP_STATUS_OF_PERFORMED: dict[PerformedStatus, StepStatus] = {
+    PerformedStatus.IN_PROGRESS: StepStatus.IN_PROGRESS,
+    PerformedStatus.COMPLETED: StepStatus.COMPLETED,
+    PerformedStatus.DISCONTINUED: StepStatus.DISCONTINUED,
+}
+
 #: States a step may no longer leave.
 FINAL_STATES = frozenset({StepStatus.COMPLETED, StepStatus.DISCONTINUED})
 #: States the front desk may set by editing.
@@ -133,7 +148,7 @@ class PerformedStep:
     """One MPPS instance as the modality reported it."""
 
     sop_instance_uid: str
-    status: str
+    status: PerformedStatus
     study_instance_uid: str | None
     station_ae_title: str | None
     created_at: int

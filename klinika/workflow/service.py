@@ -13,13 +13,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
 import sqlalchemy as sa
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from klinika.audit import Actor, AuditTrail
+from klinika.audit import Actor, AuditTrail, Outcome
 from klinika.db import Database
 from klinika.errors import KlinikaError
 from klinika.index import schema as index
@@ -86,8 +87,11 @@ class StepFilter:
     limit: int = 500
 
 
-#: Storage commitment failure reasons (PS3.4 J.3.3.1.1.2: 0x0112, 0x0119).
-FailureReason = Literal["no-such-instance", "class-instance-conflict"]
+class FailureReason(StrEnum):
+    """Why an instance of a storage commitment request is not committed (PS3.4 J.3.3.1.1.2)."""
+
+    NO_SUCH_INSTANCE = "no-such-instance"
+    CLASS_INSTANCE_CONFLICT = "class-instance-conflict"
 
 
 @dataclass(frozen=True)
@@ -435,9 +439,9 @@ class Schedule:
             failed: list[tuple[str, str, FailureReason]] = []
             for sop_class, uid in wanted:
                 if uid not in held:
-                    failed.append((sop_class, uid, "no-such-instance"))
+                    failed.append((sop_class, uid, FailureReason.NO_SUCH_INSTANCE))
                 elif held[uid][0] != sop_class:
-                    failed.append((sop_class, uid, "class-instance-conflict"))
+                    failed.append((sop_class, uid, FailureReason.CLASS_INSTANCE_CONFLICT))
                 else:
                     committed.append((sop_class, uid))
                     studies.add(held[uid][1])
@@ -456,13 +460,13 @@ class Schedule:
             yield record
         except KlinikaError as exc:
             record["details"] = {**record["details"], "error": str(exc)}
-            self.audit.record(actor, action, "failure", source=source, **record)
+            self.audit.record(actor, action, Outcome.FAILURE, source=source, **record)
             raise
         writes = action != "workflow:read"
         if writes:
-            self.audit.record(actor, action, "success", source=source, **record)
+            self.audit.record(actor, action, Outcome.SUCCESS, source=source, **record)
         else:
-            self.audit.record_soon(actor, action, "success", source=source, **record)
+            self.audit.record_soon(actor, action, Outcome.SUCCESS, source=source, **record)
 
     def _check_unique(
         self, connection: sa.Connection, details: StepDetails, own: str | None

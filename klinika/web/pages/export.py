@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from klinika.archive import Archive
+from klinika.audit import Outcome
 from klinika.auth.http import client_address
 from klinika.auth.models import Principal
 from klinika.dicom.attributes import Level
@@ -77,7 +78,7 @@ def create_router(context: PageContext) -> APIRouter:
             context.audit.record,
             principal.actor,
             "dicom:export",
-            "success",
+            Outcome.SUCCESS,
             study_uid=study,
             series_uid=series,
             source=client_address(request),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from klinika.audit import Outcome
 from klinika.i18n import N_
 
 #: audit action code -> label (codes not listed are shown as they are)
@@ -47,10 +48,10 @@ ACTION_LABELS = {
     "storage:migrate": N_("Storage migrated"),
 }
 #: audit outcome -> label
-OUTCOME_LABELS = {
-    "success": N_("success"),
-    "failure": N_("failure"),
-    "denied": N_("denied"),
+OUTCOME_LABELS: dict[Outcome, str] = {
+    Outcome.SUCCESS: N_("success"),
+    Outcome.FAILURE: N_("failure"),
+    Outcome.DENIED: N_("denied"),
 }
 
 _BROWSERS = (  # the first that matches names the browser (Edge and Opera also say Chrome)

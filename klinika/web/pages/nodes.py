@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydicom.datadict import keyword_for_tag
 from starlette.concurrency import run_in_threadpool
 
+from klinika.audit import Outcome
 from klinika.auth.http import client_address
 from klinika.auth.models import Principal
 from klinika.auth.nodes import RETRIEVE_METHODS, checked_node
@@ -149,7 +150,7 @@ def create_router(context: PageContext) -> APIRouter:
         context.audit.record_soon(
             principal.actor,
             "dicom:read",
-            "success",
+            Outcome.SUCCESS,
             study_uid=study_uid,
             source=client_address(request),
             details={"method": "GET", "path": request.url.path},
@@ -160,8 +161,12 @@ def create_router(context: PageContext) -> APIRouter:
                 Level.SERIES,
                 {"StudyInstanceUID": study_uid},
                 include=frozenset(
-                    ("Modality", "SeriesDescription", "SeriesNumber",
-                     "NumberOfSeriesRelatedInstances")
+                    (
+                        "Modality",
+                        "SeriesDescription",
+                        "SeriesNumber",
+                        "NumberOfSeriesRelatedInstances",
+                    )
                 ),
                 strict=False,
             ),
@@ -171,9 +176,7 @@ def create_router(context: PageContext) -> APIRouter:
             IndexQuery(
                 Level.STUDY,
                 {"StudyInstanceUID": study_uid},
-                include=frozenset(
-                    ("PatientName", "PatientID", "StudyDescription", "StudyDate")
-                ),
+                include=frozenset(("PatientName", "PatientID", "StudyDescription", "StudyDate")),
                 strict=False,
             ),
         )
@@ -245,8 +248,13 @@ def create_router(context: PageContext) -> APIRouter:
         modality: Annotated[str, Query(max_length=16)] = "",
         accession: Annotated[str, Query(max_length=16)] = "",
     ) -> Response:
-        typed = {"name": name, "pid": pid, "date": date, "modality": modality,
-                 "accession": accession}
+        typed = {
+            "name": name,
+            "pid": pid,
+            "date": date,
+            "modality": modality,
+            "accession": accession,
+        }
         found, error = None, None
         if node:
             keys = {QUERY_FIELDS[field]: value for field, value in typed.items()}

@@ -16,9 +16,9 @@ from klinika.auth.models import Principal
 from klinika.errors import KlinikaError
 from klinika.i18n import N_
 from klinika.web.pages.context import PageContext
-from klinika.workflow import ScheduledStep, StepDetails, StepFilter, StepStatus
+from klinika.workflow import PerformedStatus, ScheduledStep, StepDetails, StepFilter, StepStatus
 
-STATUS_LABELS = {
+STATUS_LABELS: dict[StepStatus, str] = {
     StepStatus.SCHEDULED: N_("Scheduled"),
     StepStatus.ARRIVED: N_("Arrived"),
     StepStatus.IN_PROGRESS: N_("In progress"),
@@ -26,10 +26,10 @@ STATUS_LABELS = {
     StepStatus.DISCONTINUED: N_("Discontinued"),
 }
 #: MPPS states as the console shows them.
-PERFORMED_LABELS = {
-    "IN PROGRESS": N_("In progress"),
-    "COMPLETED": N_("Completed"),
-    "DISCONTINUED": N_("Discontinued"),
+PERFORMED_LABELS: dict[PerformedStatus, str] = {
+    PerformedStatus.IN_PROGRESS: N_("In progress"),
+    PerformedStatus.COMPLETED: N_("Completed"),
+    PerformedStatus.DISCONTINUED: N_("Discontinued"),
 }
 SEX_CHOICES = (("", N_("Unknown")), ("F", N_("Female")), ("M", N_("Male")), ("O", N_("Other")))
 MODALITIES = ("CT", "MR", "US", "CR", "DX", "MG", "XA", "RF", "NM", "PT", "OT")

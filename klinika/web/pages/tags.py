@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from klinika.archive import InstanceRecord
+from klinika.audit import Outcome
 from klinika.auth.http import client_address
 from klinika.auth.models import Principal
 from klinika.dicom.frames import PixelLocation
@@ -91,7 +92,7 @@ def create_router(context: PageContext) -> APIRouter:
             context.audit.record,
             principal.actor,
             "dicom:tags",
-            "success",
+            Outcome.SUCCESS,
             study_uid=study_uid,
             series_uid=shown.series_uid,
             sop_instance_uid=shown.sop_instance_uid,

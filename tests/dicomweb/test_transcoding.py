@@ -107,7 +107,6 @@ def get(stored: Stored, path: str, accept: str) -> requests.Response:
     ("syntax", "reason"),
     [
         ("1.2.840.10008.1.2.4.50", "8-bit"),
-        ("1.2.840.10008.1.2.4.201", "unsigned"),  # CT_small is signed
         ("1.2.840.10008.1.2.4.202", "TLM"),
         ("1.2.840.10008.1.2.4.100", "not supported"),
     ],
@@ -152,6 +151,22 @@ def test_htj2k_frames_for_a_viewer_decode_to_the_stored_pixels(stored: Stored) -
     headers, payload = part.split(b"\r\n\r\n", 1)
     assert b"image/jphc; transfer-syntax=1.2.840.10008.1.2.4.201" in headers
     assert np.array_equal(openjpeg.decode(payload[:-2]), pixels(pydicom.dcmread(RGB)))
+
+
+def test_htj2k_frames_of_a_signed_ct_decode_to_the_stored_pixels(stored: Stored) -> None:
+    """Pixel Representation 1 as HTJ2K lossless: signed samples back exactly."""
+    study, series, sop = stored.uids(CT)
+    response = get(
+        stored,
+        f"/studies/{study}/series/{series}/instances/{sop}/frames/1",
+        'multipart/related; type="image/jphc"; transfer-syntax=1.2.840.10008.1.2.4.201',
+    )
+    assert response.status_code == 200, response.text
+    boundary = response.headers["content-type"].split("boundary=")[1].split(";")[0]
+    payload = response.content.split(b"--" + boundary.encode())[1].split(b"\r\n\r\n", 1)[1]
+    decoded = openjpeg.decode(payload[:-2])
+    assert decoded.dtype == np.int16  # the code stream says signed
+    assert np.array_equal(decoded, pixels(pydicom.dcmread(CT)))
 
 
 def test_a_frame_part_names_its_media_type_and_transfer_syntax(stored: Stored) -> None:

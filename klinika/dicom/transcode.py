@@ -359,8 +359,13 @@ def _encode(dataset: FileDataset, target: str) -> None:
                 dataset.compress(
                     target, generate_instance_uid=False, j2k_cr=[J2K_RATIO], use_mct=False
                 )
-            elif target in (JPEG_2000_LOSSLESS,):
-                dataset.compress(target, generate_instance_uid=False, use_mct=False)
+            elif target == JPEG_2000_LOSSLESS:
+                # RGB with the reversible colour transform, named YBR_RCT (PS3.5 8.2.4; the
+                # US Image module allows no RGB in JPEG 2000); pydicom applies it by that name
+                rct = dataset.get("PhotometricInterpretation") == "RGB"
+                if rct:
+                    dataset.PhotometricInterpretation = "YBR_RCT"
+                dataset.compress(target, generate_instance_uid=False, use_mct=rct)
             else:
                 dataset.compress(target, generate_instance_uid=False)
     except CannotTranscode:

@@ -25,9 +25,7 @@ StorageKind = Literal["files", "s3"]
 LogFormat = Literal["text", "json"]
 LOG_STREAMS = ("stderr", "stdout", "none")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-DIMSE_SERVICES = frozenset(
-    {"echo", "store", "find", "move", "get", "worklist", "mpps", "commit"}
-)
+DIMSE_SERVICES = frozenset({"echo", "store", "find", "move", "get", "worklist", "mpps", "commit"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +158,8 @@ class Settings:
     max_request_bytes: int = 4 * 1024**3
     max_instance_bytes: int = 256 * 1024**2
     max_frames_per_request: int = 256
+    #: bytes of transcoded WADO-RS instances kept in memory per process (0: none)
+    transcode_cache_bytes: int = 256 * 1024**2
     max_multipart_boundary: int = 200
     qido_max_offset: int = 10_000_000
     qido_max_fuzzy_words: int = 16
@@ -286,6 +286,8 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        if self.transcode_cache_bytes < 0:
+            raise ConfigError("transcode_cache_bytes must not be negative")
         if self.max_instance_bytes > self.max_request_bytes:
             raise ConfigError("max_instance_bytes must not exceed max_request_bytes")
         if self.password_min_length < 8:
@@ -340,7 +342,6 @@ class Settings:
                 raise ConfigError(f"hl7_senders: {entry!r} names no application (APP@FACILITY)")
             pairs.append((application.strip(), facility.strip() or "*"))
         return tuple(pairs)
-
 
     @property
     def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

@@ -275,9 +275,14 @@ def encoded_frames(part10: bytes, target: str) -> list[bytes]:
     CannotTranscode
         As :func:`transcode`.
     """
+    return frames_of(transcode(part10, target))
+
+
+def frames_of(part10: bytes) -> list[bytes]:
+    """Every frame's code stream of an instance with encapsulated pixel data."""
     from pydicom.encaps import generate_frames
 
-    dataset = dcmread(io.BytesIO(transcode(part10, target)))
+    dataset = dcmread(io.BytesIO(part10))
     frames = int(dataset.get("NumberOfFrames", 1) or 1)
     return list(generate_frames(dataset.PixelData, number_of_frames=frames))
 

@@ -12,7 +12,7 @@ PYTHON=${PYTHON:-python3}
 # openjph-tools: ojph_compress, the HTJ2K encoder of WADO-RS transcoding (no Python package
 # writes HTJ2K);
 # prometheus: promtool checks and unit-tests deploy/monitoring's alert rules.
-SYSTEM_PACKAGES=(python3-venv dcmtk dicom3tools openjph-tools orthanc poppler-utils iproute2 postgresql nginx
+SYSTEM_PACKAGES=(python3-venv dcmtk dicom3tools openjph-tools orthanc orthanc-dicomweb poppler-utils iproute2 postgresql nginx
   openssl chromium fonts-dejavu-core fonts-noto-core prometheus)
 # npm fetches the OHIF viewer; a Node.js that brings its own npm (NodeSource) is kept as it is.
 command -v npm >/dev/null || SYSTEM_PACKAGES+=(npm)

@@ -167,6 +167,8 @@ class Settings:
     max_request_bytes: int = 4 * 1024**3
     max_instance_bytes: int = 256 * 1024**2
     max_frames_per_request: int = 256
+    #: bytes of transcoded WADO-RS instances kept in memory per process (0: none)
+    transcode_cache_bytes: int = 256 * 1024**2
     max_multipart_boundary: int = 200
     qido_max_offset: int = 10_000_000
     qido_max_fuzzy_words: int = 16
@@ -294,6 +296,8 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        if self.transcode_cache_bytes < 0:
+            raise ConfigError("transcode_cache_bytes must not be negative")
         if self.max_instance_bytes > self.max_request_bytes:
             raise ConfigError("max_instance_bytes must not exceed max_request_bytes")
         if self.password_min_length < 8:

@@ -13,8 +13,10 @@ for RLE, JPEG-LS and JPEG 2000; Pillow (libjpeg) for JPEG baseline, which pydico
 encode; HTJ2K (lossless ``.4.201``, lossy ``.4.203``, RPCL progression) with OpenJPH's
 ``ojph_compress`` (Debian ``openjph-tools``; no Python package writes HTJ2K: OpenJPEG only
 decodes it). HTJ2K with RPCL Options (``.4.202``) needs TLM marker segments, which
-``ojph_compress`` 0.9 does not write, and signed samples it does not read: both are refused
-with that reason, as is every target when its encoder is missing.
+``ojph_compress`` 0.9 does not write (it has no TLM or tile-part option): refused with that
+reason, as is every target when its encoder is missing. Signed samples, which its raw reader
+does not sign-extend, are given to it offset to unsigned and the code stream's components
+then marked signed (see :func:`_signed_components`).
 
 pydicom's ``Dataset.decompress`` does the decoding. What it leaves wrong, fixed here:
 
@@ -207,8 +209,6 @@ def can_encode(
     if target not in ENCODERS or bits_allocated == 0:
         return None
     name = UID(target).name
-    if target in HTJ2K_SYNTAXES and pixel_representation != 0:
-        return f"{name}: the installed encoder (ojph_compress) reads unsigned samples only"
     if bits_allocated == 1:
         return f"1-bit pixel data is sent uncompressed only, not as {name}"
     if target == JPEGBaseline8Bit and (bits_allocated != 8 or pixel_representation != 0):
@@ -288,9 +288,14 @@ def encoded_frames(part10: bytes, target: str) -> list[bytes]:
     CannotTranscode
         As :func:`transcode`.
     """
+    return frames_of(transcode(part10, target))
+
+
+def frames_of(part10: bytes) -> list[bytes]:
+    """Every frame's code stream of an instance with encapsulated pixel data."""
     from pydicom.encaps import generate_frames
 
-    dataset = dcmread(io.BytesIO(transcode(part10, target)))
+    dataset = dcmread(io.BytesIO(part10))
     frames = int(dataset.get("NumberOfFrames", 1) or 1)
     return list(generate_frames(dataset.PixelData, number_of_frames=frames))
 
@@ -372,8 +377,13 @@ def _encode(dataset: FileDataset, target: str) -> None:
                 dataset.compress(
                     target, generate_instance_uid=False, j2k_cr=[J2K_RATIO], use_mct=False
                 )
-            elif target in (JPEG2000Lossless,):
-                dataset.compress(target, generate_instance_uid=False, use_mct=False)
+            elif target == JPEG2000Lossless:
+                # RGB with the reversible colour transform, named YBR_RCT (PS3.5 8.2.4; the
+                # US Image module allows no RGB in JPEG 2000); pydicom applies it by that name
+                rct = dataset.get("PhotometricInterpretation") == "RGB"
+                if rct:
+                    dataset.PhotometricInterpretation = "YBR_RCT"
+                dataset.compress(target, generate_instance_uid=False, use_mct=rct)
             else:
                 dataset.compress(target, generate_instance_uid=False)
     except CannotTranscode:
@@ -419,6 +429,9 @@ def _encode_htj2k(dataset: FileDataset, target: str) -> None:
     rows, columns = int(dataset.Rows), int(dataset.Columns)
     bits = int(dataset.BitsStored)
     array = pixel_array(dataset, raw=True).reshape((frames, rows, columns, samples))
+    signed = int(dataset.get("PixelRepresentation", 0) or 0) == 1
+    if signed:  # offset to unsigned for the encoder; the components are marked signed below
+        array = array.astype(np.int32) + (1 << (bits - 1))
     dtype = np.dtype("<u1") if int(dataset.BitsAllocated) <= 8 else np.dtype("<u2")
     decompositions = max(0, min(5, int(np.log2(max(1, min(rows, columns)))) - 2))
     reversible = "true" if target == HTJ2KLossless else "false"
@@ -447,7 +460,8 @@ def _encode_htj2k(dataset: FileDataset, target: str) -> None:
             if run.returncode != 0 or not os.path.exists(output):
                 raise CannotTranscode(f"ojph_compress failed: {(run.stderr or run.stdout)[-300:]}")
             with open(output, "rb") as handle:
-                encoded.append(handle.read())
+                code = handle.read()
+            encoded.append(_signed_components(code) if signed else code)
             os.unlink(output)
     dataset.PixelData = encapsulate(encoded, has_bot=True)
     dataset["PixelData"].VR = "OB"
@@ -455,6 +469,22 @@ def _encode_htj2k(dataset: FileDataset, target: str) -> None:
     if samples > 1:
         dataset.PlanarConfiguration = 0
     dataset.file_meta.TransferSyntaxUID = UID(target)
+
+
+def _signed_components(code: bytes) -> bytes:
+    """The code stream with every component marked signed in its SIZ marker segment.
+
+    The samples were encoded offset by 2^(bits-1) as unsigned: the encoder removes exactly
+    that offset (the DC level shift of T.800 G.1.2) before the transform, so the coded data
+    are those of the signed samples, and only the Ssiz sign bits (T.800 A.5.1) differ."""
+    siz = 2  # SOC, then SIZ (T.800 A.4.1)
+    if code[siz : siz + 2] != b"\xff\x51":
+        raise CannotTranscode("ojph_compress wrote a code stream that does not start SOC, SIZ")
+    components = int.from_bytes(code[siz + 38 : siz + 40], "big")
+    marked = bytearray(code)
+    for component in range(components):
+        marked[siz + 40 + 3 * component] |= 0x80
+    return bytes(marked)
 
 
 def _encode_jpeg_baseline(dataset: FileDataset) -> None:
@@ -609,3 +639,5 @@ def _to_little_endian(dataset: FileDataset) -> None:
             dataset["PixelData"].VR = "OB" if int(dataset.BitsAllocated) <= 8 else "OW"
         if int(dataset.get("SamplesPerPixel", 1)) > 1:
             dataset.PlanarConfiguration = 0
+    # what now reads the data set (the HTJ2K and JPEG encoders' pixel_array) sees its bytes
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian

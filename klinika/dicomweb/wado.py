@@ -29,9 +29,8 @@ from klinika.dicom.transcode import (
     MEDIA_TYPE_DEFAULT_SYNTAX,
     can_decode,
     decode_frame,
-    encoded_frames,
+    frames_of,
     is_native,
-    transcode,
     why_not,
 )
 from klinika.dicomweb.common import Guard, dicomweb_base, json_response
@@ -49,6 +48,7 @@ from klinika.dicomweb.negotiation import (
     parse_accept,
 )
 from klinika.dicomweb.ranges import bare_media_type, single_part
+from klinika.dicomweb.transcoded import TranscodeCache
 from klinika.errors import InvalidQuery, NotAcceptable, NotFound
 
 _DICOM = "application/dicom"
@@ -226,8 +226,10 @@ def _viewport(value: str) -> tuple[int, int, tuple[int, int, int, int] | None]:
     return width, height, region
 
 
-def create_wado_router(archive: Archive, settings: Settings, guard: Guard) -> APIRouter:
-    """The WADO-RS resources."""
+def create_wado_router(
+    archive: Archive, settings: Settings, guard: Guard, transcoded: TranscodeCache
+) -> APIRouter:
+    """The WADO-RS resources; what they transcode goes through ``transcoded``."""
     router = APIRouter(dependencies=[Depends(guard("dicom:read"))])
 
     def retrieve(request: Request, study: str, series: str | None, sop: str | None) -> Response:
@@ -239,7 +241,9 @@ def create_wado_router(archive: Archive, settings: Settings, guard: Guard) -> AP
         def part(record: InstanceRecord) -> tuple[str, bytes]:
             data = archive.read(record)
             if target is not None and record.transfer_syntax != target:
-                return f"{_DICOM}; transfer-syntax={target}", transcode(data, target)
+                return f"{_DICOM}; transfer-syntax={target}", transcoded.transcode(
+                    record, data, target
+                )
             return f"{_DICOM}; transfer-syntax={record.transfer_syntax}", data
 
         if sop is not None and bare_media_type(request.headers.get("accept"), (_DICOM,)):
@@ -317,7 +321,9 @@ def create_wado_router(archive: Archive, settings: Settings, guard: Guard) -> AP
             payloads = await run_in_threadpool(lambda: [decode_frame(data, n - 1) for n in numbers])
         elif how != "stored":
             data = await run_in_threadpool(archive.read, record)
-            encoded = await run_in_threadpool(encoded_frames, data, how)
+            encoded = await run_in_threadpool(
+                lambda: frames_of(transcoded.transcode(record, data, how))
+            )
             payloads = [encoded[n - 1] for n in numbers]
         elif location is not None and location.frames is not None and len(numbers) <= 4:
             payloads = [archive.read_frame(record, n - 1) for n in numbers]

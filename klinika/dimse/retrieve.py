@@ -2,8 +2,10 @@
 
 Each instance goes out as stored when the peer accepted its transfer syntax: the data set
 bytes after the File Meta Information, never parsed into a pydicom ``Dataset`` and re-encoded.
-Otherwise it is transcoded (:mod:`klinika.dicom.transcode`) to a little-endian uncompressed
-syntax the peer accepted, or the sub-operation fails with a reason in the log.
+Otherwise it is transcoded (:mod:`klinika.dicom.transcode`, the room WADO-RS uses) to a
+little-endian uncompressed syntax the peer accepted or, failing that, to a lossless compressed
+one it accepted (JPEG-LS, JPEG 2000, RLE, HTJ2K: never lossy, so a retrieve never loses
+pixels silently), or the sub-operation fails with a reason in the log.
 
 The one pynetdicom hook: pynetdicom 3.0's Query/Retrieve SCP takes only ``Dataset`` objects
 from a C-GET/C-MOVE handler and hands each to ``Association.send_c_store``, which encodes it
@@ -28,6 +30,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from pydicom.config import IGNORE
@@ -40,13 +43,33 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.presentation import PresentationContext
 
 from klinika.archive import Archive, InstanceRecord
-from klinika.dicom.transcode import CannotTranscode, can_transcode, data_set_offset, transcode
+from klinika.dicom.transcode import (
+    HTJ2K_LOSSLESS,
+    JPEG_2000_LOSSLESS,
+    JPEG_LS_LOSSLESS,
+    RLE_LOSSLESS,
+    CannotTranscode,
+    can_encode,
+    can_transcode,
+    data_set_offset,
+    transcode,
+)
 from klinika.dimse.direct import set_affected_uids
 
 log = logging.getLogger(__name__)
 
 #: The uncompressed syntaxes every context offers after the stored one, in this order.
 FALLBACKS = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+#: The lossless compressed syntaxes offered after those, in this order: never a lossy one.
+LOSSLESS = (JPEG_LS_LOSSLESS, JPEG_2000_LOSSLESS, RLE_LOSSLESS, HTJ2K_LOSSLESS)
+
+
+@cache
+def writable_lossless() -> tuple[str, ...]:
+    """The syntaxes of :data:`LOSSLESS` whose encoder is installed (HTJ2K needs OpenJPH)."""
+    return tuple(s for s in LOSSLESS if can_encode(s, bits_allocated=0) is None)
+
+
 #: PS3.8 9.3.2.2: presentation context IDs are odd numbers 1-255, so at most 128 contexts.
 MAX_CONTEXTS = 128
 #: C-STORE statuses given to sub-operations we cannot attempt (PS3.4 B.2.3).
@@ -86,7 +109,9 @@ class StoredInstance(Dataset):
 
 def proposed_contexts(records: Iterable[InstanceRecord]) -> list[PresentationContext]:
     """Contexts to propose for sending ``records``: per SOP class and stored transfer syntax,
-    the stored syntax first, then Explicit and Implicit VR Little Endian.
+    the stored syntax first, then Explicit and Implicit VR Little Endian; and per SOP class,
+    while there is room, one context of the lossless compressed syntaxes of
+    :func:`writable_lossless` for a peer that takes none of those (it picks one).
 
     Instances stored uncompressed little endian share one context per SOP class. Above 128
     contexts, every SOP class keeps its uncompressed context and the compressed ones with the
@@ -108,6 +133,10 @@ def proposed_contexts(records: Iterable[InstanceRecord]) -> list[PresentationCon
     for sop, stored in counts:  # first-seen order: the order of the records
         if (sop, stored) in chosen:
             contexts.append(build_context(sop, [s for s in (stored, *FALLBACKS) if s]))
+    # a context of its own: a peer that takes uncompressed data keeps choosing it, not the
+    # compressed syntax it may prefer (storescp +xa prefers JPEG 2000)
+    for sop in plain[: max(0, MAX_CONTEXTS - len(contexts))]:
+        contexts.append(build_context(sop, list(writable_lossless())))
     return contexts
 
 
@@ -131,22 +160,24 @@ class Accepted:
             )
         return cls(table)
 
-    def choose(self, record: InstanceRecord) -> tuple[str, int] | None:
-        """(transfer syntax, context ID) to send ``record`` in: as stored if accepted, else
-        the first uncompressed little-endian syntax accepted that it can be transcoded to."""
+    def choices(self, record: InstanceRecord) -> list[tuple[str, int]]:
+        """(transfer syntax, context ID) pairs to send ``record`` in, best first: as stored
+        if accepted, else the accepted uncompressed little-endian syntaxes, then the accepted
+        lossless compressed ones, that it can be transcoded to."""
         syntaxes = self.contexts.get(record.sop_class_uid, {})
         if record.transfer_syntax in syntaxes:
-            return record.transfer_syntax, syntaxes[record.transfer_syntax]
-        for target in FALLBACKS:
-            if target in syntaxes and can_transcode(record.transfer_syntax, target):
-                return target, syntaxes[target]
-        return None
+            return [(record.transfer_syntax, syntaxes[record.transfer_syntax])]
+        return [
+            (target, syntaxes[target])
+            for target in (*FALLBACKS, *writable_lossless())
+            if target in syntaxes and can_transcode(record.transfer_syntax, target)
+        ]
 
 
 def prepare(archive: Archive, record: InstanceRecord, accepted: Accepted) -> StoredInstance:
     """The instance as it will be sent on this association, or why it cannot be."""
-    choice = accepted.choose(record)
-    if choice is None:
+    choices = accepted.choices(record)
+    if not choices:
         offered = ", ".join(sorted(accepted.contexts.get(record.sop_class_uid, {}))) or "none"
         reason = (
             f"{record.sop_instance_uid}: the peer accepted no transfer syntax for "
@@ -154,15 +185,17 @@ def prepare(archive: Archive, record: InstanceRecord, accepted: Accepted) -> Sto
             f"can be sent in (accepted: {offered})"
         )
         return StoredInstance(record, failure=reason, failure_status=REFUSED_SOP_CLASS)
-    syntax, context_id = choice
-    part10 = archive.read(record)
-    if syntax != record.transfer_syntax:
+    stored = archive.read(record)
+    reasons = []
+    for syntax, context_id in choices:  # a compressed target may not take this pixel module
         try:
-            part10 = transcode(part10, syntax)
+            part10 = stored if syntax == record.transfer_syntax else transcode(stored, syntax)
         except CannotTranscode as exc:
-            return StoredInstance(record, failure=f"{record.sop_instance_uid}: {exc}")
-    payload = part10[data_set_offset(part10) :]
-    return StoredInstance(record, payload=payload, syntax=syntax, context_id=context_id)
+            reasons.append(str(exc))
+            continue
+        payload = part10[data_set_offset(part10) :]
+        return StoredInstance(record, payload=payload, syntax=syntax, context_id=context_id)
+    return StoredInstance(record, failure=f"{record.sop_instance_uid}: {'; '.join(reasons)}")
 
 
 def send_instance(

@@ -163,6 +163,11 @@ class Metrics:
         self.ingest_bytes = counter(
             "klinika_ingest_bytes", "Bytes of the instances committed (as received)"
         )
+        self.wado_transcodes = counter(
+            "klinika_wado_transcodes",
+            "WADO-RS instances transcoded (outcome: encoded, or served from the cache)",
+            ["outcome"],
+        )
         self.audit_queue = live_gauge(
             "klinika_audit_queue_depth", "Audit events queued and not yet written"
         )

@@ -84,7 +84,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(create_auth_router(runtime.auth, guard))
     app.include_router(create_audit_router(runtime.audit, guard))
     app.include_router(
-        create_dicomweb_router(runtime.archive, settings, guard), prefix="/dicom-web"
+        create_dicomweb_router(runtime.archive, settings, guard, runtime.metrics),
+        prefix="/dicom-web",
     )
     app.include_router(create_wado_uri_router(runtime.archive, guard))
     app.include_router(create_reports_router(runtime.reports, guard))

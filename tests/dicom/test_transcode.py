@@ -182,9 +182,7 @@ def test_encoded_objects_are_valid_and_decode_back(
     try:
         out = transcode(data, target)
     except CannotTranscode as exc:  # only what the syntax (or encoder) cannot take is refused
-        assert (target == JPEGBaseline8Bit and original.BitsAllocated != 8) or (
-            target in HTJ2K_SYNTAXES and original.PixelRepresentation == 1
-        ), exc
+        assert target == JPEGBaseline8Bit and original.BitsAllocated != 8, exc
         return
     ds = decoded(out)
     assert ds.file_meta.TransferSyntaxUID == target
@@ -217,12 +215,10 @@ def test_encoded_frames_are_one_code_stream_each() -> None:
     assert all(f.startswith(b"\xff\xd8") for f in frames)  # JPEG-LS SOI
 
 
-def test_htj2k_and_unknown_targets_are_refused_with_the_reason() -> None:
+def test_htj2k_rpcl_and_what_a_syntax_cannot_take_are_refused_with_the_reason() -> None:
     data = (PYDICOM_DATA / "CT_small.dcm").read_bytes()
     with pytest.raises(CannotTranscode, match="TLM"):
         transcode(data, "1.2.840.10008.1.2.4.202")
-    with pytest.raises(CannotTranscode, match="unsigned"):
-        transcode(data, HTJ2KLossless)  # CT_small is signed
     with pytest.raises(CannotTranscode, match="8-bit"):
         transcode(data, JPEGBaseline8Bit)
     with pytest.raises(CannotTranscode, match="1-bit"):
@@ -247,6 +243,40 @@ def test_htj2k_of_unsigned_grey_is_lossless_in_rpcl_order(frames: int, tmp_path:
         assert b"\xff\x50" in stream  # CAP: a High-Throughput code stream (T.814)
         cod = stream.index(b"\xff\x52")
         assert stream[cod + 5] == 2  # progression order RPCL (T.800 Table A.16)
+    assert not dciodvfy_errors(out, tmp_path, "htj2k.dcm") - dciodvfy_errors(
+        data, tmp_path, "source.dcm"
+    )
+
+
+@pytest.mark.parametrize("bits", [8, 12, 16])
+def test_htj2k_of_signed_grey_is_lossless_with_signed_components(bits: int, tmp_path: Path) -> None:
+    """Pixel Representation 1: the code stream's components are signed (Ssiz, T.800 A.5.1),
+    pydicom (pylibjpeg-openjpeg) decodes the samples back exactly, extremes included."""
+    from tests.factories import make_instance
+
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    rows, columns, frames = 24, 20, 2
+    values = np.random.default_rng(bits).integers(low, high + 1, rows * columns * frames)
+    values[:2] = low, high
+    allocated = 8 if bits == 8 else 16
+    data = make_instance(
+        rows=rows,
+        columns=columns,
+        frames=frames,
+        BitsAllocated=allocated,
+        BitsStored=bits,
+        HighBit=bits - 1,
+        PixelRepresentation=1,
+        PixelData=values.astype(np.int8 if allocated == 8 else "<i2").tobytes(),
+    )
+    out = transcode(data, HTJ2KLossless)
+    assert np.array_equal(pixels(out), pixels(data))
+    assert pixels(data).min() == low and pixels(data).max() == high
+    from pydicom.encaps import generate_frames
+
+    for stream in generate_frames(decoded(out).PixelData, number_of_frames=frames):
+        assert stream[2:4] == b"\xff\x51"
+        assert stream[42] == 0x80 | (bits - 1)  # Ssiz of the one component: signed, precision
     assert not dciodvfy_errors(out, tmp_path, "htj2k.dcm") - dciodvfy_errors(
         data, tmp_path, "source.dcm"
     )

@@ -19,6 +19,8 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from tests.conftest import PYDICOM_DATA, LiveServer, start_server
 from tests.dicomweb.conftest import client_for, stow
+from tests.factories import make_instance
+from tests.observability.conftest import METRICS_TOKEN, bearer, scrape, value
 
 CT = PYDICOM_DATA / "CT_small.dcm"  # 16-bit signed grey, Explicit VR LE
 RGB = PYDICOM_DATA / "SC_rgb_rle.dcm"  # 8-bit RGB, RLE
@@ -42,7 +44,10 @@ class Stored:
 
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stored]:
-    server = start_server(tmp_path_factory.mktemp("transcoding") / "data")
+    server = start_server(
+        tmp_path_factory.mktemp("transcoding") / "data",
+        {"KLINIKA_METRICS_TOKEN": METRICS_TOKEN},
+    )
     response = stow(server, [CT.read_bytes(), RGB.read_bytes()])
     assert response.status_code in (200, 202), response.text
     yield Stored(server, client_for(server))
@@ -107,7 +112,6 @@ def get(stored: Stored, path: str, accept: str) -> requests.Response:
     ("syntax", "reason"),
     [
         ("1.2.840.10008.1.2.4.50", "8-bit"),
-        ("1.2.840.10008.1.2.4.201", "unsigned"),  # CT_small is signed
         ("1.2.840.10008.1.2.4.202", "TLM"),
         ("1.2.840.10008.1.2.4.100", "not supported"),
     ],
@@ -152,6 +156,22 @@ def test_htj2k_frames_for_a_viewer_decode_to_the_stored_pixels(stored: Stored) -
     headers, payload = part.split(b"\r\n\r\n", 1)
     assert b"image/jphc; transfer-syntax=1.2.840.10008.1.2.4.201" in headers
     assert np.array_equal(openjpeg.decode(payload[:-2]), pixels(pydicom.dcmread(RGB)))
+
+
+def test_htj2k_frames_of_a_signed_ct_decode_to_the_stored_pixels(stored: Stored) -> None:
+    """Pixel Representation 1 as HTJ2K lossless: signed samples back exactly."""
+    study, series, sop = stored.uids(CT)
+    response = get(
+        stored,
+        f"/studies/{study}/series/{series}/instances/{sop}/frames/1",
+        'multipart/related; type="image/jphc"; transfer-syntax=1.2.840.10008.1.2.4.201',
+    )
+    assert response.status_code == 200, response.text
+    boundary = response.headers["content-type"].split("boundary=")[1].split(";")[0]
+    payload = response.content.split(b"--" + boundary.encode())[1].split(b"\r\n\r\n", 1)[1]
+    decoded = openjpeg.decode(payload[:-2])
+    assert decoded.dtype == np.int16  # the code stream says signed
+    assert np.array_equal(decoded, pixels(pydicom.dcmread(CT)))
 
 
 def test_a_frame_part_names_its_media_type_and_transfer_syntax(stored: Stored) -> None:
@@ -217,3 +237,53 @@ def test_wado_uri_transfer_syntax_uses_the_same_transcoder(stored: Stored) -> No
         timeout=60,
     )
     assert refused.status_code == 406 and "8-bit" in refused.text
+
+
+def transcodes(stored: Stored) -> dict[str, float]:
+    """The server's WADO-RS transcoding counter, by outcome."""
+    samples = scrape(stored.server.url + "/metrics", bearer())
+    return {
+        outcome: value(samples, "klinika_wado_transcodes_total", outcome=outcome)
+        for outcome in ("encoded", "cached")
+    }
+
+
+def frame_payloads(response: requests.Response) -> list[bytes]:
+    """The bodies of a multipart answer's parts."""
+    boundary = response.headers["content-type"].split("boundary=")[1].split(";")[0]
+    parts = response.content.split(b"--" + boundary.encode())[1:-1]
+    return [part.split(b"\r\n\r\n", 1)[1][:-2] for part in parts]
+
+
+def test_a_repeated_transcoding_is_served_from_the_cache(stored: Stored) -> None:
+    """The same frames, then the whole instance, in the same target: encoded once (the
+    counter Prometheus scrapes says so); the answers are the same bytes."""
+    data = make_instance(rows=64, columns=48, frames=3)
+    assert stow(stored.server, [data]).status_code == 200
+    ds = pydicom.dcmread(io.BytesIO(data))
+    study, series, sop = ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+    path = f"/studies/{study}/series/{series}/instances/{sop}"
+    jls = 'multipart/related; type="image/jls"; transfer-syntax=1.2.840.10008.1.2.4.80'
+    before = transcodes(stored)
+    first = get(stored, path + "/frames/1,3", jls)
+    second = get(stored, path + "/frames/2", jls)
+    whole = get(
+        stored,
+        path,
+        'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.80',
+    )
+    again = get(stored, path + "/frames/1,3", jls)
+    assert [r.status_code for r in (first, second, whole, again)] == [200] * 4
+    assert len(frame_payloads(first)) == 2 and frame_payloads(again) == frame_payloads(first)
+    after = transcodes(stored)
+    assert after["encoded"] - before["encoded"] == 1
+    assert after["cached"] - before["cached"] == 3
+    (frame,) = stored.client.retrieve_instance_frames(
+        str(ds.StudyInstanceUID),
+        str(ds.SeriesInstanceUID),
+        str(ds.SOPInstanceUID),
+        [2],
+        media_types=(("image/jls", "1.2.840.10008.1.2.4.80"),),
+    )
+    expected = pixels(ds)[1]
+    assert np.array_equal(jpeg_ls.decode(np.frombuffer(frame, np.uint8)), expected)

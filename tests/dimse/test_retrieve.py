@@ -37,7 +37,7 @@ from pydicom.uid import (
 from pynetdicom import AE, build_role, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
 
-from klinika.dicom.transcode import can_decode, data_set_offset
+from klinika.dicom.transcode import CannotTranscode, can_decode, data_set_offset, transcode
 from tests.conftest import PYDICOM_DATA, SAMPLES, free_port
 from tests.dimse.conftest import DCMTK_ENV, LocalDimse, local_dimse
 
@@ -488,3 +488,127 @@ def test_every_syntax_family_is_among_the_samples(retrieval: Retrieval) -> None:
         ExplicitVRBigEndian,
     ):
         assert family in syntaxes and can_decode(family), family
+
+
+#: The lossless compressed syntaxes a retrieve may transcode to (never a lossy one).
+LOSSLESS_TARGETS = {
+    "1.2.840.10008.1.2.4.80": "JPEGLSLossless",
+    "1.2.840.10008.1.2.4.90": "JPEG2000LosslessOnly",
+    "1.2.840.10008.1.2.5": "RLELossless",
+}
+
+
+def deliverable(samples: list[Sample], syntax: str) -> dict[str, Sample]:
+    """The samples a peer that accepts only ``syntax`` can get: those stored so, and those
+    the transcoding room can encode in it (the encoders have limits of their own, e.g.
+    OpenJPEG on images smaller than its resolution levels, pyjpegls on a 3x3 RGB image). The
+    tests check that exactly these arrive, in ``syntax``, with the original pixels."""
+    found = {}
+    for sample in samples:
+        if sample.transfer_syntax != syntax:
+            if sample.pixels is None:
+                continue
+            try:
+                transcode(sample.path.read_bytes(), syntax)
+            except CannotTranscode:
+                continue
+        found[sample.sop_instance_uid] = sample
+    return found
+
+
+@pytest.mark.parametrize("syntax", LOSSLESS_TARGETS)
+def test_pynetdicom_get_with_one_lossless_compressed_syntax_gets_it_transcoded(
+    retrieval: Retrieval, syntax: str
+) -> None:
+    """A C-GET SCU that accepts only one lossless compressed syntax gets every instance that
+    syntax can carry in it, pixels equal; the others are failed sub-operations."""
+    sop_classes = sorted({s.sop_class_uid for s in retrieval.samples})
+    ae = AE(ae_title=CALLING)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    for sop_class in sop_classes:
+        ae.add_requested_context(sop_class, [syntax])
+    arrived: dict[str, Dataset] = {}
+
+    def store(event: evt.Event) -> int:
+        dataset = event.dataset
+        dataset.file_meta = event.file_meta
+        arrived[str(dataset.SOPInstanceUID)] = dataset
+        return 0x0000
+
+    assoc = ae.associate(
+        "127.0.0.1",
+        retrieval.klinika.port,
+        ae_title="KLINIKA",
+        ext_neg=[build_role(sop_class, scp_role=True) for sop_class in sop_classes],
+        evt_handlers=[(evt.EVT_C_STORE, store)],
+    )
+    assert assoc.is_established
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "STUDY"
+    identifier.StudyInstanceUID = retrieval.study_uid
+    responses = list(assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet))
+    assoc.release()
+    assert assoc.is_released
+    final = responses[-1][0]
+    expected = deliverable(retrieval.samples, syntax)
+    assert len(expected) > len(retrieval.decodable) // 2  # most of them
+    assert set(arrived) == set(expected)
+    assert final.NumberOfCompletedSuboperations == len(expected)
+    assert final.NumberOfFailedSuboperations == len(retrieval.samples) - len(expected)
+    for sample in retrieval.samples:
+        if sample.sop_instance_uid in arrived and sample.pixels is not None:
+            dataset = arrived[sample.sop_instance_uid]
+            assert dataset.file_meta.TransferSyntaxUID == syntax, sample.name
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                assert np.array_equal(dataset.pixel_array, sample.pixels), sample.name
+
+
+def only_syntax_config(path: Path, sop_classes: list[str], syntax: str) -> Path:
+    """A storescp ``-xf`` configuration whose profile ``Only`` accepts ``syntax`` alone."""
+    lines = ["[[TransferSyntaxes]]", "[OnlyOne]", f"TransferSyntax1 = {LOSSLESS_TARGETS[syntax]}"]
+    lines += ["[[PresentationContexts]]", "[Only]"]
+    lines += [f"PresentationContext{n} = {s}\\OnlyOne" for n, s in enumerate(sop_classes, 1)]
+    lines += ["[[Profiles]]", "[Only]", "PresentationContexts = Only"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90"])
+def test_klinika_send_to_a_storescp_that_accepts_one_lossless_syntax_transcodes_to_it(
+    retrieval: Retrieval, syntax: str, tmp_path: Path
+) -> None:
+    """storescp configured (``-xf``) to accept only JPEG-LS or JPEG 2000 lossless: ``klinika
+    send`` (the C-MOVE sender's path) proposes the lossless syntaxes after the uncompressed
+    ones, and the instances that syntax can carry arrive in it, pixels equal, no new dciodvfy
+    error; the others are listed as failed."""
+    sop_classes = sorted({s.sop_class_uid for s in retrieval.samples})
+    config = only_syntax_config(tmp_path / "only.cfg", sop_classes, syntax)
+    port, folder = free_port(), tmp_path / "only"
+    folder.mkdir()
+    receiver = _storescp(port, folder, "ONLYSCP", "-xf", str(config), "Only")
+    expected = deliverable(retrieval.samples, syntax)
+    try:
+        data_dir = retrieval.klinika.runtime.settings.data_dir
+        command = [sys.executable, "-m", "klinika", "--data-dir", str(data_dir), "send"]
+        result = subprocess.run(
+            [*command, retrieval.study_uid, "--to", "ONLYSCP"],
+            env={**os.environ, "KLINIKA_MODALITIES": f"ONLYSCP@127.0.0.1:{port}"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        files = received(folder, len(expected), timeout=5)
+    finally:
+        receiver.terminate()
+        receiver.wait(timeout=10)
+    failed = len(retrieval.samples) - len(expected)
+    assert f"sent {len(expected)}, failed {failed}" in result.stdout, result.stdout + result.stderr
+    assert set(files) == set(expected)
+    problems: list[str] = []
+    for uid, sample in expected.items():
+        if sample.transfer_syntax != syntax:
+            assert str(pydicom.dcmread(files[uid]).file_meta.TransferSyntaxUID) == syntax
+            problems += check_transcoded(sample, files[uid], tmp_path)
+    assert not problems, problems

@@ -12,6 +12,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,12 +191,16 @@ class Archive:
                 if outcome.sop_instance_uid in known:
                     self._mark_duplicate(outcome)
             accepted = [(p, o) for p, o in accepted if o.sop_instance_uid not in known]
-        # The blobs of a batch are written and fsynced on the store's writer threads (I/O
-        # releases the GIL); a single instance (one C-STORE) is written inline, which spares
-        # two thread hand-overs. The index is written only once every blob is durable.
-        written = self.blobs.put_many([parsed.part10 for parsed, _ in accepted])
+        # The blobs are written and fsynced on a writer thread (I/O releases the GIL; a
+        # batch spreads over the store's own threads) while this thread builds their DICOM
+        # JSON and index rows. The index is written only once every blob is durable.
+        writing = _ingest_writer().submit(
+            self.blobs.put_many, [parsed.part10 for parsed, _ in accepted]
+        )
+        rows = [_index_row(parsed) for parsed, _ in accepted]
+        written = writing.result()
         pending: list[_Pending] = []
-        for (parsed, outcome), blob in zip(accepted, written, strict=True):
+        for (parsed, outcome), blob, row in zip(accepted, written, rows, strict=True):
             if isinstance(blob, StorageFull | StorageUnavailable):
                 outcome.status, outcome.reason, outcome.message = (
                     "rejected",
@@ -204,7 +209,8 @@ class Archive:
                 )
             else:
                 outcome.size = blob.size
-                pending.append(_Pending(parsed, blob, outcome, _instance_values(parsed, blob)))
+                row |= {"blob_key": blob.key, "blob_size": blob.size}
+                pending.append(_Pending(parsed, blob, outcome, row))
         if pending:
             self._index_grouped(pending)
         committed = [o for o in outcomes if o.status in ("stored", "replaced")]
@@ -826,20 +832,10 @@ def _study_patient(connection: sa.Connection, study_uid: str) -> StudyPatient | 
     """The patient a stored study holds: identity (ID, issuer) from the patient row, the name
     from one of the study's instances (the patient row keeps the name of the patient's first
     study; a later study may spell it otherwise, e.g. after a marriage)."""
-    patients, studies = schema.patients, schema.studies
-    row = connection.execute(
-        sa.select(patients.c.patient_id, patients.c.issuer_of_patient_id, studies.c.pk)
-        .join(studies, studies.c.patient_pk == patients.c.pk)
-        .where(studies.c.study_instance_uid == study_uid)
-    ).first()
+    row = connection.execute(_statements().study_patient, {"study_uid": study_uid}).first()
     if row is None:
         return None
-    metadata = connection.execute(
-        sa.select(schema.instances.c.metadata_json)
-        .join(schema.series, schema.instances.c.series_pk == schema.series.c.pk)
-        .where(schema.series.c.study_pk == row[2])
-        .limit(1)
-    ).scalar()
+    metadata = row[2]
     name = None
     if metadata:
         values = json.loads(metadata).get("00100010", {}).get("Value") or [{}]
@@ -852,8 +848,20 @@ def _first(match: dict[str, Any], tag: str) -> str | None:
     return str(values[0]) if values else None
 
 
+@functools.cache
+def _ingest_writer() -> ThreadPoolExecutor:
+    """The threads that write ingested blobs while their index rows are built (one per
+    association at most: our AE takes 32)."""
+    return ThreadPoolExecutor(max_workers=32, thread_name_prefix="ingest-writer")
+
+
 def _instance_values(parsed: ParsedInstance, blob: BlobRef) -> dict[str, Any]:
     """The instance row, built before the write transaction (DICOM JSON takes a while)."""
+    return _index_row(parsed) | {"blob_key": blob.key, "blob_size": blob.size}
+
+
+def _index_row(parsed: ParsedInstance) -> dict[str, Any]:
+    """The instance row but its blob's key and size."""
     location = parsed.pixel_location
     pixel_vr = None if location is None else ("OB" if location.encapsulated else "OW")
     return index_values(parsed.dataset, Level.IMAGE) | {
@@ -861,8 +869,6 @@ def _instance_values(parsed: ParsedInstance, blob: BlobRef) -> dict[str, Any]:
         "number_of_frames": number_of_frames(parsed.dataset)
         if "NumberOfFrames" in parsed.dataset
         else None,
-        "blob_key": blob.key,
-        "blob_size": blob.size,
         "metadata_json": metadata_json(parsed.dataset, pixel_vr),
         "pixel_location": json.dumps(location.to_json()) if location else None,
     }
@@ -939,11 +945,13 @@ class _Statements:
     refresh_series: sa.Update
     study_series: sa.Select[Any]
     refresh_study: sa.Update
+    study_patient: sa.Select[Any]
 
 
 @functools.cache
 def _statements() -> _Statements:
     instances, series, studies = schema.instances, schema.series, schema.studies
+    patients = schema.patients
     count = sa.select(sa.func.count()).where(instances.c.series_pk == series.c.pk).scalar_subquery()
     return _Statements(
         parents=sa.select(series.c.pk, series.c.study_pk)
@@ -971,6 +979,18 @@ def _statements() -> _Statements:
             series.c.modality, series.c.number_of_series_related_instances
         ).where(series.c.study_pk == sa.bindparam("target_pk")),
         refresh_study=sa.update(studies).where(studies.c.pk == sa.bindparam("target_pk")),
+        # the study's patient row, and the DICOM JSON of one of its instances (for the name)
+        study_patient=sa.select(
+            patients.c.patient_id,
+            patients.c.issuer_of_patient_id,
+            sa.select(instances.c.metadata_json)
+            .join(series, instances.c.series_pk == series.c.pk)
+            .where(series.c.study_pk == studies.c.pk)
+            .limit(1)
+            .scalar_subquery(),
+        )
+        .join(studies, studies.c.patient_pk == patients.c.pk)
+        .where(studies.c.study_instance_uid == sa.bindparam("study_uid")),
     )
 
 

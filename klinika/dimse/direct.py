@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import queue
 import select
 import socket
 import ssl
@@ -63,6 +64,11 @@ _PDV_OVERHEAD = 6
 _DRAIN_TIMEOUT = 5.0
 #: Longest wait of an idle DUL thread in select() (pynetdicom's own loop sleeps 1 ms).
 _IDLE_WAIT = 0.01
+#: Longest wait of an association's reactor for the next request (pynetdicom's sleeps 1 ms
+#: and polls); a request, a release or an abort from the peer ends the wait at once.
+_REACTOR_WAIT = 0.01
+#: Linux's TCP_QUICKACK (None elsewhere): see :meth:`WakingSocket.ready`.
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 #: Message control headers (PS3.8 E.2): command or data set, last fragment or not.
 _COMMAND, _COMMAND_LAST, _DATA, _DATA_LAST = 0x01, 0x03, 0x00, 0x02
 
@@ -72,6 +78,8 @@ _US = struct.Struct("<H")
 _UL = struct.Struct("<L")
 #: Command field of each message class (PS3.7 E.1).
 _COMMAND_FIELDS = {cls.__name__: field for field, (_, cls) in _MESSAGE_TYPES.items()}
+
+
 #: The command elements of each message class: (element number, VR, keyword) in tag order,
 #: without the three we compute (group length, command field, data set type).
 def _layout(keywords: tuple[str, ...]) -> list[tuple[int, str, str]]:
@@ -288,11 +296,53 @@ class WakingSocket(AssociationSocket):
         if self.klinika_wake in readable:
             with contextlib.suppress(OSError):
                 self.klinika_wake.recv(4096)
-        return self.socket in readable
+        if self.socket not in readable:
+            return False
+        if _QUICKACK is not None:
+            with contextlib.suppress(OSError):
+                self.socket.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+        return True
+
+
+class _WakingQueue(queue.Queue):  # type: ignore[type-arg]
+    """The DUL's queue of primitives for the user (release, abort, ...): putting one also
+    ends the reactor's wait for a DIMSE message (:meth:`DirectDimse.get_msg`)."""
+
+    klinika_messages: queue.Queue[Any]
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        with self.klinika_messages.not_empty:
+            self.klinika_messages.not_empty.notify_all()
 
 
 class DirectDimse(DIMSEServiceProvider):
-    """pynetdicom's DIMSE provider whose ``send_msg`` writes the framed message itself."""
+    """pynetdicom's DIMSE provider whose ``send_msg`` writes the framed message itself, and
+    whose association reactor waits for the next message instead of polling for it."""
+
+    def get_msg(self, block: bool = False) -> Any:
+        """The next message; the reactor's non-blocking look waits for one (at most
+        ``_REACTOR_WAIT``, or until the peer releases or aborts).
+
+        pynetdicom's acceptor reactor sleeps 1 ms, then looks at the message queue, round
+        after round: every request (each C-STORE of a stream, each C-FIND) is served up to a
+        millisecond late, and an idle association wakes a thousand times a second. Only the
+        reactor asks without blocking, and only while it is not paused (a thread that sends
+        on the association pauses it first, then waits with ``block=True``), so this wait
+        never takes another caller's response. Only an acceptor's reactor waits: a
+        requestor's is paused for each request we send, and that pause would wait too.
+        """
+        assoc = self.assoc
+        if block or not assoc.is_acceptor or threading.current_thread() is not assoc:
+            return super().get_msg(block)
+        messages = self.msg_queue
+        with messages.not_empty:
+            if not messages.queue:
+                messages.not_empty.wait(_REACTOR_WAIT)
+        try:
+            return messages.get_nowait()
+        except queue.Empty:
+            return None, None
 
     def send_msg(self, primitive: Any, context_id: int) -> None:
         dul = self.dul
@@ -344,7 +394,6 @@ class DirectDimse(DIMSEServiceProvider):
                     _write(dul, raw, pieces)
                     return
         _write(dul, raw, pieces)
-
 
     def receive_primitive(self, primitive: Any) -> None:
         """A C-STORE-RSP in one PDV (what a retrieve's sub-operations get back) is read
@@ -413,4 +462,7 @@ def install(assoc: Association) -> Association:
         dul.__class__ = DirectDul
     if not isinstance(assoc.dimse, DirectDimse):
         assoc.dimse.__class__ = DirectDimse
+        user_queue = dul.to_user_queue
+        user_queue.klinika_messages = assoc.dimse.msg_queue  # type: ignore[attr-defined]
+        user_queue.__class__ = _WakingQueue
     return assoc

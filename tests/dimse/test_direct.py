@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import io
 import struct
+import time
 
 import pytest
 from pydicom.uid import generate_uid
 from pynetdicom.dimse import _RQ_TO_MESSAGE, _RSP_TO_MESSAGE
 from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_GET, C_MOVE, C_STORE
 from pynetdicom.dsutils import encode
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from klinika.dimse import direct
 from klinika.dimse.direct import decode_store_response, encode_command, frame
+from tests.conftest import wait_until
+from tests.dimse.conftest import LocalDimse, associate
 
 
 def _store_request() -> C_STORE:
@@ -144,3 +149,29 @@ def test_a_store_response_with_more_is_left_to_pynetdicom() -> None:
     encoded, _ = encode_command(response, "C_STORE_RSP") or (b"", None)
     assert encoded and decode_store_response(encoded) is None
     assert decode_store_response(encoded[:-3]) is None  # truncated
+
+
+def test_the_reactor_waits_for_requests_and_for_a_release_or_abort(
+    local: LocalDimse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The acceptor's reactor waits on its message queue instead of polling it every 1 ms:
+    with a wait far longer than the test, a request, a release and an abort each end the
+    wait at once."""
+    monkeypatch.setattr(direct, "_REACTOR_WAIT", 20.0)
+    assoc = associate(local.port, Verification)
+    (server_side,) = wait_until(lambda: list(local.listener.server.active_associations))
+    assert isinstance(server_side.dimse, direct.DirectDimse)
+    for _ in range(3):
+        started = time.monotonic()
+        assert assoc.send_c_echo().Status == 0x0000
+        assert time.monotonic() - started < 5.0
+    started = time.monotonic()
+    assoc.release()
+    assert assoc.is_released and time.monotonic() - started < 5.0
+    wait_until(lambda: not server_side.is_alive(), 5.0, message="the reactor kept waiting")
+
+    aborted = associate(local.port, Verification)
+    (server_side,) = wait_until(lambda: list(local.listener.server.active_associations))
+    aborted.abort()
+    wait_until(lambda: not server_side.is_alive(), 5.0, message="the reactor kept waiting")
+    assert server_side.is_aborted

@@ -32,20 +32,10 @@ def study_patient(connection: sa.Connection, study_uid: str) -> StudyPatient | N
     """The patient a stored study holds: identity (ID, issuer) from the patient row, the name
     from one of the study's instances (the patient row keeps the name of the patient's first
     study; a later study may spell it otherwise, e.g. after a marriage)."""
-    patients, studies = schema.patients, schema.studies
-    row = connection.execute(
-        sa.select(patients.c.patient_id, patients.c.issuer_of_patient_id, studies.c.pk)
-        .join(studies, studies.c.patient_pk == patients.c.pk)
-        .where(studies.c.study_instance_uid == study_uid)
-    ).first()
+    row = connection.execute(_study_patient_statement(), {"study_uid": study_uid}).first()
     if row is None:
         return None
-    metadata = connection.execute(
-        sa.select(schema.instances.c.metadata_json)
-        .join(schema.series, schema.instances.c.series_pk == schema.series.c.pk)
-        .where(schema.series.c.study_pk == row[2])
-        .limit(1)
-    ).scalar()
+    metadata = row[2]
     name = None
     if metadata:
         values = json.loads(metadata).get("00100010", {}).get("Value") or [{}]
@@ -202,4 +192,28 @@ def _parents_statement() -> sa.Select[Any]:
             series.c.series_instance_uid == sa.bindparam("series_uid"),
             studies.c.study_instance_uid == sa.bindparam("study_uid"),
         )
+    )
+
+
+@functools.cache
+def _study_patient_statement() -> sa.Select[Any]:
+    """Built once (the ingest hot path): the study's patient row and the DICOM JSON of one of
+    its instances (for the name), in one statement."""
+    instances, series, studies, patients = (
+        schema.instances,
+        schema.series,
+        schema.studies,
+        schema.patients,
+    )
+    one_instance = (
+        sa.select(instances.c.metadata_json)
+        .join(series, instances.c.series_pk == series.c.pk)
+        .where(series.c.study_pk == studies.c.pk)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return (
+        sa.select(patients.c.patient_id, patients.c.issuer_of_patient_id, one_instance)
+        .join(studies, studies.c.patient_pk == patients.c.pk)
+        .where(studies.c.study_instance_uid == sa.bindparam("study_uid"))
     )

@@ -36,7 +36,15 @@ from typing import Any
 from pydicom.config import IGNORE
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    ExplicitVRLittleEndian,
+    HTJ2KLossless,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    RLELossless,
+)
 from pynetdicom import build_context
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
@@ -44,10 +52,6 @@ from pynetdicom.presentation import PresentationContext
 
 from klinika.archive import Archive, InstanceRecord
 from klinika.dicom.transcode import (
-    HTJ2K_LOSSLESS,
-    JPEG_2000_LOSSLESS,
-    JPEG_LS_LOSSLESS,
-    RLE_LOSSLESS,
     CannotTranscode,
     can_encode,
     can_transcode,
@@ -61,7 +65,7 @@ log = logging.getLogger(__name__)
 #: The uncompressed syntaxes every context offers after the stored one, in this order.
 FALLBACKS = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 #: The lossless compressed syntaxes offered after those, in this order: never a lossy one.
-LOSSLESS = (JPEG_LS_LOSSLESS, JPEG_2000_LOSSLESS, RLE_LOSSLESS, HTJ2K_LOSSLESS)
+LOSSLESS = (JPEGLSLossless, JPEG2000Lossless, RLELossless, HTJ2KLossless)
 
 
 @cache

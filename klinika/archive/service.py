@@ -26,6 +26,7 @@ from klinika.archive.admission import (
     check_document,
     check_patient,
 )
+from klinika.archive.lookup import SeriesRecords, series_version
 from klinika.archive.records import (
     InstanceRecord,
     MetadataDocument,
@@ -124,6 +125,7 @@ class Archive:
         self._queue_lock = threading.Lock()
         self._queue: list[_Ticket] = []
         self._deleted_patients: OrderedDict[str, str] = OrderedDict()
+        self._records = SeriesRecords(database, self.instances)
 
     # ----------------------------------------------------------------- ingest
     def store(self, data: bytes, *, bare_datasets: bool = False) -> StoreOutcome:
@@ -651,25 +653,26 @@ class Archive:
             for row in rows
         ]
 
+    def instance(self, study_uid: str, series_uid: str, sop_instance_uid: str) -> InstanceRecord:
+        """One instance's record, from the series' records held in memory while the series
+        does not change (:mod:`klinika.archive.lookup`): the per-frame path of a viewer.
+
+        Raises
+        ------
+        NotFound
+            When the instance is not in that series of that study.
+        """
+        return self._records.instance(study_uid, series_uid, sop_instance_uid)
+
     def series_metadata(self, study_uid: str, series_uid: str, base_url: str) -> MetadataDocument:
         """The series' DICOM JSON array, assembled from stored per-instance JSON and cached
         until the series changes (its ``metadata_version``).
 
         ``base_url`` replaces the placeholder base of bulk data URIs.
         """
-        series, studies = schema.series, schema.studies
         with self.database.reader.connect() as connection:
-            row = connection.execute(
-                sa.select(series.c.pk, series.c.metadata_version)
-                .join(studies, series.c.study_pk == studies.c.pk)
-                .where(
-                    series.c.series_instance_uid == series_uid,
-                    studies.c.study_instance_uid == study_uid,
-                )
-            ).first()
-            if row is None:
-                raise NotFound(f"series {series_uid} is not in study {study_uid}")
-            etag = f'"s{row.pk}-v{row.metadata_version}"'
+            series_pk, version = series_version(connection, study_uid, series_uid)
+            etag = f'"s{series_pk}-v{version}"'
             key = (study_uid, series_uid, base_url)
             with self._cache_lock:
                 cached = self._cache.get(key)
@@ -678,7 +681,7 @@ class Archive:
                     return cached
             texts = connection.execute(
                 sa.select(schema.instances.c.metadata_json)
-                .where(schema.instances.c.series_pk == row.pk)
+                .where(schema.instances.c.series_pk == series_pk)
                 .order_by(schema.instances.c.instance_number, schema.instances.c.pk)
             ).scalars()
             body = with_base(("[" + ",".join(texts) + "]").encode("utf-8"), base_url)

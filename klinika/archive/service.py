@@ -16,6 +16,7 @@ from klinika.archive.metadata import MetadataCache
 from klinika.archive.records import InstanceRecord, MetadataDocument, StoreOutcome
 from klinika.archive.removal import Removal
 from klinika.archive.retrieve import Retrieval
+from klinika.archive.series_records import SeriesRecords
 from klinika.config import DuplicatePolicy
 from klinika.db import Database
 from klinika.dicom import render
@@ -63,6 +64,7 @@ class Archive:
         self.retrieval = Retrieval(database, blobs)
         self.metadata = MetadataCache(database, metadata_cache_size)
         self.removal = Removal(database, blobs, self.retrieval)
+        self.series_records = SeriesRecords(database, self.retrieval.instances)
 
     # ----------------------------------------------------------------- ingest
     def store(self, data: bytes, *, bare_datasets: bool = False) -> StoreOutcome:
@@ -115,6 +117,10 @@ class Archive:
     ) -> list[InstanceRecord]:
         """See :meth:`.Retrieval.instances`."""
         return self.retrieval.instances(study_uid, series_uid, sop_instance_uid)
+
+    def instance(self, study_uid: str, series_uid: str, sop_instance_uid: str) -> InstanceRecord:
+        """See :meth:`.SeriesRecords.instance` (the per-frame path of a viewer)."""
+        return self.series_records.instance(study_uid, series_uid, sop_instance_uid)
 
     def study_series(self, study_uid: str) -> list[str]:
         """Series Instance UIDs of a study, in series order."""

@@ -504,16 +504,24 @@ class AuthService:
         Unauthenticated
             Forged, expired or revoked token, or a disabled user.
         """
+        cached = self.cached_principal(token)
+        if cached is not None:
+            return cached
         now = time.monotonic()
-        cached = self._principals.get(token)
-        fresh = cached is not None and now - cached[0] < self._principal_ttl
-        if cached is not None and fresh and cached[1].expires_at > self._now():
-            return cached[1]
         principal = self._load_principal(token)
         if len(self._principals) > 10_000:
             self._principals.clear()
         self._principals[token] = (now, principal)
         return principal
+
+    def cached_principal(self, token: str) -> Principal | None:
+        """The principal :meth:`authenticate` checked for this token less than the cache's
+        lifetime ago (and whose session has not expired since), else None: no I/O, so the
+        HTTP gate calls it on the event loop and goes to a thread only when it misses."""
+        cached = self._principals.get(token)
+        if cached is None or time.monotonic() - cached[0] >= self._principal_ttl:
+            return None
+        return cached[1] if cached[1].expires_at > self._now() else None
 
     def _load_principal(self, token: str) -> Principal:
         claims = self.codec.decode(token)

@@ -17,6 +17,8 @@ import re
 from xml.sax.saxutils import quoteattr
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.routing import Route
 
 from klinika.dicomweb.common import Guard, dicomweb_base
 
@@ -27,13 +29,23 @@ _METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH"}
 
 def _resources(request: Request) -> dict[str, list[str]]:
     """Each DICOMweb resource template (below the root) and its methods, from the app's own
-    OpenAPI description (built once and cached by FastAPI), so the list cannot drift."""
-    found: dict[str, list[str]] = {}
+    OpenAPI description (built once and cached by FastAPI) and its plain ASGI routes (frames),
+    so the list cannot drift."""
+    found: dict[str, set[str]] = {}
     for path, operations in request.app.openapi()["paths"].items():
-        if path.startswith(ROOT + "/"):
-            methods = {m.upper() for m in operations} & _METHODS
-            found[path[len(ROOT) :]] = sorted(methods | {"OPTIONS"})
-    return dict(sorted(found.items()))
+        found.setdefault(path, set()).update(m.upper() for m in operations)
+    for route in iter_route_contexts(request.app.routes):
+        if (
+            route.path
+            and isinstance(route.original_route, Route)
+            and not isinstance(route.original_route, APIRoute)
+        ):
+            found.setdefault(route.path, set()).update(route.methods or ())
+    return {
+        path[len(ROOT) :]: sorted((methods & _METHODS) | {"OPTIONS"})
+        for path, methods in sorted(found.items())
+        if path.startswith(ROOT + "/")
+    }
 
 
 def _allowed(request: Request, path: str) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
@@ -20,6 +20,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from starlette.concurrency import run_in_threadpool
 
 from klinika.archive import Archive, InstanceRecord
+from klinika.auth.http import GuardedEndpoint
 from klinika.config import Settings
 from klinika.dicom import render
 from klinika.dicom.json import iter_bulk_elements, with_base
@@ -55,6 +56,8 @@ _DICOM = "application/dicom"
 _OCTET = "application/octet-stream"
 _FRAME_TYPES = (_OCTET, *sorted(set(FRAME_MEDIA_TYPES.values())))
 _IMMUTABLE = {"Cache-Control": "private, max-age=86400"}
+#: Retrieve frames (PS3.18 §10.4.1.1.3), a plain ASGI route: the capabilities resource lists it
+FRAMES_PATH = "/studies/{study}/series/{series}/instances/{sop}/frames/{frames}"
 
 
 #: Bulk data may be a stored document (an Encapsulated PDF, CDA, a 3D model) that came from a
@@ -300,17 +303,14 @@ def create_wado_router(
         body = with_base(("[" + record.metadata_json + "]").encode(), base)
         return json_response(request, body)
 
-    @router.get(
-        "/studies/{study}/series/{series}/instances/{sop}/frames/{frames}",
-        summary="Retrieve frames",
-    )
-    async def retrieve_frames(
-        request: Request, study: str, series: str, sop: str, frames: str
-    ) -> Response:
-        # The hot path of every viewer: an index lookup and a byte-range read, done inline
-        # (well under a millisecond) instead of paying a thread hop per frame.
-        numbers = _frame_numbers(frames, settings.max_frames_per_request)
-        record = archive.instances(study, series, sop)[0]
+    async def retrieve_frames(request: Request) -> Response:
+        # The hot path of every viewer, a plain ASGI endpoint behind the same guard as the
+        # other routes (no dependency solving): the instance's record from the series' records
+        # in memory, a byte-range read, done inline instead of paying a thread hop per frame.
+        params = request.path_params
+        sop = params["sop"]
+        numbers = _frame_numbers(params["frames"], settings.max_frames_per_request)
+        record = archive.instance(params["study"], params["series"], sop)
         choices = choose_multipart(request.headers.get("accept"), _FRAME_TYPES, _OCTET)
         part_type, how = _frame_part(record, choices)
         location = record.pixel_location
@@ -338,6 +338,16 @@ def create_wado_router(
         return MultipartResponse(
             [(part_type, p) for p in payloads], part_type.split(";")[0], headers=_IMMUTABLE
         )
+
+    router.add_route(
+        FRAMES_PATH,
+        # an ASGI app, which Starlette's Route takes as it is (FastAPI's hint names only
+        # request handlers, which Starlette would wrap in one more layer)
+        cast(Any, GuardedEndpoint(guard("dicom:read"), retrieve_frames)),
+        methods=["GET"],
+        name="retrieve_frames",
+        include_in_schema=False,
+    )
 
     @router.get(
         "/studies/{study}/series/{series}/instances/{sop}/bulk/{reference}",

@@ -108,15 +108,10 @@ def instance_rows(
 def series_version(
     connection: sa.Connection, study_uid: str, series_uid: str
 ) -> tuple[int, int] | None:
-    """``(series_pk, metadata_version)`` of a series of that study, or None."""
-    series, studies = schema.series, schema.studies
+    """``(series_pk, metadata_version)`` of a series of that study, or None (on every frame
+    request: the statement is built once)."""
     row = connection.execute(
-        sa.select(series.c.pk, series.c.metadata_version)
-        .join(studies, series.c.study_pk == studies.c.pk)
-        .where(
-            series.c.series_instance_uid == series_uid,
-            studies.c.study_instance_uid == study_uid,
-        )
+        _series_version_statement(), {"study_uid": study_uid, "series_uid": series_uid}
     ).first()
     return (int(row[0]), int(row[1])) if row is not None else None
 
@@ -216,4 +211,18 @@ def _study_patient_statement() -> sa.Select[Any]:
         sa.select(patients.c.patient_id, patients.c.issuer_of_patient_id, one_instance)
         .join(studies, studies.c.patient_pk == patients.c.pk)
         .where(studies.c.study_instance_uid == sa.bindparam("study_uid"))
+    )
+
+
+@functools.cache
+def _series_version_statement() -> sa.Select[Any]:
+    """Built once (the per-frame path)."""
+    series, studies = schema.series, schema.studies
+    return (
+        sa.select(series.c.pk, series.c.metadata_version)
+        .join(studies, series.c.study_pk == studies.c.pk)
+        .where(
+            series.c.series_instance_uid == sa.bindparam("series_uid"),
+            studies.c.study_instance_uid == sa.bindparam("study_uid"),
+        )
     )

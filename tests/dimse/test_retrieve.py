@@ -38,7 +38,7 @@ from pynetdicom import AE, build_role, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
 
 from klinika.dicom.transcode import CannotTranscode, can_decode, data_set_offset, transcode
-from tests.conftest import PYDICOM_DATA, SAMPLES, free_port
+from tests.conftest import PYDICOM_DATA, SAMPLES, free_port, port_open, wait_until
 from tests.dimse.conftest import DCMTK_ENV, LocalDimse, local_dimse
 
 UNCOMPRESSED_LE = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
@@ -421,7 +421,7 @@ def test_klinika_send_to_a_plain_storescp_sends_what_it_accepts(
     folder.mkdir()
     receiver = _storescp(port, folder, "SENDSCP")
     try:
-        time.sleep(0.3)
+        wait_until(lambda: port_open(port), 30, message="storescp did not listen")
         data_dir = retrieval.klinika.runtime.settings.data_dir
         command = [sys.executable, "-m", "klinika", "--data-dir", str(data_dir), "send"]
         result = subprocess.run(

@@ -8,10 +8,10 @@ import ipaddress
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
@@ -23,7 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from klinika.config import load_settings
 from klinika.dimse.tls import server_tls_context
-from tests.conftest import LiveServer, free_port, start_server
+from tests.conftest import LiveServer, free_port, port_open, start_server, wait_until
 from tests.dimse.conftest import DCMTK_ENV
 from tests.factories import make_instance
 
@@ -255,17 +255,18 @@ def test_a_modality_marked_cert_may_not_query_without_a_verified_certificate(
     )  # fmt: skip
     assert "Final Find Response (Unknown Status: 0x124)" in plain.stderr, plain.stderr
     assert tls_tool(server, "echoscu", client=None).returncode == 0
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
+
+    def two_denied_reads() -> Any:
         audit = requests.get(
             server.live.url + "/api/audit",
             params={"action": "dicom:read", "outcome": "denied", "actor": "SECURE"},
             headers=server.live.headers,
             timeout=30,
         ).json()
-        if audit["total"] >= 2:
-            break
-        time.sleep(0.2)
+        return audit if audit["total"] >= 2 else None
+
+    # recording may lag a moment behind the answer
+    audit = wait_until(two_denied_reads, 5, message="two denied reads by SECURE")
     assert audit["total"] == 2
     assert {e["details"]["service"] for e in audit["events"]} == {"find"}
 
@@ -302,7 +303,7 @@ def test_klinika_echo_and_send_use_tls(server: TlsServer, pki: Pki, tmp_path: Pa
         env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        time.sleep(0.5)
+        wait_until(lambda: port_open(port), 30, message="storescp did not listen")
         sent = subprocess.run(
             [*klinika, "send", study_uid, "--to", f"TLSSCP@127.0.0.1:{port}", *tls],
             capture_output=True, text=True, timeout=120,

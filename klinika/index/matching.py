@@ -235,9 +235,7 @@ def _folded_words(norm_column: sa.ColumnElement[str], needle: str) -> ColumnElem
     words = [w for w in re.split(r"[\s^,=]+", fold(needle)) if w]
     spaced = sa.func.replace(sa.func.replace(folded_column(norm_column), " ", "^"), "=", "^")
     padded = sa.literal("^") + spaced
-    return sa.and_(
-        *(padded.like("%^" + _like_pattern(word) + "%", escape="\\") for word in words)
-    )
+    return sa.and_(*(padded.like("%^" + _like_pattern(word) + "%", escape="\\") for word in words))
 
 
 def _person_name(

@@ -364,6 +364,10 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
                     point |= measure_queries(env, generator.sample, args.runs)
                     print(json.dumps({k: point[k] for k in point if k.endswith("_ms")}), flush=True)
                     results.append(point)
+                    if args.out:  # a long run's figures survive what comes after
+                        partial = {"partial": True, "database": args.database, "ingest": rates}
+                        text = json.dumps(partial | {"checkpoints": results}, ensure_ascii=False)
+                        args.out.write_text(text + "\n")
                     runtime = Runtime(settings)
                     chunk_start, cpu_start = time.perf_counter(), time.process_time()
     finally:

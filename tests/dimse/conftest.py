@@ -21,6 +21,7 @@ from klinika.archive import Archive
 from klinika.config import load_settings
 from klinika.dicom.attributes import Level
 from klinika.dimse import DimseServer, start_dimse_server
+from klinika.dimse.direct import guard_reactor
 from klinika.index.query import Query
 from klinika.runtime import Runtime
 from tests.conftest import LiveServer, free_port, port_open, start_server, wait_until
@@ -135,7 +136,8 @@ def local(tmp_path: Path) -> Iterator[LocalDimse]:
 
 def associate(port: int, *contexts: Any, aet: str = "TESTSCU", **kwargs: Any) -> Association:
     """A pynetdicom association to Klinika proposing ``contexts`` (as ``build_context`` takes
-    them: a SOP class, or a (SOP class, transfer syntaxes) pair)."""
+    them: a SOP class, or a (SOP class, transfer syntaxes) pair), with pynetdicom's
+    pause race closed (:func:`klinika.dimse.direct.guard_reactor`)."""
     ae = AE(ae_title=aet)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
     for context in contexts:
@@ -143,4 +145,4 @@ def associate(port: int, *contexts: Any, aet: str = "TESTSCU", **kwargs: Any) ->
         ae.add_requested_context(sop_class, syntaxes or DEFAULT_TRANSFER_SYNTAXES)
     assoc = ae.associate("127.0.0.1", port, ae_title="KLINIKA", **kwargs)
     assert assoc.is_established, "Klinika refused the association"
-    return assoc
+    return guard_reactor(assoc)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 import time
 
 import pytest
@@ -175,3 +176,39 @@ def test_the_reactor_waits_for_requests_and_for_a_release_or_abort(
     aborted.abort()
     wait_until(lambda: not server_side.is_alive(), 5.0, message="the reactor kept waiting")
     assert server_side.is_aborted
+
+
+def test_a_paused_reactor_leaves_the_response_to_the_sender(local: LocalDimse) -> None:
+    """pynetdicom's pause race (issue #875): the reactor marks itself paused, passes its
+    checkpoint, and only then is the checkpoint cleared by a sender whose response arrives
+    before the reactor looks at the queue. The guarded reactor leaves that response where
+    the sender will read it."""
+    assoc = associate(local.port, Verification)
+    response = C_ECHO()
+    response.MessageIDBeingRespondedTo = 1
+    response.Status = 0x0000
+    looked = threading.Event()
+
+    class SenderClearsLate(threading.Event):
+        """The checkpoint, cleared (and the response queued) just after the reactor passed it."""
+
+        armed = True
+
+        def wait(self, timeout: float | None = None) -> bool:
+            passed = super().wait(timeout)
+            if self.armed:
+                self.armed = False
+                self.clear()
+                assoc.dimse.msg_queue.put((1, response))
+                looked.set()
+            return passed
+
+    checkpoint = SenderClearsLate()
+    checkpoint.set()
+    assoc._reactor_checkpoint = checkpoint
+    assert looked.wait(5.0)
+    wait_until(lambda: assoc._is_paused, 5.0, message="the reactor did not pause")
+    assert assoc.dimse.get_msg(block=True) == (1, response)  # the sender's, untouched
+    checkpoint.set()
+    assert assoc.send_c_echo().Status == 0x0000
+    assoc.release()

@@ -12,7 +12,20 @@ dedupe, fsync and indexing happen there, once, and so do the admission rules
 per study).
 """
 
-from klinika.archive.records import InstanceRecord, MetadataDocument, StoreOutcome, audit_subject
+from klinika.archive.records import (
+    InstanceRecord,
+    MetadataDocument,
+    StoreOutcome,
+    StoreStatus,
+    audit_subject,
+)
 from klinika.archive.service import Archive
 
-__all__ = ["Archive", "InstanceRecord", "MetadataDocument", "StoreOutcome", "audit_subject"]
+__all__ = [
+    "Archive",
+    "InstanceRecord",
+    "MetadataDocument",
+    "StoreOutcome",
+    "StoreStatus",
+    "audit_subject",
+]

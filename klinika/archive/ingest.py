@@ -19,7 +19,7 @@ from klinika.archive.admission import (
     check_document,
     check_patient,
 )
-from klinika.archive.records import InstanceRecord, StoreOutcome
+from klinika.archive.records import InstanceRecord, StoreOutcome, StoreStatus
 from klinika.archive.removal import delete_unreferenced
 from klinika.config import DuplicatePolicy
 from klinika.db import Database
@@ -134,10 +134,12 @@ class Ingest:
             try:
                 parsed = parse_instance(data, self.inflate_limit, bare_dataset=bare_datasets)
             except InvalidInstance as exc:
-                outcomes.append(StoreOutcome("rejected", reason=exc.reason, message=str(exc)))
+                outcomes.append(
+                    StoreOutcome(StoreStatus.REJECTED, reason=exc.reason, message=str(exc))
+                )
                 continue
             outcome = StoreOutcome(
-                "stored",
+                StoreStatus.STORED,
                 sop_instance_uid=parsed.sop_instance_uid,
                 sop_class_uid=parsed.sop_class_uid,
                 study_uid=parsed.study_uid,
@@ -147,7 +149,7 @@ class Ingest:
             )
             outcomes.append(outcome)
             if study_uid is not None and parsed.study_uid != study_uid:
-                outcome.status, outcome.reason = "rejected", RejectReason.STUDY_MISMATCH
+                outcome.status, outcome.reason = StoreStatus.REJECTED, RejectReason.STUDY_MISMATCH
                 outcome.message = (
                     f"the instance belongs to study {parsed.study_uid}, not {study_uid}"
                 )
@@ -177,7 +179,7 @@ class Ingest:
         for (parsed, outcome), blob in zip(accepted, written, strict=True):
             if isinstance(blob, StorageFull | StorageUnavailable):
                 outcome.status, outcome.reason, outcome.message = (
-                    "rejected",
+                    StoreStatus.REJECTED,
                     RejectReason.STORAGE_FULL
                     if isinstance(blob, StorageFull)
                     else RejectReason.STORAGE_UNAVAILABLE,
@@ -188,7 +190,7 @@ class Ingest:
                 pending.append(_Pending(parsed, blob, outcome, _instance_values(parsed, blob)))
         if pending:
             self._index_grouped(pending)
-        committed = [o for o in outcomes if o.status in ("stored", "replaced")]
+        committed = [o for o in outcomes if o.status in (StoreStatus.STORED, StoreStatus.REPLACED)]
         if committed:
             for listener in self.listeners:
                 listener(committed)
@@ -196,10 +198,10 @@ class Ingest:
 
     def _mark_duplicate(self, outcome: StoreOutcome) -> None:
         if self.duplicate_policy == DuplicatePolicy.REJECT:
-            outcome.status, outcome.reason = "rejected", RejectReason.DUPLICATE
+            outcome.status, outcome.reason = StoreStatus.REJECTED, RejectReason.DUPLICATE
             outcome.message = f"SOP Instance {outcome.sop_instance_uid} is already stored"
         else:
-            outcome.status = "duplicate"
+            outcome.status = StoreStatus.DUPLICATE
 
     def _index_grouped(self, pending: list[_Pending]) -> None:
         """Index with group commit: callers that arrive while another caller's transaction
@@ -258,7 +260,10 @@ class Ingest:
                     ) or writes.upsert_parents(connection, item.parsed.dataset)
                 series_pk, study_pk = parents[key]
                 replaced_key = self._upsert_instance(connection, item, series_pk)
-                if item.outcome.status == "duplicate" or item.outcome.status == "rejected":
+                if (
+                    item.outcome.status == StoreStatus.DUPLICATE
+                    or item.outcome.status == StoreStatus.REJECTED
+                ):
                     unreferenced.add(item.blob.key)
                     continue
                 if replaced_key and replaced_key != item.blob.key:
@@ -308,7 +313,7 @@ class Ingest:
         if self.duplicate_policy != DuplicatePolicy.OVERWRITE:
             self._mark_duplicate(item.outcome)
             return None
-        item.outcome.status = "replaced"
+        item.outcome.status = StoreStatus.REPLACED
         return writes.overwrite_instance(connection, values)
 
     # ---------------------------------------------------------------- replace
@@ -353,7 +358,9 @@ class Ingest:
                         _Pending(
                             dataclasses.replace(parsed, part10=b""),
                             blob,
-                            StoreOutcome("replaced", sop_instance_uid=parsed.sop_instance_uid),
+                            StoreOutcome(
+                                StoreStatus.REPLACED, sop_instance_uid=parsed.sop_instance_uid
+                            ),
                             _instance_values(parsed, blob),
                         )
                     )
@@ -389,7 +396,11 @@ def _batches(
 
 
 def _refuse(outcome: StoreOutcome, refusal: Refusal) -> None:
-    outcome.status, outcome.reason, outcome.message = "rejected", refusal.reason, refusal.message
+    outcome.status, outcome.reason, outcome.message = (
+        StoreStatus.REJECTED,
+        refusal.reason,
+        refusal.message,
+    )
 
 
 def _instance_values(parsed: ParsedInstance, blob: BlobRef) -> dict[str, Any]:

@@ -176,9 +176,7 @@ class StudyManagement:
                 )
                 result.renamed = True
             else:
-                identity = values_of(
-                    self._sample(self._studies_of(staying)[0]), PATIENT_IDENTITY
-                )
+                identity = values_of(self._sample(self._studies_of(staying)[0]), PATIENT_IDENTITY)
             result.studies, result.changes = studies, identity
             result.instances = self._replace(
                 [r for study in studies for r in self.archive.instances(study)],
@@ -308,8 +306,7 @@ class StudyManagement:
         if not records:
             return 0
         return self.archive.replace_instances(
-            (record, rewrite(self.archive.read(record), changes_for(record)))
-            for record in records
+            (record, rewrite(self.archive.read(record), changes_for(record))) for record in records
         )
 
     @contextmanager

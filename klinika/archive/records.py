@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
 from klinika.dicom.frames import PixelLocation
 from klinika.dicom.json import PIXEL_DATA_TAGS
 from klinika.errors import RejectReason
 
-Status = Literal["stored", "duplicate", "replaced", "rejected"]
+
+class StoreStatus(StrEnum):
+    """What became of one instance given to the archive (also the ``status`` that upload
+    results, the ingest metric's label and audit details carry)."""
+
+    STORED = "stored"
+    DUPLICATE = "duplicate"  # the same bytes were already there: nothing written
+    REPLACED = "replaced"  # another version of the instance was there: this one replaced it
+    REJECTED = "rejected"  # not stored; ``reason`` says why
 
 
 @dataclass
@@ -21,7 +30,7 @@ class StoreOutcome:
     (``unreadable``, ``missing-attribute``, ``too-large`` …); ``message`` says it for people.
     """
 
-    status: Status
+    status: StoreStatus
     sop_instance_uid: str | None = None
     sop_class_uid: str | None = None
     study_uid: str | None = None
@@ -34,7 +43,7 @@ class StoreOutcome:
 
     @property
     def accepted(self) -> bool:
-        return self.status != "rejected"
+        return self.status != StoreStatus.REJECTED
 
 
 def audit_subject(studies: Iterable[tuple[str | None, str | None]]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from klinika.archive.records import StoreOutcome
+from klinika.archive.records import StoreOutcome, StoreStatus
 from klinika.errors import RejectReason, RequestTooLarge
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ _UNREADABLE = (
 
 def too_large(size: int, limit: int = MAX_INSTANCE_BYTES) -> StoreOutcome:
     return StoreOutcome(
-        "rejected",
+        StoreStatus.REJECTED,
         reason=RejectReason.TOO_LARGE,
         message=f"{size} bytes is more than the {limit} bytes a file may have here",
     )
@@ -98,7 +98,7 @@ def read_member(
     ratio = info.file_size / max(info.compress_size, 1)
     if info.file_size > _RATIO_FLOOR and ratio > limits.zip_max_ratio:
         return StoreOutcome(
-            "rejected",
+            StoreStatus.REJECTED,
             reason=RejectReason.TOO_LARGE,
             message=f"ZIP member compressed {ratio:.0f}:1, more than the "
             f"{limits.zip_max_ratio}:1 accepted (setting zip_max_ratio)",
@@ -107,7 +107,7 @@ def read_member(
         return bundle.read(info)
     except _UNREADABLE as exc:
         return StoreOutcome(
-            "rejected", reason=RejectReason.UNREADABLE, message=f"ZIP member: {exc}"
+            StoreStatus.REJECTED, reason=RejectReason.UNREADABLE, message=f"ZIP member: {exc}"
         )
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from klinika.archive import Archive
+from klinika.archive import Archive, StoreStatus
 from klinika.backup.manifest import Progress
 from klinika.errors import StorageUnavailable
 from klinika.index import schema
@@ -137,7 +137,7 @@ def _repair(archive: Archive, report: FsckReport, delete_orphans: bool) -> None:
                 report.repaired.append(f"orphan {key} not indexed: its bytes do not match")
         outcomes = archive.store_many([archive.blobs.read(key) for key in intact])
         for key, outcome in zip(intact, outcomes, strict=True):
-            if outcome.status in ("stored", "replaced"):
+            if outcome.status in (StoreStatus.STORED, StoreStatus.REPLACED):
                 report.repaired.append(f"re-indexed orphan {key} as {outcome.sop_instance_uid}")
             else:
                 unindexable.append(key)

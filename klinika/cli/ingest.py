@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
-from klinika.archive import Archive, StoreOutcome
+from klinika.archive import Archive, StoreOutcome, StoreStatus
 from klinika.archive.sources import Item, iter_sources, store_items
 
 
@@ -42,7 +42,7 @@ def import_paths(
         for results in pool.map(run, batches):
             for name, outcome in results:
                 summary.counts[outcome.status] += 1
-                if outcome.status == "rejected":
+                if outcome.status == StoreStatus.REJECTED:
                     summary.rejected.append((name, outcome.message or outcome.reason or ""))
             if on_progress:
                 on_progress(len(results))

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from klinika.archive import Archive, StoreOutcome, audit_subject
+from klinika.archive import Archive, StoreOutcome, StoreStatus, audit_subject
 from klinika.auth.http import note_access
 from klinika.auth.models import Principal
 from klinika.auth.permissions import is_allowed
@@ -66,7 +66,7 @@ def _reference(outcome: StoreOutcome, base: str) -> dict[str, Any]:
             f"/instances/{outcome.sop_instance_uid}"
         )
         item["00081190"] = {"vr": "UR", "Value": [url]}
-        if outcome.warnings or outcome.status == "duplicate":
+        if outcome.warnings or outcome.status == StoreStatus.DUPLICATE:
             item["00081196"] = {"vr": "US", "Value": [0xB000]}  # coercion / warning
     else:
         item["00081197"] = {
@@ -99,7 +99,7 @@ def stow_response(
     if not outcomes:
         return 400, body
     if not failed:  # PS3.18 §10.5.3: 202 when any stored instance carries a warning
-        has_warnings = any(o.warnings or o.status == "duplicate" for o in stored)
+        has_warnings = any(o.warnings or o.status == StoreStatus.DUPLICATE for o in stored)
         return (202 if has_warnings else 200), body
     if not stored and any(o.reason == RejectReason.STORAGE_UNAVAILABLE for o in failed):
         return 503, body
@@ -122,7 +122,7 @@ def _compose(
         item.part10
         if item.part10 is not None
         else StoreOutcome(
-            "rejected",
+            StoreStatus.REJECTED,
             sop_class_uid=item.sop_class_uid,
             sop_instance_uid=item.sop_instance_uid,
             reason=item.error.reason if item.error else RejectReason.UNREADABLE,
@@ -216,7 +216,7 @@ def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> AP
                         results.append(
                             [
                                 StoreOutcome(
-                                    "rejected",
+                                    StoreStatus.REJECTED,
                                     reason=RejectReason.UNSUPPORTED_MEDIA_TYPE,
                                     message=message,
                                 )

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from pydicom.uid import generate_uid
 
-from klinika.archive import Archive
+from klinika.archive import Archive, StoreStatus
 from klinika.audit import Actor, AuditTrail, Outcome
 from klinika.db import Database
 from klinika.errors import KlinikaError, NotFound
@@ -457,7 +457,7 @@ class ReportService:
             )
         )
         outcome = self.archive.store(part10)
-        if outcome.status in ("stored", "replaced", "duplicate"):
+        if outcome.status in (StoreStatus.STORED, StoreStatus.REPLACED, StoreStatus.DUPLICATE):
             return True
         log.error("report PDF of study %s not stored: %s", study_uid, outcome.message)
         return False

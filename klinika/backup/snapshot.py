@@ -26,6 +26,7 @@ from klinika.backup.manifest import (
     blob_path,
     destination_lock,
     fsync_dir,
+    in_parallel,
     read_manifest,
     sha256_of,
     stored_blob,
@@ -93,26 +94,35 @@ def create_backup(
 def _copy_blobs(
     source: BlobStore, root: Path, manifest: Manifest, full: bool, progress: Progress | None
 ) -> None:
+    def copy(entry: tuple[str, int]) -> tuple[Path | None, Path | None]:
+        """(where the blob was written, where the destination had it); (None, None) when
+        the archive no longer has it."""
+        key = entry[0]
+        present = stored_blob(root, key)
+        if present is not None and not full:
+            return None, present
+        try:
+            stored = source.read_stored(key)
+        except NotFound:  # deleted from the archive since the snapshot
+            return None, None
+        target = blob_path(root, key)
+        if stored.compressed:
+            target = target.with_name(key + ZSTD_SUFFIX)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_durably(target, stored.payload, sync_dir=False)
+        if present is not None and present != target:
+            present.unlink()  # --full after `klinika compress`: keep one form only
+        return target, present
+
     touched: set[Path] = set()
     total = len(manifest.blobs)
-    for key, size in manifest.blobs:
-        present = stored_blob(root, key)
-        if full or present is None:
-            try:
-                stored = source.read_stored(key)
-                target = blob_path(root, key)
-                if stored.compressed:
-                    target = target.with_name(key + ZSTD_SUFFIX)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                write_durably(target, stored.payload, sync_dir=False)
-            except NotFound:  # deleted from the archive since the snapshot
-                manifest.problems.append(f"blob {key} was gone from the archive")
-            else:
-                if present is not None and present != target:
-                    present.unlink()  # --full after `klinika compress`: keep one form only
-                touched.add(target.parent)
-                manifest.copied_blobs += 1
-                manifest.copied_bytes += size
+    for (key, size), (target, present) in in_parallel(manifest.blobs, copy):
+        if target is not None:
+            touched.add(target.parent)
+            manifest.copied_blobs += 1
+            manifest.copied_bytes += size
+        elif present is None:
+            manifest.problems.append(f"blob {key} was gone from the archive")
         if progress:
             progress(1, total)
     for folder in touched:  # the renames are durable before the manifest says they exist
@@ -131,13 +141,20 @@ def verify_backup(backup: Path, progress: Progress | None = None) -> list[str]:
         problems.append(f"the index dump {manifest.index_file} is missing")
     elif sha256_of(index) != manifest.index_sha256:
         problems.append(f"the index dump {manifest.index_file} does not match its checksum")
-    total = len(manifest.blobs)
-    for key, size in manifest.blobs:
+
+    def check(entry: tuple[str, int]) -> str | None:
+        key, size = entry
         stored = stored_blob(root, key)
         if stored is None:
-            problems.append(f"blob {key} is missing")
-        elif blob_digest(stored) != (key, size):
-            problems.append(f"blob {key} is damaged (checksum mismatch)")
+            return f"blob {key} is missing"
+        if blob_digest(stored) != (key, size):
+            return f"blob {key} is damaged (checksum mismatch)"
+        return None
+
+    total = len(manifest.blobs)
+    for _entry, problem in in_parallel(manifest.blobs, check):
+        if problem:
+            problems.append(problem)
         if progress:
             progress(1, total)
     return problems
@@ -173,13 +190,17 @@ def restore_backup(
         )
     manifest = read_manifest(backup)
     source = backup.parent / "blobs"
-    total = len(manifest.blobs)
-    for key, _size in manifest.blobs:  # blobs first: an index never points at nothing
+
+    def put(entry: tuple[str, int]) -> None:
+        key = entry[0]
         if not blobs.exists(key):
             stored = stored_blob(source, key)
             assert stored is not None  # verified above
             compressed = stored.name.endswith(ZSTD_SUFFIX)
             blobs.put_stored(key, StoredBlob(stored.read_bytes(), compressed))
+
+    total = len(manifest.blobs)
+    for _ in in_parallel(manifest.blobs, put):  # blobs first: an index never points at nothing
         if progress:
             progress(1, total)
     load_index(backup / manifest.index_file, manifest.dialect, database_url)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
+import pytest
+
 from klinika.audit import AuditFilter
+from klinika.backup.manifest import in_parallel
 from tests.backup.conftest import (
     answers,
     ingest_samples,
@@ -165,3 +170,24 @@ def test_sqlite_backup_restores_into_postgresql(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert answers(restored, postgres_database) == before
+
+
+def test_blob_work_runs_in_parallel_in_order_and_raises_at_its_item() -> None:
+    """Copies, checks and restores go through ``in_parallel``: results come back in the
+    manifest's order although threads finish out of order, and an error stops at its item."""
+    threads: set[str] = set()
+
+    def work(n: int) -> int:
+        threads.add(threading.current_thread().name)
+        time.sleep(0.002 * (n % 3))
+        if n == 150:
+            raise OSError("disk gone")
+        return n * n
+
+    seen = []
+    with pytest.raises(OSError, match="disk gone"):
+        for n, square in in_parallel(range(200), work):
+            assert square == n * n
+            seen.append(n)
+    assert seen == list(range(150))
+    assert len(threads) > 1

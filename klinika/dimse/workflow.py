@@ -36,6 +36,7 @@ from klinika.audit import Actor, AuditTrail, Outcome
 from klinika.auth import AuthService
 from klinika.config import Settings
 from klinika.dimse import status
+from klinika.dimse.direct import guard_reactor
 from klinika.dimse.peers import calling_peer
 from klinika.dimse.tls import is_certified
 from klinika.errors import InvalidQuery, KlinikaError
@@ -314,7 +315,9 @@ class WorkflowHandlers:
         ae.add_requested_context(StorageCommitmentPushModel)
         role = build_role(StorageCommitmentPushModel, scp_role=True)
         for attempt in range(3):
-            assoc = ae.associate(remote.host, remote.port, ae_title=title, ext_neg=[role])
+            assoc = guard_reactor(
+                ae.associate(remote.host, remote.port, ae_title=title, ext_neg=[role])
+            )
             if assoc.is_established:
                 try:
                     answer, _ = assoc.send_n_event_report(

@@ -334,23 +334,49 @@ class _Layout:
 def _entries(
     connection: sa.Connection, plan: _Plan, rows: Sequence[sa.Row[Any]]
 ) -> list[dict[str, Any]]:
-    """The DICOM JSON objects of some result rows."""
+    """The DICOM JSON objects of some result rows, built column by column (see
+    :func:`_column_elements`)."""
+    if not rows:
+        return []
     extra = _representative_values(
         connection, plan.query.level, [r[0] for r in rows], plan.unindexed
     )
     layout = _Layout.of(plan)
-    more = bool(layout.counts or layout.empty)
-    matches = []
-    for row in rows:
-        entry = {
-            tag: _element(vr, row[position], splits) for tag, vr, splits, position in layout.fields
-        }
-        added = extra.get(row[0])
-        if added or more:
-            entry.update(layout.extras(row, added))
-            entry = dict(sorted(entry.items()))
-        matches.append(entry)
+    columns = list(zip(*rows, strict=True))
+    tags = [tag for tag, _, _, _ in layout.fields]
+    elements = [_column_elements(field, columns[field[3]]) for field in layout.fields]
+    matches = [dict(zip(tags, parts, strict=True)) for parts in zip(*elements, strict=True)]
+    if extra or layout.counts or layout.empty:
+        for number, row in enumerate(rows):
+            entry = matches[number]
+            entry.update(layout.extras(row, extra.get(row[0])))
+            matches[number] = dict(sorted(entry.items()))
     return matches
+
+
+def _column_elements(field: tuple[str, str, bool, int], values: Sequence[Any]) -> list[Any]:
+    """One column's :func:`_element` objects, row by row, the common values (one text, a
+    one-group name, an integer, none) the short way."""
+    _, vr, splits, _ = field
+    if vr == "PN":
+        return [
+            {"vr": vr, "Value": [{"Alphabetic": v}]}
+            if type(v) is str and v and "=" not in v and "\\" not in v
+            else _element(vr, v, splits)
+            for v in values
+        ]
+    if vr in _INTEGER_VRS:
+        return [
+            {"vr": vr, "Value": [v]} if type(v) is int else _element(vr, v, splits) for v in values
+        ]
+    if vr in _CONVERTED:
+        return [_element(vr, v, splits) for v in values]
+    return [
+        {"vr": vr, "Value": [v]}
+        if type(v) is str and v and "\\" not in v
+        else _element(vr, v, splits)
+        for v in values
+    ]
 
 
 #: VRs whose JSON value is not the column's text as it is (element_json converts them)

@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 
 from klinika.archive import Archive
 from klinika.dicom.attributes import Level
-from klinika.index.query import Query, _element, _value_text, search, search_json
+from klinika.index.query import (
+    Query,
+    _column_elements,
+    _element,
+    _value_text,
+    search,
+    search_json,
+)
 from tests.factories import make_instance
 
 BASE = "https://pacs.example/dicom-web"
@@ -136,11 +143,12 @@ _VALUES = st.one_of(
 
 
 @given(vr=_VRS, value=_VALUES, splits=st.booleans())
-def test_an_element_written_as_text_is_the_element(vr: str, value: Any, splits: bool) -> None:
+def test_the_short_ways_give_the_element(vr: str, value: Any, splits: bool) -> None:
     try:
         element = _element(vr, value, splits)
     except ValueError:  # text that is no number in a numeric VR: the object path refuses too
         return
+    assert _column_elements(("00000000", vr, splits, 0), [value]) == [element]
     items = _value_text(vr, value, splits)
     if items is not None:  # None: the caller writes the element object instead
         assert json.loads(f'{{"vr":"{vr}","Value":[{items}]}}') == element

@@ -77,23 +77,29 @@ def _retrieve_url(match: dict[str, Any], level: Level) -> str:
     return url
 
 
-QUERIES = [
-    Query(Level.STUDY),
-    Query(Level.STUDY, include="all"),
-    Query(Level.STUDY, include=STATION | {"NumberOfPatientRelatedStudies"}),
-    Query(Level.STUDY, match={"PatientName": "Пет*"}),
-    Query(Level.STUDY, match={"ModalitiesInStudy": "MR"}, include="all"),
-    Query(Level.STUDY, match={"StudyDate": "20200101-", "StationName": ""}),
-    Query(Level.STUDY, limit=2, offset=1),
-    Query(Level.SERIES, include_parents=True, include="all"),
-    Query(Level.SERIES, match={"Modality": "MR"}, include=STATION),
-    Query(Level.IMAGE, include="all"),
-    Query(Level.IMAGE, match={"PatientID": "P1"}, include=STATION, include_parents=True),
-    Query(Level.PATIENT, include="all"),
-]
+QUERIES = {
+    "studies": Query(Level.STUDY),
+    "studies-all": Query(Level.STUDY, include="all"),
+    "studies-unindexed-count": Query(
+        Level.STUDY, include=STATION | {"NumberOfPatientRelatedStudies"}
+    ),
+    "studies-cyrillic": Query(Level.STUDY, match={"PatientName": "Пет*"}),
+    "studies-modality-all": Query(Level.STUDY, match={"ModalitiesInStudy": "MR"}, include="all"),
+    "studies-date-unindexed": Query(
+        Level.STUDY, match={"StudyDate": "20200101-", "StationName": ""}
+    ),
+    "studies-page": Query(Level.STUDY, limit=2, offset=1),
+    "series-all": Query(Level.SERIES, include_parents=True, include="all"),
+    "series-unindexed": Query(Level.SERIES, match={"Modality": "MR"}, include=STATION),
+    "instances-all": Query(Level.IMAGE, include="all"),
+    "instances-unindexed": Query(
+        Level.IMAGE, match={"PatientID": "P1"}, include=STATION, include_parents=True
+    ),
+    "patients-all": Query(Level.PATIENT, include="all"),
+}
 
 
-@pytest.mark.parametrize("query", QUERIES, ids=repr)
+@pytest.mark.parametrize("query", QUERIES.values(), ids=QUERIES.keys())
 def test_json_answers_are_the_search_objects_with_their_retrieve_url(
     varied: Archive, query: Query
 ) -> None:

@@ -13,14 +13,14 @@ from hypothesis import strategies as st
 
 from klinika.archive import Archive
 from klinika.dicom.attributes import Level
-from klinika.index.query import (
-    Query,
-    _column_elements,
-    _element,
-    _value_text,
-    search,
-    search_json,
+from klinika.index.answers import (
+    column_elements,
+    column_texts,
+    element,
+    field_texts,
+    value_text,
 )
+from klinika.index.query import Query, search, search_json
 from tests.factories import make_instance
 
 BASE = "https://pacs.example/dicom-web"
@@ -151,10 +151,13 @@ _VALUES = st.one_of(
 @given(vr=_VRS, value=_VALUES, splits=st.booleans())
 def test_the_short_ways_give_the_element(vr: str, value: Any, splits: bool) -> None:
     try:
-        element = _element(vr, value, splits)
+        expected = element(vr, value, splits)
     except ValueError:  # text that is no number in a numeric VR: the object path refuses too
         return
-    assert _column_elements(("00000000", vr, splits, 0), [value]) == [element]
-    items = _value_text(vr, value, splits)
+    field = ("00100010", vr, splits, 0)
+    assert column_elements(field, [value]) == [expected]
+    (text,) = column_texts(field, field_texts("00100010", vr), [value])
+    assert json.loads("{" + text + "}") == {"00100010": expected}
+    items = value_text(vr, value, splits)
     if items is not None:  # None: the caller writes the element object instead
-        assert json.loads(f'{{"vr":"{vr}","Value":[{items}]}}') == element
+        assert json.loads(f'{{"vr":"{vr}","Value":[{items}]}}') == expected

@@ -20,7 +20,15 @@ from klinika.dicom.attributes import Level
 from klinika.dicom.frames import PixelLocation, frame_from_part10
 from klinika.errors import NotFound
 from klinika.index import lookups
-from klinika.index.query import Query, QueryResult, count, search, search_stream
+from klinika.index.query import (
+    JsonResult,
+    Query,
+    QueryResult,
+    count,
+    search,
+    search_json,
+    search_stream,
+)
 from klinika.storage import BlobStore
 
 _SLOW_FRAME_SYNTAXES = (ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian)
@@ -38,6 +46,11 @@ class Retrieval:
         """Run a query through the one query engine."""
         with self.database.reader.connect() as connection:
             return search(connection, query)
+
+    def search_json(self, query: Query, *, retrieve_base: str | None = None) -> JsonResult:
+        """Run a query through the one query engine, its answers as DICOM JSON bytes."""
+        with self.database.reader.connect() as connection:
+            return search_json(connection, query, retrieve_base=retrieve_base)
 
     def search_stream(self, query: Query) -> Generator[dict[str, Any], None, None]:
         """The matches of ``query`` one by one from the one query engine (C-FIND): nothing

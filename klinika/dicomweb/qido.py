@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
 from klinika.archive import Archive
 from klinika.config import Settings
 from klinika.dicom.attributes import Level
-from klinika.dicomweb.common import Guard, dicomweb_base, json_bytes, json_response
+from klinika.dicomweb.common import Guard, dicomweb_base, json_response
 from klinika.dicomweb.negotiation import accepts_json
 from klinika.errors import InvalidQuery
 from klinika.index.query import Query
@@ -92,17 +91,15 @@ def create_qido_router(archive: Archive, settings: Settings, guard: Guard) -> AP
     def answer(request: Request, level: Level, scope: dict[str, str]) -> Response:
         accepts_json(request.headers.get("accept"))
         query = parse_query(request, level, settings, scope)
-        result = archive.search(query)
         base = dicomweb_base(request, settings.public_base_url)
-        for match in result.matches:
-            _add_retrieve_url(match, level, base)
+        result = archive.search_json(query, retrieve_base=base)
         headers = {}
         if result.more:
             headers["Warning"] = (
                 '299 klinika "There are more results than the limit; '
                 'ask again with a larger offset"'
             )
-        return json_response(request, json_bytes(result.matches), headers=headers)
+        return json_response(request, result.body, headers=headers)
 
     @router.get("/studies", summary="Search for studies")
     def search_studies(request: Request) -> Response:
@@ -133,22 +130,3 @@ def create_qido_router(archive: Archive, settings: Settings, guard: Guard) -> AP
         return answer(request, Level.IMAGE, scope)
 
     return router
-
-
-def _add_retrieve_url(match: dict[str, Any], level: Level, base: str) -> None:
-    """RetrieveURL (0008,1190) of each match (PS3.18 Table 10.6.3-3)."""
-
-    def uid(tag: str) -> str | None:
-        values = match.get(tag, {}).get("Value")
-        return values[0] if values else None
-
-    study, series, sop = uid("0020000D"), uid("0020000E"), uid("00080018")
-    url = None
-    if level == Level.STUDY and study:
-        url = f"{base}/studies/{study}"
-    elif level == Level.SERIES and study and series:
-        url = f"{base}/studies/{study}/series/{series}"
-    elif level == Level.IMAGE and study and series and sop:
-        url = f"{base}/studies/{study}/series/{series}/instances/{sop}"
-    if url:
-        match["00081190"] = {"vr": "UR", "Value": [url]}

@@ -27,7 +27,7 @@ from klinika.dicom.attributes import Level
 from klinika.dicom.part10 import file_meta_prefix
 from klinika.dimse import status
 from klinika.dimse.direct import install
-from klinika.dimse.identifiers import answer_bytes, answer_dataset, identifier_query
+from klinika.dimse.identifiers import AnswerEncoder, answer_dataset, identifier_query
 from klinika.dimse.peers import calling_peer
 from klinika.dimse.retrieve import Accepted, adopt, prepare, proposed_contexts
 from klinika.dimse.tls import is_certified
@@ -329,7 +329,7 @@ def _value(match: dict[str, Any], tag: str) -> str | None:
 
 class EncodedIdentifier(Dataset):
     """A C-FIND answer already encoded for its presentation context's transfer syntax
-    (:func:`klinika.dimse.identifiers.answer_bytes`); pynetdicom sends the bytes as they are
+    (:class:`klinika.dimse.identifiers.AnswerEncoder`); pynetdicom sends the bytes as they are
     (:func:`klinika.dimse.server.send_encoded_answers_as_they_are`)."""
 
     def __init__(self, encoded: bytes, implicit_vr: bool) -> None:
@@ -347,10 +347,11 @@ def _answer_builder(
     syntax = UID(str(event.context.transfer_syntax))
     direct = syntax.is_little_endian and not syntax.is_deflated
     implicit_vr = bool(syntax.is_implicit_VR)
+    encoder = AnswerEncoder(keys, level, ae_title, implicit_vr=implicit_vr)
 
     def build(match: dict[str, Any]) -> Dataset:
         if direct:
-            encoded = answer_bytes(match, keys, level, ae_title, implicit_vr=implicit_vr)
+            encoded = encoder(match)
             if encoded is not None:
                 return EncodedIdentifier(encoded, implicit_vr)
         return answer_dataset(match, keys, level, ae_title)

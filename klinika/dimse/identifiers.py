@@ -135,7 +135,15 @@ def answer_bytes(
 ) -> bytes | None:
     """The C-FIND response identifier of :func:`answer_dataset`, encoded directly in little
     endian (implicit or explicit VR), or None when an attribute is not plain text (the caller
-    then encodes :func:`answer_dataset` with pydicom).
+    then encodes :func:`answer_dataset` with pydicom). One answer of :class:`AnswerEncoder`.
+    """
+    return AnswerEncoder(keys, level, ae_title, implicit_vr=implicit_vr)(found)
+
+
+class AnswerEncoder:
+    """C-FIND response identifiers for one request's keys, encoded directly in little endian
+    (implicit or explicit VR): what the keys need (tags, VRs, element headers, the order) is
+    worked out once, not per answer.
 
     Same elements, values and SpecificCharacterSet as :func:`answer_dataset` with pydicom's
     encoding, without building a pydicom data set per answer.
@@ -144,52 +152,77 @@ def answer_bytes(
     ----------
     PS3.5 §7.1 (data elements), §6.2 (value padding), §6.1.2.3 (ISO_IR 192), PS3.4 C.4.1.1.3.2.
     """
-    elements: dict[int, tuple[str, list[str] | bytes]] = {}
-    for keyword in keys:
-        resolved = _key_tag(keyword)
-        if resolved is None:
-            continue
-        tag, tag_hex = resolved
-        document = found.get(tag_hex)
-        if document:
-            vr = document.get("vr") or dictionary_VR(tag)
-            values = document.get("Value", [])
-        else:
-            vr, values = dictionary_VR(tag), []
-        if "InlineBinary" in (document or {}):
-            return None
-        encoded: list[str] | bytes | None
-        if vr in _INTEGER_ANSWER_VRS:
-            encoded = _answer_integers(vr, values)
-        elif vr in _TEXT_ANSWER_VRS:
-            encoded = _answer_texts(vr, values)
-        else:
-            encoded = None
-        if encoded is None:
-            return None
-        elements[tag] = (vr, encoded)
-    elements[0x00080052] = ("CS", [level.name])
-    elements[0x00080054] = ("AE", [ae_title])
-    ascii_only = all(
-        text.isascii()
-        for _, texts in elements.values()
-        if not isinstance(texts, bytes)
-        for text in texts
-    )
-    if not ascii_only:
-        elements[0x00080005] = ("CS", ["ISO_IR 192"])
-    encoding = "ascii" if ascii_only else "utf-8"
-    out = bytearray()
-    for tag in sorted(elements):
-        vr, texts = elements[tag]
-        value = texts if isinstance(texts, bytes) else "\\".join(texts).encode(encoding)
-        if len(value) > 0xFFFE:
-            return None
-        if len(value) % 2:
-            value += b"\x00" if vr == "UI" else b" "
-        out += _element_header(tag, vr, len(value), implicit_vr)
-        out += value
-    return bytes(out)
+
+    def __init__(self, keys: list[str], level: Level, ae_title: str, *, implicit_vr: bool) -> None:
+        self.implicit_vr = implicit_vr
+        tags: dict[int, tuple[str, str]] = {}
+        for keyword in keys:
+            resolved = _key_tag(keyword)
+            if resolved is not None:
+                tag, tag_hex = resolved
+                tags[tag] = (tag_hex, dictionary_VR(tag))
+        fixed = {0x00080052: ("CS", [level.name]), 0x00080054: ("AE", [ae_title])}
+        for tag in fixed:
+            tags.pop(tag, None)  # the response's own level and AE title win
+        self.asks_charset = 0x00080005 in tags
+        self.keys = [(tag, *tags[tag]) for tag in sorted(tags)]
+        self.fixed = [(tag, vr, texts) for tag, (vr, texts) in sorted(fixed.items())]
+        self.fixed_ascii = all(text.isascii() for _, _, texts in self.fixed for text in texts)
+        self._headers: dict[tuple[int, str, int], bytes] = {}
+
+    def __call__(self, found: dict[str, Any]) -> bytes | None:
+        """The encoded answer for one match, or None when pydicom must encode it."""
+        elements: list[tuple[int, str, list[str] | bytes]] = []
+        ascii_only = self.fixed_ascii
+        for tag, tag_hex, dictionary_vr in self.keys:
+            document = found.get(tag_hex)
+            if document:
+                if "InlineBinary" in document:
+                    return None
+                vr = document.get("vr") or dictionary_vr
+                values = document.get("Value", [])
+            else:
+                vr, values = dictionary_vr, []
+            encoded: list[str] | bytes | None
+            if vr in _INTEGER_ANSWER_VRS:
+                encoded = _answer_integers(vr, values)
+            elif vr in _TEXT_ANSWER_VRS:
+                encoded = _answer_texts(vr, values)
+                if encoded is not None and ascii_only:
+                    ascii_only = all(text.isascii() for text in encoded)
+            else:
+                encoded = None
+            if encoded is None:
+                return None
+            elements.append((tag, vr, encoded))
+        elements += self.fixed
+        if not ascii_only:
+            if self.asks_charset:
+                elements = [element for element in elements if element[0] != 0x00080005]
+            elements.append((0x00080005, "CS", ["ISO_IR 192"]))
+        elements.sort(key=_tag_of)
+        encoding = "ascii" if ascii_only else "utf-8"
+        out = bytearray()
+        for tag, vr, texts in elements:
+            value = texts if isinstance(texts, bytes) else "\\".join(texts).encode(encoding)
+            if len(value) > 0xFFFE:
+                return None
+            if len(value) % 2:
+                value += b"\x00" if vr == "UI" else b" "
+            out += self._header(tag, vr, len(value))
+            out += value
+        return bytes(out)
+
+    def _header(self, tag: int, vr: str, length: int) -> bytes:
+        key = (tag, vr, length)
+        header = self._headers.get(key)
+        if header is None:
+            header = self._headers[key] = _element_header(tag, vr, length, self.implicit_vr)
+        return header
+
+
+def _tag_of(element: tuple[int, str, list[str] | bytes]) -> int:
+    return element[0]
 
 
 def _answer_texts(vr: str, values: list[Any]) -> list[str] | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
 from klinika.dicom.attributes import (
     BY_KEYWORD,
@@ -27,9 +27,8 @@ from klinika.dicom.attributes import (
     IndexedAttribute,
     Level,
 )
-from klinika.dicom.json import element_json
 from klinika.errors import InvalidQuery
-from klinika.index import schema
+from klinika.index import answers, schema
 from klinika.index.matching import condition, prepare_folding
 
 Include = frozenset[str] | Literal["all"]
@@ -116,6 +115,14 @@ class QueryResult:
     """DICOM JSON objects in order, and whether more matched beyond ``limit``."""
 
     matches: list[dict[str, Any]]
+    more: bool
+
+
+@dataclass(frozen=True)
+class JsonResult:
+    """The matches as one DICOM JSON array (UTF-8 text), and whether more matched."""
+
+    body: bytes
     more: bool
 
 
@@ -271,55 +278,26 @@ def _plan(query: Query, *, one_more: bool) -> _Plan:
     return _Plan(query, statement, returned, unindexed, counts)
 
 
-def _entries(
+def _layout(plan: _Plan) -> answers.Layout:
+    return answers.Layout.of(plan.returned, plan.counts, plan.unindexed, plan.query.level)
+
+
+def _stored(
     connection: sa.Connection, plan: _Plan, rows: Sequence[sa.Row[Any]]
-) -> list[dict[str, Any]]:
-    """The DICOM JSON objects of some result rows.
-
-    A row holds the primary key, then the returned attributes in order, then the counts
-    (see :func:`_plan`): it is read by position, which a page of a thousand studies needs.
-    """
-    extra = _representative_values(
-        connection, plan.query.level, [r[0] for r in rows], plan.unindexed
-    )
-    # the row's columns in tag order, so that an entry needs no sorting unless it gets more
-    fields = sorted(
-        (a.tag_hex, a.vr, a.vr not in ("LT", "ST", "UT"), position)
-        for position, a in enumerate(plan.returned, start=1)
-    )
-    width = len(fields)
-    counts = [f"{tag_for_keyword(keyword) or 0:08X}" for keyword in plan.counts]
-    empty = {}
-    for keyword in plan.unindexed:
-        code = tag_for_keyword(keyword)
-        if code is not None:  # not a keyword of the data dictionary: nothing to return
-            empty[f"{code:08X}"] = {"vr": dictionary_VR(code)}
-    matches = []
-    for row in rows:
-        entry = {tag: _element(vr, row[position], splits) for tag, vr, splits, position in fields}
-        added = extra.get(row[0])
-        if added:
-            entry.update(added)
-        for tag, value in zip(counts, row[width + 1 :], strict=True):
-            entry[tag] = element_json("IS", int(value))
-        for tag, element in empty.items():
-            entry.setdefault(tag, dict(element))
-        matches.append(dict(sorted(entry.items())) if added or counts or empty else entry)
-    return matches
+) -> dict[int, dict[str, Any]]:
+    """Stored values of the attributes the index lacks, by row primary key."""
+    pks = [row[0] for row in rows]
+    return _representative_values(connection, plan.query.level, pks, plan.unindexed)
 
 
-#: VRs whose JSON value is not the column's text as it is (element_json converts them)
-_CONVERTED = frozenset({"PN", "IS", "US", "UL", "SS", "SL", "DS", "FL", "FD"})
-
-
-def _element(vr: str, value: Any, splits: bool) -> dict[str, Any]:
-    """:func:`element_json` of an index column's value: multiple values are joined by ``\\``
-    (unless the VR is a text one, where a backslash is a character); plain text is taken
-    the short way."""
-    if isinstance(value, str) and value:
-        values = value.split("\\") if splits and "\\" in value else [value]
-        return element_json(vr, values) if vr in _CONVERTED else {"vr": vr, "Value": values}
-    return element_json(vr, value)
+def _rows(connection: sa.Connection, query: Query) -> tuple[_Plan, Sequence[sa.Row[Any]], bool]:
+    """The plan of ``query``, its rows up to ``limit``, and whether more matched."""
+    if query.folded:
+        prepare_folding(connection)
+    plan = _plan(query, one_more=True)
+    rows = connection.execute(plan.statement).all()
+    more = query.limit is not None and len(rows) > query.limit
+    return plan, rows[: query.limit] if query.limit is not None else rows, more
 
 
 def search(connection: sa.Connection, query: Query) -> QueryResult:
@@ -330,13 +308,31 @@ def search(connection: sa.Connection, query: Query) -> QueryResult:
     InvalidQuery
         For unknown attributes, malformed values, or (when ``strict``) unsupported match keys.
     """
-    if query.folded:
-        prepare_folding(connection)
-    plan = _plan(query, one_more=True)
-    rows = connection.execute(plan.statement).all()
-    more = query.limit is not None and len(rows) > query.limit
-    rows = rows[: query.limit] if query.limit is not None else rows
-    return QueryResult(_entries(connection, plan, rows), more)
+    plan, rows, more = _rows(connection, query)
+    stored = _stored(connection, plan, rows)
+    return QueryResult(answers.objects(_layout(plan), rows, stored), more)
+
+
+def search_json(
+    connection: sa.Connection, query: Query, *, retrieve_base: str | None = None
+) -> JsonResult:
+    """:func:`search` with its answers as one DICOM JSON array in UTF-8 (what QIDO-RS
+    sends), written from the rows without building the objects first. With
+    ``retrieve_base`` (the DICOMweb root URL) each answer carries its RetrieveURL.
+
+    Raises
+    ------
+    InvalidQuery
+        As :func:`search`.
+
+    References
+    ----------
+    PS3.18 §F.2 (DICOM JSON), Table 10.6.3-3 (RetrieveURL in search answers).
+    """
+    plan, rows, more = _rows(connection, query)
+    stored = _stored(connection, plan, rows)
+    texts = answers.texts(_layout(plan), rows, stored, retrieve_base)
+    return JsonResult(("[" + ",".join(texts) + "]").encode("utf-8"), more)
 
 
 def search_stream(
@@ -355,10 +351,11 @@ def search_stream(
     if query.folded:
         prepare_folding(connection)
     plan = _plan(query, one_more=False)
+    layout = _layout(plan)
     result = connection.execution_options(yield_per=chunk).execute(plan.statement)
     try:
         for rows in result.partitions(chunk):
-            yield from _entries(connection, plan, rows)
+            yield from answers.objects(layout, rows, _stored(connection, plan, rows))
     finally:
         result.close()
 

@@ -15,7 +15,12 @@ from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
 from klinika.audit import AuditFilter
-from klinika.dimse.identifiers import answer_bytes, answer_dataset, identifier_query
+from klinika.dimse.identifiers import (
+    AnswerEncoder,
+    answer_bytes,
+    answer_dataset,
+    identifier_query,
+)
 from klinika.index.query import STREAM_CHUNK
 from tests.dimse.conftest import LocalDimse, associate
 from tests.dimse.test_wire import cancel_after_first_match
@@ -88,6 +93,20 @@ def test_encoded_answers_are_pydicoms_encoding(
             answer_dataset(match, requested, query.level, "KLINIKA"), implicit_vr, True
         )
         assert direct is not None and direct == expected
+
+
+@pytest.mark.parametrize("implicit_vr", [True, False])
+def test_one_encoder_serves_every_answer_of_a_request(
+    local: LocalDimse, varied: str, implicit_vr: bool
+) -> None:
+    query, requested = identifier_query(identifier("STUDY", STUDY_KEYS), FIND)
+    matches = list(local.archive.search_stream(query))
+    encoder = AnswerEncoder(requested, query.level, "KLINIKA", implicit_vr=implicit_vr)
+    for match in [*matches, *reversed(matches)]:  # Cyrillic and ASCII answers, either order
+        expected = encode(
+            answer_dataset(match, requested, query.level, "KLINIKA"), implicit_vr, True
+        )
+        assert encoder(match) == expected
 
 
 @pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian])

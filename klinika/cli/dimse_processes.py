@@ -136,7 +136,7 @@ def _worker(
     """One DIMSE process: its own runtime and AE on the shared socket, until SIGTERM."""
     from klinika.dimse import start_dimse_server
     from klinika.observability import configure_logging
-    from klinika.runtime import Runtime
+    from klinika.runtime import Runtime, freeze_startup_heap
 
     _die_with_parent()
     configure_logging(settings)  # a log file slot of its own, not the parent's
@@ -159,6 +159,7 @@ def _worker(
             metrics=runtime.metrics,
             schedule=runtime.schedule,
         )
+        freeze_startup_heap()
         while not stop.wait(1.0):
             if os.getppid() != parent:  # the parent went away without telling us
                 break

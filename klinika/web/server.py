@@ -20,7 +20,7 @@ from starlette.types import ASGIApp
 from klinika.config import Settings, load_settings
 from klinika.errors import KlinikaError
 from klinika.observability import configure_logging
-from klinika.runtime import Runtime
+from klinika.runtime import Runtime, freeze_startup_heap
 from klinika.web.app import create_app
 from klinika.web.telemetry import TrustedRequestIds
 
@@ -71,6 +71,7 @@ def served(app: ASGIApp, settings: Settings) -> ASGIApp:
 def run_server(settings: Settings, runtime: Runtime, *, host: str, port: int) -> None:
     """Serve HTTP on host:port in this process until interrupted."""
     app = create_app(settings, runtime)
+    freeze_startup_heap()
     log.info("HTTP on http://%s:%d (data in %s)", host, port, settings.data_dir.resolve())
     uvicorn.run(served(app, settings), host=host, port=port, **_UVICORN)
 
@@ -81,7 +82,9 @@ def app_from_environment() -> ASGIApp:
     others' through the log file slots and ``PROMETHEUS_MULTIPROC_DIR``)."""
     settings = load_settings()
     configure_logging(settings)
-    return served(create_app(settings), settings)
+    app = served(create_app(settings), settings)
+    freeze_startup_heap()
+    return app
 
 
 def run_workers(settings: Settings, *, host: str, port: int, workers: int) -> None:

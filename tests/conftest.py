@@ -213,15 +213,31 @@ def start_server(
         except (requests.ConnectionError, requests.Timeout):  # not up yet, or a busy machine
             return False
 
+    _started.append(process)
     try:
         wait_until(healthy, 60, message="the server did not answer /health")
-    except AssertionError:
+        server = LiveServer(url, data_dir, process, env)
+        server.headers = login(url, "tester")
+    except BaseException:
         process.kill()
         process.wait(timeout=20)
         raise
-    server = LiveServer(url, data_dir, process, env)
-    server.headers = login(url, "tester")
     return server
+
+
+#: every ``klinika serve`` this test process started (see :func:`_no_server_outlives_the_tests`)
+_started: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_server_outlives_the_tests() -> Iterator[None]:
+    """A test that fails before it stops its server (an assertion between start and stop)
+    would leave it running past the session, holding ports and CPU: kill what is left."""
+    yield
+    for process in _started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")

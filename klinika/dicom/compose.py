@@ -24,9 +24,9 @@ import base64
 import io
 import json
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
@@ -50,11 +50,19 @@ _PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
 
 @dataclass(frozen=True)
 class BulkPart:
-    """One bulk data part of a request: its media type, transfer syntax parameter and bytes."""
+    """One bulk data part of a request: its media type, transfer syntax parameter and bytes,
+    held in memory or in a (temporary) file that the request's owner closes."""
 
     media_type: str
-    data: bytes
+    source: bytes | IO[bytes]
     transfer_syntax: str | None = None
+
+    @property
+    def data(self) -> bytes:
+        if isinstance(self.source, bytes):
+            return self.source
+        self.source.seek(0)
+        return self.source.read()
 
 
 def parse_json_metadata(payload: bytes) -> list[dict[str, Any]]:
@@ -313,18 +321,14 @@ class Composed:
 
 def compose_instances(
     documents: list[dict[str, Any]], bulk: Mapping[str, list[BulkPart]]
-) -> list[Composed]:
+) -> Iterator[Composed]:
     """Each DICOM JSON data set (from JSON or converted XML metadata) as a Part-10 instance,
-    or the reason it cannot be one; see :func:`part10_from_json`."""
-    out: list[Composed] = []
+    or the reason it cannot be one, one at a time; see :func:`part10_from_json`."""
     for document in documents:
         try:
-            out.append(Composed(part10_from_json(document, bulk)))
+            yield Composed(part10_from_json(document, bulk))
         except InvalidInstance as exc:
-            out.append(
-                Composed(None, exc, _first(document, "00080016"), _first(document, "00080018"))
-            )
-    return out
+            yield Composed(None, exc, _first(document, "00080016"), _first(document, "00080018"))
 
 
 JSON_METADATA = "application/dicom+json"
@@ -333,12 +337,12 @@ XML_METADATA = "application/dicom+xml"
 
 def compose_metadata_parts(
     parts: list[tuple[str, bytes]], bulk: Mapping[str, list[BulkPart]]
-) -> list[Composed]:
+) -> Iterator[Composed]:
     """The instances of a STOW-RS request's metadata parts, ``(media type, bytes)`` each:
     an ``application/dicom+json`` part holds one data set or an array of them, an
     ``application/dicom+xml`` part one PS3.19 document. A part that cannot be read is one
-    failure; each of its data sets otherwise succeeds or fails on its own."""
-    out: list[Composed] = []
+    failure; each of its data sets otherwise succeeds or fails on its own. The instances
+    come one at a time, so that a request never holds more than one composed instance."""
     for media_type, payload in parts:
         try:
             if media_type == JSON_METADATA:
@@ -346,10 +350,9 @@ def compose_metadata_parts(
             else:
                 documents = [native_xml_to_json(payload)]
         except InvalidInstance as exc:
-            out.append(Composed(None, exc))
+            yield Composed(None, exc)
             continue
-        out.extend(compose_instances(documents, bulk))
-    return out
+        yield from compose_instances(documents, bulk)
 
 
 def _first(document: Mapping[str, Any], tag: str) -> str | None:

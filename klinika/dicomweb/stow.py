@@ -3,7 +3,9 @@
 with bulk data parts, which :mod:`klinika.dicom.compose` turns into Part-10 instances."""
 
 import asyncio
-from typing import Annotated, Any
+import tempfile
+from collections.abc import Iterator
+from typing import IO, Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -20,6 +22,9 @@ from klinika.dicomweb.negotiation import parse_accept
 from klinika.errors import RejectReason, RequestTooLarge, UnsupportedMediaType
 
 BATCH = 32
+#: Bulk data parts of JSON/XML metadata larger than this wait for their metadata in a
+#: temporary file: memory holds a request's small parts and one composed instance at most.
+_BULK_IN_MEMORY = 64 * 1024
 _DICOM = "application/dicom"
 _JSON = "application/dicom+json"
 _XML = "application/dicom+xml"
@@ -106,30 +111,37 @@ def stow_response(
     return (202 if stored else 409), body
 
 
-def _bulk_part(part: BodyPart) -> BulkPart:
+def _bulk_part(part: BodyPart, spooled: list[IO[bytes]]) -> BulkPart:
+    """A bulk data part kept until the metadata is read at the end of the body: in memory
+    when small, else in a temporary file (added to ``spooled``, which the request closes)."""
     ranges = parse_accept(part.content_type)
     syntax = ranges[0].params.get("transfer-syntax") if ranges else None
-    return BulkPart(part.media_type, part.data, syntax)
+    if len(part.data) <= _BULK_IN_MEMORY:
+        return BulkPart(part.media_type, part.data, syntax)
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the request)
+    spooled.append(spool)
+    spool.write(part.data)
+    return BulkPart(part.media_type, spool, syntax)
 
 
 def _compose(
     metadata: list[BodyPart], bulk: dict[str, list[BulkPart]]
-) -> list[bytes | StoreOutcome]:
-    """The Part-10 instances of the metadata parts, or a rejected outcome for each data set
-    (or part) that cannot become one (PS3.18 §10.5.3: missing bulk data is a failure)."""
-    composed = compose_metadata_parts([(p.media_type, p.data) for p in metadata], bulk)
-    return [
-        item.part10
-        if item.part10 is not None
-        else StoreOutcome(
-            StoreStatus.REJECTED,
-            sop_class_uid=item.sop_class_uid,
-            sop_instance_uid=item.sop_instance_uid,
-            reason=item.error.reason if item.error else RejectReason.UNREADABLE,
-            message=str(item.error),
+) -> Iterator[bytes | StoreOutcome]:
+    """The Part-10 instances of the metadata parts one at a time, or a rejected outcome for
+    each data set (or part) that cannot become one (PS3.18 §10.5.3: missing bulk data is a
+    failure)."""
+    for item in compose_metadata_parts([(p.media_type, p.data) for p in metadata], bulk):
+        yield (
+            item.part10
+            if item.part10 is not None
+            else StoreOutcome(
+                StoreStatus.REJECTED,
+                sop_class_uid=item.sop_class_uid,
+                sop_instance_uid=item.sop_instance_uid,
+                reason=item.error.reason if item.error else RejectReason.UNREADABLE,
+                message=str(item.error),
+            )
         )
-        for item in composed
-    ]
 
 
 def warning_header(outcomes: list[StoreOutcome]) -> dict[str, str]:
@@ -165,7 +177,8 @@ def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> AP
                 f"STOW-RS accepts multipart/related of type {', '.join(REQUEST_TYPES)}"
             )
         metadata: list[BodyPart] = []  # JSON / XML data sets, built once the body has arrived
-        bulk: dict[str, list[BulkPart]] = {}
+        bulk: dict[str, list[BulkPart]] = {}  # their bulk data, large parts in temporary files
+        spooled: list[IO[bytes]] = []
         # Batches are stored while the rest of the body still arrives, one batch at a time (so
         # memory holds at most the batch being stored and the one being filled); each batch's
         # outcomes keep their place, so the response lists instances in the order sent.
@@ -210,7 +223,7 @@ def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> AP
                         continue
                     if part_type != _DICOM:
                         if reader.part_type != _DICOM and part.location:
-                            bulk.setdefault(part.location, []).append(_bulk_part(part))
+                            bulk.setdefault(part.location, []).append(_bulk_part(part, spooled))
                             continue
                         message = f"a part of type {part_type} is not {reader.part_type}"
                         results.append(
@@ -232,8 +245,8 @@ def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> AP
             reader.close()
             if metadata:
                 await flush()
-                composed = await run_in_threadpool(_compose, metadata, bulk)
-                for item in composed:
+                composed = _compose(metadata, bulk)
+                while (item := await run_in_threadpool(next, composed, None)) is not None:
                     if isinstance(item, StoreOutcome):
                         results.append([item])
                         continue
@@ -244,6 +257,8 @@ def create_stow_router(archive: Archive, settings: Settings, guard: Guard) -> AP
         finally:
             await flush()
             settled = [r if isinstance(r, list) else await r for r in results]
+            for spool in spooled:
+                spool.close()
         outcomes = [outcome for group in settled for outcome in group]
         note_access(request, **audit_subject((o.study_uid, o.patient_id) for o in outcomes))
         base = dicomweb_base(request, settings.public_base_url)

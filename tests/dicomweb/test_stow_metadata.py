@@ -65,25 +65,39 @@ def retrieved(server: LiveServer, dataset: Dataset) -> Dataset:
     )
 
 
-def test_json_metadata_with_a_bulk_data_part_is_stored(server: LiveServer) -> None:
-    document, pixels, original = json_with_bulk(make_instance(rows=16, columns=16))
+@pytest.mark.parametrize("side", [16, 512], ids=["in-memory", "spooled"])
+def test_json_metadata_with_a_bulk_data_part_is_stored(server: LiveServer, side: int) -> None:
+    """Three data sets, each with its pixel data in a part of its own: small parts wait for
+    their metadata in memory, large ones (512² × 16 bits) in a temporary file."""
+    study = pydicom.uid.generate_uid()
+    instances = [
+        json_with_bulk(make_instance(study_uid=study, rows=side, columns=side), f"pixels-{n}")
+        for n in range(3)
+    ]
     response = post(
         server,
         "application/dicom+json",
         [
-            ({"Content-Type": "application/dicom+json"}, json.dumps([document]).encode()),
             (
-                {"Content-Type": "application/octet-stream", "Content-Location": "pixels-1"},
-                pixels,
+                {"Content-Type": "application/dicom+json"},
+                json.dumps([document for document, _, _ in instances]).encode(),
+            ),
+            *(
+                (
+                    {"Content-Type": "application/octet-stream", "Content-Location": f"pixels-{n}"},
+                    pixels,
+                )
+                for n, (_, pixels, _) in enumerate(instances)
             ),
         ],
     )
     assert response.status_code == 200, response.text
-    (item,) = response.json()["00081199"]["Value"]
-    assert item["00081155"]["Value"] == [original.SOPInstanceUID]
-    back = retrieved(server, original)
-    assert back.PatientName == original.PatientName
-    assert np.array_equal(back.pixel_array, original.pixel_array)
+    stored = [item["00081155"]["Value"][0] for item in response.json()["00081199"]["Value"]]
+    assert stored == [original.SOPInstanceUID for _, _, original in instances]
+    for _, _, original in instances:
+        back = retrieved(server, original)
+        assert back.PatientName == original.PatientName
+        assert np.array_equal(back.pixel_array, original.pixel_array)
 
 
 def test_json_metadata_with_inline_binary_is_stored(server: LiveServer) -> None:

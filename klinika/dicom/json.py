@@ -17,10 +17,11 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.valuerep import BYTES_VR, FLOAT_VR, INT_VR, STR_VR, VR, PersonName
 
 log = logging.getLogger(__name__)
@@ -93,9 +94,9 @@ def json_dict(dataset: Dataset, bulk_handler: Callable[[DataElement], str]) -> d
     at the same moment would refuse what it otherwise accepts.
     """
     as_dict: dict[str, Any] = {}
-    for tag in dataset.keys():  # noqa: SIM118 (iterating a Dataset yields its elements)
+    for tag, element in list(dataset.items()):
         try:
-            as_dict[f"{tag:08X}"] = _element_dict(dataset[tag], bulk_handler)
+            as_dict[f"{tag:08X}"] = _element_dict(_converted(dataset, tag, element), bulk_handler)
         except Exception as exc:  # pydicom raises many types for values it cannot convert
             log.warning("element %s left out of the DICOM JSON: %s", tag, exc)
     return as_dict
@@ -103,7 +104,18 @@ def json_dict(dataset: Dataset, bulk_handler: Callable[[DataElement], str]) -> d
 
 def _item_dict(item: Dataset, bulk_handler: Callable[[DataElement], str]) -> dict[str, Any]:
     """A sequence item's DICOM JSON; raises if any element cannot be converted."""
-    return {f"{tag:08X}": _element_dict(item[tag], bulk_handler) for tag in item.keys()}  # noqa: SIM118
+    return {
+        f"{tag:08X}": _element_dict(_converted(item, tag, element), bulk_handler)
+        for tag, element in list(item.items())
+    }
+
+
+def _converted(
+    dataset: Dataset, tag: BaseTag, element: DataElement | RawDataElement
+) -> DataElement:
+    """The element as ``dataset[tag]`` gives it: one already converted (validation converts
+    every top-level element) is taken as it is, a raw one is converted (and kept) by pydicom."""
+    return element if isinstance(element, DataElement) else dataset[tag]
 
 
 def _element_dict(element: DataElement, bulk_handler: Callable[[DataElement], str]) -> Any:

@@ -30,7 +30,7 @@ FILES = sorted(
     {
         Path(f)
         for f in get_testdata_files() + get_charset_files()
-        if not f.endswith((".txt", ".json", ".dump", ".gz"))
+        if Path(f).is_file() and not f.endswith((".txt", ".json", ".dump", ".gz"))
     }
     | set(sample_files())
 )

@@ -257,7 +257,7 @@ class Ingest:
                 if key not in parents:  # a batch is mostly one series: look its parents up once
                     parents[key] = lookups.series_parents(
                         connection, *key
-                    ) or writes.upsert_parents(connection, item.parsed.dataset)
+                    ) or writes.upsert_parents(connection, item.parsed.elements)
                 series_pk, study_pk = parents[key]
                 replaced_key = self._upsert_instance(connection, item, series_pk)
                 if (
@@ -369,7 +369,7 @@ class Ingest:
                     writes.replace_instances(
                         connection,
                         {r.sop_instance_uid: r.blob_key for r in records},
-                        [(item.parsed.dataset, item.values) for item in pending],
+                        [(item.parsed.elements, item.values) for item in pending],
                     )
         except BaseException:
             delete_unreferenced(self.database, self.blobs, new_keys - {r.blob_key for r in records})
@@ -407,7 +407,7 @@ def _instance_values(parsed: ParsedInstance, blob: BlobRef) -> dict[str, Any]:
     """The instance row, built before the write transaction (DICOM JSON takes a while)."""
     location = parsed.pixel_location
     pixel_vr = None if location is None else ("OB" if location.encapsulated else "OW")
-    return index_values(parsed.dataset, Level.IMAGE) | {
+    return index_values(parsed.elements, Level.IMAGE) | {
         "available_transfer_syntax_uid": parsed.transfer_syntax,
         "number_of_frames": number_of_frames(parsed.dataset)
         if "NumberOfFrames" in parsed.dataset

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydicom import dcmread
-from pydicom.datadict import dictionary_has_tag, dictionary_VR
-from pydicom.dataelem import RawDataElement
+from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filewriter import write_file_meta_info
@@ -45,7 +45,17 @@ _UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 #: them. Accepted with a warning; anything else malformed is still refused.
 _LENIENT_UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _TEXT_VRS = {"SH", "LO", "ST", "LT", "UT", "PN", "UC"}
-_REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
+def _tag(keyword: str) -> int:
+    tag = tag_for_keyword(keyword)
+    assert tag is not None, keyword
+    return tag
+
+
+_SOP_CLASS_UID, _SOP_INSTANCE_UID, _STUDY_UID, _SERIES_UID = _REQUIRED_TAGS = tuple(
+    _tag(k) for k in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+)
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 _INFLATE_CHUNK = 1 << 20
 
@@ -75,29 +85,35 @@ DEFAULT_INFLATE_LIMIT = InflateLimit()
 
 @dataclass
 class ParsedInstance:
-    """An instance that passed validation: the bytes to store and what to index."""
+    """An instance that passed validation: the bytes to store and what to index.
+
+    ``elements`` holds the data set's top-level elements by tag (a plain ``int``), each
+    converted once by validation: the index and the archive read values there instead of
+    looking each one up through the data set again.
+    """
 
     part10: bytes
     dataset: Dataset
+    elements: dict[int, DataElement]
     transfer_syntax: str
     pixel_location: PixelLocation | None
     warnings: list[str] = field(default_factory=list)
 
     @property
     def sop_instance_uid(self) -> str:
-        return str(self.dataset.SOPInstanceUID)
+        return str(self.elements[_SOP_INSTANCE_UID].value)
 
     @property
     def sop_class_uid(self) -> str:
-        return str(self.dataset.SOPClassUID)
+        return str(self.elements[_SOP_CLASS_UID].value)
 
     @property
     def study_uid(self) -> str:
-        return str(self.dataset.StudyInstanceUID)
+        return str(self.elements[_STUDY_UID].value)
 
     @property
     def series_uid(self) -> str:
-        return str(self.dataset.SeriesInstanceUID)
+        return str(self.elements[_SERIES_UID].value)
 
 
 def is_valid_uid(value: Any) -> bool:
@@ -248,14 +264,14 @@ def parse_instance(
                 f"the data set ends in the middle of an element at byte {stop}",
                 RejectReason.UNREADABLE,
             )
-    _check_elements(dataset)
-    collected += _check_required(dataset)
-    collected += _meta_warnings(dataset)
+    elements = _check_elements(dataset)
+    collected += _check_required(elements)
+    collected += _meta_warnings(dataset, elements)
 
     location = None
     if stop < len(data) and transfer_syntax != DeflatedExplicitVRLittleEndian:
         location = locate_pixel_data(data, stop, dataset, transfer_syntax)
-    return ParsedInstance(data, dataset, transfer_syntax, location, collected)
+    return ParsedInstance(data, dataset, elements, transfer_syntax, location, collected)
 
 
 def _check_meta(data: bytes, meta: FileMetaDataset, transfer_syntax: str) -> None:
@@ -355,12 +371,14 @@ def _peek_tag(data: bytes, offset: int, transfer_syntax: str) -> int | None:
     return int(group) << 16 | int(elem)
 
 
-def _check_elements(dataset: Dataset) -> None:
-    """Convert every top-level element so that truncated or garbled values surface now."""
+def _check_elements(dataset: Dataset) -> dict[int, DataElement]:
+    """Convert every top-level element so that truncated or garbled values surface now;
+    returns them by tag, in the data set's order."""
     charset = dataset.get("SpecificCharacterSet")
     charsets = [charset] if isinstance(charset, str) else list(charset or [])
+    elements: dict[int, DataElement] = {}
     for tag in list(dataset.keys()):
-        raw = dataset.get_item(tag)
+        raw = dataset.get_item(tag)  # converting one element may convert others (VR fixes)
         if isinstance(raw, RawDataElement):
             value_length = len(raw.value or b"") if isinstance(raw.value, bytes) else None
             if value_length is not None and raw.length not in (0xFFFFFFFF, value_length):
@@ -372,11 +390,12 @@ def _check_elements(dataset: Dataset) -> None:
             if _text_vr(raw) and raw.value:
                 _check_text_bytes(raw, charsets)
         try:
-            dataset[tag]
+            elements[int(tag)] = dataset[tag]
         except Exception as exc:  # pydicom raises many types for garbled values
             raise InvalidInstance(
                 f"element {tag} cannot be read: {exc}", RejectReason.UNREADABLE
             ) from exc
+    return elements
 
 
 def _text_vr(raw: RawDataElement) -> bool:
@@ -414,12 +433,13 @@ def _check_text_bytes(raw: RawDataElement, charsets: list[str]) -> None:
             ) from exc
 
 
-def _check_required(dataset: Dataset) -> list[str]:
+def _check_required(elements: dict[int, DataElement]) -> list[str]:
     """Refuse missing or malformed required UIDs; return warnings for the ones accepted
     although a component has a leading zero (PS3.5 §9.1)."""
     found: list[str] = []
-    for keyword in _REQUIRED_UIDS:
-        value = dataset.get(keyword)
+    for tag in _REQUIRED_TAGS:
+        keyword, element = keyword_for_tag(tag), elements.get(tag)
+        value = None if element is None else element.value
         if value in (None, ""):
             raise InvalidInstance(
                 f"required attribute {keyword} is missing", RejectReason.MISSING_ATTRIBUTE
@@ -436,10 +456,10 @@ def _check_required(dataset: Dataset) -> list[str]:
     return found
 
 
-def _meta_warnings(dataset: Dataset) -> list[str]:
+def _meta_warnings(dataset: Dataset, elements: dict[int, DataElement]) -> list[str]:
     """Inconsistencies we accept (the data set wins) but report to the sender."""
     media_uid = dataset.file_meta.get("MediaStorageSOPInstanceUID")
-    if media_uid and str(media_uid) != str(dataset.SOPInstanceUID):
+    if media_uid and str(media_uid) != str(elements[_SOP_INSTANCE_UID].value):
         return [
             "MediaStorageSOPInstanceUID in the File Meta Information differs from "
             "SOPInstanceUID in the data set; the data set's value is used"

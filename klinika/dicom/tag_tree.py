@@ -118,9 +118,7 @@ def tag_rows(
             yield replace(row, value=f"{len(items)}")
             for number, item in enumerate(items, start=1):
                 yield TagRow(depth + 1, "", "", "", "", "", private, item=number)
-                yield from tag_rows(
-                    item, base_url=base_url, pixel_data_size=None, depth=depth + 2
-                )
+                yield from tag_rows(item, base_url=base_url, pixel_data_size=None, depth=depth + 2)
         elif "BulkDataURI" in attribute:
             uri = str(attribute["BulkDataURI"]).replace(BASE_PLACEHOLDER, base_url)
             size = pixel_data_size if key == "7FE00010" and depth == 0 else None

@@ -100,9 +100,7 @@ def _patient(resource: Json, lookup: PatientLookup) -> tuple[str, str, str, str]
         raise InvalidOrder("the contained Patient has no identifier (the Patient ID)")
     name = _first(patient.get("name"))
     given = name.get("given") or []
-    pn = "^".join(
-        (str(name.get("family") or ""), " ".join(str(g) for g in given if g))
-    ).rstrip("^")
+    pn = "^".join((str(name.get("family") or ""), " ".join(str(g) for g in given if g))).rstrip("^")
     birth = str(patient.get("birthDate") or "").replace("-", "")
     return patient_id, pn, birth, _SEX.get(str(patient.get("gender") or "unknown"), "")
 

@@ -8,7 +8,6 @@ event; each route adds the patient and study it read to that event (reports and 
 recorded by their own services as ``report:view`` and ``workflow:read``).
 """
 
-
 import datetime as dt
 import json
 from typing import Annotated, Any

@@ -61,9 +61,7 @@ class MessageError(KlinikaError):
     """A message that is not applied: ``code`` (table 0357), ``location`` (SEG^seq^field),
     ``ack`` AE (its content) or AR (refused as a whole: header, sender, type)."""
 
-    def __init__(
-        self, message: str, *, code: int, location: str = "", ack: AckCode = "AE"
-    ) -> None:
+    def __init__(self, message: str, *, code: int, location: str = "", ack: AckCode = "AE") -> None:
         super().__init__(message)
         self.code = code
         self.location = location
@@ -155,15 +153,19 @@ def decode(raw: bytes) -> str:
     codec = _CHARSETS.get(charset.upper())
     if codec is None:
         raise MessageError(
-            f"character set {charset[:30]!r} (MSH-18) is not supported", code=103,
-            location="MSH^1^18", ack="AR",
+            f"character set {charset[:30]!r} (MSH-18) is not supported",
+            code=103,
+            location="MSH^1^18",
+            ack="AR",
         )
     try:
         return raw.decode(codec)
     except UnicodeDecodeError as exc:
         raise MessageError(
             f"the message is not valid {codec} text (MSH-18 {charset or 'empty'})",
-            code=102, location="MSH^1^18", ack="AR",
+            code=102,
+            location="MSH^1^18",
+            ack="AR",
         ) from exc
 
 
@@ -209,16 +211,23 @@ def check_header(header: Header) -> None:
     MessageError
     """
     if not header.control_id:
-        raise MessageError("MSH-10 (message control id) is empty", code=101,
-                           location="MSH^1^10", ack="AR")
+        raise MessageError(
+            "MSH-10 (message control id) is empty", code=101, location="MSH^1^10", ack="AR"
+        )
     if header.processing_id not in ("P", "D"):
         raise MessageError(
             f"processing id {header.processing_id!r} (MSH-11) is not applied here: P or D",
-            code=202, location="MSH^1^11", ack="AR",
+            code=202,
+            location="MSH^1^11",
+            ack="AR",
         )
     if not re.fullmatch(r"2\.[1-9](\.\d+)?", header.version):
-        raise MessageError(f"version {header.version!r} (MSH-12) is not HL7 v2.x", code=203,
-                           location="MSH^1^12", ack="AR")
+        raise MessageError(
+            f"version {header.version!r} (MSH-12) is not HL7 v2.x",
+            code=203,
+            location="MSH^1^12",
+            ack="AR",
+        )
 
 
 def command_of(parsed: Parsed) -> Command:
@@ -238,8 +247,9 @@ def command_of(parsed: Parsed) -> Command:
         patient_id = _required(message, "PID.F3.R1.C1", "PID^1^3", "the surviving ID (PID-3)")
         prior = _required(message, "MRG.F1.R1.C1", "MRG^1^1", "the prior patient ID (MRG-1)")
         if prior == patient_id:
-            raise MessageError("MRG-1 names the same patient as PID-3", code=102,
-                               location="MRG^1^1")
+            raise MessageError(
+                "MRG-1 names the same patient as PID-3", code=102, location="MRG^1^1"
+            )
         return PatientMerge(prior, patient_id, demographics(message))
     if kind in (("ORM", "O01"), ("OMI", "O23")):
         return _order(message, omi=kind[0] == "OMI")
@@ -247,12 +257,16 @@ def command_of(parsed: Parsed) -> Command:
         raise MessageError(
             f"event {header.message_type}^{header.trigger_event} is not processed "
             "(ADT^A08, ADT^A40, ORM^O01, OMI^O23 are)",
-            code=201, location="MSH^1^9", ack="AR",
+            code=201,
+            location="MSH^1^9",
+            ack="AR",
         )
     raise MessageError(
         f"message type {header.message_type or '(none)'} is not processed "
         "(ADT^A08, ADT^A40, ORM^O01, OMI^O23 are)",
-        code=200, location="MSH^1^9", ack="AR",
+        code=200,
+        location="MSH^1^9",
+        ack="AR",
     )
 
 
@@ -313,8 +327,9 @@ def demographics(message: hl7.Message) -> dict[str, str | None]:
         changes["PatientSex"] = None
     elif sex:
         if sex not in _SEX:
-            raise MessageError(f"PID-8 {sex[:5]!r} is not a sex of table 0001", code=103,
-                               location="PID^1^8")
+            raise MessageError(
+                f"PID-8 {sex[:5]!r} is not a sex of table 0001", code=103, location="PID^1^8"
+            )
         changes["PatientSex"] = _SEX[sex]
     return changes
 
@@ -328,8 +343,9 @@ def _order(message: hl7.Message, *, omi: bool) -> Command:
         except KeyError:
             count = 0
         if count != 1:
-            raise MessageError(f"one {segment} segment per message, not {count}", code=100,
-                               location=segment)
+            raise MessageError(
+                f"one {segment} segment per message, not {count}", code=100, location=segment
+            )
     control = _text(message, "ORC.F1")
     patient_id = _required(message, "PID.F3.R1.C1", "PID^1^3", "the patient ID (PID-3)")
     if omi:
@@ -347,12 +363,16 @@ def _order(message: hl7.Message, *, omi: bool) -> Command:
     if control == "CA":
         if not step_id and not accession:
             where = "IPC^1^4" if omi else "OBR^1^20"
-            raise MessageError("a cancel names no step id nor accession number", code=101,
-                               location=where)
+            raise MessageError(
+                "a cancel names no step id nor accession number", code=101, location=where
+            )
         return CancelOrder(step_id, accession, patient_id)
     if control != "NW":
-        raise MessageError(f"order control {control[:4]!r} (ORC-1) is not processed: NW or CA",
-                           code=103, location="ORC^1^1")
+        raise MessageError(
+            f"order control {control[:4]!r} (ORC-1) is not processed: NW or CA",
+            code=103,
+            location="ORC^1^1",
+        )
     start = (
         (_text(message, "TQ1.F7.R1.C1") if omi else "")
         or _text(message, "ORC.F7.R1.C4")
@@ -361,8 +381,11 @@ def _order(message: hl7.Message, *, omi: bool) -> Command:
     )
     if not re.fullmatch(r"\d{8}(\d{2,6})?([.+-].*)?", start or ""):
         where = "TQ1^1^7" if omi else "ORC^1^7"
-        raise MessageError(f"the scheduled start {start[:20]!r} is missing or not a date/time",
-                           code=101 if not start else 102, location=where)
+        raise MessageError(
+            f"the scheduled start {start[:20]!r} is missing or not a date/time",
+            code=101 if not start else 102,
+            location=where,
+        )
     digits = re.match(r"\d+", start)
     moment = digits.group(0) if digits else ""
     referring = _xcn_name(message, "PV1.F8") or _xcn_name(message, "ORC.F12")
@@ -388,6 +411,7 @@ def _order(message: hl7.Message, *, omi: bool) -> Command:
         "step_id": step_id,
     }
     if not fields["modality"]:
-        raise MessageError("the modality is missing", code=101,
-                           location="IPC^1^5" if omi else "OBR^1^24")
+        raise MessageError(
+            "the modality is missing", code=101, location="IPC^1^5" if omi else "OBR^1^24"
+        )
     return NewOrder({k: v for k, v in fields.items() if v != NULL})

@@ -57,9 +57,7 @@ class Hl7Listener:
         asyncio.set_event_loop(self._loop)
         try:
             self._server = self._loop.run_until_complete(
-                start_hl7_server(
-                    self._connected, self.host, self.port, limit=MAX_MESSAGE_BYTES
-                )
+                start_hl7_server(self._connected, self.host, self.port, limit=MAX_MESSAGE_BYTES)
             )
             self.port = self._server.sockets[0].getsockname()[1]
         except BaseException as exc:  # the caller of start() sees it

@@ -9,31 +9,34 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import sqlalchemy as sa
-from pydicom.dataset import Dataset
+from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
 from sqlalchemy.dialects import postgresql, sqlite
 
-from klinika.dicom.attributes import Level, attributes_of
+from klinika.dicom.attributes import BY_KEYWORD, Level, attributes_of
 from klinika.errors import Conflict
 from klinika.index import labels, schema
 from klinika.index.matching import normalize_name
 
+#: A header's top-level elements by tag (``ParsedInstance.elements``).
+Elements: TypeAlias = Mapping[int, DataElement]
 
-def index_values(dataset: Dataset, level: Level) -> dict[str, Any]:
-    """Columns of the level's table, read from the header (derived attributes excluded)."""
+
+def index_values(elements: Elements, level: Level) -> dict[str, Any]:
+    """Columns of the level's table, read from the header's top-level elements (derived
+    attributes excluded)."""
     values: dict[str, Any] = {}
-    for attribute in attributes_of(level):
-        if attribute.derived:
-            continue
-        value = _value(attribute.keyword, attribute.vr, dataset)
-        values[attribute.column] = value
-        if attribute.vr == "PN":
-            values[f"{attribute.column}_norm"] = normalize_name(value) if value else None
+    for tag, column, vr in _read_columns(level):
+        element = elements.get(tag)
+        value = None if element is None else _value(element.value, vr)
+        values[column] = value
+        if vr == "PN":
+            values[f"{column}_norm"] = normalize_name(value) if value else None
     if level == Level.PATIENT:
         values["patient_id"] = values["patient_id"] or ""
         values["issuer_of_patient_id"] = values["issuer_of_patient_id"] or ""
@@ -45,13 +48,13 @@ def utc_now() -> dt.datetime:
 
 
 def upsert_parents(
-    connection: sa.Connection, dataset: Dataset, *, update: bool = False
+    connection: sa.Connection, elements: Elements, *, update: bool = False
 ) -> tuple[int, int]:
     """The instance's patient, study and series rows (created when missing), as
     ``(series_pk, study_pk)``. With ``update`` (a rewrite by study management), existing rows
     take the header's values and parent: the study may move to another patient, the series
     to another study."""
-    patient = index_values(dataset, Level.PATIENT)
+    patient = index_values(elements, Level.PATIENT)
     patient_pk = _insert_or_get(
         connection,
         schema.patients,
@@ -59,7 +62,7 @@ def upsert_parents(
         ("patient_id", "issuer_of_patient_id"),
         update=update,
     )
-    study = index_values(dataset, Level.STUDY) | {
+    study = index_values(elements, Level.STUDY) | {
         "patient_pk": patient_pk,
         "updated_at": utc_now(),
     }
@@ -71,7 +74,7 @@ def upsert_parents(
         update=update,
         new_only={"number_of_study_related_series": 0, "number_of_study_related_instances": 0},
     )
-    series = index_values(dataset, Level.SERIES) | {"study_pk": study_pk}
+    series = index_values(elements, Level.SERIES) | {"study_pk": study_pk}
     series_pk = _insert_or_get(
         connection,
         schema.series,
@@ -111,11 +114,11 @@ def overwrite_instance(connection: sa.Connection, values: dict[str, Any]) -> str
 def replace_instances(
     connection: sa.Connection,
     expected: dict[str, str],
-    rewrites: Sequence[tuple[Dataset, dict[str, Any]]],
+    rewrites: Sequence[tuple[Elements, dict[str, Any]]],
 ) -> None:
     """Switch stored instances to rewritten ones (study management) in the caller's
     transaction: ``expected`` maps each SOP Instance UID to the blob key it must still have,
-    ``rewrites`` are the new headers with their instance rows. Parents are created or
+    ``rewrites`` are the new headers' elements with their instance rows. Parents are created or
     updated from the new headers, counts and metadata versions refreshed, emptied parents
     removed.
 
@@ -158,10 +161,11 @@ def replace_instances(
         ).scalars()
     )
     parents: dict[tuple[str, str], tuple[int, int]] = {}
-    for dataset, values in rewrites:
-        key = (str(dataset.StudyInstanceUID), str(dataset.SeriesInstanceUID))
+    study_tag, series_tag = BY_KEYWORD["StudyInstanceUID"].tag, BY_KEYWORD["SeriesInstanceUID"].tag
+    for elements, values in rewrites:
+        key = (str(elements[study_tag].value), str(elements[series_tag].value))
         if key not in parents:
-            parents[key] = upsert_parents(connection, dataset, update=True)
+            parents[key] = upsert_parents(connection, elements, update=True)
         series_pk, _ = parents[key]
         connection.execute(
             sa.update(instances)
@@ -257,8 +261,14 @@ def remove_empty(
     )
 
 
-def _value(keyword: str, vr: str, dataset: Dataset) -> Any:
-    value = dataset.get(keyword)
+@functools.cache
+def _read_columns(level: Level) -> tuple[tuple[int, str, str], ...]:
+    """(tag, column, VR) of the level's attributes read from the header."""
+    return tuple((a.tag, a.column, a.vr) for a in attributes_of(level) if not a.derived)
+
+
+def _value(value: Any, vr: str) -> Any:
+    """An element's value as its column holds it."""
     if value is None or value == "":
         return None
     if isinstance(value, MultiValue | list):

@@ -9,9 +9,7 @@ from urllib.parse import quote
 from klinika.dicom.fold import file_name_part
 
 
-def download_name(
-    *parts: str, suffix: str, ascii_only: bool = False, separator: str = "_"
-) -> str:
+def download_name(*parts: str, suffix: str, ascii_only: bool = False, separator: str = "_") -> str:
     """``parts`` made safe and joined by ``separator`` (empty ones left out), then ``suffix``:
     ``download_name("Иванов^Иван", "20240102", "CT", suffix=".zip")`` is
     ``Иванов_Иван_20240102_CT.zip`` (``Ivanov_Ivan_20240102_CT.zip`` with ``ascii_only``)."""

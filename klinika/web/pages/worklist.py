@@ -111,9 +111,7 @@ class Filters:
             return f"{first}-{last}"
         return ""
 
-    def query(
-        self, today: dt.date, page: int, labelled: list[str] | None = None
-    ) -> IndexQuery:
+    def query(self, today: dt.date, page: int, labelled: list[str] | None = None) -> IndexQuery:
         """The index query for one page of this search (the bench times the same);
         ``labelled``: the studies carrying the label searched for (a UID list match)."""
         match = self.match(today)
@@ -138,9 +136,7 @@ class Filters:
         """THE query string of this search (with ``changes``), under the names the search
         form uses: sort headers and the pager keep every filter."""
         values = {**self.__dict__, **changes}
-        return urlencode(
-            {URL_NAMES.get(k, k): v for k, v in values.items() if v not in ("", None)}
-        )
+        return urlencode({URL_NAMES.get(k, k): v for k, v in values.items() if v not in ("", None)})
 
 
 def _date(text: str) -> str:

@@ -61,20 +61,28 @@ def _rows(result: dict[str, Any]) -> dict[str, tuple[float | None, str]]:
 def main() -> None:
     orthanc, klinika = (json.loads(Path(p).read_text()) for p in sys.argv[1:3])
     theirs, ours = _rows(orthanc), _rows(klinika)
-    print(f"{_cpu_model()}, {orthanc['host']['nproc']} cores; load average at the end: "
-          f"Orthanc run {orthanc['host']['loadavg_end'][0]:.1f}, "
-          f"Klinika run {klinika['host']['loadavg_end'][0]:.1f}\n")
-    print("| operation | Orthanc CPU ms | Klinika CPU ms | CPU ratio (Orthanc / Klinika) "
-          "| Orthanc wall | Klinika wall |")
+    print(
+        f"{_cpu_model()}, {orthanc['host']['nproc']} cores; load average at the end: "
+        f"Orthanc run {orthanc['host']['loadavg_end'][0]:.1f}, "
+        f"Klinika run {klinika['host']['loadavg_end'][0]:.1f}\n"
+    )
+    print(
+        "| operation | Orthanc CPU ms | Klinika CPU ms | CPU ratio (Orthanc / Klinika) "
+        "| Orthanc wall | Klinika wall |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     for operation, (their_cpu, their_wall) in theirs.items():
         our_cpu, our_wall = ours.get(operation, (None, "-"))
         ratio = f"×{their_cpu / our_cpu:.2f}" if their_cpu and our_cpu else "-"
         fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
-        print(f"| {operation} | {fmt(their_cpu)} | {fmt(our_cpu)} | {ratio} "
-              f"| {their_wall} | {our_wall} |")
-    ok = {name: (r["results"].get("correctness") or r.get("correctness")) for name, r in
-          (("orthanc", orthanc), ("klinika", klinika))}
+        print(
+            f"| {operation} | {fmt(their_cpu)} | {fmt(our_cpu)} | {ratio} "
+            f"| {their_wall} | {our_wall} |"
+        )
+    ok = {
+        name: (r["results"].get("correctness") or r.get("correctness"))
+        for name, r in (("orthanc", orthanc), ("klinika", klinika))
+    }
     print(f"\ncorrectness: {json.dumps(ok)}")
 
 

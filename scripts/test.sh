@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-.venv/bin/ruff check klinika tests
+.venv/bin/ruff check klinika tests bench
+.venv/bin/ruff format --check klinika tests bench
 .venv/bin/lint-imports
 node_modules/.bin/eslint --max-warnings 0 .
 # mypy --strict over klinika ([tool.mypy] in pyproject.toml)

@@ -48,8 +48,9 @@ def any_store(tmp_path: Path, database_url: str, blob_env: dict[str, str]) -> It
         yield built
 
 
-def store_study(runtime: Runtime, patient: str, name: str, series: int = 1, per: int = 1,
-                **attributes: object) -> tuple[str, list[str]]:
+def store_study(
+    runtime: Runtime, patient: str, name: str, series: int = 1, per: int = 1, **attributes: object
+) -> tuple[str, list[str]]:
     study = generate_uid()
     series_uids = [generate_uid() for _ in range(series)]
     for number, series_uid in enumerate(series_uids, 1):
@@ -148,11 +149,13 @@ def test_a_new_patient_id_moves_the_patient_and_keeps_one_patient_per_study(
     assert study_rows(runtime)[study][0] == "NEW-1"
     assert patient_ids(runtime) == {"NEW-1", "TAKEN"}
     # the admission rule follows the new identity: the old ID is refused, the new one joins
-    late = make_instance(study_uid=study, series_uid=series, PatientID="OLD-1",
-                         PatientName="Petrov^Petr")
+    late = make_instance(
+        study_uid=study, series_uid=series, PatientID="OLD-1", PatientName="Petrov^Petr"
+    )
     assert runtime.archive.store(late).reason == "patient-mismatch"
-    joining = make_instance(study_uid=study, series_uid=series, PatientID="NEW-1",
-                            PatientName="Petrov^Petr")
+    joining = make_instance(
+        study_uid=study, series_uid=series, PatientID="NEW-1", PatientName="Petrov^Petr"
+    )
     assert runtime.archive.store(joining).status == "stored"
     refused = events(runtime, "patient:update")
     assert [e["outcome"] for e in refused] == ["failure", "success"]
@@ -174,8 +177,11 @@ def test_update_study_then_merge_studies_moves_the_series(runtime: Runtime) -> N
     source, source_series = store_study(runtime, "P1", "A^B", series=1, per=3)
     runtime.management.update_study(
         target,
-        {"StudyDescription": "Chest CT", "AccessionNumber": "ACC-9",
-         "ReferringPhysicianName": "House^Gregory"},
+        {
+            "StudyDescription": "Chest CT",
+            "AccessionNumber": "ACC-9",
+            "ReferringPhysicianName": "House^Gregory",
+        },
         actor=ADMIN,
     )
     result = runtime.management.merge_studies(source, target, actor=ADMIN)
@@ -200,7 +206,9 @@ def test_merge_of_studies_of_two_patients_or_with_a_report_is_refused(runtime: R
         runtime.management.merge_studies(first, other, actor=ADMIN)
     reported, _ = store_study(runtime, "P1", "A^B")
     runtime.reports.save_draft(
-        reported, Draft("en", None, {"findings": "x"}, ()), Actor("doc", "doctor"),
+        reported,
+        Draft("en", None, {"findings": "x"}, ()),
+        Actor("doc", "doctor"),
         expected_revision=None,
     )
     with pytest.raises(Conflict, match="report"):
@@ -209,16 +217,16 @@ def test_merge_of_studies_of_two_patients_or_with_a_report_is_refused(runtime: R
     runtime.management.merge_studies(first, reported, actor=ADMIN)
     assert study_rows(runtime)[reported][2] == 2
     assert [e["outcome"] for e in events(runtime, "study:merge")] == [
-        "failure", "failure", "success"
+        "failure",
+        "failure",
+        "success",
     ]
 
 
 def test_split_series_into_a_new_study_of_another_patient(runtime: Runtime) -> None:
-    study, (_, wrong) = store_study(runtime, "P1", "A^B", series=2, per=2,
-                                       StudyDescription="Head")
+    study, (_, wrong) = store_study(runtime, "P1", "A^B", series=2, per=2, StudyDescription="Head")
     store_study(runtime, "P2", "Other^Patient", PatientBirthDate="19800101")
-    result = runtime.management.split_series(study, [wrong], target_patient_id="P2",
-                                             actor=ADMIN)
+    result = runtime.management.split_series(study, [wrong], target_patient_id="P2", actor=ADMIN)
     new_study = result.new_study_uid
     assert new_study is not None and result.instances == 2
     rows = study_rows(runtime)
@@ -261,9 +269,7 @@ def test_merge_into_an_absent_patient_renames_only_when_asked(runtime: Runtime) 
     study, _ = store_study(runtime, "OLD-9", "Merge^Me")
     with pytest.raises(NotFound):
         runtime.management.merge_patients("OLD-9", "HIS-9", actor=ADMIN)
-    result = runtime.management.merge_patients(
-        "OLD-9", "HIS-9", actor=ADMIN, rename_if_absent=True
-    )
+    result = runtime.management.merge_patients("OLD-9", "HIS-9", actor=ADMIN, rename_if_absent=True)
     assert result.renamed and study_rows(runtime)[study][0] == "HIS-9"
     (header,) = stored_headers(runtime, study)
     assert header.PatientID == "HIS-9" and str(header.PatientName) == "Merge^Me"
@@ -275,8 +281,9 @@ def test_an_instance_arriving_meanwhile_makes_the_operation_a_conflict(
 ) -> None:
     study, (series,) = store_study(runtime, "P1", "A^B", per=2)
     records = runtime.archive.instances(study)
-    runtime.archive.store(make_instance(study_uid=study, series_uid=series, PatientID="P1",
-                                        PatientName="A^B"))
+    runtime.archive.store(
+        make_instance(study_uid=study, series_uid=series, PatientID="P1", PatientName="A^B")
+    )
     before = set(runtime.blobs.blob_keys())
     with pytest.raises(Conflict):
         runtime.archive.replace_instances(

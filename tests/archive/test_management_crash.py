@@ -75,9 +75,7 @@ def test_sigkill_during_patient_updates_leaves_one_consistent_name(tmp_path: Pat
     settings = load_settings(env={}, data_dir=data_dir, fsync=False)
     with Runtime(settings) as runtime:
         with runtime.database.reader.connect() as connection:
-            names = set(
-                connection.execute(sa.select(schema.instances.c.metadata_json)).scalars()
-            )
+            names = set(connection.execute(sa.select(schema.instances.c.metadata_json)).scalars())
             counts = connection.execute(
                 sa.select(schema.studies.c.number_of_study_related_instances)
             ).scalar_one()

@@ -118,8 +118,16 @@ def test_every_door_and_refusal_names_the_patient(site: Installation) -> None:
 
     walked = [e for e in new_events(site, start) if e["action"] not in _NOT_ABOUT_A_PATIENT]
     actions = {e["action"] for e in walked}
-    assert {"dicom:read", "dicom:export", "report:save", "report:sign", "report:pdf",
-            "study:update", "patient:update", "series:delete"} <= actions, actions
+    assert {
+        "dicom:read",
+        "dicom:export",
+        "report:save",
+        "report:sign",
+        "report:pdf",
+        "study:update",
+        "patient:update",
+        "series:delete",
+    } <= actions, actions
     assert {e["outcome"] for e in walked} >= {"denied", "success"}
     for event in walked:
         assert event["patient_id"], event

@@ -89,8 +89,14 @@ elements = st.fixed_dictionaries(
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from(["00080016", "00080018", "00100010", "7FE00010",
-                                        "00081115", "0020000D", "zz"]), elements))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["00080016", "00080018", "00100010", "7FE00010", "00081115", "0020000D", "zz"]
+        ),
+        elements,
+    )
+)
 def test_any_json_data_set_gives_part10_or_invalid_instance(document: dict) -> None:
     try:
         part10 = part10_from_json(document, {})

@@ -36,9 +36,7 @@ def instance_url(server: LiveServer) -> str:
 
 
 def get(server: LiveServer, url: str, accept: str, **headers: str) -> requests.Response:
-    return requests.get(
-        url, headers={"Accept": accept, **headers, **server.headers}, timeout=60
-    )
+    return requests.get(url, headers={"Accept": accept, **headers, **server.headers}, timeout=60)
 
 
 def test_one_frame_asked_bare_is_a_single_part_with_ranges(server: LiveServer) -> None:

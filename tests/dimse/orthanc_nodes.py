@@ -114,20 +114,31 @@ def main() -> None:
         assert node_id
         edited = requests.post(
             f"{server.url}/admin/nodes/{node_id.group(1)}",
-            data={"title": "ORTHANC", "host": "127.0.0.1", "port": str(orthanc_dicom),
-                  "service_echo": "on", "service_store": "on", "retrieve": "get"},
-            headers=headers, allow_redirects=False, timeout=30,
+            data={
+                "title": "ORTHANC",
+                "host": "127.0.0.1",
+                "port": str(orthanc_dicom),
+                "service_echo": "on",
+                "service_store": "on",
+                "retrieve": "get",
+            },
+            headers=headers,
+            allow_redirects=False,
+            timeout=30,
         )
         check("the node now retrieves with C-GET", edited.status_code == 303, edited.text[:300])
         operator = requests.post(
             server.url + "/api/auth/login",
-            json={"username": "olga", "password": TEST_PASSWORD}, timeout=30,
+            json={"username": "olga", "password": TEST_PASSWORD},
+            timeout=30,
         ).json()
         bearer = {"Authorization": f"Bearer {operator['access_token']}"}
         started = requests.post(
             server.url + "/retrieve",
             data={"node": "ORTHANC", "study": got_uid, f"patient_{got_uid}": "REMOTE-2"},
-            headers=bearer, allow_redirects=False, timeout=30,
+            headers=bearer,
+            allow_redirects=False,
+            timeout=30,
         )
         job_id = int(started.headers["location"].split("started=")[1])
 
@@ -144,7 +155,8 @@ def main() -> None:
         check("the C-GET study is in Klinika", found and found[0]["00201208"]["Value"][0] == 3)
         events = requests.get(
             server.url + "/api/audit?action=dicom:retrieve&patient_id=REMOTE-2",
-            headers=headers, timeout=30,
+            headers=headers,
+            timeout=30,
         ).json()["events"]
         check("retrieves are audited with the patient", len(events) >= 2, len(events))
     finally:

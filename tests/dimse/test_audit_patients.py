@@ -57,9 +57,7 @@ def test_store_find_move_and_get_events_name_the_patient(tmp_path: Path) -> None
                 query.QueryRetrieveLevel = "STUDY"
                 query.PatientID = "AUD-1"
                 query.StudyInstanceUID = ""
-                answers = list(
-                    assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind)
-                )
+                answers = list(assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind))
                 assert any(a[1] is not None for a in answers)
                 retrieve = pydicom.Dataset()
                 retrieve.QueryRetrieveLevel = "STUDY"
@@ -80,8 +78,11 @@ def test_store_find_move_and_get_events_name_the_patient(tmp_path: Path) -> None
     finally:
         scp.shutdown()
 
-    stores = [(e["outcome"], e["study_uid"], e["patient_id"])
-              for e in events if e["action"] == "dicom:store"]
+    stores = [
+        (e["outcome"], e["study_uid"], e["patient_id"])
+        for e in events
+        if e["action"] == "dicom:store"
+    ]
     # the refused foreign instance: an event about the study's patient, naming the claim too
     assert stores == [("success", study, "AUD-1"), ("failure", study, "AUD-1")]
     (claimed,) = [e for e in events if e["action"] == "dicom:store" and e["outcome"] == "failure"]

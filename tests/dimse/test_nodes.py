@@ -52,10 +52,27 @@ class Site:
 
     def findscu(self, aet: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["findscu", "-S", "-aet", aet, "-aec", "KLINIKA", "-k", "QueryRetrieveLevel=STUDY",
-             "-k", f"StudyInstanceUID={self.study_uid}", "-k", "PatientName",
-             "127.0.0.1", str(self.port)],
-            capture_output=True, text=True, env=DCMTK_ENV, timeout=120, check=False,
+            [
+                "findscu",
+                "-S",
+                "-aet",
+                aet,
+                "-aec",
+                "KLINIKA",
+                "-k",
+                "QueryRetrieveLevel=STUDY",
+                "-k",
+                f"StudyInstanceUID={self.study_uid}",
+                "-k",
+                "PatientName",
+                "127.0.0.1",
+                str(self.port),
+            ],
+            capture_output=True,
+            text=True,
+            env=DCMTK_ENV,
+            timeout=120,
+            check=False,
         )
 
     def node_id(self, title: str) -> int:
@@ -82,7 +99,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     store_port = free_port()
     receiver = subprocess.Popen(
         ["storescp", "-aet", "NODESCP", "-od", str(store_dir), str(store_port)],
-        env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=DCMTK_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     server = start_server(
         root / "data",
@@ -108,8 +127,14 @@ def test_a_node_added_in_the_console_is_admitted_by_every_dimse_process_without_
 ) -> None:
     assert site.findscu("CONSOLESCU").returncode != 0  # strict: unknown AE, rejected
     added = site.post(
-        "/admin/nodes", title="CONSOLESCU", host="127.0.0.1", port="11112",
-        service_echo="on", service_find="on", service_move="on", description="Workstation 3",
+        "/admin/nodes",
+        title="CONSOLESCU",
+        host="127.0.0.1",
+        port="11112",
+        service_echo="on",
+        service_find="on",
+        service_move="on",
+        description="Workstation 3",
     )
     assert added.status_code == 303, added.text
 
@@ -131,9 +156,12 @@ def test_a_node_added_in_the_console_is_admitted_by_every_dimse_process_without_
 
 
 def test_removing_a_node_refuses_it_again(site: Site) -> None:
-    assert site.post(
-        "/admin/nodes", title="GONESCU", host="127.0.0.1", port="11113", service_find="on"
-    ).status_code == 303
+    assert (
+        site.post(
+            "/admin/nodes", title="GONESCU", host="127.0.0.1", port="11113", service_find="on"
+        ).status_code
+        == 303
+    )
     wait_until(lambda: site.findscu("GONESCU").returncode == 0, 60, message="not admitted")
     assert site.post(f"/admin/nodes/{site.node_id('GONESCU')}/delete").status_code == 303
     wait_until(lambda: site.findscu("GONESCU").returncode != 0, 60, message="still admitted")
@@ -172,9 +200,7 @@ def test_send_to_a_node_runs_as_a_job_and_storescp_receives_the_study(site: Site
 
 
 def test_a_console_node_is_a_c_move_destination(site: Site) -> None:
-    site.post(
-        "/admin/nodes", title="MOVER", host="127.0.0.1", port="11114", service_move="on"
-    )
+    site.post("/admin/nodes", title="MOVER", host="127.0.0.1", port="11114", service_move="on")
     site.post("/admin/nodes", title="NODESCP", host="127.0.0.1", port=str(site.store_port))
     study_uid = generate_uid()  # storescp names files by SOP Instance UID: new instances
     assert stow(site.server, [make_instance(study_uid=study_uid) for _ in range(3)]).ok
@@ -182,10 +208,27 @@ def test_a_console_node_is_a_c_move_destination(site: Site) -> None:
 
     def moved() -> bool:
         subprocess.run(
-            ["movescu", "-S", "-aet", "MOVER", "-aec", "KLINIKA", "-aem", "NODESCP",
-             "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study_uid}",
-             "127.0.0.1", str(site.port)],
-            capture_output=True, text=True, env=DCMTK_ENV, timeout=120, check=False,
+            [
+                "movescu",
+                "-S",
+                "-aet",
+                "MOVER",
+                "-aec",
+                "KLINIKA",
+                "-aem",
+                "NODESCP",
+                "-k",
+                "QueryRetrieveLevel=STUDY",
+                "-k",
+                f"StudyInstanceUID={study_uid}",
+                "127.0.0.1",
+                str(site.port),
+            ],
+            capture_output=True,
+            text=True,
+            env=DCMTK_ENV,
+            timeout=120,
+            check=False,
         )
         return len(list(site.store_dir.iterdir())) >= before + 3
 
@@ -241,8 +284,14 @@ def test_a_job_running_when_the_server_stopped_shows_as_interrupted(tmp_path: Pa
     create_users(data_dir, {"tester": "admin"})
     with Runtime(Settings(data_dir=data_dir, password_hash_profile="test")) as runtime:
         job = sa.insert(dimse_jobs).values(
-            kind="send", node="FAR", state="running", total=10, done=4,
-            target={"study_uid": "1.2.3"}, created_by="tester", created_at=1,
+            kind="send",
+            node="FAR",
+            state="running",
+            total=10,
+            done=4,
+            target={"study_uid": "1.2.3"},
+            created_by="tester",
+            created_at=1,
         )
         with runtime.database.writer.begin() as connection:
             connection.execute(job)
@@ -261,12 +310,20 @@ def test_the_cli_finds_a_console_node_by_its_title(site: Site) -> None:
     site.post("/admin/nodes", title="NODESCP", host="127.0.0.1", port=str(site.store_port))
     result = subprocess.run(
         [sys.executable, "-m", "klinika", "echo", "NODESCP"],
-        env=site.server.env, capture_output=True, text=True, timeout=120, check=False,
+        env=site.server.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     unknown = subprocess.run(
         [sys.executable, "-m", "klinika", "echo", "NOSUCHNODE"],
-        env=site.server.env, capture_output=True, text=True, timeout=120, check=False,
+        env=site.server.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert unknown.returncode != 0 and "not a known DICOM node" in unknown.stderr
 
@@ -284,7 +341,9 @@ def test_send_one_series_of_a_study_and_a_send_to_an_unreachable_node_fails(site
     answer = requests.post(
         f"{site.server.url}/send/studies/{study_uid}",
         data={"node": "NODESCP", "series": chosen},
-        headers=site.server.headers, allow_redirects=False, timeout=30,
+        headers=site.server.headers,
+        allow_redirects=False,
+        timeout=30,
     )
     job = site.wait_for_job(int(answer.headers["location"].split("started=")[1]))
     assert (job["state"], job["done"], job["total"]) == ("done", 2, 2)

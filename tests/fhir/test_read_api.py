@@ -153,9 +153,7 @@ def test_imaging_study_has_series_instances_identifiers_and_the_dicomweb_endpoin
     assert endpoint.connectionType.code == "dicom-wado-rs"
     assert endpoint.address == "http://testserver/dicom-web"
     # the endpoint's address and the study's UID are a WADO-RS URL that answers
-    wado = client.get(
-        f"{endpoint.address}/studies/{study.study_uid}/metadata", headers=headers
-    )
+    wado = client.get(f"{endpoint.address}/studies/{study.study_uid}/metadata", headers=headers)
     assert wado.status_code == 200 and len(wado.json()) == 3
     assert parsed(client.get("/fhir/Endpoint", headers=headers), Bundle).total == 1
 
@@ -357,9 +355,7 @@ def test_without_a_session_fhir_answers_401_with_an_operation_outcome(
     outcome(anonymous.get("/fhir/Patient", headers=expired), 401)
 
 
-def test_every_read_is_an_access_event_naming_the_patient(
-    site: Installation, study: Study
-) -> None:
+def test_every_read_is_an_access_event_naming_the_patient(site: Installation, study: Study) -> None:
     client = site.client
     headers = site.headers("operator")
     client.get("/fhir/Patient/RU-0042", headers=headers)

@@ -161,9 +161,11 @@ def test_an_order_posted_as_a_service_request_is_scheduled_for_the_modality(
 def test_an_order_for_a_patient_we_hold_takes_the_patient_from_the_index(
     site: Installation, study: Any
 ) -> None:
-    patient = parsed(
-        site.client.get("/fhir/Patient", headers=site.headers("doctor")), Bundle
-    ).entry[0].resource
+    patient = (
+        parsed(site.client.get("/fhir/Patient", headers=site.headers("doctor")), Bundle)
+        .entry[0]
+        .resource
+    )
     answer = post(
         site,
         order(subject=f"Patient/{patient.id}", contained=None, identifier=None),

@@ -192,12 +192,18 @@ def test_the_front_desk_prints_a_signed_report_without_the_console_chrome(
     doctor = login(live.server.url, "irina")
     findings = "Лёгкие без очаговых изменений.\nSin derrame. Keine Läsion."
     saved = requests.put(api, json={"sections": {"findings": findings}}, headers=doctor, timeout=30)
-    requests.post(api + "/sign", json={"revision": saved.json()["revision"]}, headers=doctor,
-                  timeout=120).raise_for_status()
+    requests.post(
+        api + "/sign", json={"revision": saved.json()["revision"]}, headers=doctor, timeout=120
+    ).raise_for_status()
 
     operator = open_page(locale="en-US")
-    log_in(operator, live.server.url, "oleg", TEST_PASSWORD,
-           path=f"/reports/{study.study_uid}?lang={language}")
+    log_in(
+        operator,
+        live.server.url,
+        "oleg",
+        TEST_PASSWORD,
+        path=f"/reports/{study.study_uid}?lang={language}",
+    )
     page = operator.page
     expect(page.locator("#section-findings")).to_have_value(findings)
     button_word, heading = PRINT_WORDS[language]
@@ -208,8 +214,13 @@ def test_the_front_desk_prints_a_signed_report_without_the_console_chrome(
     expect(printed).to_be_visible()
     assert printed.locator("h2").all_inner_texts() == [heading]
     assert printed.locator("p").inner_text() == findings  # the whole text, line breaks kept
-    for chrome in (".topbar", ".footer", ".report-versions", "#section-findings",
-                   "[data-testid=print-report]"):
+    for chrome in (
+        ".topbar",
+        ".footer",
+        ".report-versions",
+        "#section-findings",
+        "[data-testid=print-report]",
+    ):
         expect(page.locator(chrome)).to_be_hidden()
     expect(page.locator("[data-testid=report-patient]")).to_contain_text("Иванова Мария")
     assert operator.errors == [] and operator.csp_violations() == []

@@ -34,7 +34,11 @@ def tagged_instance(study_uid: str, series_uid: str, sop_uid: str, **attributes:
     """A 64×64 CT with a private block (GE's, named in pydicom's private dictionary) and a
     two-level sequence."""
     data = make_instance(
-        study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid, rows=64, columns=64,
+        study_uid=study_uid,
+        series_uid=series_uid,
+        sop_uid=sop_uid,
+        rows=64,
+        columns=64,
         **attributes,
     )
     dataset = dcmread(io.BytesIO(data))
@@ -137,8 +141,13 @@ def test_the_tag_browser_speaks_each_language_and_every_role_may_open_it(
     server: LiveServer, language: str
 ) -> None:
     study = new_study(server, pid=f"TAG-{language}")
-    words = {"en": "DICOM tags", "ru": "Теги DICOM", "es": "Etiquetas DICOM",
-             "fr": "Balises DICOM", "de": "DICOM-Tags"}
+    words = {
+        "en": "DICOM tags",
+        "ru": "Теги DICOM",
+        "es": "Etiquetas DICOM",
+        "fr": "Balises DICOM",
+        "de": "DICOM-Tags",
+    }
     for user in ("irina", "olga"):
         page = requests.get(
             f"{server.url}/studies/{study.study_uid}/tags",

@@ -42,8 +42,13 @@ def store(server: LiveServer, patient: str, name: str, series: int = 1) -> tuple
     datasets = [
         pydicom.dcmread(
             pydicom.filebase.DicomBytesIO(
-                make_instance(study_uid=study, series_uid=uid, PatientID=patient,
-                              PatientName=name, SeriesNumber=n)
+                make_instance(
+                    study_uid=study,
+                    series_uid=uid,
+                    PatientID=patient,
+                    PatientName=name,
+                    SeriesNumber=n,
+                )
             )
         )
         for n, uid in enumerate(series_uids, 1)
@@ -60,28 +65,43 @@ def findscu(server: LiveServer, tmp_path: Path, *keys: str) -> list[pydicom.Data
     for key in keys:
         args += ["-k", key]
     args += ["127.0.0.1", server.env["KLINIKA_DIMSE_PORT"]]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "TCP_NODELAY": "1"})
+    done = subprocess.run(
+        args, capture_output=True, text=True, timeout=120, env={**os.environ, "TCP_NODELAY": "1"}
+    )
     assert done.returncode == 0, done.stderr
     return [pydicom.dcmread(p) for p in sorted(out.glob("rsp*.dcm"))]
 
 
-def api(server: LiveServer, method: str, path: str, headers: dict[str, str] | None = None,
-        **body: object) -> requests.Response:
-    return requests.request(method, server.url + path, json=body or None,
-                            headers=headers or server.headers, timeout=120)
+def api(
+    server: LiveServer,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    **body: object,
+) -> requests.Response:
+    return requests.request(
+        method, server.url + path, json=body or None, headers=headers or server.headers, timeout=120
+    )
 
 
 def test_edit_a_study_and_its_patient_then_see_it_over_dicomweb_and_dimse(
     server: LiveServer, tmp_path: Path
 ) -> None:
     study, (series,) = store(server, "MGMT-1", "Ivanov^Ivan")
-    edited = api(server, "PATCH", f"/api/studies/{study}",
-                 changes={"StudyDescription": "Chest CT", "AccessionNumber": "ACC-77"})
+    edited = api(
+        server,
+        "PATCH",
+        f"/api/studies/{study}",
+        changes={"StudyDescription": "Chest CT", "AccessionNumber": "ACC-77"},
+    )
     assert edited.status_code == 200, edited.text
     assert edited.json()["instances"] == 1
-    renamed = api(server, "PATCH", "/api/patients/MGMT-1",
-                  changes={"PatientName": "Иванов^Иван", "PatientSex": "M"})
+    renamed = api(
+        server,
+        "PATCH",
+        "/api/patients/MGMT-1",
+        changes={"PatientName": "Иванов^Иван", "PatientSex": "M"},
+    )
     assert renamed.status_code == 200, renamed.text
 
     web = client(server)
@@ -94,9 +114,15 @@ def test_edit_a_study_and_its_patient_then_see_it_over_dicomweb_and_dimse(
     (instance,) = web.retrieve_series(study, series)
     assert instance.StudyDescription == "Chest CT" and str(instance.PatientName) == "Иванов^Иван"
 
-    (answer,) = findscu(server, tmp_path, "QueryRetrieveLevel=STUDY",
-                        f"StudyInstanceUID={study}", "StudyDescription", "PatientName",
-                        "AccessionNumber")
+    (answer,) = findscu(
+        server,
+        tmp_path,
+        "QueryRetrieveLevel=STUDY",
+        f"StudyInstanceUID={study}",
+        "StudyDescription",
+        "PatientName",
+        "AccessionNumber",
+    )
     assert answer.StudyDescription == "Chest CT" and answer.AccessionNumber == "ACC-77"
     assert str(answer.PatientName) == "Иванов^Иван"
 
@@ -113,34 +139,48 @@ def test_merge_split_and_delete_are_visible_over_dicomweb_and_dimse(
     web = client(server)
     assert web.search_for_studies(search_filters={"StudyInstanceUID": source}) == []
     assert len(web.search_for_series(target)) == 3
-    assert findscu(server, tmp_path, "QueryRetrieveLevel=STUDY",
-                   f"StudyInstanceUID={source}") == []
-    (answer,) = findscu(server, tmp_path, "QueryRetrieveLevel=STUDY",
-                        f"StudyInstanceUID={target}", "NumberOfStudyRelatedSeries")
+    assert findscu(server, tmp_path, "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={source}") == []
+    (answer,) = findscu(
+        server,
+        tmp_path,
+        "QueryRetrieveLevel=STUDY",
+        f"StudyInstanceUID={target}",
+        "NumberOfStudyRelatedSeries",
+    )
     assert answer.NumberOfStudyRelatedSeries == 3
     (instance,) = web.retrieve_series(target, moved)
     assert instance.StudyInstanceUID == target
 
-    split = api(server, "POST", f"/api/studies/{target}/split", series_uids=[wrong],
-                target_patient_id="MGMT-3")
+    split = api(
+        server,
+        "POST",
+        f"/api/studies/{target}/split",
+        series_uids=[wrong],
+        target_patient_id="MGMT-3",
+    )
     assert split.status_code == 200, split.text
     new_study = split.json()["new_study_uid"]
     (found,) = web.search_for_studies(search_filters={"StudyInstanceUID": new_study})
     assert found["00100020"]["Value"] == ["MGMT-3"]
-    (answer,) = findscu(server, tmp_path, "QueryRetrieveLevel=SERIES",
-                        f"StudyInstanceUID={new_study}", "SeriesInstanceUID")
+    (answer,) = findscu(
+        server,
+        tmp_path,
+        "QueryRetrieveLevel=SERIES",
+        f"StudyInstanceUID={new_study}",
+        "SeriesInstanceUID",
+    )
     assert answer.SeriesInstanceUID == wrong
 
     deleted = api(server, "DELETE", f"/api/studies/{target}/series/{moved}")
     assert deleted.status_code == 200, deleted.text
     assert moved not in {s["0020000E"]["Value"][0] for s in web.search_for_series(target)}
 
-    merged_patients = api(server, "POST", "/api/patients/MGMT-2/merge",
-                          target_patient_id="MGMT-3")
+    merged_patients = api(server, "POST", "/api/patients/MGMT-2/merge", target_patient_id="MGMT-3")
     assert merged_patients.status_code == 200, merged_patients.text
     assert web.search_for_studies(search_filters={"PatientID": "MGMT-2"}) == []
-    answers = findscu(server, tmp_path, "QueryRetrieveLevel=STUDY", "PatientID=MGMT-3",
-                      "StudyInstanceUID")
+    answers = findscu(
+        server, tmp_path, "QueryRetrieveLevel=STUDY", "PatientID=MGMT-3", "StudyInstanceUID"
+    )
     assert {a.StudyInstanceUID for a in answers} == {target, new_study, other}
 
 
@@ -149,8 +189,7 @@ def test_doctors_and_operators_are_refused(server: LiveServer, user: str) -> Non
     study, (series,) = store(server, "MGMT-4", "Kuznetsov^Oleg")
     headers = login(server.url, user)
     refused = [
-        api(server, "PATCH", f"/api/studies/{study}", headers,
-            changes={"StudyDescription": "x"}),
+        api(server, "PATCH", f"/api/studies/{study}", headers, changes={"StudyDescription": "x"}),
         api(server, "PATCH", "/api/patients/MGMT-4", headers, changes={"PatientSex": "F"}),
         api(server, "POST", "/api/patients/MGMT-4/merge", headers, target_patient_id="X"),
         api(server, "POST", f"/api/studies/{study}/merge", headers, target_study_uid="1.2"),
@@ -255,8 +294,9 @@ def test_the_study_view_speaks_russian(server: LiveServer, open_page: OpenPage) 
 
 
 def test_the_routes_are_in_the_openapi_document(server: LiveServer) -> None:
-    document = requests.get(server.url + "/api/openapi.json", headers=server.headers,
-                            timeout=30).json()
+    document = requests.get(
+        server.url + "/api/openapi.json", headers=server.headers, timeout=30
+    ).json()
     paths = document["paths"]
     assert set(paths["/api/patients/{patient_id}"]) == {"patch"}
     assert "post" in paths["/api/patients/{patient_id}/merge"]

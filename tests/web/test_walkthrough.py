@@ -62,9 +62,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, ohif_cache: Path) -> Iterat
         users={"olga": "operator", "irina": "doctor", "boss": "admin"},
     )
     load_demo(live, root / "demo", ct_slices=8)
-    files = [
-        make_instance(study_uid=UID + k, StudyID=k, **attrs) for k, attrs in STUDIES.items()
-    ]
+    files = [make_instance(study_uid=UID + k, StudyID=k, **attrs) for k, attrs in STUDIES.items()]
     assert stow(live, files).status_code == 200
     renamed = requests.patch(
         live.url + "/api/users/irina", json={"display_name": RUSSIAN_NAME}, headers=live.headers
@@ -110,8 +108,7 @@ def test_the_viewer_bar_never_covers_ohifs_toolbar_or_logo(
             box = p.locator(f"[data-cy={target}]").first.bounding_box()
             assert box is not None, target
             hit = p.evaluate(
-                "([x, y, cy]) => !!document.elementFromPoint(x, y)"
-                "?.closest(`[data-cy=\"${cy}\"]`)",
+                '([x, y, cy]) => !!document.elementFromPoint(x, y)?.closest(`[data-cy="${cy}"]`)',
                 [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, target],
             )
             assert hit, (width, target)  # OHIF's own element is on top there
@@ -339,9 +336,8 @@ def test_upload_links_its_studies_reads_bare_files_and_cancels(
     ]
     p.set_input_files("#file-input", files=big)
     p.click("#cancel-upload")
-    p.wait_for_function(
-        "document.querySelectorAll('#results [data-status=cancelled]').length >= 3"
-    )
+    p.wait_for_function("document.querySelectorAll('#results [data-status=cancelled]').length >= 3")
+
     # opening the upload page is no dicom:store event; the upload is
     def store_paths() -> set[str]:
         events = requests.get(

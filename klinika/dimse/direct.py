@@ -67,6 +67,8 @@ _IDLE_WAIT = 0.01
 #: Longest wait of an association's reactor for the next request (pynetdicom's sleeps 1 ms
 #: and polls); a request, a release or an abort from the peer ends the wait at once.
 _REACTOR_WAIT = 0.01
+#: Most buffers one ``sendmsg`` takes (Linux's IOV_MAX).
+_IOV_MAX = 1024
 #: Linux's TCP_QUICKACK (None elsewhere): see :meth:`WakingSocket.ready`.
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 #: Message control headers (PS3.8 E.2): command or data set, last fragment or not.
@@ -459,12 +461,43 @@ def _drained(dul: DirectDul) -> bool:
     return True
 
 
+class EncodedDataSet(io.BytesIO):
+    """An encoded data set to send (a C-STORE's), over bytes that are not copied: a stored
+    instance's data set is a view into the blob as read. :meth:`DirectDimse.send_msg`
+    frames the view itself; pynetdicom's own path (TLS) gets a copy from ``getvalue``."""
+
+    def __init__(self, payload: bytes | memoryview) -> None:
+        super().__init__()
+        self.klinika_payload = memoryview(payload)
+
+    def getbuffer(self) -> memoryview:
+        return memoryview(self.klinika_payload)
+
+    def getvalue(self) -> bytes:
+        return self.klinika_payload.tobytes()
+
+
+def _send_pieces(raw: socket.socket, pieces: list[Any]) -> None:
+    """Send ``pieces`` in order with gathering writes: a retrieve's 512 KB data set goes to
+    the kernel straight from the blob's bytes instead of being joined into a copy first."""
+    views = [memoryview(piece) for piece in pieces]
+    first = 0
+    while first < len(views):
+        sent = raw.sendmsg(views[first : first + _IOV_MAX])
+        while sent:
+            size = len(views[first])
+            if sent < size:
+                views[first] = views[first][sent:]
+                break
+            sent -= size
+            first += 1
+
+
 def _write(dul: DirectDul, raw: Any, pieces: list[Any]) -> None:
-    """Send ``pieces`` in one write; a broken connection is the DUL's to notice (Evt17)."""
-    data = b"".join(pieces)
+    """Send ``pieces`` as one message; a broken connection is the DUL's to notice (Evt17)."""
     try:
         with dul.klinika_write_lock:
-            raw.sendall(data)
+            _send_pieces(raw, pieces)
     except OSError:
         log.info("the connection closed while sending a DIMSE message")
         dul.event_queue.put("Evt17")

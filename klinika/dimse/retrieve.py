@@ -24,7 +24,6 @@ PS3.8 9.3.5 (presentation context negotiation), PS3.7 D.3.3.4 (SCP/SCU role sele
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import time
@@ -58,7 +57,7 @@ from klinika.dicom.transcode import (
     data_set_offset,
     transcode,
 )
-from klinika.dimse.direct import set_affected_uids
+from klinika.dimse.direct import EncodedDataSet, set_affected_uids
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ class StoredInstance(Dataset):
         self,
         record: InstanceRecord,
         *,
-        payload: bytes | None = None,
+        payload: bytes | memoryview | None = None,
         syntax: str | None = None,
         context_id: int | None = None,
         failure: str | None = None,
@@ -197,7 +196,7 @@ def prepare(archive: Archive, record: InstanceRecord, accepted: Accepted) -> Sto
         except CannotTranscode as exc:
             reasons.append(str(exc))
             continue
-        payload = part10[data_set_offset(part10) :]
+        payload = memoryview(part10)[data_set_offset(part10) :]  # not a copy
         return StoredInstance(record, payload=payload, syntax=syntax, context_id=context_id)
     return StoredInstance(record, failure=f"{record.sop_instance_uid}: {'; '.join(reasons)}")
 
@@ -230,7 +229,7 @@ def send_instance(
     request.MoveOriginatorApplicationEntityTitle = originator_aet
     request.MoveOriginatorMessageID = originator_id
     set_affected_uids(request, item.SOPClassUID, item.SOPInstanceUID)
-    request.DataSet = io.BytesIO(item.payload)
+    request.DataSet = EncodedDataSet(item.payload)
     _hold_reactor(assoc)
     assoc.dimse.send_msg(request, item.context_id)
     _, response = assoc.dimse.get_msg(block=True)

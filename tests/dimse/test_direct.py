@@ -5,6 +5,7 @@ through it against DCMTK and pynetdicom peers)."""
 from __future__ import annotations
 
 import io
+import socket
 import struct
 import threading
 import time
@@ -125,6 +126,35 @@ def test_framing_follows_the_peers_maximum_pdu_length() -> None:
     assert [header for header, _ in fragments] == [0x00, 0x02]
     assert b"".join(data for _, data in fragments) == payload
     assert len(b"".join(frame(payload, 1, 0x03, 0))) == len(payload) + 12  # unlimited: one PDU
+
+
+def test_gathered_writes_send_every_piece_in_order_through_a_small_socket_buffer() -> None:
+    """A 3 MB data set framed in 16 KB PDUs leaves in short writes (a 4 KB send buffer and a
+    slow reader): every byte arrives once and in order, the blob's bytes never joined."""
+    blob = bytes(range(256)) * 12_288  # 3 MB, as a blob is read
+    data_set = direct.EncodedDataSet(memoryview(blob)[128:])  # past the header, no copy
+    assert data_set.getvalue() == blob[128:]
+    with data_set.getbuffer() as body:
+        pieces = frame(body, 3, 0x02, 16384)
+        expected = b"".join(pieces)
+        sender, receiver = socket.socketpair()
+        sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        sender.settimeout(30)
+        received = bytearray()
+
+        def read_slowly() -> None:
+            while chunk := receiver.recv(1000):
+                received.extend(chunk)
+                time.sleep(0.0001)
+
+        reader = threading.Thread(target=read_slowly)
+        reader.start()
+        direct._send_pieces(sender, pieces)
+        sender.close()
+        reader.join(30)
+        receiver.close()
+    assert len(pieces) > 2 * 190
+    assert bytes(received) == expected
 
 
 def test_a_store_response_is_read_as_pynetdicom_reads_it() -> None:

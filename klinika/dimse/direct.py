@@ -39,6 +39,7 @@ from pydicom.config import IGNORE
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.uid import UID
 from pynetdicom import _config, evt
+from pynetdicom import association as pynetdicom_association
 from pynetdicom.association import Association
 from pynetdicom.dimse import _RQ_TO_MESSAGE, _RSP_TO_MESSAGE, DIMSEServiceProvider
 from pynetdicom.dimse_messages import (
@@ -502,6 +503,37 @@ def _write(dul: DirectDul, raw: Any, pieces: list[Any]) -> None:
         log.info("the connection closed while sending a DIMSE message")
         dul.event_queue.put("Evt17")
         dul.klinika_wake_up()
+
+
+class _ReactorClock:
+    """The ``time`` module as pynetdicom's association module sees it, except that the
+    reactor of an acceptor whose DIMSE provider waits for its next message
+    (:meth:`DirectDimse.get_msg`) skips the 1 ms nap that starts each of its rounds.
+
+    pynetdicom's reactor sleeps 1 ms before it looks for a request, whatever it has just
+    done: a peer that sends its next request as soon as it has the response (a storescu
+    stream, echoscu, a workstation's queries) waits up to that millisecond every time.
+    pynetdicom 3.0.4 (pinned) sleeps exactly 0.001 s there and nowhere else."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        if seconds == _REACTOR_NAP:
+            thread = threading.current_thread()
+            if (
+                isinstance(thread, Association)
+                and thread.is_acceptor
+                and isinstance(thread.dimse, DirectDimse)
+            ):
+                return
+        time.sleep(seconds)
+
+
+#: The nap at the top of each round of pynetdicom's association reactor.
+_REACTOR_NAP = 0.001
+pynetdicom_association.time = _ReactorClock()  # type: ignore[attr-defined,assignment]
 
 
 def install(assoc: Association) -> Association:

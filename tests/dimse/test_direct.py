@@ -208,6 +208,29 @@ def test_the_reactor_waits_for_requests_and_for_a_release_or_abort(
     assert server_side.is_aborted
 
 
+def test_the_reactor_does_not_nap_before_each_request(
+    local: LocalDimse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pynetdicom's reactor sleeps 1 ms at the start of every round; ours goes straight to
+    its wait for the next message, so a peer's back-to-back requests are not held up."""
+    naps: list[threading.Thread] = []
+    sleep = time.sleep
+
+    def counted(seconds: float) -> None:
+        if seconds == 0.001:
+            naps.append(threading.current_thread())
+        sleep(seconds)
+
+    assoc = associate(local.port, Verification)
+    (server_side,) = wait_until(lambda: list(local.listener.server.active_associations))
+    monkeypatch.setattr(time, "sleep", counted)
+    for _ in range(20):
+        assert assoc.send_c_echo().Status == 0x0000
+    monkeypatch.setattr(time, "sleep", sleep)
+    assoc.release()
+    assert server_side not in naps
+
+
 def test_a_paused_reactor_leaves_the_response_to_the_sender(local: LocalDimse) -> None:
     """pynetdicom's pause race (issue #875): the reactor marks itself paused, passes its
     checkpoint, and only then is the checkpoint cleared by a sender whose response arrives

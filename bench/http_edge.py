@@ -7,7 +7,9 @@ Logs in as bench / bench-password-123 on a running ``klinika serve`` whose index
 request N times on one keep-alive connection (``frames6``: 6 clients with their own
 connections over the big series' instances; ``stow25``: POSTs of 25 instances of the big series
 with fresh UIDs) and prints the server's CPU per request (user + system of SERVER_PID and its
-children from /proc) with p50/p95/p99 of the wall time. It measures; it asserts nothing.
+children from /proc) with p50/p95/p99 of the wall time (``frames6+qido``: frames6 with a
+seventh client sending the OHIF study list meanwhile; CPU per frame then includes the QIDOs').
+It measures; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -103,11 +105,29 @@ def sequential(port: int, headers: dict[str, str], paths: list[str], n: int, pid
     return status, size, cpu, wall, latencies
 
 
-def concurrent(port: int, headers: dict[str, str], paths: list[str], clients: int, pids: list[int]):
-    """Every path once, shared out to ``clients`` threads with a connection each."""
+def concurrent(
+    port: int,
+    headers: dict[str, str],
+    paths: list[str],
+    clients: int,
+    pids: list[int],
+    beside: tuple[str, dict[str, str]] | None = None,
+):
+    """Every path once, shared out to ``clients`` threads with a connection each; with
+    ``beside`` (a path and its headers), one more client sends that request over and over
+    until they are done (its requests are not counted: the figures are the others')."""
     latencies: list[float] = []
     lock = threading.Lock()
     todo = list(paths)
+    done = threading.Event()
+
+    def neighbour() -> None:
+        assert beside is not None
+        connection = http.client.HTTPConnection("127.0.0.1", port)
+        while not done.is_set():
+            connection.request("GET", beside[0], headers=beside[1])
+            connection.getresponse().read()
+        connection.close()
 
     def client() -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port)
@@ -125,10 +145,14 @@ def concurrent(port: int, headers: dict[str, str], paths: list[str], clients: in
 
     cpu0, wall0 = cpu_seconds(pids), time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
+    side = threading.Thread(target=neighbour) if beside else None
+    for thread in [*threads, *([side] if side else [])]:
         thread.start()
     for thread in threads:
         thread.join()
+    done.set()
+    if side:
+        side.join()
     return 200, 0, cpu_seconds(pids) - cpu0, time.perf_counter() - wall0, latencies
 
 
@@ -199,6 +223,9 @@ def main() -> None:
             result = sequential(args.port, frame_headers, frames, args.n, pids)
         elif shape == "frames6":
             result = concurrent(args.port, frame_headers, frames * 4, 6, pids)
+        elif shape == "frames6+qido":  # the frames' figures, a QIDO client beside them
+            beside = (OHIF_LIST, json_headers)
+            result = concurrent(args.port, frame_headers, frames * 4, 6, pids, beside)
         elif shape == "stow25":
             files = sorted(p for p in (args.stow_files or Path()).iterdir() if p.is_file())
             bodies = stow_bodies(files, args.stow_posts, 25)

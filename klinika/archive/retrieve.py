@@ -14,7 +14,7 @@ from pydicom import dcmread
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
 from klinika.archive.records import InstanceRecord
-from klinika.db import Database
+from klinika.db import Database, OverBudget
 from klinika.dicom import render
 from klinika.dicom.attributes import Level
 from klinika.dicom.frames import PixelLocation, frame_from_part10
@@ -32,6 +32,9 @@ from klinika.index.query import (
 from klinika.storage import BlobStore
 
 _SLOW_FRAME_SYNTAXES = (ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian)
+#: The largest ``limit`` a quick search answers (OHIF's study list asks for 101): its answer's
+#: JSON is built in Python after the SQL, outside the budget, so its size is bounded here.
+QUICK_SEARCH_LIMIT = 101
 
 
 class Retrieval:
@@ -51,6 +54,21 @@ class Retrieval:
         """Run a query through the one query engine, its answers as DICOM JSON bytes."""
         with self.database.reader.connect() as connection:
             return search_json(connection, query, retrieve_base=retrieve_base)
+
+    def quick_search_json(
+        self, query: Query, seconds: float, *, retrieve_base: str | None = None
+    ) -> JsonResult | None:
+        """:meth:`search_json` for a caller that must not wait long (an event loop): the
+        answer when the index is local, the query's ``limit`` at most
+        :data:`QUICK_SEARCH_LIMIT` and its statements done within ``seconds``; else None (ask
+        :meth:`search_json` where waiting is fine)."""
+        if not self.database.local or query.limit is None or query.limit > QUICK_SEARCH_LIMIT:
+            return None
+        try:
+            with self.database.read_within(seconds) as connection:
+                return search_json(connection, query, retrieve_base=retrieve_base)
+        except OverBudget:
+            return None
 
     def search_stream(self, query: Query) -> Generator[dict[str, Any], None, None]:
         """The matches of ``query`` one by one from the one query engine (C-FIND): nothing

@@ -97,6 +97,12 @@ class Archive:
         """See :meth:`.Retrieval.search_json`."""
         return self.retrieval.search_json(query, retrieve_base=retrieve_base)
 
+    def quick_search_json(
+        self, query: Query, seconds: float, *, retrieve_base: str | None = None
+    ) -> JsonResult | None:
+        """See :meth:`.Retrieval.quick_search_json`."""
+        return self.retrieval.quick_search_json(query, seconds, retrieve_base=retrieve_base)
+
     def search_stream(self, query: Query) -> Generator[dict[str, Any], None, None]:
         """See :meth:`.Retrieval.search_stream`."""
         return self.retrieval.search_stream(query)

@@ -2,8 +2,9 @@
 
 Two layers, one question each:
 
-* :class:`SessionGate` (ASGI middleware) refuses every request without a valid session,
-  except the paths in ``public_paths``. A route added tomorrow is closed until someone opens it.
+* :class:`SessionGate` (asked by the HTTP edge, :class:`klinika.web.edge.Edge`) refuses every
+  request without a valid session, except the paths in ``public_paths``. A route added
+  tomorrow is closed until someone opens it.
 * :class:`Guard` builds the per-route dependency ``Depends(guard("dicom:read"))``: it asks
   :meth:`AuthService.authorize` and writes the access event of audited actions, one per request,
   with the route's study/series/instance UIDs. The event's outcome comes from the HTTP status,
@@ -25,7 +26,7 @@ from urllib.parse import quote
 from anyio import to_thread
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from klinika.audit import Actor, AuditTrail, Outcome
 from klinika.auth.errors import Forbidden, Unauthenticated
@@ -346,12 +347,13 @@ class GuardedEndpoint:
 
 
 class SessionGate:
-    """ASGI middleware: default deny for HTTP, and the place where access events are written
-    with the status the client got (``success`` below 400, else ``failure``)."""
+    """Default deny for HTTP, and the place where access events are written with the status
+    the client got (``success`` below 400, else ``failure``). The edge
+    (:class:`klinika.web.edge.Edge`) asks :meth:`admit` before the app sees a request and
+    calls :meth:`settle` once the response has been sent."""
 
     def __init__(
         self,
-        app: ASGIApp,
         *,
         auth: AuthService,
         audit: AuditTrail,
@@ -359,20 +361,15 @@ class SessionGate:
         public_paths: frozenset[str] = PUBLIC_PATHS,
         public_prefixes: tuple[str, ...] = PUBLIC_PREFIXES,
     ) -> None:
-        self.app = app
         self.auth = auth
         self.audit = audit
         self.on_error = on_error
         self.public_paths = public_paths
         self.public_prefixes = public_prefixes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self.app(scope, receive, send)
-            return
-        if scope["type"] != "http":  # no route speaks WebSocket: refuse before the app sees it
-            await send({"type": "websocket.close", "code": 1008})
-            return
+    async def admit(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """True when the request may go on (its principal, if any, in the scope); else the
+        refusal (401, or the login page for a browser's navigation) is sent and False."""
         path, root = scope["path"], scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :] or "/"
@@ -393,23 +390,17 @@ class SessionGate:
                     await _login_redirect(scope, path)(scope, receive, send)
                 else:
                     await self.on_error(exc, path)(scope, receive, send)
-                return
-        pending: list[_Access] = []
-        scope[_PENDING] = pending
-        status = 500
+                return False
+        scope[_PENDING] = []
+        return True
 
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            if pending:
-                source = client_address(HTTPConnection(scope))
-                self._record(pending, status, source)  # queued: no I/O here
+    def settle(self, scope: Scope, status: int) -> None:
+        """Write the access events the route's guard left for this request, with the status
+        it answered (queued: no I/O here)."""
+        pending: list[_Access] | None = scope.get(_PENDING)
+        if pending:
+            source = client_address(HTTPConnection(scope))
+            self._record(pending, status, source)
 
     async def _authenticate(self, token: str) -> Principal:
         """The token's principal: from the session cache on the event loop (a viewer's

@@ -5,6 +5,6 @@ May import: config. Tables are declared by the rooms that own them (``index.sche
 :data:`metadata`.
 """
 
-from klinika.db.engine import Database, metadata
+from klinika.db.engine import Database, OverBudget, metadata
 
-__all__ = ["Database", "metadata"]
+__all__ = ["Database", "OverBudget", "metadata"]

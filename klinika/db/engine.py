@@ -6,6 +6,9 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,17 @@ metadata = sa.MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+
+#: How many SQLite virtual machine steps run between two looks at the clock of
+#: :meth:`Database.read_within` (a look costs a call back into Python; 10,000 steps are
+#: tens of microseconds of work).
+BUDGET_CHECK_STEPS = 10_000
+
+
+class OverBudget(Exception):
+    """A read run with :meth:`Database.read_within` outlasted its time budget. Not an error
+    anyone sees: the caller runs the read again where it may take its time."""
 
 
 class _WriterLock:
@@ -165,6 +179,49 @@ class Database:
     @property
     def dialect(self) -> str:
         return self.writer.dialect.name
+
+    @property
+    def local(self) -> bool:
+        """True when reads are on this machine's disk (SQLite): they may run within a time
+        budget (:meth:`read_within`); a server's (PostgreSQL) may wait on the network."""
+        return self.dialect == "sqlite"
+
+    @contextmanager
+    def read_within(self, seconds: float) -> Iterator[sa.Connection]:
+        """A reader connection whose statements SQLite interrupts once ``seconds`` have
+        passed since the block began (a progress handler, checked every
+        :data:`BUDGET_CHECK_STEPS` virtual machine steps): a caller on an event loop runs a
+        read inline and goes to a thread only when it turns out long.
+
+        Raises
+        ------
+        OverBudget
+            A statement was interrupted (the block's work is lost; redo it without a budget).
+        ValueError
+            The database is not :attr:`local`.
+        """
+        if not self.local:
+            raise ValueError("only local (SQLite) reads run within a time budget")
+        deadline = time.perf_counter() + seconds
+        interrupted = False
+
+        def over() -> bool:
+            nonlocal interrupted
+            interrupted = time.perf_counter() > deadline
+            return interrupted
+
+        with self.reader.connect() as connection:
+            raw = connection.connection.dbapi_connection
+            assert isinstance(raw, sqlite3.Connection)
+            raw.set_progress_handler(over, BUDGET_CHECK_STEPS)
+            try:
+                yield connection
+            except sa.exc.OperationalError as exc:
+                if interrupted:
+                    raise OverBudget(f"the read took more than {seconds * 1000:.1f} ms") from exc
+                raise
+            finally:
+                raw.set_progress_handler(None, 0)
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (Alembic ``upgrade head``)."""

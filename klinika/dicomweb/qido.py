@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from fastapi import APIRouter, Depends, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from klinika.archive import Archive
 from klinika.config import Settings
@@ -15,6 +16,10 @@ from klinika.errors import InvalidQuery
 from klinika.index.query import Query
 
 _CONTROL = {"limit", "offset", "fuzzymatching", "includefield", "orderby"}
+#: How long a search may hold the event loop before it is redone in a worker thread. Most
+#: searches (a study list on SQLite) take well under a millisecond, less than the thread hop
+#: they would otherwise pay (about 0.2 ms of CPU per request, and the wake-ups' latency).
+INLINE_SECONDS = 0.003
 #: How fuzzy matching cuts a person name into words (index.matching does the same).
 _WORDS = re.compile(r"[\s^,=]+")
 
@@ -88,11 +93,15 @@ def create_qido_router(archive: Archive, settings: Settings, guard: Guard) -> AP
     """The QIDO-RS resources."""
     router = APIRouter(dependencies=[Depends(guard("dicom:read"))])
 
-    def answer(request: Request, level: Level, scope: dict[str, str]) -> Response:
+    async def answer(request: Request, level: Level, scope: dict[str, str]) -> Response:
         accepts_json(request.headers.get("accept"))
         query = parse_query(request, level, settings, scope)
         base = dicomweb_base(request, settings.public_base_url)
-        result = archive.search_json(query, retrieve_base=base)
+        # inline when it is quick (a local index, a bounded answer, the SQL done within
+        # INLINE_SECONDS), else in a thread: a long search never holds the event loop
+        result = archive.quick_search_json(query, INLINE_SECONDS, retrieve_base=base)
+        if result is None:
+            result = await run_in_threadpool(archive.search_json, query, retrieve_base=base)
         headers = {}
         if result.more:
             headers["Warning"] = (
@@ -102,31 +111,31 @@ def create_qido_router(archive: Archive, settings: Settings, guard: Guard) -> AP
         return json_response(request, result.body, headers=headers)
 
     @router.get("/studies", summary="Search for studies")
-    def search_studies(request: Request) -> Response:
-        return answer(request, Level.STUDY, {})
+    async def search_studies(request: Request) -> Response:
+        return await answer(request, Level.STUDY, {})
 
     @router.get("/series", summary="Search for series in all studies")
-    def search_all_series(request: Request) -> Response:
-        return answer(request, Level.SERIES, {})
+    async def search_all_series(request: Request) -> Response:
+        return await answer(request, Level.SERIES, {})
 
     @router.get("/instances", summary="Search for instances in all studies")
-    def search_all_instances(request: Request) -> Response:
-        return answer(request, Level.IMAGE, {})
+    async def search_all_instances(request: Request) -> Response:
+        return await answer(request, Level.IMAGE, {})
 
     @router.get("/studies/{study_uid}/series", summary="Search for series of a study")
-    def search_series(request: Request, study_uid: str) -> Response:
-        return answer(request, Level.SERIES, {"StudyInstanceUID": study_uid})
+    async def search_series(request: Request, study_uid: str) -> Response:
+        return await answer(request, Level.SERIES, {"StudyInstanceUID": study_uid})
 
     @router.get("/studies/{study_uid}/instances", summary="Search for instances of a study")
-    def search_study_instances(request: Request, study_uid: str) -> Response:
-        return answer(request, Level.IMAGE, {"StudyInstanceUID": study_uid})
+    async def search_study_instances(request: Request, study_uid: str) -> Response:
+        return await answer(request, Level.IMAGE, {"StudyInstanceUID": study_uid})
 
     @router.get(
         "/studies/{study_uid}/series/{series_uid}/instances",
         summary="Search for instances of a series",
     )
-    def search_instances(request: Request, study_uid: str, series_uid: str) -> Response:
+    async def search_instances(request: Request, study_uid: str, series_uid: str) -> Response:
         scope = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
-        return answer(request, Level.IMAGE, scope)
+        return await answer(request, Level.IMAGE, scope)
 
     return router

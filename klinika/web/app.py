@@ -17,14 +17,13 @@ from klinika.fhir import FhirService, create_fhir_router
 from klinika.runtime import Runtime
 from klinika.web.audit import create_audit_router
 from klinika.web.auth import create_auth_router
-from klinika.web.csrf import OriginCheck
+from klinika.web.edge import Edge
 from klinika.web.errors import error_response, install_error_handlers
 from klinika.web.health import create_health_router
 from klinika.web.management import create_management_router
 from klinika.web.pages import PageContext, Pages, create_pages_router
 from klinika.web.pages.context import STATIC_DIR
 from klinika.web.reports import create_reports_router
-from klinika.web.security import RequestSanity, SecurityHeaders
 from klinika.web.telemetry import Telemetry, install_state_probes
 from klinika.web.viewer import create_viewer_router
 from klinika.web.workflow import create_workflow_router
@@ -53,18 +52,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     install_error_handlers(app, renderer)
     # Default deny: every path needs a session except PUBLIC_PATHS; each route then declares
     # its action with Depends(guard(...)), which also writes the access audit event.
-    app.add_middleware(
-        SessionGate,
-        auth=runtime.auth,
-        audit=runtime.audit,
-        on_error=error_response,
-        public_paths=PUBLIC_PATHS,
+    gate = SessionGate(
+        auth=runtime.auth, audit=runtime.audit, on_error=error_response, public_paths=PUBLIC_PATHS
     )
-    # CSRF: unsafe requests a browser's cookie could authenticate must come from our origin
-    app.add_middleware(OriginCheck, public_base_url=settings.public_base_url)
-    app.add_middleware(RequestSanity)
-    app.add_middleware(SecurityHeaders)
-    app.add_middleware(Telemetry, metrics=runtime.metrics, audit=runtime.audit, settings=settings)
+    telemetry = Telemetry(metrics=runtime.metrics, audit=runtime.audit, settings=settings)
+    # telemetry, security headers, NUL bytes, CSRF origin check, session gate: one middleware
+    app.add_middleware(
+        Edge, telemetry=telemetry, gate=gate, public_base_url=settings.public_base_url
+    )
     if settings.proxy_networks:
         # outermost: who the client is (and the scheme) is settled before anything reads it
         app.add_middleware(

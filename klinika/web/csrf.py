@@ -1,6 +1,9 @@
 """Cross-site request forgery defence: the origin check (every unsafe request a browser's
 cookie could authenticate) and the form token of the console's pages.
 
+The edge (:mod:`klinika.web.edge`) asks :func:`refuse_cross_site` of every request, and marks
+the scope for ``Secure`` cookies when the public URL is https.
+
 ``SameSite=Strict`` alone is not enough: a page on the same *site* (another port of the same
 host, a sibling subdomain) is not cross-site, so the browser sends our cookie with its forms.
 The origin check compares ``Origin`` (else ``Referer``, else ``Sec-Fetch-Site``) with our own
@@ -18,7 +21,7 @@ from urllib.parse import urlsplit
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 from klinika.auth.errors import CrossSiteRequest
 from klinika.auth.http import COOKIE_NAME, SECURE_COOKIES
@@ -83,43 +86,27 @@ def _bearer(headers: Headers) -> bool:
     return scheme.lower() == "bearer" and bool(value.strip())
 
 
-class OriginCheck:
-    """ASGI middleware refusing (403) unsafe requests that a browser may have been tricked
-    into sending: those carrying our session cookie must prove they come from our origin;
-    those without (the login form) must not say they come from elsewhere. Also marks the
-    scope for ``Secure`` cookies when the public URL is https."""
-
-    def __init__(self, app: ASGIApp, *, public_base_url: str = "") -> None:
-        self.app = app
-        self.public_base_url = public_base_url
-        self.secure = public_base_url.lower().startswith("https://")
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if self.secure:
-            scope[SECURE_COOKIES] = True
-        if scope["method"] in UNSAFE_METHODS:
-            headers = Headers(scope=scope)
-            if not _bearer(headers):
-                verdict = same_origin(scope, self.public_base_url)
-                has_cookie = (
-                    COOKIE_NAME in HTTPConnection(scope).cookies
-                    and scope["path"] not in _LOGIN_PATHS
-                )
-                if verdict is False or (verdict is None and has_cookie):
-                    response = JSONResponse(
-                        {
-                            "error": "cross-origin request refused: a request with the session "
-                            "cookie must come from this site's own pages (Origin, Referer or "
-                            "Sec-Fetch-Site); API clients send Authorization: Bearer"
-                        },
-                        status_code=403,
-                    )
-                    await response(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+def refuse_cross_site(scope: Scope, public_base_url: str) -> Response | None:
+    """The 403 for an unsafe request that a browser may have been tricked into sending, else
+    None: one carrying our session cookie must prove it comes from our origin; one without
+    (the login form) must not say it comes from elsewhere. Bearer-token requests pass."""
+    if scope["method"] not in UNSAFE_METHODS:
+        return None
+    headers = Headers(scope=scope)
+    if _bearer(headers):
+        return None
+    verdict = same_origin(scope, public_base_url)
+    has_cookie = COOKIE_NAME in HTTPConnection(scope).cookies and scope["path"] not in _LOGIN_PATHS
+    if verdict is False or (verdict is None and has_cookie):
+        return JSONResponse(
+            {
+                "error": "cross-origin request refused: a request with the session "
+                "cookie must come from this site's own pages (Origin, Referer or "
+                "Sec-Fetch-Site); API clients send Authorization: Bearer"
+            },
+            status_code=403,
+        )
+    return None
 
 
 def form_token(request: Request) -> str:

@@ -56,7 +56,7 @@ def create_health_router(
     router = APIRouter(tags=["health"])
 
     @router.get("/health", summary="Liveness")
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
     @router.get(

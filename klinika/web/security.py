@@ -1,4 +1,5 @@
-"""Security headers, set here once for every response (nginx adds only HSTS).
+"""Security headers, set once for every response by the edge (:mod:`klinika.web.edge`;
+nginx adds only HSTS), and the refusal of NUL bytes in a request's path or query.
 
 Our own pages get a strict Content-Security-Policy (no inline script or style); a response that
 sets its own policy (the OHIF viewer's index.html, with the hashes of its inline scripts) keeps it.
@@ -11,8 +12,8 @@ the viewer's hashed files ``immutable``), as do our static files (no patient dat
 from __future__ import annotations
 
 from starlette.datastructures import MutableHeaders
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.responses import JSONResponse, Response
+from starlette.types import Scope
 
 PAGE_CSP = "; ".join(
     [
@@ -39,48 +40,29 @@ SECURITY_HEADERS = {
 CACHEABLE_PREFIXES = ("/static/",)
 
 
-class SecurityHeaders:
-    """ASGI middleware adding :data:`SECURITY_HEADERS` to every response and :data:`PAGE_CSP`
-    to HTML responses that have no policy of their own."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        cacheable = scope["path"].startswith(CACHEABLE_PREFIXES)
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
-                    headers.setdefault(name, value)
-                if not cacheable:
-                    headers.setdefault("Cache-Control", "no-store")
-                if headers.get("content-type", "").startswith("text/html"):
-                    headers.setdefault("Content-Security-Policy", PAGE_CSP)
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+def is_cacheable(path: str) -> bool:
+    """Whether responses to ``path`` may be cached by the browser's rules (no patient data)."""
+    return path.startswith(CACHEABLE_PREFIXES)
 
 
-class RequestSanity:
-    """ASGI middleware refusing (400) a path or query with a NUL byte: no route can use one,
-    and file paths, PostgreSQL strings and C libraries choke on it (a 500 before)."""
+def add_security_headers(headers: MutableHeaders, *, cacheable: bool) -> None:
+    """:data:`SECURITY_HEADERS` on a response's headers, ``Cache-Control: no-store`` unless
+    ``cacheable`` or the response says otherwise, and :data:`PAGE_CSP` on HTML that has no
+    policy of its own (the edge calls this on every response start)."""
+    for name, value in SECURITY_HEADERS.items():
+        headers.setdefault(name, value)
+    if not cacheable:
+        headers.setdefault("Cache-Control", "no-store")
+    if headers.get("content-type", "").startswith("text/html"):
+        headers.setdefault("Content-Security-Policy", PAGE_CSP)
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            query = scope.get("query_string", b"").lower()
-            if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
-                response = JSONResponse(
-                    {"error": "the request's path or query contains a NUL byte"}, status_code=400
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+def refuse_nul(scope: Scope) -> Response | None:
+    """The 400 for a path or query with a NUL byte, else None: no route can use one, and file
+    paths, PostgreSQL strings and C libraries choke on it (a 500 before)."""
+    query = scope.get("query_string", b"").lower()
+    if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
+        return JSONResponse(
+            {"error": "the request's path or query contains a NUL byte"}, status_code=400
+        )
+    return None

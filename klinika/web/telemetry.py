@@ -4,7 +4,8 @@
   keeps a client's ``X-Request-ID`` only when the TCP peer is a trusted proxy
   (``KLINIKA_TRUSTED_PROXIES``, the list that also decides who may set ``X-Forwarded-For``);
   anyone else's is replaced by a fresh id.
-* :class:`Telemetry` (the app's outermost middleware) binds the id for the request's log
+* :class:`Telemetry` (asked by the app's edge, :class:`klinika.web.edge.Edge`, first and
+  last around each request) binds the id for the request's log
   records, echoes it in the response, writes one access line (method, route template, path
   without the query string, status, duration, user, client) and records the request in the
   metrics. It also answers ``GET /metrics`` when ``metrics_token`` is set, to a bearer of that
@@ -20,16 +21,14 @@ import hmac
 import ipaddress
 import logging
 import re
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
 import sqlalchemy as sa
 from prometheus_client.core import GaugeMetricFamily, Metric
-from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.routing import Mount
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from klinika.archive import Archive
 from klinika.audit import AuditTrail
@@ -44,7 +43,7 @@ from klinika.backup.schedule import (
 from klinika.config import Settings
 from klinika.db import Database
 from klinika.observability import HTTP_ACCESS, Metrics, metrics_registry, render_metrics
-from klinika.observability.logs import bind_request_id, new_request_id, reset_request_id
+from klinika.observability.logs import new_request_id
 from klinika.storage import BlobStore
 
 access_log = logging.getLogger(HTTP_ACCESS)
@@ -106,47 +105,27 @@ def _route_template(scope: Scope) -> str:
 
 
 class Telemetry:
-    """ASGI middleware: request id, access log, HTTP metrics, and the token-guarded
-    ``/metrics``."""
+    """Request ids, the access log, HTTP metrics, and the token-guarded ``/metrics``: what
+    the edge (:class:`klinika.web.edge.Edge`) does for observability around each request."""
 
-    def __init__(
-        self, app: ASGIApp, *, metrics: Metrics, audit: AuditTrail, settings: Settings
-    ) -> None:
-        self.app = app
+    def __init__(self, *, metrics: Metrics, audit: AuditTrail, settings: Settings) -> None:
         self.metrics = metrics
         self.audit = audit
         self.token = settings.metrics_token
         self.registry = metrics_registry(metrics)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if self.token and scope["path"] == "/metrics" and scope["method"] == "GET":
-            await self._serve_metrics(scope, send)
-            return
+    def serves_metrics(self, scope: Scope) -> bool:
+        """True for ``GET /metrics`` when a metrics token is set (:meth:`serve_metrics`)."""
+        return bool(self.token) and scope["path"] == "/metrics" and scope["method"] == "GET"
+
+    @staticmethod
+    def request_id(scope: Scope) -> str:
+        """The id of this request: a trusted proxy's (:class:`TrustedRequestIds`), or new."""
         given = scope.get(_SCOPE_KEY)
-        rid = given if isinstance(given, str) else new_request_id()
-        token = bind_request_id(rid)
-        started = time.perf_counter()
-        status, sent = 500, 0
+        return given if isinstance(given, str) else new_request_id()
 
-        async def send_observed(message: Message) -> None:
-            nonlocal status, sent
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
-            elif message["type"] == "http.response.body":
-                sent += len(message.get("body", b""))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_observed)
-        finally:
-            self._observe(scope, status, sent, time.perf_counter() - started)
-            reset_request_id(token)
-
-    def _observe(self, scope: Scope, status: int, sent: int, seconds: float) -> None:
+    def observe(self, scope: Scope, status: int, sent: int, seconds: float) -> None:
+        """Count the request in the metrics and write its access line."""
         method, route = scope["method"], _route_template(scope)
         self.metrics.http_requests.labels(method, route, str(status)).inc()
         self.metrics.http_duration.labels(method, route).observe(seconds)
@@ -173,7 +152,8 @@ class Telemetry:
             },
         )
 
-    async def _serve_metrics(self, scope: Scope, send: Send) -> None:
+    async def serve_metrics(self, scope: Scope, send: Send) -> None:
+        """Answer ``/metrics`` to a bearer of the metrics token, 401 to anyone else."""
         header = HTTPConnection(scope).headers.get("authorization", "")
         scheme, _, value = header.partition(" ")
         allowed = scheme.lower() == "bearer" and hmac.compare_digest(

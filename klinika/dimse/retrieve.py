@@ -58,7 +58,7 @@ from klinika.dicom.transcode import (
     data_set_offset,
     transcode,
 )
-from klinika.dimse.direct import set_affected_uids
+from klinika.dimse.receive import set_affected_uids
 
 log = logging.getLogger(__name__)
 

@@ -186,11 +186,12 @@ class DirectDul(DULServiceProvider):
     klinika_assembly: Assembly | None
 
     def _read_pdu_data(self) -> None:
-        """A P-DATA-TF PDU of an established association is read by
-        :func:`klinika.dimse.receive.read_pdu`; anything else by pynetdicom."""
-        assembly = self.klinika_assembly
-        if assembly is None or not read_pdu(self, assembly):
+        """PDUs on a plain socket are read by :func:`klinika.dimse.receive.read_pdu` (P-DATA
+        taken apart there, the rest handed to pynetdicom's decoder); on TLS, by pynetdicom."""
+        if self.klinika_assembly is None:
             super()._read_pdu_data()
+        else:
+            read_pdu(self, self.klinika_assembly)
 
     def send_pdu(self, primitive: Any) -> None:
         if isinstance(primitive, P_DATA):

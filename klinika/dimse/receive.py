@@ -15,9 +15,11 @@ are cut with ``struct`` and memoryviews, and:
 - every other PDV goes to pynetdicom's DIMSE provider as the one-item ``P_DATA`` primitive
   DT-2 would give it (its command fragments first gathered here, to tell which it is).
 
-Any other PDU, any other state, TLS sockets (this reader is installed with
-:class:`klinika.dimse.direct.WakingSocket` only), or handlers bound to pynetdicom's PDU
-events leave the PDU to pynetdicom.
+Every PDU on a plain socket is read here (this reader is installed with
+:class:`klinika.dimse.direct.WakingSocket` only; TLS keeps pynetdicom's), a whole header
+first, so a header split across TCP segments is waited for. Any other PDU, a P-DATA-TF in
+any other state, or one while handlers are bound to pynetdicom's PDU events is handed to
+pynetdicom's decoder and state machine as its own reader would.
 
 References
 ----------
@@ -48,9 +50,11 @@ _PDU_HEADER = struct.Struct(">BBL")
 #: PDV item length, presentation context ID, message control header (PS3.8 9.3.5.1, E.2).
 _PDV_HEADER = struct.Struct(">LBB")
 _P_DATA_TF = 0x04
-#: Larger PDUs (a peer may send up to 4 GiB when we accept any length) are left to
-#: pynetdicom, which grows its buffer as the bytes arrive instead of allocating it first.
-_LARGEST_PDU = 1 << 26
+#: The PDU types of PS3.8 9.3 (A-ASSOCIATE-RQ … A-ABORT).
+_PDU_TYPES = frozenset(range(0x01, 0x08))
+#: Larger PDUs (a peer may announce up to 4 GiB when we accept any length) are read in
+#: steps of this size, as they arrive, instead of being allocated at once.
+_LARGEST_PDU = 1 << 24
 _ELEMENT = struct.Struct("<HHL")
 _US = struct.Struct("<H")
 _UL = struct.Struct("<L")
@@ -204,51 +208,90 @@ class Assembly:
         self.chunks = []
 
 
-def read_pdu(dul: Any, assembly: Assembly) -> bool:
-    """Read the next PDU if it is a P-DATA-TF in Sta6 and pass its PDVs on (see the module's
-    docstring); False, with nothing read, leaves the PDU to pynetdicom's ``_read_pdu_data``.
+def read_pdu(dul: Any, assembly: Assembly) -> None:
+    """Read the next PDU from the association's socket (the DUL thread found it readable).
 
-    A connection that closes mid-PDU is Evt17, a malformed PDV list Evt19, as in pynetdicom.
+    A P-DATA-TF of an established association has its PDVs passed on as the module's
+    docstring says; any other PDU is decoded by pynetdicom (``_decode_pdu``, with its
+    events) and queued for its state machine, as its own ``_read_pdu_data`` does. A
+    connection that closes or fails mid-PDU is Evt17, an unknown PDU type or a malformed
+    PDV list Evt19, as in pynetdicom.
     """
-    assoc = dul.assoc
-    if (
-        dul.state_machine.current_state != "Sta6"
-        or _config.LOG_HANDLER_LEVEL != "none"
-        or _config.STORE_RECV_CHUNKED_DATASET
-        or assoc.get_handlers(evt.EVT_PDU_RECV)
-        or assoc.get_handlers(evt.EVT_DATA_RECV)
-    ):
-        return False
     raw = dul.socket.socket
-    try:
-        header = raw.recv(6, socket.MSG_PEEK)
-    except OSError:
-        return False  # pynetdicom's read meets the same error and reports it
-    if len(header) < 6 or header[0] != _P_DATA_TF:
-        return False
-    length = _PDU_HEADER.unpack(header)[2]
-    if length > _LARGEST_PDU:
-        return False
-    pdu = bytearray(6 + length)
-    view = memoryview(pdu)
-    if not _read_exactly(raw, view):
+    header = bytearray(6)
+    if not _read_exactly(raw, memoryview(header)):
+        dul.event_queue.put("Evt17")  # pynetdicom reads an empty header the same way
+        return
+    pdu_type, _, length = _PDU_HEADER.unpack(header)
+    if pdu_type not in _PDU_TYPES:
+        log.error("Unknown PDU type received '0x%02X'", pdu_type)
+        dul.event_queue.put("Evt19")
+        return
+    pdu = _read_body(raw, header, length)
+    if pdu is None:
         log.error("Connection closed before the entire PDU was received")
         dul.event_queue.put("Evt17")
-        return True
-    offset, end = 6, 6 + length
+        return
+    if pdu_type != _P_DATA_TF or not _direct(dul):
+        _to_state_machine(dul, pdu)
+        return
+    view = memoryview(pdu)
+    offset, end = 6, len(pdu)
     while offset < end:
-        if offset + 6 > end:
-            dul.event_queue.put("Evt19")
-            return True
-        item_length, context_id, control = _PDV_HEADER.unpack_from(pdu, offset)
-        item_end = offset + 4 + item_length
-        if item_length < 2 or item_end > end:
-            log.error("Unable to decode the received PDU data")
-            dul.event_queue.put("Evt19")
-            return True
-        _receive_pdv(assoc, assembly, context_id, control, view[offset + 5 : item_end])
-        offset = item_end
-    return True
+        if offset + 6 <= end:
+            item_length, context_id, control = _PDV_HEADER.unpack_from(pdu, offset)
+            item_end = offset + 4 + item_length
+            if item_length >= 2 and item_end <= end:
+                _receive_pdv(dul.assoc, assembly, context_id, control, view[offset + 5 : item_end])
+                offset = item_end
+                continue
+        log.error("Unable to decode the received PDU data")
+        dul.event_queue.put("Evt19")
+        return
+
+
+def _direct(dul: Any) -> bool:
+    """Whether this association's P-DATA is read here: established (Sta6, where the only
+    action is DT-2), no handler bound to the PDU events, no pynetdicom option that wants
+    its own path (its log handlers, data sets received into files)."""
+    assoc = dul.assoc
+    return bool(
+        dul.state_machine.current_state == "Sta6"
+        and _config.LOG_HANDLER_LEVEL == "none"
+        and not _config.STORE_RECV_CHUNKED_DATASET
+        and not assoc.get_handlers(evt.EVT_PDU_RECV)
+        and not assoc.get_handlers(evt.EVT_DATA_RECV)
+    )
+
+
+def _read_body(raw: socket.socket, header: bytearray, length: int) -> bytearray | None:
+    """The whole PDU (``header`` and ``length`` more bytes), or None if the connection ends
+    first. A length past ``_LARGEST_PDU`` is read in steps, so that a peer's claim is not
+    allocated before its bytes arrive."""
+    if length <= _LARGEST_PDU:
+        pdu = bytearray(6 + length)
+        pdu[:6] = header
+        return pdu if _read_exactly(raw, memoryview(pdu)[6:]) else None
+    pdu = bytearray(header)
+    while len(pdu) < 6 + length:
+        step = bytearray(min(_LARGEST_PDU, 6 + length - len(pdu)))
+        if not _read_exactly(raw, memoryview(step)):
+            return None
+        pdu += step
+    return pdu
+
+
+def _to_state_machine(dul: Any, pdu: bytearray) -> None:
+    """A PDU this reader does not take apart, as pynetdicom's ``_read_pdu_data`` ends."""
+    try:
+        decoded, event = dul._decode_pdu(pdu)
+        dul.event_queue.put(event)
+    except Exception as exc:
+        log.error("Unable to decode the received PDU data")
+        log.exception(exc)
+        dul.event_queue.put("Evt19")
+        return
+    dul._recv_pdu.put(decoded)
 
 
 def _read_exactly(raw: socket.socket, view: memoryview) -> bool:

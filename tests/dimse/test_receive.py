@@ -6,7 +6,9 @@ whose socket the test writes PDUs to directly, so the fragmenting is the test's.
 from __future__ import annotations
 
 import io
+import socket
 import struct
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -174,6 +176,35 @@ def test_a_pdu_may_end_one_request_and_hold_the_next(
     assert [(r.MessageIDBeingRespondedTo, r.Status) for r in responses] == [(1, 0), (2, 0)]
     assert dataset_part(local.stored(first)) == dataset_part(first)
     assert dataset_part(local.stored(second)) == dataset_part(second)
+
+
+def test_a_pdu_header_split_across_tcp_segments_is_waited_for(
+    local: LocalDimse, store_assoc: Association
+) -> None:
+    part10 = make_instance(rows=64, columns=64)
+    context_id = _context_id(store_assoc, CTImageStorage, ExplicitVRLittleEndian)
+    pdus = _pdus(_message(_store_command(part10), dataset_part(part10), context_id, 40, 3000), 1)
+    raw = store_assoc.dul.socket.socket if store_assoc.dul.socket else None
+    assert raw is not None
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    second_pdu = 6 + struct.unpack_from(">L", pdus, 2)[0]
+    store_assoc._reactor_checkpoint.clear()
+    wait_until(lambda: store_assoc._is_paused, 10, interval=0.0005)
+    try:
+        raw.sendall(pdus[: second_pdu + 3])  # the next PDU's header stops after 3 bytes
+        time.sleep(0.05)  # long enough for the listener to find the socket readable
+        raw.sendall(pdus[second_pdu + 3 :])
+        response = store_assoc.dimse.get_msg(block=True)[1]
+    finally:
+        store_assoc._reactor_checkpoint.set()
+    assert response.Status == 0x0000
+    assert dataset_part(local.stored(part10)) == dataset_part(part10)
+
+
+def test_an_unknown_pdu_type_aborts_the_association(store_assoc: Association) -> None:
+    assert store_assoc.dul.socket is not None and store_assoc.dul.socket.socket is not None
+    store_assoc.dul.socket.socket.sendall(struct.pack(">BBL", 0x09, 0, 2) + b"\0\0")
+    wait_until(lambda: store_assoc.is_aborted, 10, message="the association was not aborted")
 
 
 def test_other_messages_in_fragments_reach_pynetdicom(store_assoc: Association) -> None:

@@ -35,9 +35,7 @@ import time
 import weakref
 from typing import Any, cast
 
-from pydicom.config import IGNORE
 from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.uid import UID
 from pynetdicom import _config, evt
 from pynetdicom import association as pynetdicom_association
 from pynetdicom.association import Association
@@ -48,12 +46,13 @@ from pynetdicom.dimse_messages import (
     _MESSAGE_TYPES,
     C_STORE_RSP,
 )
-from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import encode
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import AssociationSocket
+
+from klinika.dimse.receive import Assembly, Command, decode_store_response, read_pdu
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +98,6 @@ def _layout(keywords: tuple[str, ...]) -> list[tuple[int, str, str]]:
 _LAYOUTS = {
     name.replace("-", "_"): _layout(keywords) for name, keywords in _COMMAND_SET_KEYWORDS.items()
 }
-
-
-class Command:
-    """The command set of a message sent directly, as telemetry reads it (attributes by
-    keyword), standing in for pynetdicom's pydicom ``Dataset``."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.__dict__.update(values)
 
 
 def _value(vr: str, value: Any) -> bytes | None:
@@ -167,64 +158,6 @@ def encode_command(primitive: Any, message_name: str) -> tuple[bytes, Command] |
     return header + content, Command(values)
 
 
-#: The elements a plain C-STORE-RSP carries (PS3.7 9.3.1.2), by element number of group 0000.
-_STORE_RESPONSE = {
-    0x0000: "CommandGroupLength",
-    0x0002: "AffectedSOPClassUID",
-    0x0100: "CommandField",
-    0x0120: "MessageIDBeingRespondedTo",
-    0x0800: "CommandDataSetType",
-    0x0900: "Status",
-    0x1000: "AffectedSOPInstanceUID",
-}
-
-
-def decode_store_response(command: bytes | memoryview) -> tuple[C_STORE, Command] | None:
-    """A C-STORE-RSP command set (Implicit VR Little Endian) as pynetdicom's primitive, read
-    without pydicom; None for anything else or anything unusual (an error comment, an
-    offending element), which pynetdicom decodes itself."""
-    view = memoryview(command)
-    values: dict[str, Any] = {}
-    offset = 0
-    while offset < len(view):
-        if offset + 8 > len(view):
-            return None
-        group, element, length = _ELEMENT.unpack_from(view, offset)
-        offset += 8
-        keyword = _STORE_RESPONSE.get(element) if group == 0 else None
-        if keyword is None or offset + length > len(view):
-            return None
-        raw = view[offset : offset + length]
-        offset += length
-        if keyword in ("AffectedSOPClassUID", "AffectedSOPInstanceUID"):
-            values[keyword] = bytes(raw).rstrip(b"\0 ").decode("ascii", "replace")
-        elif length == 2:
-            values[keyword] = _US.unpack(raw)[0]
-        elif length == 4 and keyword == "CommandGroupLength":
-            values[keyword] = _UL.unpack(raw)[0]
-        else:
-            return None
-    if values.get("CommandField") != 0x8001 or values.get("CommandDataSetType") != 0x0101:
-        return None
-    if "Status" not in values or "MessageIDBeingRespondedTo" not in values:
-        return None
-    response = C_STORE()
-    response.MessageIDBeingRespondedTo = values["MessageIDBeingRespondedTo"]
-    response.Status = values["Status"]
-    set_affected_uids(
-        response, values.get("AffectedSOPClassUID"), values.get("AffectedSOPInstanceUID")
-    )
-    return response, Command(values)
-
-
-def set_affected_uids(primitive: Any, sop_class: str | None, sop_instance: str | None) -> None:
-    """Set a primitive's Affected SOP Class and Instance UIDs without pynetdicom's and
-    pydicom's validation of each (regular expressions, a fifth of a retrieve's CPU): they are
-    UIDs we indexed when the instance arrived, or a peer's answer we only compare and log."""
-    primitive._affected_sop_class_uid = UID(sop_class, IGNORE) if sop_class else None
-    primitive._affected_sop_instance_uid = UID(sop_instance, IGNORE) if sop_instance else None
-
-
 def frame(payload: bytes | memoryview, context_id: int, last_flag: int, max_pdu: int) -> list[Any]:
     """``payload`` as P-DATA-TF PDUs of at most ``max_pdu`` bytes (0: one PDU), one PDV
     each: a list of header bytes and memoryview slices, in order."""
@@ -253,6 +186,15 @@ class DirectDul(DULServiceProvider):
     klinika_sent: int
 
     klinika_waker: socket.socket | None
+    klinika_assembly: Assembly | None
+
+    def _read_pdu_data(self) -> None:
+        """PDUs on a plain socket are read by :func:`klinika.dimse.receive.read_pdu` (P-DATA
+        taken apart there, the rest handed to pynetdicom's decoder); on TLS, by pynetdicom."""
+        if self.klinika_assembly is None:
+            super()._read_pdu_data()
+        else:
+            read_pdu(self, self.klinika_assembly)
 
     def send_pdu(self, primitive: Any) -> None:
         if isinstance(primitive, P_DATA):
@@ -545,6 +487,7 @@ def install(assoc: Association) -> Association:
         dul.klinika_queued = 0  # type: ignore[attr-defined]
         dul.klinika_sent = 0  # type: ignore[attr-defined]
         dul.klinika_waker = None  # type: ignore[attr-defined]
+        dul.klinika_assembly = None  # type: ignore[attr-defined]
         transport = dul.socket
         if transport is not None and not isinstance(transport.socket, ssl.SSLSocket):
             # TLS keeps pynetdicom's polling: an SSLSocket may hold data select() cannot see
@@ -554,6 +497,8 @@ def install(assoc: Association) -> Association:
             weakref.finalize(dul, waker.close)
             weakref.finalize(dul, wake.close)
             dul.klinika_waker = waker  # type: ignore[attr-defined]
+            # a plain socket (select() sees all it holds) is read a PDU at a time
+            dul.klinika_assembly = Assembly()  # type: ignore[attr-defined]
             transport.klinika_wake = wake  # type: ignore[attr-defined]
             transport.__class__ = WakingSocket
             dul._run_loop_delay = 0  # the wait is in WakingSocket.ready

@@ -391,8 +391,8 @@ def received_part10(event: events.Event) -> bytes:
         PYNETDICOM_IMPLEMENTATION_UID,
         PYNETDICOM_IMPLEMENTATION_VERSION,
     )
-    with cast(io.BytesIO, request.DataSet).getbuffer() as received:
-        return b"".join((prefix, received))
+    # getvalue() hands over the received bytes (getbuffer() would copy a shared buffer)
+    return b"".join((prefix, cast(io.BytesIO, request.DataSet).getvalue()))
 
 
 def connection_opened(event: events.Event) -> None:

@@ -57,7 +57,8 @@ from klinika.dicom.transcode import (
     data_set_offset,
     transcode,
 )
-from klinika.dimse.direct import EncodedDataSet, set_affected_uids
+from klinika.dimse.direct import EncodedDataSet
+from klinika.dimse.receive import set_affected_uids
 
 log = logging.getLogger(__name__)
 

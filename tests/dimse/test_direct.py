@@ -18,7 +18,8 @@ from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from klinika.dimse import direct
-from klinika.dimse.direct import decode_store_response, encode_command, frame
+from klinika.dimse.direct import encode_command, frame
+from klinika.dimse.receive import decode_store_response
 from tests.conftest import wait_until
 from tests.dimse.conftest import LocalDimse, associate
 

@@ -29,6 +29,35 @@ log = logging.getLogger("klinika.dimse")
 _PR_SET_PDEATHSIG = 1
 
 
+class StopSignal:
+    """A stop asked for by a signal, which the handler only notes: a flag, no lock.
+
+    A ``threading.Event`` set from a signal handler can deadlock: the handler runs in the
+    main thread between two bytecodes, possibly while that thread's own ``Event.wait`` holds
+    the event's lock, and ``set`` then waits for that lock forever (a DIMSE worker that got
+    SIGTERM hung so, holding the DIMSE port after its parent was killed).
+    """
+
+    def __init__(self, *signals: signal.Signals) -> None:
+        self.requested = False
+        for signum in signals:
+            signal.signal(signum, self._note)
+
+    def _note(self, _signum: int, _frame: FrameType | None) -> None:
+        self.requested = True
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``, ending within a tenth of a second of a request; whether
+        a stop was requested."""
+        deadline = time.monotonic() + seconds
+        while not self.requested:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(0.1, left))
+        return self.requested
+
+
 class DimseProcesses:
     """The DIMSE worker processes of one installation (``start`` forks; call it before this
     process starts threads)."""
@@ -140,12 +169,7 @@ def _worker(
 
     _die_with_parent()
     configure_logging(settings)  # a log file slot of its own, not the parent's
-    stop = threading.Event()
-
-    def on_term(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_term)
+    stop = StopSignal(signal.SIGTERM)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
     parent = os.getppid()
     with Runtime(settings, prepare=False) as runtime:

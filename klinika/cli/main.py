@@ -229,6 +229,7 @@ def dimse_only(ctx: click.Context) -> None:
     import signal
     import threading
 
+    from klinika.cli.dimse_processes import StopSignal
     from klinika.dimse import start_dimse_server
     from klinika.observability import start_metrics_server
     from klinika.runtime import Runtime
@@ -239,8 +240,7 @@ def dimse_only(ctx: click.Context) -> None:
             _multiprocess_metrics(settings)  # the workers' metrics, added up here
         processes = _start_dimse_processes(settings)
         assert processes is not None
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        stop = StopSignal(signal.SIGTERM)
         with contextlib.ExitStack() as cleanup:
             if settings.metrics_port:
                 runtime = cleanup.enter_context(Runtime(settings, prepare=False))

@@ -4,6 +4,7 @@ dies is replaced, and stopping ``klinika dimse`` stops every worker."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -145,3 +146,50 @@ def test_a_dead_worker_is_replaced_and_stop_ends_them_all(workers: Workers) -> N
     workers.process.wait(timeout=30)
     for pid in survivors:
         assert wait_for(lambda pid=pid: not os.path.exists(f"/proc/{pid}"), timeout=15), pid
+
+
+def test_the_workers_end_when_their_parent_is_killed(workers: Workers) -> None:
+    """kill -9 of ``klinika dimse``: Linux sends each worker SIGTERM, and each ends (none
+    may keep the DIMSE port with nobody to restart or stop it)."""
+    children = workers.children()
+    assert len(children) == 2
+    workers.process.kill()
+    workers.process.wait(timeout=30)
+    for pid in children:
+        assert wait_for(lambda pid=pid: not _alive(pid), timeout=20), f"worker {pid} lives on"
+    assert not echo(workers.port)
+
+
+def test_a_stop_signal_survives_a_storm_of_sigterms(tmp_path: Path) -> None:
+    """The handler only notes the request: hundreds of SIGTERMs, whenever they land in the
+    waiting loop, never leave it stuck (an Event set from the handler could deadlock on the
+    lock its own wait held)."""
+    script = tmp_path / "waiter.py"
+    script.write_text(
+        "import signal, sys\n"
+        "from klinika.cli.dimse_processes import StopSignal\n"
+        "stop = StopSignal(signal.SIGTERM)\n"
+        "print('ready', flush=True)\n"
+        "while not stop.wait(0.001):\n"
+        "    pass\n"
+        "print('stopped', flush=True)\n"
+    )
+    waiter = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=Path.cwd()
+    )
+    assert waiter.stdout is not None
+    assert waiter.stdout.readline().strip() == "ready"
+    for _ in range(300):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(waiter.pid, signal.SIGTERM)
+    assert waiter.wait(timeout=20) == 0
+    assert waiter.stdout.read().strip() == "stopped"
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its reaper does not count)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"

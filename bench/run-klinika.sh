@@ -18,7 +18,14 @@ export KLINIKA_MODALITIES="BENCHSCP@127.0.0.1:$MOVE_PORT BENCH@127.0.0.1:14244/f
 "$KLINIKA" user add bench --role admin --password bench-password-123 > /dev/null
 if [ -n "${PRELOAD:-}" ]; then "$KLINIKA" import "$DATA" > "$WORK/logs/import.out"; fi
 SERVER=
-stop_server() { if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi; SERVER=; }
+stop_server() {  # the server and its DIMSE worker processes, which finish after it
+  if [ -n "$SERVER" ]; then
+    local kids; kids=$(pgrep -P "$SERVER" || true)
+    kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true
+    for kid in $kids; do while kill -0 "$kid" 2>/dev/null; do sleep 0.1; done; done
+  fi
+  SERVER=
+}
 trap stop_server EXIT
 start_server() {
   "$KLINIKA" serve > "$WORK/logs/klinika-$1.out" 2>&1 & SERVER=$!

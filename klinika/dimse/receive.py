@@ -1,4 +1,4 @@
-"""P-DATA read from the socket a PDU at a time, and C-STORE requests assembled without
+"""P-DATA read from the socket a PDU at a time, and C-STORE and C-FIND requests assembled without
 pynetdicom's per-PDU objects.
 
 pynetdicom's DUL thread reads a PDU 4 KB per ``recv`` into a growing ``bytearray``, copies
@@ -10,8 +10,9 @@ P-DATA-TF PDU that arrives while the association is established (state Sta6, whe
 action is DT-2: hand the P-DATA to DIMSE) is read whole with ``recv_into``, its PDV items
 are cut with ``struct`` and memoryviews, and:
 
-- the fragments of a plain C-STORE request (the command set :func:`decode_store_request`
-  reads) are kept as views into the PDUs and joined once, into the request's data set;
+- the fragments of a plain C-STORE or C-FIND request (the command sets
+  :func:`decode_store_request` and :func:`decode_find_request` read) are kept as views into
+  the PDUs and joined once, into the request's data set or identifier;
 - every other PDV goes to pynetdicom's DIMSE provider as the one-item ``P_DATA`` primitive
   DT-2 would give it (its command fragments first gathered here, to tell which it is).
 
@@ -39,8 +40,8 @@ from typing import Any
 from pydicom.config import IGNORE
 from pydicom.uid import UID
 from pynetdicom import _config, evt
-from pynetdicom.dimse_messages import C_STORE_RQ
-from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dimse_messages import C_FIND_RQ, C_STORE_RQ
+from pynetdicom.dimse_primitives import C_FIND, C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,16 @@ _STORE_REQUEST = {
     0x1030: "MoveOriginatorApplicationEntityTitle",
     0x1031: "MoveOriginatorMessageID",
 }
+#: The elements of a C-FIND-RQ command set (PS3.7 9.3.2.1), by element number of group 0000.
+_FIND_REQUEST = {
+    0x0000: "CommandGroupLength",
+    0x0002: "AffectedSOPClassUID",
+    0x0100: "CommandField",
+    0x0110: "MessageID",
+    0x0700: "Priority",
+    0x0800: "CommandDataSetType",
+}
+_C_STORE_RQ, _C_FIND_RQ = 0x0001, 0x0020
 #: The elements a plain C-STORE-RSP carries (PS3.7 9.3.1.2), by element number of group 0000.
 _STORE_RESPONSE = {
     0x0000: "CommandGroupLength",
@@ -144,6 +155,20 @@ def decode_store_request(command: bytes | bytearray | memoryview) -> dict[str, A
     return values
 
 
+def decode_find_request(command: bytes | bytearray | memoryview) -> dict[str, Any] | None:
+    """The values of a C-FIND-RQ command set (a query or worklist request), by keyword, read
+    without pydicom; None for anything else or anything unusual, as
+    :func:`decode_store_request`."""
+    values = _command_values(command, _FIND_REQUEST)
+    if values is None or values.get("CommandField") != _C_FIND_RQ or "MessageID" not in values:
+        return None
+    if values.get("CommandDataSetType", _NO_DATA_SET) == _NO_DATA_SET:
+        return None
+    if not 0 < len(values.get("AffectedSOPClassUID", "")) <= 64:
+        return None
+    return values
+
+
 def decode_store_response(command: bytes | memoryview) -> tuple[C_STORE, Command] | None:
     """A C-STORE-RSP command set as pynetdicom's primitive, read without pydicom; None for
     anything else or anything unusual (an error comment, an offending element), which
@@ -192,9 +217,23 @@ def store_request(values: dict[str, Any], data_set: bytes, context_id: int) -> C
     return request
 
 
+def find_request(values: dict[str, Any], identifier: bytes, context_id: int) -> C_FIND:
+    """The C-FIND primitive pynetdicom's ``message_to_primitive`` would make of these values
+    (:func:`decode_find_request`), its SOP Class UID set without a second validation."""
+    request = C_FIND()
+    request.MessageID = values["MessageID"]
+    if "Priority" in values:
+        request.Priority = values["Priority"]
+    request._affected_sop_class_uid = UID(values["AffectedSOPClassUID"], IGNORE)
+    request.Identifier = io.BytesIO(identifier)
+    request._context_id = context_id
+    return request
+
+
 class Assembly:
     """The message being received on one association, while this reader holds it: command
-    fragments until the command set is whole, then (a C-STORE request) the data set's."""
+    fragments until the command set is whole, then (a C-STORE or C-FIND request) the data
+    set's."""
 
     def __init__(self) -> None:
         self.command = bytearray()
@@ -314,7 +353,7 @@ def _receive_pdv(
     """One PDV (``pdv`` starts with its message control header): into the assembly, or to
     pynetdicom's DIMSE provider."""
     is_command, is_last = control & 0x01, control & 0x02
-    if assembly.request is not None:  # a C-STORE request's data set
+    if assembly.request is not None:  # a C-STORE or C-FIND request's data set
         if is_command:
             log.error("A command fragment arrived inside a data set")
             assoc.dul.event_queue.put("Evt19")
@@ -322,7 +361,7 @@ def _receive_pdv(
             return
         assembly.chunks.append(pdv[1:])
         if is_last:
-            _store_request_received(assoc, assembly)
+            _request_received(assoc, assembly)
         return
     if is_command and (assembly.command or assoc.dimse.message is None):
         assembly.command += pdv[1:]
@@ -333,9 +372,9 @@ def _receive_pdv(
 
 
 def _command_received(assoc: Any, assembly: Assembly, context_id: int) -> None:
-    """A whole command set: a plain C-STORE request is kept here, anything else goes to
-    pynetdicom as one last command fragment."""
-    request = decode_store_request(assembly.command)
+    """A whole command set: a plain C-STORE or C-FIND request is kept here, anything else
+    goes to pynetdicom as one last command fragment."""
+    request = decode_store_request(assembly.command) or decode_find_request(assembly.command)
     if request is None:
         command = bytes(assembly.command)
         assembly.reset()
@@ -345,17 +384,24 @@ def _command_received(assoc: Any, assembly: Assembly, context_id: int) -> None:
     assembly.request, assembly.context_id = request, context_id
 
 
-def _store_request_received(assoc: Any, assembly: Assembly) -> None:
-    """A whole C-STORE request: to the association's message queue, as pynetdicom's
+def _request_received(assoc: Any, assembly: Assembly) -> None:
+    """A whole C-STORE or C-FIND request: to the association's message queue, as pynetdicom's
     ``receive_primitive`` would put it, after EVT_DIMSE_RECV."""
     values, context_id = assembly.request or {}, assembly.context_id
     data_set = b"".join(assembly.chunks)
     assembly.reset()
-    request = store_request(values, data_set, context_id)
-    message = C_STORE_RQ.__new__(C_STORE_RQ)
+    request: C_STORE | C_FIND
+    message: C_STORE_RQ | C_FIND_RQ
+    if values["CommandField"] == _C_FIND_RQ:
+        request = find_request(values, data_set, context_id)
+        message = C_FIND_RQ.__new__(C_FIND_RQ)
+        message.data_set = request.Identifier
+    else:
+        request = store_request(values, data_set, context_id)
+        message = C_STORE_RQ.__new__(C_STORE_RQ)
+        message.data_set = request.DataSet
     message.command_set = Command(values)  # type: ignore[assignment]
     message.context_id = context_id
-    message.data_set = request.DataSet
     evt.trigger(assoc, evt.EVT_DIMSE_RECV, {"message": message})
     assoc.dimse.msg_queue.put((context_id, request))
 

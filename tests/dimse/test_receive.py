@@ -14,18 +14,26 @@ from typing import Any
 
 import pydicom
 import pytest
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    generate_uid,
+)
+from pydicom.uid import ImplicitVRLittleEndian as ImplicitVRLE
 from pynetdicom.association import Association
-from pynetdicom.dimse_messages import C_ECHO_RQ, C_STORE_RQ
-from pynetdicom.dimse_primitives import C_ECHO, C_STORE
+from pynetdicom.dimse_messages import C_ECHO_RQ, C_FIND_RQ, C_STORE_RQ
+from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_STORE
 from pynetdicom.dsutils import decode, encode
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     CTImageStorage,
     SecondaryCaptureImageStorage,
+    StudyRootQueryRetrieveInformationModelFind,
     Verification,
 )
 
-from klinika.dimse.receive import decode_store_request
+from klinika.dimse import receive
+from klinika.dimse.receive import decode_find_request, decode_store_request
 from tests.conftest import PYDICOM_DATA, wait_until
 from tests.dimse.conftest import LocalDimse, associate
 from tests.dimse.test_dcmtk import dataset_part
@@ -271,3 +279,67 @@ def test_an_unusual_store_command_is_left_to_pynetdicom(change: dict[str, Any]) 
     message.primitive_to_message(request)
     command = bytes(encode(message.command_set, True, True))
     assert decode_store_request(command) is None
+
+
+def _find_command(message_id: int = 3, **extra: Any) -> bytes:
+    request = C_FIND()
+    request.MessageID = message_id
+    request.AffectedSOPClassUID = StudyRootQueryRetrieveInformationModelFind
+    request.Priority = 2
+    for keyword, value in extra.items():
+        setattr(request, keyword, value)
+    request.Identifier = io.BytesIO(b"\0")  # only its presence counts
+    return _command(request, C_FIND_RQ)
+
+
+def test_find_request_commands_are_read_as_pynetdicom_reads_them() -> None:
+    command = _find_command(11, Priority=1)
+    values = decode_find_request(command)
+    assert values is not None
+    for element in decode(io.BytesIO(command), True, True):
+        assert values[element.keyword] == element.value, element.keyword
+    assert decode_store_request(command) is None
+    assert decode_find_request(_store_command(make_instance())) is None
+    unknown = struct.pack("<HHL", 0x0000, 0x0901, 2) + b"\x01\x00"  # OffendingElement
+    assert decode_find_request(command + unknown) is None
+
+
+@pytest.mark.parametrize(
+    ("command_size", "data_size", "per_pdu"),
+    [
+        pytest.param(1 << 20, 1 << 20, 2, id="whole request in one PDU"),
+        pytest.param(5, 1, 3, id="one-byte identifier fragments, command in fives"),
+    ],
+)
+def test_a_find_request_cut_any_way_is_answered(
+    local: LocalDimse,
+    monkeypatch: pytest.MonkeyPatch,
+    command_size: int,
+    data_size: int,
+    per_pdu: int,
+) -> None:
+    """A C-FIND request assembled here gets the answers pynetdicom's path gives: pending
+    identifiers with the match, then success, for the message it named."""
+    assembled: list[Any] = []
+    made = receive.find_request
+    monkeypatch.setattr(receive, "find_request", lambda *a: assembled.append(a) or made(*a))
+    local.archive.store_many([make_instance(PatientID="FIND-CUT", PatientName="Cut^Find")])
+    assoc = associate(local.port, (StudyRootQueryRetrieveInformationModelFind, [ImplicitVRLE]))
+    try:
+        identifier = Dataset()
+        identifier.QueryRetrieveLevel = "STUDY"
+        identifier.PatientID = "FIND-CUT"
+        identifier.PatientName = ""
+        context_id = _context_id(assoc, StudyRootQueryRetrieveInformationModelFind, ImplicitVRLE)
+        data = bytes(encode(identifier, True, True))
+        pdvs = _message(_find_command(7), data, context_id, command_size, data_size)
+        pending, final = _send_raw(assoc, _pdus(pdvs, per_pdu), 2)
+    finally:
+        assoc.release()
+    assert isinstance(pending, C_FIND) and isinstance(final, C_FIND)
+    assert (pending.MessageIDBeingRespondedTo, pending.Status) == (7, 0xFF00)
+    assert pending.Identifier is not None
+    answer = decode(pending.Identifier, True, True)
+    assert (answer.PatientID, str(answer.PatientName)) == ("FIND-CUT", "Cut^Find")
+    assert (final.MessageIDBeingRespondedTo, final.Status) == (7, 0x0000)
+    assert len(assembled) == 1  # read here, not by pynetdicom

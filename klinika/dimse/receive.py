@@ -73,13 +73,11 @@ _STORE_REQUEST = {
     0x1031: "MoveOriginatorMessageID",
 }
 #: The elements of a C-FIND-RQ command set (PS3.7 9.3.2.1), by element number of group 0000.
+#: (Those of a C-STORE-RQ but the SOP Instance UID and the move originator.)
 _FIND_REQUEST = {
-    0x0000: "CommandGroupLength",
-    0x0002: "AffectedSOPClassUID",
-    0x0100: "CommandField",
-    0x0110: "MessageID",
-    0x0700: "Priority",
-    0x0800: "CommandDataSetType",
+    number: keyword
+    for number, keyword in _STORE_REQUEST.items()
+    if number in (0x0000, 0x0002, 0x0100, 0x0110, 0x0700, 0x0800)
 }
 _C_STORE_RQ, _C_FIND_RQ = 0x0001, 0x0020
 #: The elements a plain C-STORE-RSP carries (PS3.7 9.3.1.2), by element number of group 0000.

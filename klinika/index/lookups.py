@@ -8,7 +8,6 @@ direct reads the archive needs around ingest, retrieval and deletes.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,15 +31,11 @@ def study_patient(connection: sa.Connection, study_uid: str) -> StudyPatient | N
     """The patient a stored study holds: identity (ID, issuer) from the patient row, the name
     from one of the study's instances (the patient row keeps the name of the patient's first
     study; a later study may spell it otherwise, e.g. after a marriage)."""
-    row = connection.execute(_study_patient_statement(), {"study_uid": study_uid}).first()
+    statement = _study_patient_statement(connection.dialect.name)
+    row = connection.execute(statement, {"study_uid": study_uid}).first()
     if row is None:
         return None
-    metadata = row[2]
-    name = None
-    if metadata:
-        values = json.loads(metadata).get("00100010", {}).get("Value") or [{}]
-        name = comparable_name(values[0].get("Alphabetic") if isinstance(values[0], dict) else None)
-    return StudyPatient(row[0] or "", row[1] or None, name)
+    return StudyPatient(row[0] or "", row[1] or None, comparable_name(row[2]))
 
 
 def series_parents(
@@ -192,17 +187,24 @@ def _series_statement() -> sa.Select[Any]:
 
 
 @functools.cache
-def _study_patient_statement() -> sa.Select[Any]:
-    """Built once (the ingest hot path): the study's patient row and the DICOM JSON of one of
-    its instances (for the name), in one statement."""
+def _study_patient_statement(dialect: str) -> sa.Select[Any]:
+    """Built once per database kind (the ingest hot path): the study's patient row and the
+    alphabetic PatientName of one of its instances, read from its DICOM JSON by the
+    database (the document is not sent to Python and parsed there), in one statement."""
     instances, series, studies, patients = (
         schema.instances,
         schema.series,
         schema.studies,
         schema.patients,
     )
+    document = (  # text in both; PostgreSQL's JSON operators need the cast, SQLite's not
+        sa.cast(instances.c.metadata_json, sa.JSON)
+        if dialect == "postgresql"
+        else sa.type_coerce(instances.c.metadata_json, sa.JSON)
+    )
+    name = document[("00100010", "Value", 0, "Alphabetic")].as_string()
     one_instance = (
-        sa.select(instances.c.metadata_json)
+        sa.select(name)
         .join(series, instances.c.series_pk == series.c.pk)
         .where(series.c.study_pk == studies.c.pk)
         .limit(1)

@@ -4,7 +4,8 @@ usage: bench/scale.py --instances N [--database postgresql] [--out results.json]
                       [--checkpoints 100000,500000,1000000] [--runs 20] [--keep DIR]
 
 A fresh installation of its own (a temporary data folder; with ``--database postgresql`` a
-throwaway PostgreSQL cluster from Debian's server binaries). It generates realistic small
+throwaway PostgreSQL cluster from Debian's server binaries, fsync and synchronous commit on,
+as in production; runs before 2026-12-04 05:00 had both off). It generates realistic small
 instances (many patients, studies of ~46 instances in 2–3 series, CT/MR/CR/US, Latin and
 Cyrillic names, dates over ten years, 16×16 pixels), stores them with ``Archive.store_many``
 (what ``klinika import``, STOW-RS and C-STORE call), and at each checkpoint (default: every
@@ -445,7 +446,7 @@ def main() -> int:
             if args.database == "postgresql":
                 from tests.databases import running_postgres
 
-                server = stack.enter_context(running_postgres())
+                server = stack.enter_context(running_postgres(durable=True))
                 env["KLINIKA_DATABASE_URL"] = f"{server}/postgres"
             summary = run(args, env)
     finally:

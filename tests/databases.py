@@ -34,9 +34,10 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_postgres(listen: str = "127.0.0.1") -> Iterator[str]:
+def running_postgres(listen: str = "127.0.0.1", *, durable: bool = False) -> Iterator[str]:
     """``postgresql+psycopg://…`` of a throwaway cluster on ``listen`` and a free port (fsync
-    off, every connection from ``listen``'s /16 trusted)."""
+    off unless ``durable``, as benchmarks need it; every connection from ``listen``'s /16
+    trusted)."""
     bin_dir = _bin_dir()
     if bin_dir is None:
         pytest.skip("PostgreSQL server binaries are not installed (apt-get install postgresql)")
@@ -68,10 +69,9 @@ def running_postgres(listen: str = "127.0.0.1") -> Iterator[str]:
         with (data / "pg_hba.conf").open("a") as hba:
             hba.write(f"host all all {network} trust\n")
     port = _free_port()
-    options = (
-        f"-p {port} -k {root} -c listen_addresses={listen} -c fsync=off "
-        "-c synchronous_commit=off -c max_connections=200"
-    )
+    options = f"-p {port} -k {root} -c listen_addresses={listen} -c max_connections=200"
+    if not durable:
+        options += " -c fsync=off -c synchronous_commit=off"
     subprocess.run(
         [
             *as_postgres,

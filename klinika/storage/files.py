@@ -106,7 +106,7 @@ class FileStore:
     def _write(self, target: Path, payload: bytes) -> None:
         """Temporary file, fsync, rename, fsync the directory."""
         if not target.parent.is_dir():
-            target.parent.mkdir(parents=True, exist_ok=True)
+            self._make_folders(target.parent)
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="blob-")
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -122,6 +122,17 @@ class FileStore:
             raise
         if self.fsync:
             _fsync_dir(target.parent)
+
+    def _make_folders(self, folder: Path) -> None:
+        """Create a blob's ``ab/cd`` folders; each new folder's entry is fsynced into its
+        parent, so that a blob acknowledged in it is not lost with the folder after a crash."""
+        for level in (folder.parent, folder):
+            try:
+                level.mkdir()
+            except FileExistsError:
+                continue
+            if self.fsync:
+                _fsync_dir(level.parent)
 
     def put_many(self, items: list[bytes]) -> list[BlobRef | PutError]:
         """Store several blobs at once on a small thread pool (writes and fsyncs overlap).

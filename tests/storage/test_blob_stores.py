@@ -136,3 +136,30 @@ def test_the_store_going_away_rejects_clearly_and_indexes_nothing(
         own_seaweedfs.start()  # back on the same ports and data: what was acknowledged is there
         assert runtime.blobs.check() is None
         assert len(list(runtime.blobs.blob_keys())) == 1
+
+
+def test_a_new_blob_folder_is_fsynced_into_its_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A blob is durable only if the ``ab/cd`` folders that hold it are: each folder the
+    store creates has its entry fsynced into its parent, then the blob's own entry."""
+    from klinika.storage import files
+
+    synced: list[Path] = []
+    real_fsync_dir = files._fsync_dir
+    monkeypatch.setattr(
+        files, "_fsync_dir", lambda path: (synced.append(path), real_fsync_dir(path))
+    )
+    store = files.FileStore(tmp_path / "blobs")
+    data = make_instance(rows=8, columns=8)
+    key = store.put(data).key
+    root = tmp_path / "blobs"
+    assert synced == [root, root / key[:2], root / key[:2] / key[2:4]]
+    synced.clear()
+    other = make_instance(rows=8, columns=9)
+    other_key = hashlib.sha256(other).hexdigest()
+    first_level_is_new = not (root / other_key[:2]).exists()
+    store.put(other)
+    first, second = root / other_key[:2], root / other_key[:2] / other_key[2:4]
+    expected = [root, first, second] if first_level_is_new else [first, second]
+    assert synced == expected

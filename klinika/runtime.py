@@ -38,9 +38,10 @@ from klinika.workflow import Schedule
 
 def freeze_startup_heap() -> None:
     """Put what start-up built (modules, routes, the data dictionary, caches) beyond the
-    cyclic garbage collector, just before a process starts serving: a full collection
-    otherwise walks all of it, tens of milliseconds added to whichever request or DIMSE
-    message happens to trigger one (:func:`gc.freeze`, meant for this)."""
+    cyclic garbage collector, just before a process starts serving (or a long batch such as
+    ``klinika import``): a full collection otherwise walks all of it, tens of milliseconds
+    added to whichever request or DIMSE message happens to trigger one (:func:`gc.freeze`,
+    meant for this)."""
     gc.collect()
     gc.freeze()
 

@@ -288,7 +288,7 @@ def import_command(ctx: click.Context, paths: tuple[Path, ...], jobs: int) -> No
     """Store DICOM files, folders and ZIP archives into the archive."""
     from klinika.archive.sources import iter_sources
     from klinika.cli.ingest import import_paths
-    from klinika.runtime import Runtime
+    from klinika.runtime import Runtime, freeze_startup_heap
 
     total = sum(1 for _ in iter_sources(paths))
     if total == 0:
@@ -302,6 +302,7 @@ def import_command(ctx: click.Context, paths: tuple[Path, ...], jobs: int) -> No
         Runtime(settings_from(ctx)) as runtime,
         click.progressbar(length=total, label="Importing", show_pos=True) as bar,
     ):
+        freeze_startup_heap()  # thousands of instances: collections skip start-up's objects
         summary = import_paths(runtime.archive, paths, jobs=jobs, on_progress=bar.update)
     _print_summary(summary)
 

@@ -116,6 +116,9 @@ class SeaweedFS:
             f"-ip.bind={self.ip}",
             f"-master.port={master}",
             "-master.volumeSizeLimitMB=64",
+            # the one master waits this long after a restart before it elects itself (10 s
+            # by default, 15-18 s here in all): the tests that restart the store wait for it
+            "-master.electionTimeout=1s",
             f"-volume.port={volume}",
             "-volume.max=30",
             "-filer",
